@@ -1,0 +1,142 @@
+// The masking benchmark of issue 2: SELECT name, phone, id_card, email over N customers,
+// (G) through Gateway.run with four masks, (a) raw on the snapshot, (b) masked with SQLite's own
+// substr/instr expressions on the snapshot. Release build, several runs, medians.
+//
+//   swift run -c release sandgate-bench [--rows 1000000] [--runs 7] [--dir .build/bench]
+
+import Foundation
+import SandgateCore
+import SandgateFixtures
+import SandgateSQLite
+
+struct Options {
+    var rows = 1_000_000
+    var runs = 7
+    var directory = ".build/bench"
+
+    init(_ arguments: [String]) throws {
+        var iterator = arguments.dropFirst().makeIterator()
+        while let argument = iterator.next() {
+            guard let value = iterator.next() else { throw BenchError("\(argument) needs a value") }
+            switch argument {
+            case "--rows": rows = try Self.positive(value, argument)
+            case "--runs": runs = try Self.positive(value, argument)
+            case "--dir": directory = value
+            default: throw BenchError("unknown option \(argument)")
+            }
+        }
+    }
+
+    static func positive(_ text: String, _ name: String) throws -> Int {
+        guard let value = Int(text), value > 0 else { throw BenchError("\(name) must be a positive integer") }
+        return value
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+func seconds(_ body: () throws -> Void) rethrows -> Double {
+    let start = DispatchTime.now().uptimeNanoseconds
+    try body()
+    return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+}
+
+func summary(_ samples: [Double]) -> (median: Double, min: Double, max: Double) {
+    let sorted = samples.sorted()
+    return (sorted[sorted.count / 2], sorted.first ?? 0, sorted.last ?? 0)
+}
+
+/// Steps `sql` on the snapshot and copies every cell into one byte arena, the same collection
+/// work the gateway does.
+func collect(_ db: Connection, _ sql: String) throws -> (rows: Int, bytes: Int) {
+    guard let statement = try db.prepare(sql) else { throw BenchError("empty statement") }
+    var arena: [UInt8] = []
+    var rows = 0
+    let columns = statement.columnCount
+    while try statement.step() {
+        for column in 0..<columns {
+            statement.withBytes(at: column) { arena.append(contentsOf: $0) }
+        }
+        rows += 1
+    }
+    return (rows, arena.count)
+}
+
+let policyText = """
+    source: ../retail-ROWS.sqlite
+    limits: { max_rows: 10000000, timeout_ms: 600000, max_vm_steps: 1000000000000, max_result_bytes: 1073741824 }
+    tables:
+      customers:
+        columns:
+          name:    { mask: { pattern: '^(.).*$', replace: '$1**' } }
+          phone:   { mask: phone_cn }
+          id_card: { mask: id_card_cn }
+          email:   { mask: email }
+    """
+
+let consumersText = """
+    consumers:
+      bench:
+        key_sha256: "0000000000000000000000000000000000000000000000000000000000000000"
+        grants:
+          retail: {}
+    """
+
+let selectRaw = "SELECT name, phone, id_card, email FROM customers"
+let selectSubstr = """
+    SELECT substr(name, 1, 1) || '**',
+           substr(phone, 1, 3) || '****' || substr(phone, 8, 4),
+           substr(id_card, 1, 6) || '********' || substr(id_card, 15, 4),
+           '***' || substr(email, instr(email, '@'))
+    FROM customers
+    """
+
+do {
+    let options = try Options(CommandLine.arguments)
+    let fm = FileManager.default
+    try fm.createDirectory(atPath: options.directory, withIntermediateDirectories: true)
+    let fixture = "\(options.directory)/retail-\(options.rows).sqlite"
+    if !fm.fileExists(atPath: fixture) {
+        print("generating \(fixture) …")
+        try RetailFixture.generate(customers: options.rows, path: fixture)
+    }
+    let policies = "\(options.directory)/policies-\(options.rows)"
+    try fm.createDirectory(atPath: policies, withIntermediateDirectories: true)
+    try policyText.replacing("ROWS", with: String(options.rows)).write(toFile: "\(policies)/retail.yaml", atomically: true, encoding: .utf8)
+    try consumersText.write(toFile: "\(policies)/consumers.yaml", atomically: true, encoding: .utf8)
+
+    let gateway = try Gateway(configuration: GatewayConfiguration(policiesDirectory: policies, stateDirectory: "\(options.directory)/state-\(options.rows)"))
+    guard let runtime = gateway.runtime("retail") else {
+        throw BenchError("dataset unavailable: \(gateway.diagnostics.map(\.description).joined(separator: "; "))")
+    }
+    let raw = try Connection(path: runtime.snapshot.path, mode: .readOnlyImmutable)
+
+    print("rows: \(options.rows), runs: \(options.runs), SQLite \(SQLiteLibrary.version), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+    var gatewayTimes: [Double] = [], rawTimes: [Double] = [], substrTimes: [Double] = []
+    // One warm-up of each, then alternate so that caches and frequency affect all three alike.
+    _ = try collect(raw, selectRaw)
+    _ = gateway.run(QueryRequest(consumer: "bench", dataset: "retail", sql: selectRaw))
+    for _ in 0..<options.runs {
+        var response: QueryResponse?
+        gatewayTimes.append(seconds { response = gateway.run(QueryRequest(consumer: "bench", dataset: "retail", sql: selectRaw)) })
+        guard let response, let result = response.result, result.rowCount == options.rows else {
+            throw BenchError("gateway run failed: \(String(describing: response?.error))")
+        }
+        rawTimes.append(try seconds { _ = try collect(raw, selectRaw) })
+        substrTimes.append(try seconds { _ = try collect(raw, selectSubstr) })
+    }
+    let g = summary(gatewayTimes), a = summary(rawTimes), b = summary(substrTimes)
+    func line(_ name: String, _ s: (median: Double, min: Double, max: Double)) {
+        print(String(format: "%-44@ median %.3f s  (min %.3f, max %.3f)", name as NSString, s.median, s.min, s.max))
+    }
+    line("(G) Gateway.run, 4 PCRE2/preset masks", g)
+    line("(a) raw snapshot, no masks", a)
+    line("(b) raw snapshot, substr/instr masks", b)
+    print(String(format: "G/a = %.2f×   G/b = %.2f×   (targets: G/a ≤ 2.5, G/b < 1)", g.median / a.median, g.median / b.median))
+} catch {
+    FileHandle.standardError.write(Data("sandgate-bench: \(error)\n".utf8))
+    exit(1)
+}

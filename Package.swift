@@ -1,0 +1,87 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// One settings list for every Swift target (STYLE.md).
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "sandgate",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "sandgate", targets: ["sandgate"]),
+        .library(name: "SandgateCore", targets: ["SandgateCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        .systemLibrary(
+            name: "CPCRE2",
+            pkgConfig: "libpcre2-8",
+            providers: [.apt(["libpcre2-dev"])]
+        ),
+        .target(name: "SandgateSQLite", dependencies: ["CSQLite"], swiftSettings: swiftSettings),
+        .target(name: "SandgateSQL", swiftSettings: swiftSettings),
+        .target(
+            name: "SandgatePolicy",
+            dependencies: [
+                "CPCRE2",
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SandgateLedger",
+            dependencies: ["SandgateSQLite", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "SandgateFixtures", dependencies: ["SandgateSQLite"], swiftSettings: swiftSettings),
+        .target(
+            name: "SandgateCore",
+            dependencies: [
+                "SandgateSQL", "SandgatePolicy", "SandgateLedger", "SandgateSQLite",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "sandgate",
+            dependencies: [
+                "SandgateCore", "SandgateFixtures", "SandgatePolicy", "SandgateLedger",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "sandgate-bench",
+            dependencies: ["SandgateCore", "SandgateFixtures", "SandgateSQLite", "SandgatePolicy"],
+            path: "Benchmarks/sandgate-bench",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "SandgateSQLiteTests", dependencies: ["SandgateSQLite"], swiftSettings: swiftSettings),
+        .testTarget(name: "SandgateSQLTests", dependencies: ["SandgateSQL"], swiftSettings: swiftSettings),
+        .testTarget(name: "SandgatePolicyTests", dependencies: ["SandgatePolicy", "CPCRE2"], swiftSettings: swiftSettings),
+        .testTarget(name: "SandgateLedgerTests", dependencies: ["SandgateLedger"], swiftSettings: swiftSettings),
+        .testTarget(name: "SandgateFixturesTests", dependencies: ["SandgateFixtures", "SandgateSQLite"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SandgateCoreTests",
+            dependencies: ["SandgateCore", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateSQLite"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(name: "sandgateCLITests", dependencies: ["sandgate"], swiftSettings: swiftSettings),
+    ]
+)

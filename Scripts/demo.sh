@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make serve` until the socket server exists: runs the README's example queries through the
+# gateway on the shipped policies and demo fixture, as the demo consumer analyst-a.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sandgate=.build/debug/sandgate
+
+echo "sandgate: the socket server is not built yet (issue 4); this demo runs 'sandgate query' instead."
+echo
+"$sandgate" policy check
+echo
+run() {
+    echo "\$ sandgate query --dataset retail --as analyst-a \"$1\""
+    "$sandgate" query --dataset retail --as analyst-a "$1" || true
+    echo
+}
+run "SELECT name, phone, id_card, email, city, birth_date FROM customers LIMIT 5"
+run "SELECT city, count(*) AS customers FROM customers GROUP BY city ORDER BY customers DESC LIMIT 5"
+run "SELECT count(*) FROM customers WHERE phone LIKE '138%'"
+run "SELECT salary FROM customers"
+run "SELECT * FROM orders"
+run "PRAGMA table_info(customers)"
+"$sandgate" describe --as analyst-a
+echo
+today=$(date -u +%F)
+echo "\$ sandgate usage export --from $today --to $today --format csv | tail -3"
+"$sandgate" usage export --from "$today" --to "$today" --format csv | tail -3
+"$sandgate" usage verify

@@ -1,0 +1,61 @@
+import SandgatePolicy
+
+/// A dataset as one consumer sees it: visible tables and columns, effective limits and prices.
+/// Never shows hidden columns, unlisted tables, mask patterns or the row filter's text.
+public struct DatasetDescription: Sendable {
+    public struct Column: Sendable {
+        public let name: String
+        public let role: String
+        /// The mask's preset name, `regex`, `join_key` token, or nil when shown as is.
+        public let mask: String?
+        public let aggregates: [String]
+    }
+
+    public struct Table: Sendable {
+        public let name: String
+        public let access: String
+        public let rowFilter: Bool
+        public let minGroupSize: Int?
+        public let columns: [Column]
+    }
+
+    public let dataset: String
+    public let description: String
+    public let owner: String
+    public let tables: [Table]
+    public let limits: DatasetLimits
+    public let pricing: Pricing
+}
+
+extension Gateway {
+    /// Describes `dataset` for `consumer` (nil: the dataset's own limits, for the operator).
+    public func describe(dataset: String, consumer: String?) -> Result<DatasetDescription, GatewayError> {
+        guard let runtime = runtime(dataset) else {
+            return .failure(GatewayError(.unknownDataset, "no dataset named '\(dataset)'"))
+        }
+        var limits = runtime.policy.limits
+        if let consumer {
+            guard let known = consumers.consumers[consumer] else {
+                return .failure(GatewayError(.authFailed, "unknown consumer '\(consumer)'"))
+            }
+            guard let grant = known.grants[dataset] else {
+                return .failure(GatewayError(.notGranted, "consumer '\(consumer)' has no grant for dataset '\(dataset)'"))
+            }
+            limits = limits.lowered(by: grant)
+        }
+        let policy = runtime.policy
+        let tables = policy.tables.map { table in
+            DatasetDescription.Table(
+                name: table.name, access: table.access.rawValue, rowFilter: table.rowFilter != nil,
+                minGroupSize: table.minGroupSize,
+                columns: table.visibleColumns.map { column in
+                    DatasetDescription.Column(
+                        name: column.name, role: column.role.rawValue,
+                        mask: column.role == .joinKey ? "token" : column.mask?.name, aggregates: column.aggregates)
+                })
+        }
+        return .success(DatasetDescription(
+            dataset: dataset, description: policy.description, owner: policy.owner, tables: tables, limits: limits,
+            pricing: policy.pricing))
+    }
+}

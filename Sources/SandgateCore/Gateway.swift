@@ -1,0 +1,228 @@
+import Crypto
+import Foundation
+import Logging
+import SandgateLedger
+import SandgatePolicy
+import SandgateSQLite
+import Synchronization
+
+/// The one code path every front end uses (DESIGN.md §1): grant → check → execute → meter →
+/// price → record → release. A result leaves only after its usage record is committed.
+public final class Gateway: Sendable {
+    public let configuration: GatewayConfiguration
+    public let ledger: Ledger
+    private let logger: Logger
+    private let state: Mutex<GatewayState>
+
+    /// The datasets and consumers in force; replaced as a whole on reload.
+    struct GatewayState: Sendable {
+        var datasets: [String: DatasetRuntime]
+        var consumers: ConsumerDirectory
+        var diagnostics: [PolicyDiagnostic]
+    }
+
+    /// Loads policies, validates them against their data, snapshots every valid dataset and opens
+    /// the ledger. A dataset whose policy has any problem is unavailable (fail closed); the
+    /// problems are in `diagnostics`.
+    public init(configuration: GatewayConfiguration, logger: Logger = Logger(label: "sandgate")) throws(GatewayError) {
+        self.configuration = configuration
+        self.logger = logger
+        SQLiteLibrary.setHardHeapLimit(bytes: configuration.sqliteHeapLimitBytes)
+        do {
+            try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
+        } catch {
+            throw GatewayError(.internal, "cannot create the state directory \(configuration.stateDirectory)")
+        }
+        do {
+            ledger = try Ledger(path: (configuration.stateDirectory as NSString).appendingPathComponent("usage.sqlite"))
+        } catch {
+            throw GatewayError(.internal, error.description)
+        }
+        state = Mutex(Self.load(configuration: configuration, logger: logger))
+    }
+
+    static func load(configuration: GatewayConfiguration, logger: Logger) -> GatewayState {
+        let loaded = PolicyLoader.load(directory: configuration.policiesDirectory)
+        var diagnostics = loaded.diagnostics
+        var datasets: [String: DatasetRuntime] = [:]
+        for (name, policy) in loaded.datasets.sorted(by: { $0.key < $1.key }) {
+            do {
+                let snapshot = try Snapshotter.snapshot(source: policy.sourcePath, dataset: name, stateDirectory: configuration.stateDirectory)
+                let problems = DataValidator.validate(policy, databasePath: snapshot.path)
+                guard problems.isEmpty else {
+                    diagnostics += problems
+                    continue
+                }
+                let key = try DatasetSecret.load(dataset: name, stateDirectory: configuration.stateDirectory)
+                datasets[name] = DatasetRuntime(policy: policy, snapshot: snapshot, key: key, poolSize: configuration.poolSize)
+                logger.info("dataset ready", metadata: ["dataset": "\(name)", "policy_version": "\(policy.version.prefix(12))", "dataset_version": "\(snapshot.sha256.prefix(12))"])
+            } catch {
+                diagnostics.append(PolicyDiagnostic(policy.sourceLocation, error.message))
+            }
+        }
+        for diagnostic in diagnostics {
+            logger.error("policy problem", metadata: ["at": "\(diagnostic.location)", "problem": "\(diagnostic.message)"])
+        }
+        return GatewayState(datasets: datasets, consumers: loaded.consumers, diagnostics: diagnostics)
+    }
+
+    /// Problems found in the policies at the last load.
+    public var diagnostics: [PolicyDiagnostic] { state.withLock { $0.diagnostics } }
+
+    /// Names of the datasets that are available.
+    public var datasetNames: [String] { state.withLock { $0.datasets.keys.sorted() } }
+
+    /// The runtime of a dataset (for describe and tests).
+    public func runtime(_ dataset: String) -> DatasetRuntime? { state.withLock { $0.datasets[dataset] } }
+
+    /// The consumer directory in force.
+    public var consumers: ConsumerDirectory { state.withLock { $0.consumers } }
+
+    // MARK: Running a query
+
+    /// Runs one request end to end. Never throws: every outcome, refusals included, is a response
+    /// with a usage record behind it; if the record cannot be written, no result is released.
+    public func run(_ request: QueryRequest) -> QueryResponse {
+        let started = configuration.now()
+        let clock = DispatchTime.now().uptimeNanoseconds
+        let queryID = Self.newQueryID()
+        let (runtime, consumer) = state.withLock { ($0.datasets[request.dataset], $0.consumers.consumers[request.consumer]) }
+
+        var record = UsageRecord(
+            queryID: queryID, startedAt: started, finishedAt: started, consumer: request.consumer,
+            dataset: request.dataset, datasetVersion: runtime?.snapshot.sha256 ?? "",
+            policyVersion: runtime?.policy.version ?? "", status: .refused, errorCode: "", rows: 0, cells: 0,
+            bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
+            costMicros: 0, currency: runtime?.policy.pricing.currency ?? "", sqlSHA256: Self.sha256Hex(request.sql),
+            sql: String(request.sql.prefix(Self.recordedSQLLimit)), rewrittenSQL: "")
+
+        let outcome = execute(request, runtime: runtime, consumer: consumer, record: &record)
+        record.finishedAt = configuration.now()
+        record.elapsedMicroseconds = Int64((DispatchTime.now().uptimeNanoseconds - clock) / 1000)
+
+        var response = outcome
+        do {
+            let stored = try ledger.append(record)
+            response.usage.seq = stored.seq
+        } catch {
+            logger.error("ledger append failed; result withheld", metadata: ["query_id": "\(queryID)", "error": "\(error.message)"])
+            response.outcome = .failure(GatewayError(.internal, "the usage record could not be written; no result is released"))
+            response.truncated = false
+        }
+        response.usage.elapsedMicroseconds = record.elapsedMicroseconds
+        if case .failure(let error) = response.outcome {
+            logger.notice("request refused", metadata: ["query_id": "\(queryID)", "consumer": "\(request.consumer)", "dataset": "\(request.dataset)", "code": "\(error.code.rawValue)"])
+        }
+        return response
+    }
+
+    /// Consumer SQL longer than this is recorded cut (the full text's SHA-256 is recorded too).
+    static let recordedSQLLimit = 65_536
+    /// Longest SQL text accepted.
+    public static let maxSQLBytes = 1_000_000
+
+    private func execute(_ request: QueryRequest, runtime: DatasetRuntime?, consumer: Consumer?, record: inout UsageRecord) -> QueryResponse {
+        var usage = UsageSummary(
+            queryID: record.queryID, rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, vmSteps: 0,
+            elapsedMicroseconds: 0, costMicros: 0, currency: record.currency, seq: 0)
+
+        func refuse(_ error: GatewayError) -> QueryResponse {
+            record.status = .refused
+            record.errorCode = error.code.rawValue
+            return QueryResponse(outcome: .failure(error), truncated: false, truncatedBy: nil, usage: usage)
+        }
+
+        guard let consumer else {
+            return refuse(GatewayError(.authFailed, "unknown consumer '\(request.consumer)'"))
+        }
+        guard let runtime else {
+            return refuse(GatewayError(.unknownDataset, "no dataset named '\(request.dataset)'", hint: "`sandgate describe` lists the datasets"))
+        }
+        guard let grant = consumer.grants[request.dataset] else {
+            return refuse(GatewayError(.notGranted, "consumer '\(consumer.name)' has no grant for dataset '\(request.dataset)'"))
+        }
+        guard request.sql.utf8.count <= Self.maxSQLBytes else {
+            return refuse(GatewayError(.requestTooLarge, "the query is longer than \(Self.maxSQLBytes) bytes"))
+        }
+        let limits = runtime.policy.limits.lowered(by: grant)
+        var rowLimit = limits.maxRows
+        var truncatedBy = "max_rows"
+        if grant.dailyQueries != nil || grant.dailyRows != nil {
+            let today = Timestamp.startOfDay(containing: record.startedAt)
+            let used: (queries: Int64, rows: Int64)
+            do {
+                used = try ledger.usage(consumer: consumer.name, dataset: request.dataset, since: today)
+            } catch {
+                return refuse(GatewayError(.internal, "cannot read today's usage"))
+            }
+            if let daily = grant.dailyQueries, used.queries >= Int64(daily) {
+                return refuse(GatewayError(.quotaExceeded, "daily query quota of \(daily) reached", hint: "the quota resets at 00:00 UTC"))
+            }
+            if let daily = grant.dailyRows {
+                let left = Int64(daily) - used.rows
+                guard left > 0 else {
+                    return refuse(GatewayError(.quotaExceeded, "daily row quota of \(daily) reached", hint: "the quota resets at 00:00 UTC"))
+                }
+                if left < Int64(rowLimit) {
+                    rowLimit = Int(left)
+                    truncatedBy = "daily_rows"
+                }
+            }
+        }
+        if let error = runtime.precheck.check(request.sql) {
+            return refuse(error)
+        }
+
+        let outcome: Result<Execution, ExecutionFailure>
+        do {
+            outcome = try runtime.pool.withConnection { sandbox in
+                sandbox.execute(sql: request.sql, parameters: request.parameters, limits: limits, rowLimit: rowLimit)
+            }
+        } catch {
+            return refuse(error)
+        }
+        switch outcome {
+        case .success(let execution):
+            let result = execution.result
+            usage.rows = result.rowCount
+            usage.cells = result.cellCount
+            usage.bytes = result.valueBytes
+            usage.maskedCells = execution.maskedCells
+            usage.vmSteps = execution.vmSteps
+            usage.costMicros = runtime.policy.pricing.cost(rows: result.rowCount, vmSteps: execution.vmSteps)
+            record.status = .ok
+            record.rows = Int64(result.rowCount)
+            record.cells = Int64(result.cellCount)
+            record.bytes = Int64(result.valueBytes)
+            record.maskedCells = Int64(execution.maskedCells)
+            record.truncated = execution.truncated
+            record.vmSteps = execution.vmSteps
+            record.costMicros = usage.costMicros
+            record.rewrittenSQL = String(execution.executedSQL.prefix(Self.recordedSQLLimit))
+            return QueryResponse(outcome: .success(result), truncated: execution.truncated,
+                                 truncatedBy: execution.truncated ? truncatedBy : nil, usage: usage)
+        case .failure(let failure):
+            if !failure.executed { return refuse(failure.error) }
+            // Work was done: charged per query and per step, no rows.
+            usage.vmSteps = failure.vmSteps
+            usage.maskedCells = failure.maskedCells
+            usage.costMicros = runtime.policy.pricing.cost(rows: 0, vmSteps: failure.vmSteps)
+            record.status = .failed
+            record.errorCode = failure.error.code.rawValue
+            record.vmSteps = failure.vmSteps
+            record.maskedCells = Int64(failure.maskedCells)
+            record.costMicros = usage.costMicros
+            record.rewrittenSQL = String(request.sql.prefix(Self.recordedSQLLimit))
+            return QueryResponse(outcome: .failure(failure.error), truncated: false, truncatedBy: nil, usage: usage)
+        }
+    }
+
+    static func newQueryID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<2).map { _ in String(generator.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
+    }
+
+    static func sha256Hex(_ text: String) -> String {
+        SHA256.hash(data: Array(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+}

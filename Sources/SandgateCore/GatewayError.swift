@@ -1,0 +1,48 @@
+/// The stable error codes of DESIGN.md §5.
+public enum ErrorCode: String, Sendable, CaseIterable {
+    case authFailed = "auth_failed"
+    case notGranted = "not_granted"
+    case unknownDataset = "unknown_dataset"
+    case syntaxError = "syntax_error"
+    case notASelect = "not_a_select"
+    case noSuchTable = "no_such_table"
+    case noSuchColumn = "no_such_column"
+    case columnNotAllowed = "column_not_allowed"
+    case functionNotAllowed = "function_not_allowed"
+    case aggregateRequired = "aggregate_required"
+    case shapeNotAllowed = "shape_not_allowed"
+    case budgetExceeded = "budget_exceeded"
+    case timeout
+    case resultTooLarge = "result_too_large"
+    case quotaExceeded = "quota_exceeded"
+    case requestTooLarge = "request_too_large"
+    case badRequest = "bad_request"
+    case unavailable
+    case `internal`
+
+    /// True for codes that mean "refused before anything ran" (priced 0 in the ledger).
+    public var isRefusal: Bool {
+        switch self {
+        case .budgetExceeded, .timeout, .resultTooLarge, .internal: false
+        default: true
+        }
+    }
+}
+
+/// What a consumer sees when a request is refused or fails: a stable code, a message and a hint.
+/// Never contains keys or row values.
+public struct GatewayError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let code: ErrorCode
+    public let message: String
+    public let hint: String
+
+    public init(_ code: ErrorCode, _ message: String, hint: String = "") {
+        self.code = code
+        self.message = message
+        self.hint = hint
+    }
+
+    public var description: String {
+        hint.isEmpty ? "\(code.rawValue): \(message)" : "\(code.rawValue): \(message) (hint: \(hint))"
+    }
+}

@@ -1,0 +1,325 @@
+import Foundation
+import SandgatePolicy
+import SandgateSQLite
+
+/// What one execution in the sandbox produced.
+struct Execution {
+    var result: QueryResult
+    var truncated: Bool
+    var vmSteps: Int64
+    var maskedCells: Int
+    var executedSQL: String
+}
+
+/// A failed execution, with the work it consumed (for pricing and the ledger).
+struct ExecutionFailure: Error {
+    var error: GatewayError
+    var vmSteps: Int64
+    var maskedCells: Int
+    /// False when nothing ran (refused while preparing).
+    var executed: Bool
+}
+
+/// One isolated SQLite connection for one dataset and policy version.
+///
+/// Layout: an empty in-memory `main`; the snapshot attached read-only and immutable under a random
+/// schema name the consumer cannot know; one TEMP VIEW per visible table, of the same name, that
+/// applies masks, join tokens and the row filter; mask functions under random names; defensive
+/// settings and limits; and last, the deny-by-default authorizer and the budget progress handler.
+final class SandboxConnection {
+    let connection: Connection
+    private let authorizer: SandboxAuthorizer
+    private let evaluators: [MaskEvaluator]
+    private let budget = BudgetState()
+
+    /// Opens and prepares a sandbox for `policy` on `snapshot`.
+    init(policy: DatasetPolicy, snapshot: Snapshot, key: [UInt8]) throws(GatewayError) {
+        let token = Self.randomToken()
+        let schema = "sg_\(token)"
+        let functionPrefix = "sg_\(token)_"
+        do {
+            connection = try Connection()
+            let db = connection
+            db.set(.defensive, true)
+            db.set(.trustedSchema, false)
+            db.set(.enableTrigger, false)
+            db.set(.enableView, false)  // views stored in the source are refused; TEMP views still work
+            db.set(.enableLoadExtension, false)
+            db.set(.enableFTS3Tokenizer, false)
+            db.set(.doubleQuotedStringsInDML, false)
+            db.set(.doubleQuotedStringsInDDL, false)
+            try db.execute("PRAGMA temp_store = MEMORY")
+            try db.execute("ATTACH DATABASE \(Self.literal(Self.immutableURI(snapshot.path))) AS \(Self.identifier(schema))")
+
+            var evaluators: [MaskEvaluator] = []
+            for table in policy.tables {
+                var selectList: [String] = []
+                for column in table.visibleColumns {
+                    let name = Self.identifier(column.name)
+                    if let mask = column.mask {
+                        let evaluator = MaskEvaluator(mask: mask, key: mask.needsKey ? key : nil)
+                        let functionName = "\(functionPrefix)m\(evaluators.count)"
+                        evaluators.append(evaluator)
+                        try db.createFunction(name: functionName, argumentCount: 1, deterministic: true) { arguments, result in
+                            guard arguments.type(at: 0) != .null else { return result.setNull() }
+                            arguments.withText(at: 0) { input in
+                                switch evaluator.apply(input) {
+                                case .null: result.setNull()
+                                case .text(let output): result.setText(output)
+                                }
+                            }
+                        }
+                        selectList.append("\(functionName)(\(name)) AS \(name)")
+                    } else {
+                        selectList.append("\(name) AS \(name)")
+                    }
+                }
+                if selectList.isEmpty { selectList.append("NULL AS \"_\"") }
+                let filter = table.rowFilter.map { " WHERE (\($0))" } ?? ""
+                try db.execute("CREATE TEMP VIEW \(Self.identifier(table.name)) AS SELECT \(selectList.joined(separator: ", ")) FROM \(Self.identifier(schema)).\(Self.identifier(table.name))\(filter)")
+            }
+            self.evaluators = evaluators
+
+            db.setLimit(.length, 16 * 1024 * 1024)
+            db.setLimit(.sqlLength, 1_000_000)
+            db.setLimit(.column, 200)
+            db.setLimit(.expressionDepth, 200)
+            db.setLimit(.compoundSelect, 50)
+            db.setLimit(.vdbeOperations, 50_000)
+            db.setLimit(.functionArguments, 32)
+            db.setLimit(.attached, 0)
+            db.setLimit(.likePatternLength, 1000)
+            db.setLimit(.variableNumber, 999)
+            db.setLimit(.triggerDepth, 0)
+            db.setLimit(.workerThreads, 0)
+        } catch {
+            throw GatewayError(.unavailable, "cannot prepare the sandbox for dataset '\(policy.name)': \(error.message)")
+        }
+        authorizer = SandboxAuthorizer(
+            viewNames: Set(policy.tables.map { $0.name.lowercased() }),
+            aggregateTables: Set(policy.tables.filter { $0.access == .aggregate }.map { $0.name.lowercased() }),
+            snapshotSchema: schema,
+            internalFunctionPrefix: functionPrefix)
+        let authorizer = self.authorizer
+        connection.setAuthorizer { authorizer.decide($0) }
+        let budget = self.budget
+        connection.setProgressHandler(every: BudgetState.interval) { budget.tick() }
+    }
+
+    /// 128 random bits as hex: names of the attached schema and internal functions.
+    static func randomToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<2).map { _ in String(generator.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
+    }
+
+    static func identifier(_ name: String) -> String { "\"" + name.replacing("\"", with: "\"\"") + "\"" }
+    static func literal(_ text: String) -> String { "'" + text.replacing("'", with: "''") + "'" }
+    static func immutableURI(_ path: String) -> String {
+        var encoded = "file:"
+        for scalar in path.unicodeScalars {
+            if scalar.isASCII, scalar.properties.isAlphabetic || ("0"..."9").contains(scalar) || "/._-~".unicodeScalars.contains(scalar) {
+                encoded.unicodeScalars.append(scalar)
+            } else {
+                for byte in String(scalar).utf8 { encoded += String(format: "%%%02X", byte) }
+            }
+        }
+        return encoded + "?mode=ro&immutable=1"
+    }
+
+    /// Runs `sql` (already pre-checked) within `limits`, returning at most `rowLimit` rows.
+    func execute(sql: String, parameters: QueryParameters, limits: DatasetLimits, rowLimit: Int) -> Result<Execution, ExecutionFailure> {
+        for evaluator in evaluators { evaluator.evaluations = 0 }
+        authorizer.reset()
+        budget.arm(maxSteps: limits.maxVMSteps, timeoutMilliseconds: limits.timeoutMilliseconds)
+        defer { budget.disarm() }
+        let lengthLimit = Int32(clamping: min(limits.maxResultBytes, 16 * 1024 * 1024))
+        connection.setLimit(.length, lengthLimit)
+
+        func failure(_ error: GatewayError, executed: Bool, steps: Int64 = 0) -> Result<Execution, ExecutionFailure> {
+            .failure(ExecutionFailure(error: error, vmSteps: steps, maskedCells: maskedCells, executed: executed))
+        }
+
+        let statement: Statement
+        do {
+            let (prepared, hasMore) = try connection.prepareSingle(sql)
+            guard let prepared else {
+                return failure(GatewayError(.syntaxError, "the query is empty"), executed: false)
+            }
+            guard !hasMore else {
+                return failure(GatewayError(.notASelect, "only one statement per request is allowed"), executed: false)
+            }
+            statement = prepared
+        } catch {
+            return failure(prepareError(error), executed: false)
+        }
+        if statement.isExplain {
+            return failure(GatewayError(.notASelect, "EXPLAIN is not available", hint: "use `sandgate explain`"), executed: false)
+        }
+        guard statement.isReadOnly else {
+            return failure(GatewayError(.notASelect, "only read-only SELECT statements are allowed"), executed: false)
+        }
+        if let error = bind(parameters, to: statement) {
+            return failure(error, executed: false)
+        }
+
+        var result = QueryResult(columns: (0..<statement.columnCount).map { statement.columnName(at: $0) })
+        let columnCount = statement.columnCount
+        var truncated = false
+        do {
+            while try statement.step() {
+                if result.rowCount >= rowLimit {
+                    truncated = true
+                    break
+                }
+                for column in 0..<columnCount {
+                    switch statement.type(at: column) {
+                    case .null: result.appendNull()
+                    case .integer: result.appendInteger(statement.integer(at: column))
+                    case .real: result.appendReal(statement.real(at: column))
+                    case .text: statement.withBytes(at: column) { result.appendBytes($0, isText: true) }
+                    case .blob: statement.withBytes(at: column) { result.appendBytes($0, isText: false) }
+                    }
+                }
+                result.endRow()
+                if result.valueBytes > limits.maxResultBytes {
+                    return failure(GatewayError(
+                        .resultTooLarge, "the result exceeds \(limits.maxResultBytes) bytes",
+                        hint: "select fewer columns or rows, or aggregate"), executed: true, steps: statement.virtualMachineSteps)
+                }
+            }
+        } catch {
+            return failure(stepError(error, limits: limits), executed: true, steps: statement.virtualMachineSteps)
+        }
+        return .success(Execution(
+            result: result, truncated: truncated, vmSteps: statement.virtualMachineSteps,
+            maskedCells: maskedCells, executedSQL: sql))
+    }
+
+    private var maskedCells: Int { evaluators.reduce(0) { $0 + $1.evaluations } }
+
+    private func bind(_ parameters: QueryParameters, to statement: Statement) -> GatewayError? {
+        let count = statement.parameterCount
+        do {
+            switch parameters {
+            case .none:
+                if count > 0 { return GatewayError(.badRequest, "the query has \(count) parameter(s) but none were given", hint: "send \"params\"") }
+            case .positional(let values):
+                for index in 1...max(count, 1) where index <= count {
+                    if let name = statement.parameterName(at: index), !name.hasPrefix("?") {
+                        return GatewayError(.badRequest, "parameter \(name) is named; send params as an object")
+                    }
+                }
+                guard values.count == count else {
+                    return GatewayError(.badRequest, "the query has \(count) parameter(s) but \(values.count) were given")
+                }
+                try statement.bind(values)
+            case .named(let values):
+                var used = Set<String>()
+                for index in 1...max(count, 1) where index <= count {
+                    guard let name = statement.parameterName(at: index), !name.hasPrefix("?") else {
+                        return GatewayError(.badRequest, "parameter \(index) is positional; send params as an array")
+                    }
+                    let key = String(name.dropFirst())
+                    guard let value = values[key] else {
+                        return GatewayError(.badRequest, "no value for parameter \(name)")
+                    }
+                    used.insert(key)
+                    try statement.bind(value, at: index)
+                }
+                if let extra = values.keys.first(where: { !used.contains($0) }) {
+                    return GatewayError(.badRequest, "the query has no parameter named '\(extra)'")
+                }
+            }
+        } catch {
+            return GatewayError(.badRequest, "cannot bind parameters: \(error.message)")
+        }
+        return nil
+    }
+
+    /// Maps a prepare failure to the consumer's error, preferring what the authorizer recorded.
+    private func prepareError(_ error: SQLiteError) -> GatewayError {
+        if let denial = authorizer.firstDenial {
+            switch denial {
+            case .noSuchTable(let name):
+                return GatewayError(.noSuchTable, "no such table: \(name)", hint: "`sandgate describe` lists the tables you can query")
+            case .aggregateRequired(let name):
+                return GatewayError(.aggregateRequired, "table \(name) is available only as aggregates",
+                                    hint: "aggregate queries on this table need the SQL checker, which is not available yet")
+            case .functionNotAllowed(let name):
+                return GatewayError(.functionNotAllowed, "function \(name)() is not allowed", hint: "see the list of allowed functions in the analyst guide")
+            case .notASelect(let what):
+                return GatewayError(.notASelect, "\(what) is not allowed; only SELECT queries run here")
+            }
+        }
+        let message = error.message
+        if error.isTooBig { return GatewayError(.requestTooLarge, "the query text is too long") }
+        if message.hasPrefix("no such table") { return GatewayError(.noSuchTable, message, hint: "`sandgate describe` lists the tables you can query") }
+        if message.hasPrefix("no such column") { return GatewayError(.noSuchColumn, message, hint: "`sandgate describe` lists the columns you can query") }
+        if message.hasPrefix("no such function") {
+            let name = message.split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            return GatewayError(.functionNotAllowed, "function \(name)() is not allowed")
+        }
+        if message.hasPrefix("access to view") { return GatewayError(.noSuchTable, "no such table") }
+        if message.contains("too large") || message.contains("too many") {
+            return GatewayError(.requestTooLarge, message)
+        }
+        return GatewayError(.syntaxError, message)
+    }
+
+    private func stepError(_ error: SQLiteError, limits: DatasetLimits) -> GatewayError {
+        if error.isInterrupt {
+            switch budget.stopReason {
+            case .time:
+                return GatewayError(.timeout, "the query ran longer than \(limits.timeoutMilliseconds) ms", hint: "add filters or aggregate")
+            default:
+                return GatewayError(.budgetExceeded, "the query exceeded its budget of \(limits.maxVMSteps) VM steps", hint: "add filters or aggregate")
+            }
+        }
+        if error.isTooBig { return GatewayError(.resultTooLarge, "a value exceeded the size limit", hint: "the limit is \(min(limits.maxResultBytes, 16 * 1024 * 1024)) bytes per value") }
+        if error.isOutOfMemory { return GatewayError(.budgetExceeded, "the query exceeded its memory budget") }
+        return GatewayError(.badRequest, "the query failed: \(error.message)")
+    }
+}
+
+/// Step and time budget, checked by SQLite's progress handler every `interval` instructions.
+final class BudgetState {
+    enum StopReason { case none, steps, time }
+    static let interval: Int32 = 1000
+
+    private var steps: Int64 = 0
+    private var maxSteps: Int64 = .max
+    private var deadline: UInt64 = .max
+    private(set) var stopReason = StopReason.none
+
+    func arm(maxSteps: Int64, timeoutMilliseconds: Int) {
+        steps = 0
+        self.maxSteps = maxSteps
+        deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMilliseconds) * 1_000_000
+        stopReason = .none
+    }
+
+    func disarm() {
+        maxSteps = .max
+        deadline = .max
+    }
+
+    /// Returns true to interrupt the statement.
+    func tick() -> Bool {
+        steps += Int64(Self.interval)
+        if steps > maxSteps {
+            stopReason = .steps
+            return true
+        }
+        if DispatchTime.now().uptimeNanoseconds > deadline {
+            stopReason = .time
+            return true
+        }
+        return false
+    }
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

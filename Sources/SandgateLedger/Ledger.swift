@@ -1,0 +1,245 @@
+import Crypto
+import Foundation
+import SandgateSQLite
+
+/// A failure of the usage ledger. Without a committed record no result may be released.
+public struct LedgerError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { "ledger: \(message)" }
+}
+
+/// The append-only, hash-chained usage ledger in `var/usage.sqlite` (WAL, `synchronous=FULL`).
+///
+/// Appends are group-committed: callers that arrive while a commit is in progress wait, and the
+/// next commit writes all of them in one transaction with one fsync. Each caller returns only
+/// after its own record is durable. Several processes may share the file: the chain tail is read
+/// inside the same `BEGIN IMMEDIATE` transaction that appends.
+///
+/// `@unchecked Sendable`: the write connection is used only by the thread that holds the writer
+/// role (`writing`, guarded by `condition`), and the read connection only under `readLock`.
+public final class Ledger: @unchecked Sendable {
+    public let path: String
+    private let writer: Connection
+    private let reader: Connection
+    private let readLock = NSLock()
+    private let condition = NSCondition()
+    private var pending: [(ticket: Int, record: UsageRecord)] = []
+    private var finished: [Int: Result<UsageRecord, LedgerError>] = [:]
+    private var writing = false
+    private var nextTicket = 0
+
+    /// The hash that precedes the first record.
+    public static let genesisHash = String(repeating: "0", count: 64)
+
+    /// Opens (creating if needed) the ledger at `path`.
+    public init(path: String) throws(LedgerError) {
+        self.path = path
+        do {
+            writer = try Connection(path: path, mode: .readWriteCreate)
+            writer.setBusyTimeout(milliseconds: 10_000)
+            try writer.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+            try writer.execute(Self.schema)
+            reader = try Connection(path: path, mode: .readWrite)
+            reader.setBusyTimeout(milliseconds: 10_000)
+        } catch {
+            throw LedgerError("cannot open \(path): \(error.message)")
+        }
+    }
+
+    static let schema = """
+        CREATE TABLE IF NOT EXISTS usage (
+            seq INTEGER PRIMARY KEY,
+            query_id TEXT NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,
+            consumer TEXT NOT NULL, dataset TEXT NOT NULL, dataset_version TEXT NOT NULL,
+            policy_version TEXT NOT NULL, status TEXT NOT NULL, error_code TEXT NOT NULL,
+            rows INTEGER NOT NULL, cells INTEGER NOT NULL, bytes INTEGER NOT NULL,
+            masked_cells INTEGER NOT NULL, suppressed_groups INTEGER NOT NULL, truncated INTEGER NOT NULL,
+            vm_steps INTEGER NOT NULL, elapsed_us INTEGER NOT NULL, cost_micros INTEGER NOT NULL,
+            currency TEXT NOT NULL, sql_sha256 TEXT NOT NULL, prev_hash TEXT NOT NULL,
+            record_hash TEXT NOT NULL, sql TEXT NOT NULL, rewritten_sql TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS usage_by_consumer_day ON usage(consumer, dataset, started_at);
+        CREATE INDEX IF NOT EXISTS usage_by_time ON usage(started_at);
+        """
+
+    // MARK: Appending
+
+    /// Appends `record` durably and returns it with its `seq` and hashes.
+    public func append(_ record: UsageRecord) throws(LedgerError) -> UsageRecord {
+        condition.lock()
+        let ticket = nextTicket
+        nextTicket += 1
+        pending.append((ticket, record))
+        while true {
+            if let result = finished.removeValue(forKey: ticket) {
+                condition.unlock()
+                return try result.get()
+            }
+            if !writing {
+                writing = true
+                let batch = pending
+                pending.removeAll(keepingCapacity: true)
+                condition.unlock()
+                let results = commit(batch)
+                condition.lock()
+                for (ticket, result) in results { finished[ticket] = result }
+                writing = false
+                condition.broadcast()
+            } else {
+                condition.wait()
+            }
+        }
+    }
+
+    /// Writes a batch in one transaction; every record of a failed batch fails.
+    private func commit(_ batch: [(ticket: Int, record: UsageRecord)]) -> [(Int, Result<UsageRecord, LedgerError>)] {
+        do {
+            try writer.execute("BEGIN IMMEDIATE")
+            var previous = Ledger.genesisHash
+            var seq: Int64 = 0
+            if let last = try writer.rows("SELECT seq, record_hash FROM usage ORDER BY seq DESC LIMIT 1").first,
+               case .integer(let lastSeq) = last[0], case .text(let lastHash) = last[1] {
+                seq = lastSeq
+                previous = lastHash
+            }
+            guard let insert = try writer.prepare(Self.insertSQL) else { throw LedgerError("cannot prepare insert") }
+            var written: [(Int, Result<UsageRecord, LedgerError>)] = []
+            for (ticket, var record) in batch {
+                seq += 1
+                record.seq = seq
+                record.prevHash = previous
+                record.recordHash = Ledger.hash(of: record)
+                previous = record.recordHash
+                insert.reset()
+                try insert.bind(Self.columnValues(record))
+                _ = try insert.step()
+                written.append((ticket, .success(record)))
+            }
+            try writer.execute("COMMIT")
+            return written
+        } catch {
+            try? writer.execute("ROLLBACK")
+            let failure = LedgerError("append failed: \(error)")
+            return batch.map { ($0.ticket, .failure(failure)) }
+        }
+    }
+
+    static let insertSQL = """
+        INSERT INTO usage (seq, query_id, started_at, finished_at, consumer, dataset, dataset_version,
+            policy_version, status, error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated,
+            vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql)
+        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+        """
+
+    static func columnValues(_ r: UsageRecord) -> [SQLValue] {
+        [
+            .integer(r.seq), .text(r.queryID), .integer(r.startedAt), .integer(r.finishedAt), .text(r.consumer),
+            .text(r.dataset), .text(r.datasetVersion), .text(r.policyVersion), .text(r.status.rawValue),
+            .text(r.errorCode), .integer(r.rows), .integer(r.cells), .integer(r.bytes), .integer(r.maskedCells),
+            .integer(r.suppressedGroups), .integer(r.truncated ? 1 : 0), .integer(r.vmSteps),
+            .integer(r.elapsedMicroseconds), .integer(r.costMicros), .text(r.currency), .text(r.sqlSHA256),
+            .text(r.prevHash), .text(r.recordHash), .text(r.sql), .text(r.rewrittenSQL),
+        ]
+    }
+
+    // MARK: Hash chain
+
+    /// `sha256(prev_hash ‖ canonical bytes)`, where the canonical bytes are every field but the two
+    /// hashes, in export order followed by `sql` and `rewritten_sql`, each as `<byte length>:<bytes>`.
+    public static func hash(of record: UsageRecord) -> String {
+        var hasher = SHA256()
+        hasher.update(data: Array(record.prevHash.utf8))
+        var fields = record.exportFields
+        fields.removeLast(2)
+        fields.append(record.sql)
+        fields.append(record.rewrittenSQL)
+        for field in fields {
+            let bytes = Array(field.utf8)
+            hasher.update(data: Array("\(bytes.count):".utf8))
+            hasher.update(data: bytes)
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Recomputes the chain; returns nil when intact, or the first `seq` whose record does not verify.
+    public func verify() throws(LedgerError) -> Int64? {
+        var previous = Ledger.genesisHash
+        var firstBad: Int64?
+        var expectedSeq: Int64 = 1
+        try scan(where: "1", parameters: []) { record in
+            if record.seq != expectedSeq || record.prevHash != previous || Ledger.hash(of: record) != record.recordHash {
+                firstBad = record.seq
+                return false
+            }
+            previous = record.recordHash
+            expectedSeq += 1
+            return true
+        }
+        return firstBad
+    }
+
+    // MARK: Reading
+
+    /// Successful queries and rows of `consumer` on `dataset` since `since` (microseconds).
+    public func usage(consumer: String, dataset: String, since: Int64) throws(LedgerError) -> (queries: Int64, rows: Int64) {
+        readLock.lock()
+        defer { readLock.unlock() }
+        do {
+            let row = try reader.rows(
+                "SELECT count(*), coalesce(sum(rows), 0) FROM usage WHERE consumer = ? AND dataset = ? AND started_at >= ? AND status = 'ok'",
+                [.text(consumer), .text(dataset), .integer(since)]).first
+            guard let row, case .integer(let queries) = row[0], case .integer(let rows) = row[1] else { return (0, 0) }
+            return (queries, rows)
+        } catch {
+            throw LedgerError("cannot read usage: \(error.message)")
+        }
+    }
+
+    /// Calls `visit` for each record matching the filter, in `seq` order, until it returns false.
+    public func records(
+        from: Int64? = nil, to: Int64? = nil, consumer: String? = nil, dataset: String? = nil,
+        _ visit: (UsageRecord) -> Bool
+    ) throws(LedgerError) {
+        var clauses: [String] = []
+        var parameters: [SQLValue] = []
+        if let from { clauses.append("started_at >= ?"); parameters.append(.integer(from)) }
+        if let to { clauses.append("started_at < ?"); parameters.append(.integer(to)) }
+        if let consumer { clauses.append("consumer = ?"); parameters.append(.text(consumer)) }
+        if let dataset { clauses.append("dataset = ?"); parameters.append(.text(dataset)) }
+        try scan(where: clauses.isEmpty ? "1" : clauses.joined(separator: " AND "), parameters: parameters, visit)
+    }
+
+    private func scan(where condition: String, parameters: [SQLValue], _ visit: (UsageRecord) -> Bool) throws(LedgerError) {
+        readLock.lock()
+        defer { readLock.unlock() }
+        do {
+            guard let statement = try reader.prepare("SELECT * FROM usage WHERE \(condition) ORDER BY seq") else { return }
+            try statement.bind(parameters)
+            while try statement.step() {
+                if !visit(Self.record(from: statement)) { break }
+            }
+        } catch {
+            throw LedgerError("cannot read usage: \(error.message)")
+        }
+    }
+
+    static func record(from s: Statement) -> UsageRecord {
+        func text(_ i: Int) -> String {
+            if case .text(let value) = s.value(at: i) { return value }
+            return ""
+        }
+        var record = UsageRecord(
+            queryID: text(1), startedAt: s.integer(at: 2), finishedAt: s.integer(at: 3), consumer: text(4),
+            dataset: text(5), datasetVersion: text(6), policyVersion: text(7),
+            status: UsageStatus(rawValue: text(8)) ?? .failed, errorCode: text(9), rows: s.integer(at: 10),
+            cells: s.integer(at: 11), bytes: s.integer(at: 12), maskedCells: s.integer(at: 13),
+            suppressedGroups: s.integer(at: 14), truncated: s.integer(at: 15) != 0, vmSteps: s.integer(at: 16),
+            elapsedMicroseconds: s.integer(at: 17), costMicros: s.integer(at: 18), currency: text(19),
+            sqlSHA256: text(20), sql: text(23), rewrittenSQL: text(24))
+        record.seq = s.integer(at: 0)
+        record.prevHash = text(21)
+        record.recordHash = text(22)
+        return record
+    }
+}

@@ -1,0 +1,93 @@
+/// The outcome class of a request in the ledger.
+public enum UsageStatus: String, Sendable, Codable {
+    /// A result was released.
+    case ok
+    /// The gateway refused the request before executing anything (priced 0).
+    case refused
+    /// Execution started and failed (budget, timeout, result too large, internal).
+    case failed
+}
+
+/// One row of the usage ledger: one request that reached the gateway (DESIGN.md §7).
+public struct UsageRecord: Sendable, Hashable {
+    /// Position in the ledger; 0 until appended.
+    public var seq: Int64 = 0
+    public var queryID: String
+    /// Microseconds since the Unix epoch, UTC.
+    public var startedAt: Int64
+    public var finishedAt: Int64
+    public var consumer: String
+    public var dataset: String
+    public var datasetVersion: String
+    public var policyVersion: String
+    public var status: UsageStatus
+    /// The stable error code of DESIGN.md §5, empty on success.
+    public var errorCode: String
+    public var rows: Int64
+    public var cells: Int64
+    public var bytes: Int64
+    public var maskedCells: Int64
+    public var suppressedGroups: Int64
+    public var truncated: Bool
+    public var vmSteps: Int64
+    public var elapsedMicroseconds: Int64
+    public var costMicros: Int64
+    public var currency: String
+    public var sqlSHA256: String
+    /// Hash of the previous record (64 zeros for the first); set when appended.
+    public var prevHash: String = ""
+    public var recordHash: String = ""
+    /// The consumer's SQL as received.
+    public var sql: String
+    /// The SQL that ran in the sandbox (empty when nothing ran).
+    public var rewrittenSQL: String
+
+    public init(
+        queryID: String, startedAt: Int64, finishedAt: Int64, consumer: String, dataset: String,
+        datasetVersion: String, policyVersion: String, status: UsageStatus, errorCode: String, rows: Int64,
+        cells: Int64, bytes: Int64, maskedCells: Int64, suppressedGroups: Int64, truncated: Bool, vmSteps: Int64,
+        elapsedMicroseconds: Int64, costMicros: Int64, currency: String, sqlSHA256: String, sql: String,
+        rewrittenSQL: String
+    ) {
+        self.queryID = queryID
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.consumer = consumer
+        self.dataset = dataset
+        self.datasetVersion = datasetVersion
+        self.policyVersion = policyVersion
+        self.status = status
+        self.errorCode = errorCode
+        self.rows = rows
+        self.cells = cells
+        self.bytes = bytes
+        self.maskedCells = maskedCells
+        self.suppressedGroups = suppressedGroups
+        self.truncated = truncated
+        self.vmSteps = vmSteps
+        self.elapsedMicroseconds = elapsedMicroseconds
+        self.costMicros = costMicros
+        self.currency = currency
+        self.sqlSHA256 = sqlSHA256
+        self.sql = sql
+        self.rewrittenSQL = rewrittenSQL
+    }
+
+    /// The CSV export columns, in order (DESIGN.md §7).
+    public static let exportColumns = [
+        "seq", "query_id", "started_at", "finished_at", "consumer", "dataset", "dataset_version",
+        "policy_version", "status", "error_code", "rows", "cells", "bytes", "masked_cells",
+        "suppressed_groups", "truncated", "vm_steps", "elapsed_us", "cost_micros", "currency",
+        "sql_sha256", "prev_hash", "record_hash",
+    ]
+
+    /// The exported text of each column of `exportColumns`, in order.
+    public var exportFields: [String] {
+        [
+            String(seq), queryID, Timestamp.rfc3339(startedAt), Timestamp.rfc3339(finishedAt), consumer, dataset,
+            datasetVersion, policyVersion, status.rawValue, errorCode, String(rows), String(cells), String(bytes),
+            String(maskedCells), String(suppressedGroups), truncated ? "true" : "false", String(vmSteps),
+            String(elapsedMicroseconds), String(costMicros), currency, sqlSHA256, prevHash, recordHash,
+        ]
+    }
+}

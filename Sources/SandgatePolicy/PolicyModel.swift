@@ -1,0 +1,239 @@
+/// The policy of one dataset, loaded from `Policies/<dataset>.yaml`. Immutable once loaded.
+public struct DatasetPolicy: Sendable {
+    /// The dataset name: the file name without `.yaml`.
+    public let name: String
+    public let description: String
+    public let owner: String
+    /// Absolute path of the data holder's SQLite file.
+    public let sourcePath: String
+    public let limits: DatasetLimits
+    public let pricing: Pricing
+    /// Visible tables in file order; a table not listed is invisible.
+    public let tables: [TablePolicy]
+    /// Hex SHA-256 of the policy file's bytes: the policy version in usage records.
+    public let version: String
+    /// The policy file, for diagnostics.
+    public let file: String
+    /// Where `source:` is written, so data-level problems can point at it.
+    public let sourceLocation: SourceLocation
+
+    public init(
+        name: String, description: String, owner: String, sourcePath: String, limits: DatasetLimits,
+        pricing: Pricing, tables: [TablePolicy], version: String, file: String, sourceLocation: SourceLocation
+    ) {
+        self.name = name
+        self.description = description
+        self.owner = owner
+        self.sourcePath = sourcePath
+        self.limits = limits
+        self.pricing = pricing
+        self.tables = tables
+        self.version = version
+        self.file = file
+        self.sourceLocation = sourceLocation
+    }
+
+    /// The table named `name` (ASCII case-insensitive, as SQLite compares names).
+    public func table(named name: String) -> TablePolicy? {
+        tables.first { $0.name.lowercased() == name.lowercased() }
+    }
+}
+
+/// Per-query budgets of a dataset; a grant may lower them, never raise them.
+public struct DatasetLimits: Sendable, Hashable {
+    /// Rows one query may return; more are cut and the result says `truncated: true`.
+    public var maxRows: Int
+    /// Wall-clock budget of one query.
+    public var timeoutMilliseconds: Int
+    /// SQLite virtual-machine instructions one query may execute.
+    public var maxVMSteps: Int64
+    /// Bytes of result values one query may return.
+    public var maxResultBytes: Int
+
+    public static let defaults = DatasetLimits(
+        maxRows: 1000, timeoutMilliseconds: 2000, maxVMSteps: 200_000_000, maxResultBytes: 8 * 1024 * 1024
+    )
+
+    /// The allowed range of each limit; values outside are policy errors.
+    public static let maxRowsRange = 1...10_000_000
+    public static let timeoutRange = 1...600_000
+    public static let vmStepsRange: ClosedRange<Int64> = 1_000...1_000_000_000_000
+    public static let resultBytesRange = 1024...(1 << 30)
+
+    public init(maxRows: Int, timeoutMilliseconds: Int, maxVMSteps: Int64, maxResultBytes: Int) {
+        self.maxRows = maxRows
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.maxVMSteps = maxVMSteps
+        self.maxResultBytes = maxResultBytes
+    }
+
+    /// These limits lowered by a grant's (a grant can only lower).
+    public func lowered(by grant: Grant) -> DatasetLimits {
+        var result = self
+        if let rows = grant.maxRows { result.maxRows = min(result.maxRows, rows) }
+        if let timeout = grant.timeoutMilliseconds { result.timeoutMilliseconds = min(result.timeoutMilliseconds, timeout) }
+        if let steps = grant.maxVMSteps { result.maxVMSteps = min(result.maxVMSteps, steps) }
+        if let bytes = grant.maxResultBytes { result.maxResultBytes = min(result.maxResultBytes, bytes) }
+        return result
+    }
+}
+
+/// Prices in integer micro-units of `currency` (1 CNY = 1,000,000).
+public struct Pricing: Sendable, Hashable {
+    public let currency: String
+    public let perQuery: Int64
+    public let perRow: Int64
+    public let perMillionVMSteps: Int64
+
+    public static let free = Pricing(currency: "CNY", perQuery: 0, perRow: 0, perMillionVMSteps: 0)
+
+    public init(currency: String, perQuery: Int64, perRow: Int64, perMillionVMSteps: Int64) {
+        self.currency = currency
+        self.perQuery = perQuery
+        self.perRow = perRow
+        self.perMillionVMSteps = perMillionVMSteps
+    }
+
+    /// The price of a query that returned `rows` rows after `vmSteps` instructions, saturating
+    /// instead of overflowing. Steps are charged per started million.
+    public func cost(rows: Int, vmSteps: Int64) -> Int64 {
+        let rowPart = perRow.multipliedReportingOverflow(by: Int64(rows))
+        let millions = vmSteps / 1_000_000 + (vmSteps % 1_000_000 == 0 ? 0 : 1)
+        let stepPart = perMillionVMSteps.multipliedReportingOverflow(by: millions)
+        guard !rowPart.overflow, !stepPart.overflow else { return .max }
+        let sum = perQuery.addingReportingOverflow(rowPart.partialValue)
+        let total = sum.partialValue.addingReportingOverflow(stepPart.partialValue)
+        return sum.overflow || total.overflow ? .max : total.partialValue
+    }
+}
+
+/// How consumers may read a table.
+public enum TableAccess: String, Sendable {
+    /// Row-level results, masked.
+    case rows
+    /// Only aggregates over groups of at least `min_group_size` distinct units.
+    case aggregate
+}
+
+/// What happens to groups below the threshold on an aggregate table.
+public enum SmallGroups: String, Sendable {
+    case drop
+    case remainder
+}
+
+/// One visible table of a dataset.
+public struct TablePolicy: Sendable {
+    public let name: String
+    public let access: TableAccess
+    /// A trusted SQL expression over the source table's columns; rows where it is not true are invisible.
+    public let rowFilter: String?
+    public let rowFilterLocation: SourceLocation?
+    /// Listed columns in file order, including `hidden` ones (which the consumer never sees).
+    public let columns: [ColumnPolicy]
+    public let privacyUnit: String?
+    public let minGroupSize: Int?
+    public let smallGroups: SmallGroups
+    public let location: SourceLocation
+
+    public init(
+        name: String, access: TableAccess, rowFilter: String?, rowFilterLocation: SourceLocation?,
+        columns: [ColumnPolicy], privacyUnit: String?, minGroupSize: Int?, smallGroups: SmallGroups,
+        location: SourceLocation
+    ) {
+        self.name = name
+        self.access = access
+        self.rowFilter = rowFilter
+        self.rowFilterLocation = rowFilterLocation
+        self.columns = columns
+        self.privacyUnit = privacyUnit
+        self.minGroupSize = minGroupSize
+        self.smallGroups = smallGroups
+        self.location = location
+    }
+
+    /// Columns the consumer can see (every role but `hidden`).
+    public var visibleColumns: [ColumnPolicy] { columns.filter { $0.role != .hidden } }
+
+    public func column(named name: String) -> ColumnPolicy? {
+        columns.first { $0.name.lowercased() == name.lowercased() }
+    }
+}
+
+/// The role of a column (DESIGN.md §3).
+public enum ColumnRole: String, Sendable {
+    case visible
+    case dimension
+    case measure
+    case joinKey = "join_key"
+    case hidden
+}
+
+/// One listed column of a table.
+public struct ColumnPolicy: Sendable {
+    public let name: String
+    public let role: ColumnRole
+    /// The mask applied wherever the column is read; nil for unmasked columns and join keys.
+    public let mask: Mask?
+    /// For measures of aggregate tables: the aggregates allowed on it.
+    public let aggregates: [String]
+    public let location: SourceLocation
+
+    public init(name: String, role: ColumnRole, mask: Mask?, aggregates: [String], location: SourceLocation) {
+        self.name = name
+        self.role = role
+        self.mask = mask
+        self.aggregates = aggregates
+        self.location = location
+    }
+}
+
+/// The operator's list of consumers, from `Policies/consumers.yaml`.
+public struct ConsumerDirectory: Sendable {
+    public let consumers: [String: Consumer]
+    public let version: String
+
+    public init(consumers: [String: Consumer], version: String) {
+        self.consumers = consumers
+        self.version = version
+    }
+
+    public static let empty = ConsumerDirectory(consumers: [:], version: "")
+}
+
+/// A consumer: the hash of its key and its grants by dataset name.
+public struct Consumer: Sendable {
+    public let name: String
+    /// Lower-case hex SHA-256 of the API key; the key itself is never stored.
+    public let keySHA256: String
+    public let grants: [String: Grant]
+
+    public init(name: String, keySHA256: String, grants: [String: Grant]) {
+        self.name = name
+        self.keySHA256 = keySHA256
+        self.grants = grants
+    }
+}
+
+/// What one consumer may do with one dataset.
+public struct Grant: Sendable, Hashable {
+    public let maxRows: Int?
+    public let timeoutMilliseconds: Int?
+    public let maxVMSteps: Int64?
+    public let maxResultBytes: Int?
+    /// Queries per UTC day; nil means unlimited.
+    public let dailyQueries: Int?
+    /// Rows returned per UTC day; nil means unlimited.
+    public let dailyRows: Int?
+
+    public init(
+        maxRows: Int? = nil, timeoutMilliseconds: Int? = nil, maxVMSteps: Int64? = nil,
+        maxResultBytes: Int? = nil, dailyQueries: Int? = nil, dailyRows: Int? = nil
+    ) {
+        self.maxRows = maxRows
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.maxVMSteps = maxVMSteps
+        self.maxResultBytes = maxResultBytes
+        self.dailyQueries = dailyQueries
+        self.dailyRows = dailyRows
+    }
+}

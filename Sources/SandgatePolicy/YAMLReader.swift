@@ -1,0 +1,98 @@
+import Foundation
+import Yams
+
+/// Walks a composed YAML tree and collects diagnostics with positions instead of stopping at the
+/// first problem, so `policy check` can report every one.
+struct YAMLReader {
+    let file: String
+    private(set) var diagnostics: [PolicyDiagnostic] = []
+
+    init(file: String) { self.file = file }
+
+    func location(_ node: Node?) -> SourceLocation {
+        let mark = node?.mark
+        return SourceLocation(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1)
+    }
+
+    mutating func report(_ node: Node?, _ message: String) {
+        diagnostics.append(PolicyDiagnostic(location(node), message))
+    }
+
+    mutating func report(at location: SourceLocation, _ message: String) {
+        diagnostics.append(PolicyDiagnostic(location, message))
+    }
+
+    /// The entries of a mapping as (key, key node, value node), reporting non-string keys.
+    /// A missing value (`key:` with nothing) is a null scalar. Returns nil if `node` is not a mapping.
+    mutating func entries(_ node: Node, what: String) -> [(key: String, keyNode: Node, value: Node)]? {
+        guard case .mapping(let mapping) = node else {
+            report(node, "\(what) must be a mapping")
+            return nil
+        }
+        var result: [(String, Node, Node)] = []
+        for (keyNode, value) in mapping {
+            guard case .scalar(let scalar) = keyNode else {
+                report(keyNode, "keys in \(what) must be plain names")
+                continue
+            }
+            result.append((scalar.string, keyNode, value))
+        }
+        return result
+    }
+
+    /// Reads a mapping with a closed set of keys; unknown keys are reported at the key.
+    mutating func fields(_ node: Node, what: String, allowed: Set<String>) -> [String: (keyNode: Node, value: Node)] {
+        if isNull(node) { return [:] }
+        guard let entries = entries(node, what: what) else { return [:] }
+        var fields: [String: (Node, Node)] = [:]
+        for entry in entries {
+            guard allowed.contains(entry.key) else {
+                report(entry.keyNode, "unknown key '\(entry.key)' in \(what) (allowed: \(allowed.sorted().joined(separator: ", ")))")
+                continue
+            }
+            fields[entry.key] = (entry.keyNode, entry.value)
+        }
+        return fields
+    }
+
+    func isNull(_ node: Node) -> Bool {
+        if case .scalar(let scalar) = node, scalar.style == .plain || scalar.style == .any {
+            return scalar.string.isEmpty || scalar.string == "~" || scalar.string == "null" || scalar.string == "Null" || scalar.string == "NULL"
+        }
+        return false
+    }
+
+    /// A string scalar (any scalar that is not null); numbers written plainly are accepted as text.
+    mutating func string(_ node: Node, what: String) -> String? {
+        guard case .scalar(let scalar) = node, !isNull(node) else {
+            report(node, "\(what) must be a string")
+            return nil
+        }
+        return scalar.string
+    }
+
+    /// An integer scalar within `range`; quoted numbers are a type error.
+    mutating func integer<T: FixedWidthInteger>(_ node: Node, what: String, range: ClosedRange<T>) -> T? {
+        guard case .scalar(let scalar) = node, scalar.style == .plain || scalar.style == .any,
+              let value = T(scalar.string.replacingOccurrences(of: "_", with: ""))
+        else {
+            report(node, "\(what) must be an integer")
+            return nil
+        }
+        guard range.contains(value) else {
+            report(node, "\(what) must be between \(range.lowerBound) and \(range.upperBound), not \(value)")
+            return nil
+        }
+        return value
+    }
+
+    /// A scalar from a closed set of words.
+    mutating func choice<T: RawRepresentable<String>>(_ node: Node, what: String, as type: T.Type, options: [String]) -> T? {
+        guard let text = string(node, what: what) else { return nil }
+        guard let value = T(rawValue: text) else {
+            report(node, "\(what) must be one of \(options.joined(separator: ", ")), not '\(text)'")
+            return nil
+        }
+        return value
+    }
+}

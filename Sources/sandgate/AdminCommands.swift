@@ -1,0 +1,146 @@
+import ArgumentParser
+import Foundation
+import SandgateCore
+import SandgateFixtures
+import SandgateLedger
+import SandgatePolicy
+
+struct PolicyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "policy", abstract: "Work with policy files.", subcommands: [Check.self])
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "check",
+            abstract: "Validate every policy file; print each problem as file:line:column: message.")
+
+        @OptionGroup var common: CommonOptions
+
+        @Argument(help: "Policies directory (default: --policies).")
+        var directory: String?
+
+        func run() throws {
+            let loaded = PolicyLoader.load(directory: directory ?? common.policies)
+            var problems = loaded.diagnostics
+            for name in loaded.datasets.keys.sorted() {
+                guard let policy = loaded.datasets[name] else { continue }
+                problems += DataValidator.validate(policy, databasePath: policy.sourcePath)
+            }
+            for problem in problems { writeOut(problem.description + "\n") }
+            if !problems.isEmpty {
+                throw Failure("\(problems.count) problem(s) found")
+            }
+            writeOut("ok: \(loaded.datasets.count) dataset(s), \(loaded.consumers.consumers.count) consumer(s)\n")
+        }
+    }
+}
+
+struct FixturesCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "fixtures", abstract: "Synthetic test data.", subcommands: [Generate.self])
+
+    struct Generate: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "generate",
+            abstract: "Write the deterministic synthetic retail dataset (same --rows, same bytes).")
+
+        @Option(help: "Number of customers (each has 1–7 orders).")
+        var rows: Int
+
+        @Option(help: "Output SQLite file (replaced).")
+        var out: String
+
+        func validate() throws {
+            guard (1...50_000_000).contains(rows) else { throw ValidationError("--rows must be between 1 and 50000000") }
+        }
+
+        func run() throws {
+            do {
+                let summary = try RetailFixture.generate(customers: rows, path: out)
+                writeOut("wrote \(out): \(summary.customers) customers, \(summary.orders) orders\n")
+            } catch {
+                throw Failure("cannot write \(out): \(error)")
+            }
+        }
+    }
+}
+
+struct UsageCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Verify.self])
+
+    struct Export: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "export", abstract: "Export usage records (dates are UTC days, both inclusive).")
+
+        @OptionGroup var common: CommonOptions
+
+        @Option(help: "First day, YYYY-MM-DD.")
+        var from: String
+
+        @Option(help: "Last day, YYYY-MM-DD (inclusive).")
+        var to: String
+
+        @Option(help: "Only this consumer.")
+        var consumer: String?
+
+        @Option(help: "Only this dataset.")
+        var dataset: String?
+
+        @Option(help: "csv or jsonl.")
+        var format: String
+
+        @Option(help: "Write to this file instead of standard output.")
+        var out: String?
+
+        func validate() throws {
+            guard Timestamp.startOfDay(from) != nil else { throw ValidationError("--from must be a date YYYY-MM-DD") }
+            guard Timestamp.startOfDay(to) != nil else { throw ValidationError("--to must be a date YYYY-MM-DD") }
+            guard UsageExport.Format(rawValue: format) != nil else { throw ValidationError("--format must be csv or jsonl") }
+        }
+
+        func run() throws {
+            guard let start = Timestamp.startOfDay(from), let end = Timestamp.startOfDay(to),
+                  let format = UsageExport.Format(rawValue: format) else { throw ValidationError("bad arguments") }
+            let ledger: Ledger
+            do {
+                try FileManager.default.createDirectory(atPath: common.state, withIntermediateDirectories: true)
+                ledger = try Ledger(path: (common.state as NSString).appendingPathComponent("usage.sqlite"))
+            } catch {
+                throw Failure("\(error)")
+            }
+            var output = format == .csv ? UsageExport.csvHeader : ""
+            do {
+                try ledger.records(from: start, to: end + 86_400_000_000, consumer: consumer, dataset: dataset) { record in
+                    output += format == .csv ? UsageExport.csvLine(record) : UsageExport.jsonLine(record)
+                    return true
+                }
+            } catch {
+                throw Failure("\(error)")
+            }
+            if let out {
+                do { try output.write(toFile: out, atomically: true, encoding: .utf8) } catch { throw Failure("cannot write \(out): \(error)") }
+            } else {
+                writeOut(output)
+            }
+        }
+    }
+
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "verify", abstract: "Check the ledger's hash chain.")
+
+        @OptionGroup var common: CommonOptions
+
+        func run() throws {
+            let path = (common.state as NSString).appendingPathComponent("usage.sqlite")
+            guard FileManager.default.fileExists(atPath: path) else { throw Failure("no ledger at \(path)") }
+            do {
+                let ledger = try Ledger(path: path)
+                if let bad = try ledger.verify() {
+                    throw Failure("the hash chain breaks at seq \(bad)")
+                }
+                writeOut("ok: the hash chain verifies\n")
+            } catch let failure as Failure {
+                throw failure
+            } catch {
+                throw Failure("\(error)")
+            }
+        }
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import SandgateCore
+import SandgateFixtures
+
+/// A temporary policies + state directory around a generated retail fixture; removed on deinit.
+final class TestWorkspace {
+    let root: String
+    var policies: String { root + "/Policies" }
+    var state: String { root + "/var" }
+    var source: String { root + "/retail.sqlite" }
+
+    /// One generated fixture per test process, copied into each workspace.
+    static let sharedFixture: String = {
+        let path = NSTemporaryDirectory() + "sandgate-core-fixture-\(ProcessInfo.processInfo.processIdentifier).sqlite"
+        try! RetailFixture.generate(customers: 400, path: path)
+        return path
+    }()
+
+    static let demoKey = "test-key-analyst-a"
+    static let demoKeyHash = "9c6a3b1e3f3e6f0c7f1e0c9b1a1d1e6f2a3b4c5d6e7f8091a2b3c4d5e6f70812"
+
+    static let retailPolicy = """
+        dataset: retail
+        description: test
+        source: ../retail.sqlite
+        limits:
+          max_rows: 1000
+          timeout_ms: 2000
+          max_vm_steps: 50000000
+          max_result_bytes: 8388608
+        pricing:
+          currency: CNY
+          per_query: 1000
+          per_row: 20
+          per_million_vm_steps: 500
+        tables:
+          customers:
+            access: rows
+            row_filter: "status = 'active'"
+            columns:
+              customer_id: { role: join_key }
+              name:        { mask: { pattern: '^(.).*$', replace: '$1**' } }
+              phone:       { mask: phone_cn }
+              id_card:     { mask: id_card_cn }
+              email:       { mask: email }
+              city:        {}
+              birth_date:  { mask: year }
+              status:      {}
+          orders:
+            access: aggregate
+            privacy_unit: customer_id
+            min_group_size: 10
+            columns:
+              customer_id: { role: join_key }
+              amount:      { role: measure, aggregates: [count, sum, avg, min, max] }
+              channel:     { role: dimension }
+        """
+
+    static func consumers(grant: String = "{ max_rows: 200 }") -> String {
+        """
+        consumers:
+          analyst-a:
+            key_sha256: \(demoKeyHash)
+            grants:
+              retail: \(grant)
+          analyst-b:
+            key_sha256: \(demoKeyHash)
+            grants: {}
+        """
+    }
+
+    init(policy: String = TestWorkspace.retailPolicy, consumers: String = TestWorkspace.consumers()) throws {
+        root = NSTemporaryDirectory() + "sandgate-test-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: root + "/Policies", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: Self.sharedFixture, toPath: source)
+        try write("retail.yaml", policy)
+        try write("consumers.yaml", consumers)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(atPath: root)
+    }
+
+    func write(_ name: String, _ text: String) throws {
+        try text.write(toFile: policies + "/" + name, atomically: true, encoding: .utf8)
+    }
+
+    func gateway(now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }) throws -> Gateway {
+        try Gateway(configuration: GatewayConfiguration(policiesDirectory: policies, stateDirectory: state, poolSize: 2, now: now))
+    }
+}
+
+extension Gateway {
+    /// Runs `sql` as analyst-a on retail.
+    func query(_ sql: String, as consumer: String = "analyst-a", dataset: String = "retail", parameters: QueryParameters = .none) -> QueryResponse {
+        run(QueryRequest(consumer: consumer, dataset: dataset, sql: sql, parameters: parameters))
+    }
+}

@@ -1,0 +1,79 @@
+import Foundation
+@testable import SandgateCore
+import SandgateLedger
+import SandgatePolicy
+import Testing
+
+/// DESIGN.md §7: one record per request, refusals included, with counts that match the result.
+@Suite struct UsageRecordTests {
+    @Test("every request leaves exactly one matching record")
+    func everyRequestIsRecorded() throws {
+        let workspace = try TestWorkspace()
+        let gateway = try workspace.gateway()
+        let requests: [(String, String, String)] = [
+            ("analyst-a", "retail", "SELECT city, count(*) AS n FROM customers GROUP BY city"),
+            ("analyst-a", "retail", "SELECT name, phone FROM customers LIMIT 7"),
+            ("analyst-a", "retail", "SELECT salary FROM customers"),
+            ("analyst-a", "retail", "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c"),
+            ("analyst-b", "retail", "SELECT 1"),
+            ("nobody", "retail", "SELECT 1"),
+            ("analyst-a", "nowhere", "SELECT 1"),
+        ]
+        var responses: [QueryResponse] = []
+        for (consumer, dataset, sql) in requests {
+            responses.append(gateway.run(QueryRequest(consumer: consumer, dataset: dataset, sql: sql)))
+        }
+        var records: [UsageRecord] = []
+        try gateway.ledger.records { records.append($0); return true }
+        #expect(records.count == requests.count)
+        for (record, response) in zip(records, responses) {
+            #expect(record.queryID == response.usage.queryID)
+            #expect(record.seq == response.usage.seq)
+            #expect(record.rows == Int64(response.usage.rows))
+            #expect(record.cells == Int64(response.usage.cells))
+            #expect(record.bytes == Int64(response.usage.bytes))
+            #expect(record.costMicros == response.usage.costMicros)
+            #expect(record.vmSteps == response.usage.vmSteps)
+            if let result = response.result {
+                #expect(record.status == .ok)
+                #expect(Int(record.rows) == result.rowCount)
+                #expect(Int(record.cells) == result.rowCount * result.columns.count)
+            }
+        }
+        #expect(records[0].status == .ok && records[0].costMicros == 1000 + 20 * records[0].rows + 500)
+        #expect(records[1].maskedCells >= 14)
+        #expect(records[2].status == .refused && records[2].errorCode == "no_such_column" && records[2].costMicros == 0)
+        #expect(records[3].status == .failed && records[3].costMicros > 0)
+        #expect(records[4].errorCode == "not_granted")
+        #expect(records[5].errorCode == "auth_failed")
+        #expect(records[6].errorCode == "unknown_dataset")
+        #expect(records.allSatisfy { $0.sqlSHA256.count == 64 })
+        let runtime = try #require(gateway.runtime("retail"))
+        #expect(records[0].policyVersion == runtime.policy.version)
+        #expect(records[0].datasetVersion == runtime.snapshot.sha256)
+        #expect(try gateway.ledger.verify() == nil)
+    }
+
+    @Test("daily quotas refuse and truncate")
+    func quotas() throws {
+        let workspace = try TestWorkspace(consumers: TestWorkspace.consumers(grant: "{ daily_queries: 3, daily_rows: 50 }"))
+        let gateway = try workspace.gateway()
+        let first = gateway.query("SELECT city FROM customers")
+        #expect(first.result?.rowCount == 50)
+        #expect(first.truncatedBy == "daily_rows")
+        #expect(gateway.query("SELECT city FROM customers").error?.code == .quotaExceeded)
+        #expect(gateway.query("SELECT 1").error?.code == .quotaExceeded)
+    }
+
+    @Test("the daily query quota counts successful queries of the UTC day")
+    func dailyQueries() throws {
+        let workspace = try TestWorkspace(consumers: TestWorkspace.consumers(grant: "{ daily_queries: 2 }"))
+        let gateway = try workspace.gateway()
+        #expect(gateway.query("SELECT 1").isOK)
+        #expect(gateway.query("SELECT 2").isOK)
+        #expect(gateway.query("SELECT 3").error?.code == .quotaExceeded)
+        // Tomorrow the quota is fresh.
+        let tomorrow = try workspace.gateway(now: { Int64(Date().timeIntervalSince1970 * 1_000_000) + 86_400_000_000 })
+        #expect(tomorrow.query("SELECT 4").isOK)
+    }
+}

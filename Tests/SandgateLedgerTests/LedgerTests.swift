@@ -1,0 +1,128 @@
+import Foundation
+import SandgateLedger
+import SandgateSQLite
+import Testing
+
+func temporaryLedgerPath() -> String {
+    NSTemporaryDirectory() + "sandgate-ledger-\(UUID().uuidString).sqlite"
+}
+
+func sampleRecord(_ index: Int, consumer: String = "analyst-a", startedAt: Int64 = 1_795_000_000_000_000) -> UsageRecord {
+    UsageRecord(
+        queryID: "q\(index)", startedAt: startedAt + Int64(index), finishedAt: startedAt + Int64(index) + 5,
+        consumer: consumer, dataset: "retail", datasetVersion: "d", policyVersion: "p", status: .ok, errorCode: "",
+        rows: Int64(index), cells: Int64(index * 2), bytes: 10, maskedCells: 1, suppressedGroups: 0,
+        truncated: false, vmSteps: 100, elapsedMicroseconds: 5, costMicros: 1020, currency: "CNY",
+        sqlSHA256: String(repeating: "a", count: 64), sql: "SELECT \"x\", 'y,z'\n", rewrittenSQL: "SELECT 1")
+}
+
+@Suite struct LedgerTests {
+    @Test("appends are sequential and the hash chain verifies")
+    func chain() throws {
+        let path = temporaryLedgerPath()
+        let ledger = try Ledger(path: path)
+        var previous = Ledger.genesisHash
+        for index in 1...5 {
+            let stored = try ledger.append(sampleRecord(index))
+            #expect(stored.seq == Int64(index))
+            #expect(stored.prevHash == previous)
+            #expect(stored.recordHash == Ledger.hash(of: stored))
+            previous = stored.recordHash
+        }
+        #expect(try ledger.verify() == nil)
+    }
+
+    @Test("tampering with a record is detected at its seq")
+    func tampering() throws {
+        let path = temporaryLedgerPath()
+        let ledger = try Ledger(path: path)
+        for index in 1...5 { _ = try ledger.append(sampleRecord(index)) }
+        let db = try Connection(path: path, mode: .readWrite)
+        try db.execute("UPDATE usage SET cost_micros = 0 WHERE seq = 3")
+        #expect(try ledger.verify() == 3)
+        try db.execute("UPDATE usage SET cost_micros = 1020 WHERE seq = 3; DELETE FROM usage WHERE seq = 4")
+        #expect(try ledger.verify() == 5)
+    }
+
+    @Test("concurrent appends are group-committed, each exactly once")
+    func concurrentAppends() async throws {
+        let ledger = try Ledger(path: temporaryLedgerPath())
+        try await withThrowingTaskGroup(of: Int64.self) { group in
+            for index in 0..<200 {
+                group.addTask { try ledger.append(sampleRecord(index)).seq }
+            }
+            var seqs: [Int64] = []
+            for try await seq in group { seqs.append(seq) }
+            #expect(Set(seqs).count == 200)
+            #expect(seqs.max() == 200)
+        }
+        var ids = Set<String>()
+        try ledger.records { ids.insert($0.queryID); return true }
+        #expect(ids.count == 200)
+        #expect(try ledger.verify() == nil)
+    }
+
+    @Test("two ledger handles on one file keep one chain")
+    func twoHandles() throws {
+        let path = temporaryLedgerPath()
+        let first = try Ledger(path: path)
+        let second = try Ledger(path: path)
+        _ = try first.append(sampleRecord(1))
+        _ = try second.append(sampleRecord(2))
+        _ = try first.append(sampleRecord(3))
+        #expect(try first.verify() == nil)
+    }
+
+    @Test("usage counts successful queries and rows of a consumer since a time")
+    func usageSince() throws {
+        let ledger = try Ledger(path: temporaryLedgerPath())
+        _ = try ledger.append(sampleRecord(3))
+        _ = try ledger.append(sampleRecord(4))
+        _ = try ledger.append(sampleRecord(5, consumer: "other"))
+        let used = try ledger.usage(consumer: "analyst-a", dataset: "retail", since: 0)
+        #expect(used.queries == 2 && used.rows == 7)
+    }
+
+    @Test("CSV export follows RFC 4180 with the columns of DESIGN.md §7")
+    func csvExport() throws {
+        let record = sampleRecord(1)
+        #expect(UsageExport.csvHeader == UsageRecord.exportColumns.joined(separator: ",") + "\r\n")
+        let line = UsageExport.csvLine(record)
+        #expect(line.hasSuffix("\r\n"))
+        #expect(line.split(separator: ",", omittingEmptySubsequences: false).count == UsageRecord.exportColumns.count)
+        #expect(UsageExport.csvLine({ var r = record; r.consumer = "a,\"b\""; return r }()).contains("\"a,\"\"b\"\"\""))
+    }
+
+    @Test("JSONL export is one valid JSON object per line with sql and rewritten_sql")
+    func jsonlExport() throws {
+        let line = UsageExport.jsonLine(sampleRecord(1))
+        #expect(line.hasSuffix("}\n"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(object["sql"] as? String == "SELECT \"x\", 'y,z'\n")
+        #expect(object["rows"] as? Int == 1)
+        #expect(object["truncated"] as? Bool == false)
+        #expect(Set(object.keys) == Set(UsageRecord.exportColumns + ["sql", "rewritten_sql"]))
+    }
+
+    @Test("timestamps are UTC RFC 3339 with microseconds", arguments: [
+        (Int64(0), "1970-01-01T00:00:00.000000Z"),
+        (Int64(1_795_000_000_123_456), "2026-11-18T11:06:40.123456Z"),
+        (Int64(951_782_400_000_001), "2000-02-29T00:00:00.000001Z"),
+        (Int64(-1), "1969-12-31T23:59:59.999999Z"),
+    ])
+    func timestamps(micros: Int64, text: String) {
+        #expect(Timestamp.rfc3339(micros) == text)
+    }
+
+    @Test func dayParsing() {
+        #expect(Timestamp.startOfDay("2000-02-29") == 951_782_400_000_000)
+        #expect(Timestamp.startOfDay("2001-02-29") == nil)
+        #expect(Timestamp.startOfDay("2026-13-01") == nil)
+        #expect(Timestamp.startOfDay("yesterday") == nil)
+        #expect(Timestamp.startOfDay(containing: 951_782_400_123_456) == 951_782_400_000_000)
+    }
+
+    @Test func jsonEscaping() {
+        #expect(JSONText.quoted("a\"b\\c\n\u{01}王") == "\"a\\\"b\\\\c\\n\\u0001王\"")
+    }
+}
