@@ -1,6 +1,10 @@
-// The masking benchmark of issue 2: SELECT name, phone, id_card, email over N customers,
-// (G) through Gateway.run with four masks, (a) raw on the snapshot, (b) masked with SQLite's own
-// substr/instr expressions on the snapshot. Release build, several runs, medians.
+// The masking benchmark of issue 2: SELECT name, phone, id_card, email over N customers.
+//   (G) Gateway.run on dataset `retail`, whose policy masks the four columns (regex + presets);
+//   (a) Gateway.run on dataset `retail_plain`: the same snapshot, the same columns, no masks;
+//   (b) Gateway.run on `retail_plain` with the masks written as SQLite substr/instr expressions;
+//   (s) for scale, SQLite alone: the plain SELECT stepped on the snapshot, cells copied out.
+// All three gateway figures go through the same executor and result collection, so G − a is the
+// cost of masking. Release build, several runs, medians.
 //
 //   swift run -c release sandgate-bench [--rows 1000000] [--runs 7] [--dir .build/bench]
 
@@ -13,6 +17,8 @@ struct Options {
     var rows = 1_000_000
     var runs = 7
     var directory = ".build/bench"
+    /// Run only one measurement (`gateway`, `plain`, `substr`, `sqlite`), e.g. under a profiler.
+    var only: String?
 
     init(_ arguments: [String]) throws {
         var iterator = arguments.dropFirst().makeIterator()
@@ -22,6 +28,7 @@ struct Options {
             case "--rows": rows = try Self.positive(value, argument)
             case "--runs": runs = try Self.positive(value, argument)
             case "--dir": directory = value
+            case "--only": only = value
             default: throw BenchError("unknown option \(argument)")
             }
         }
@@ -77,12 +84,21 @@ let policyText = """
           email:   { mask: email }
     """
 
+let plainPolicyText = """
+    source: ../retail-ROWS.sqlite
+    limits: { max_rows: 10000000, timeout_ms: 600000, max_vm_steps: 1000000000000, max_result_bytes: 1073741824 }
+    tables:
+      customers:
+        columns: { name: {}, phone: {}, id_card: {}, email: {} }
+    """
+
 let consumersText = """
     consumers:
       bench:
         key_sha256: "0000000000000000000000000000000000000000000000000000000000000000"
         grants:
           retail: {}
+          retail_plain: {}
     """
 
 let selectRaw = "SELECT name, phone, id_card, email FROM customers"
@@ -106,6 +122,7 @@ do {
     let policies = "\(options.directory)/policies-\(options.rows)"
     try fm.createDirectory(atPath: policies, withIntermediateDirectories: true)
     try policyText.replacing("ROWS", with: String(options.rows)).write(toFile: "\(policies)/retail.yaml", atomically: true, encoding: .utf8)
+    try plainPolicyText.replacing("ROWS", with: String(options.rows)).write(toFile: "\(policies)/retail_plain.yaml", atomically: true, encoding: .utf8)
     try consumersText.write(toFile: "\(policies)/consumers.yaml", atomically: true, encoding: .utf8)
 
     let gateway = try Gateway(configuration: GatewayConfiguration(policiesDirectory: policies, stateDirectory: "\(options.directory)/state-\(options.rows)"))
@@ -113,29 +130,37 @@ do {
         throw BenchError("dataset unavailable: \(gateway.diagnostics.map(\.description).joined(separator: "; "))")
     }
     let raw = try Connection(path: runtime.snapshot.path, mode: .readOnlyImmutable)
+    try raw.execute("PRAGMA mmap_size = \(1 << 31)")  // as the sandbox does
 
     print("rows: \(options.rows), runs: \(options.runs), SQLite \(SQLiteLibrary.version), \(ProcessInfo.processInfo.activeProcessorCount) cores")
-    var gatewayTimes: [Double] = [], rawTimes: [Double] = [], substrTimes: [Double] = []
-    // One warm-up of each, then alternate so that caches and frequency affect all three alike.
-    _ = try collect(raw, selectRaw)
-    _ = gateway.run(QueryRequest(consumer: "bench", dataset: "retail", sql: selectRaw))
-    for _ in 0..<options.runs {
-        var response: QueryResponse?
-        gatewayTimes.append(seconds { response = gateway.run(QueryRequest(consumer: "bench", dataset: "retail", sql: selectRaw)) })
-        guard let response, let result = response.result, result.rowCount == options.rows else {
-            throw BenchError("gateway run failed: \(String(describing: response?.error))")
+    func gatewayRun(_ dataset: String, _ sql: String) throws {
+        let response = gateway.run(QueryRequest(consumer: "bench", dataset: dataset, sql: sql))
+        guard let result = response.result, result.rowCount == options.rows else {
+            throw BenchError("\(dataset) run failed: \(String(describing: response.error))")
         }
-        rawTimes.append(try seconds { _ = try collect(raw, selectRaw) })
-        substrTimes.append(try seconds { _ = try collect(raw, selectSubstr) })
     }
-    let g = summary(gatewayTimes), a = summary(rawTimes), b = summary(substrTimes)
-    func line(_ name: String, _ s: (median: Double, min: Double, max: Double)) {
-        print(String(format: "%-44@ median %.3f s  (min %.3f, max %.3f)", name as NSString, s.median, s.min, s.max))
+    let measurements: [(key: String, label: String, body: () throws -> Void)] = [
+        ("gateway", "(G) Gateway.run, 4 masks (PCRE2 + presets)", { try gatewayRun("retail", selectRaw) }),
+        ("plain", "(a) Gateway.run, same SELECT, no masks", { try gatewayRun("retail_plain", selectRaw) }),
+        ("substr", "(b) Gateway.run, substr/instr masks", { try gatewayRun("retail_plain", selectSubstr) }),
+        ("sqlite", "(s) SQLite alone, plain SELECT", { _ = try collect(raw, selectRaw) }),
+    ]
+    let selected = measurements.filter { options.only == nil || options.only == $0.key }
+    guard !selected.isEmpty else { throw BenchError("--only takes gateway, plain, substr or sqlite") }
+    var samples = [String: [Double]]()
+    for measurement in selected { try measurement.body() }  // warm-up
+    // Interleaved so that caches and CPU frequency affect every measurement alike.
+    for _ in 0..<options.runs {
+        for measurement in selected { samples[measurement.key, default: []].append(try seconds(measurement.body)) }
     }
-    line("(G) Gateway.run, 4 PCRE2/preset masks", g)
-    line("(a) raw snapshot, no masks", a)
-    line("(b) raw snapshot, substr/instr masks", b)
-    print(String(format: "G/a = %.2f×   G/b = %.2f×   (targets: G/a ≤ 2.5, G/b < 1)", g.median / a.median, g.median / b.median))
+    for measurement in selected {
+        let s = summary(samples[measurement.key] ?? [])
+        print(String(format: "%-46@ median %.3f s  (min %.3f, max %.3f)", measurement.label as NSString, s.median, s.min, s.max))
+    }
+    if options.only == nil, let g = samples["gateway"], let a = samples["plain"], let b = samples["substr"] {
+        let (gm, am, bm) = (summary(g).median, summary(a).median, summary(b).median)
+        print(String(format: "G/a = %.2f×   G/b = %.2f×   (targets: G/a ≤ 2.5, G/b < 1)", gm / am, gm / bm))
+    }
 } catch {
     FileHandle.standardError.write(Data("sandgate-bench: \(error)\n".utf8))
     exit(1)

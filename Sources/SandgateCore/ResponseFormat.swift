@@ -50,28 +50,27 @@ public enum ResponseFormat {
         return output
     }
 
-    /// Appends `[v,…],[v,…]` straight from the result's byte arena.
+    /// Appends `[v,…],[v,…]` straight from the result's byte chunks.
     static func appendRows(_ result: QueryResult, to output: inout String) {
         let width = result.columns.count
-        result.storage.withUnsafeBytes { storage in
-            for row in 0..<result.rowCount {
-                output += row == 0 ? "[" : ",["
-                for column in 0..<width {
-                    if column > 0 { output += "," }
-                    switch result.cells[row * width + column] {
-                    case .null: output += "null"
-                    case .integer(let value): output += String(value)
-                    case .real(let value): output += jsonNumber(value)
-                    case .text(let offset, let length):
-                        JSONText.appendString(bytes: UnsafeRawBufferPointer(rebasing: storage[Int(offset)..<Int(offset + length)]), to: &output)
-                    case .blob(let offset, let length):
-                        output += "{\"base64\":\""
-                        output += base64(UnsafeRawBufferPointer(rebasing: storage[Int(offset)..<Int(offset + length)]))
-                        output += "\"}"
-                    }
+        var index = 0
+        for row in 0..<result.rowCount {
+            output += row == 0 ? "[" : ",["
+            for column in 0..<width {
+                if column > 0 { output += "," }
+                switch result.cell(index) {
+                case .null: output += "null"
+                case .integer(let value): output += String(value)
+                case .real(let value): output += jsonNumber(value)
+                case .text(let bytes): JSONText.appendString(bytes: bytes, to: &output)
+                case .blob(let bytes):
+                    output += "{\"base64\":\""
+                    output += base64(bytes)
+                    output += "\"}"
                 }
-                output += "]"
+                index += 1
             }
+            output += "]"
         }
     }
 

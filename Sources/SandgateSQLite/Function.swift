@@ -2,18 +2,23 @@ import CSQLite
 
 /// The arguments of one call of a Swift scalar function; valid only during that call.
 public struct FunctionArguments {
-    let count: Int
-    let values: UnsafeMutablePointer<OpaquePointer?>?
+    @usableFromInline let count: Int
+    @usableFromInline let values: UnsafeMutablePointer<OpaquePointer?>?
+
+    @usableFromInline init(count: Int, values: UnsafeMutablePointer<OpaquePointer?>?) {
+        self.count = count
+        self.values = values
+    }
 
     /// The storage class of argument `index`.
-    public func type(at index: Int) -> SQLValueType {
+    @inlinable public func type(at index: Int) -> SQLValueType {
         guard index < count, let value = values?[index] else { return .null }
         return SQLValueType(rawValue: sqlite3_value_type(value)) ?? .null
     }
 
     /// Calls `body` with the UTF-8 text of argument `index` (numbers as SQLite renders them,
     /// blobs as their raw bytes). The bytes are valid only inside `body`.
-    public func withText<R>(at index: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+    @inlinable public func withText<R>(at index: Int, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
         guard index < count, let value = values?[index], let text = sqlite3_value_text(value) else {
             return body(UnsafeBufferPointer(start: nil, count: 0))
         }
@@ -24,12 +29,14 @@ public struct FunctionArguments {
 
 /// Where a Swift scalar function writes its result; valid only during the call.
 public struct FunctionResult {
-    let context: OpaquePointer
+    @usableFromInline let context: OpaquePointer
 
-    public func setNull() { sqlite3_result_null(context) }
+    @usableFromInline init(context: OpaquePointer) { self.context = context }
+
+    @inlinable public func setNull() { sqlite3_result_null(context) }
 
     /// Copies `bytes` (UTF-8) as the text result.
-    public func setText(_ bytes: UnsafeBufferPointer<UInt8>) {
+    @inlinable public func setText(_ bytes: UnsafeBufferPointer<UInt8>) {
         guard let base = bytes.baseAddress else {
             sqlite3_result_text(context, "", 0, sandgate_transient())
             return

@@ -2,7 +2,7 @@ import CSQLite
 
 /// A prepared statement; finalized in `deinit`. Used by one thread at a time, like its connection.
 public final class Statement {
-    let handle: OpaquePointer
+    @usableFromInline let handle: OpaquePointer
     /// Keeps the connection open as long as the statement lives.
     private let connection: Connection
 
@@ -104,16 +104,16 @@ public final class Statement {
     // MARK: Columns of the current row
 
     /// Storage class of column `index` in the current row.
-    public func type(at index: Int) -> SQLValueType {
+    @inlinable public func type(at index: Int) -> SQLValueType {
         SQLValueType(rawValue: sqlite3_column_type(handle, Int32(index))) ?? .null
     }
 
-    public func integer(at index: Int) -> Int64 { sqlite3_column_int64(handle, Int32(index)) }
+    @inlinable public func integer(at index: Int) -> Int64 { sqlite3_column_int64(handle, Int32(index)) }
 
-    public func real(at index: Int) -> Double { sqlite3_column_double(handle, Int32(index)) }
+    @inlinable public func real(at index: Int) -> Double { sqlite3_column_double(handle, Int32(index)) }
 
     /// Calls `body` with the bytes of a text or blob column; valid only inside `body`.
-    public func withBytes<R>(at index: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+    @inlinable public func withBytes<R>(at index: Int, _ body: (UnsafeRawBufferPointer) -> R) -> R {
         let column = Int32(index)
         // sqlite3_column_blob returns text bytes unconverted; the length must be read afterwards.
         let pointer = sqlite3_column_blob(handle, column)

@@ -50,6 +50,8 @@ final class SandboxConnection {
             db.set(.doubleQuotedStringsInDDL, false)
             try db.execute("PRAGMA temp_store = MEMORY")
             try db.execute("ATTACH DATABASE \(Self.literal(Self.immutableURI(snapshot.path))) AS \(Self.identifier(schema))")
+            // The snapshot never changes: map it instead of copying pages through read().
+            try db.execute("PRAGMA \(Self.identifier(schema)).mmap_size = \(Self.mmapBytes)")
 
             var evaluators: [MaskEvaluator] = []
             for table in policy.tables {
@@ -80,7 +82,7 @@ final class SandboxConnection {
             }
             self.evaluators = evaluators
 
-            db.setLimit(.length, 16 * 1024 * 1024)
+            db.setLimit(.length, Int32(ResultStorage.maximumValueLength))
             db.setLimit(.sqlLength, 1_000_000)
             db.setLimit(.column, 200)
             db.setLimit(.expressionDepth, 200)
@@ -105,6 +107,9 @@ final class SandboxConnection {
         let budget = self.budget
         connection.setProgressHandler(every: BudgetState.interval) { budget.tick() }
     }
+
+    /// How much of a snapshot each sandbox connection maps (SQLite caps it at its compile-time maximum).
+    static let mmapBytes = 1 << 31
 
     /// 128 random bits as hex: names of the attached schema and internal functions.
     static func randomToken() -> String {
@@ -132,7 +137,7 @@ final class SandboxConnection {
         authorizer.reset()
         budget.arm(maxSteps: limits.maxVMSteps, timeoutMilliseconds: limits.timeoutMilliseconds)
         defer { budget.disarm() }
-        let lengthLimit = Int32(clamping: min(limits.maxResultBytes, 16 * 1024 * 1024))
+        let lengthLimit = Int32(clamping: min(limits.maxResultBytes, ResultStorage.maximumValueLength))
         connection.setLimit(.length, lengthLimit)
 
         func failure(_ error: GatewayError, executed: Bool, steps: Int64 = 0) -> Result<Execution, ExecutionFailure> {
@@ -162,7 +167,7 @@ final class SandboxConnection {
             return failure(error, executed: false)
         }
 
-        var result = QueryResult(columns: (0..<statement.columnCount).map { statement.columnName(at: $0) })
+        var result = ResultBuilder(columns: (0..<statement.columnCount).map { statement.columnName(at: $0) })
         let columnCount = statement.columnCount
         var truncated = false
         do {
@@ -191,7 +196,7 @@ final class SandboxConnection {
             return failure(stepError(error, limits: limits), executed: true, steps: statement.virtualMachineSteps)
         }
         return .success(Execution(
-            result: result, truncated: truncated, vmSteps: statement.virtualMachineSteps,
+            result: result.finish(), truncated: truncated, vmSteps: statement.virtualMachineSteps,
             maskedCells: maskedCells, executedSQL: sql))
     }
 
@@ -275,7 +280,7 @@ final class SandboxConnection {
                 return GatewayError(.budgetExceeded, "the query exceeded its budget of \(limits.maxVMSteps) VM steps", hint: "add filters or aggregate")
             }
         }
-        if error.isTooBig { return GatewayError(.resultTooLarge, "a value exceeded the size limit", hint: "the limit is \(min(limits.maxResultBytes, 16 * 1024 * 1024)) bytes per value") }
+        if error.isTooBig { return GatewayError(.resultTooLarge, "a value exceeded the size limit", hint: "the limit is \(min(limits.maxResultBytes, ResultStorage.maximumValueLength)) bytes per value") }
         if error.isOutOfMemory { return GatewayError(.budgetExceeded, "the query exceeded its memory budget") }
         return GatewayError(.badRequest, "the query failed: \(error.message)")
     }
