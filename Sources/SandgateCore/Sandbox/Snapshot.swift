@@ -114,9 +114,11 @@ public enum DatasetSecret {
             guard written == 32 else { throw GatewayError(.internal, "cannot write the key of dataset '\(dataset)'") }
             return fresh
         }
-        guard let data = FileManager.default.contents(atPath: path), data.count == 32 else {
-            throw GatewayError(.internal, "the key file of dataset '\(dataset)' is unreadable or not 32 bytes")
+        // Another process may have created the file a moment ago and still be writing it.
+        for attempt in 0..<20 {
+            if let data = FileManager.default.contents(atPath: path), data.count == 32 { return Array(data) }
+            if attempt < 19 { usleep(10_000) }
         }
-        return Array(data)
+        throw GatewayError(.internal, "the key file of dataset '\(dataset)' is unreadable or not 32 bytes")
     }
 }
