@@ -45,6 +45,11 @@ public enum PolicyLoader {
         return result
     }
 
+    /// The composed YAML tree of `path` and the SHA-256 of its bytes (the version).
+    static func document(path: String) -> Result<(Node, String), PolicyErrors> {
+        read(path: path).flatMap { text, version in compose(text, file: path).map { ($0, version) } }
+    }
+
     static func read(path: String) -> Result<(String, String), PolicyErrors> {
         guard let data = FileManager.default.contents(atPath: path) else {
             return .failure(PolicyErrors([PolicyDiagnostic(SourceLocation(file: path, line: 1, column: 1), "cannot read the file")]))
@@ -93,15 +98,10 @@ public enum PolicyLoader {
 
     /// Loads and structurally validates one dataset policy file.
     public static func loadDataset(path: String) -> Result<DatasetPolicy, PolicyErrors> {
-        let text: String
-        let version: String
-        switch read(path: path) {
-        case .success(let pair): (text, version) = pair
-        case .failure(let errors): return .failure(errors)
-        }
         let root: Node
-        switch compose(text, file: path) {
-        case .success(let node): root = node
+        let version: String
+        switch document(path: path) {
+        case .success(let loaded): (root, version) = loaded
         case .failure(let errors): return .failure(errors)
         }
         var reader = YAMLReader(file: path)
@@ -355,15 +355,10 @@ public enum PolicyLoader {
 
     /// Loads `consumers.yaml`; grants must name dataset files that exist.
     public static func loadConsumers(path: String, knownDatasets: Set<String>) -> Result<ConsumerDirectory, PolicyErrors> {
-        let text: String
-        let version: String
-        switch read(path: path) {
-        case .success(let pair): (text, version) = pair
-        case .failure(let errors): return .failure(errors)
-        }
         let root: Node
-        switch compose(text, file: path) {
-        case .success(let node): root = node
+        let version: String
+        switch document(path: path) {
+        case .success(let loaded): (root, version) = loaded
         case .failure(let errors): return .failure(errors)
         }
         var reader = YAMLReader(file: path)
