@@ -73,13 +73,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "SandgateSQLiteTests", dependencies: ["SandgateSQLite"], swiftSettings: swiftSettings),
-        .testTarget(name: "SandgateSQLTests", dependencies: ["SandgateSQL"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SandgateSQLTests",
+            dependencies: ["SandgateSQL", "SandgateSQLite", "SandgateFixtures"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "SandgatePolicyTests", dependencies: ["SandgatePolicy", "CPCRE2"], swiftSettings: swiftSettings),
         .testTarget(name: "SandgateLedgerTests", dependencies: ["SandgateLedger"], swiftSettings: swiftSettings),
         .testTarget(name: "SandgateFixturesTests", dependencies: ["SandgateFixtures", "SandgateSQLite"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SandgateCoreTests",
-            dependencies: ["SandgateCore", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateSQLite"],
+            dependencies: [
+                "SandgateCore", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateSQLite", "SandgateSQL",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "sandgateCLITests", dependencies: ["sandgate"], swiftSettings: swiftSettings),

@@ -54,8 +54,16 @@ final class SandboxAuthorizer {
             }
             // The snapshot's base tables are readable only while SQLite expands sandgate's view of
             // the same name; a consumer cannot name that schema, so it cannot write such a CTE.
-            if database == snapshotSchema, let view, view == table, viewNames.contains(table) {
-                return aggregateTables.contains(table) ? deny(.aggregateRequired(request.first ?? "")) : .allow
+            if database == snapshotSchema, viewNames.contains(table) {
+                // After SQLite flattens sandgate's view into the query it may ask once more, with an
+                // empty column and no view context, for a table whose columns the query does not
+                // use (`SELECT 1 FROM t`): that reveals no value, and the consumer cannot name the
+                // snapshot schema to ask for it directly.
+                let fromOwnView = view == table
+                let valueless = (request.second ?? "").isEmpty
+                if fromOwnView || valueless {
+                    return aggregateTables.contains(table) ? deny(.aggregateRequired(request.first ?? "")) : .allow
+                }
             }
             return deny(.noSuchTable(request.first ?? ""))
         case .function:
