@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SandgateLedger
 import SandgatePolicy
+import SandgateSQL
 import SandgateSQLite
 import Synchronization
 
@@ -169,14 +170,22 @@ public final class Gateway: Sendable {
                 }
             }
         }
-        if let error = runtime.precheck.check(request.sql) {
-            return refuse(error)
+        let checked: CheckedQuery
+        switch Self.check(request.sql, policy: runtime.policy) {
+        case .success(let query): checked = query
+        case .failure(let error): return refuse(error)
         }
+        // SQLite runs only what sandgate rendered from its own checked tree (invariant 2).
+        let rendered = Renderer.render(checked.select)
+        record.rewrittenSQL = String(rendered.prefix(Self.recordedSQLLimit))
+        let plan = ExecutionPlan(
+            maskedOutputs: checked.maskedOutputs, readsAggregateTables: checked.readsAggregateTables,
+            suppressedGroupsSQL: checked.suppressedGroupsQuery.map(Renderer.render))
 
         let outcome: Result<Execution, ExecutionFailure>
         do {
             outcome = try runtime.pool.withConnection { sandbox in
-                sandbox.execute(sql: request.sql, parameters: request.parameters, limits: limits, rowLimit: rowLimit)
+                sandbox.execute(sql: rendered, parameters: request.parameters, limits: limits, rowLimit: rowLimit, plan: plan)
             }
         } catch {
             return refuse(error)
@@ -188,6 +197,7 @@ public final class Gateway: Sendable {
             usage.cells = result.cellCount
             usage.bytes = result.valueBytes
             usage.maskedCells = execution.maskedCells
+            usage.suppressedGroups = execution.suppressedGroups
             usage.vmSteps = execution.vmSteps
             usage.costMicros = runtime.policy.pricing.cost(rows: result.rowCount, vmSteps: execution.vmSteps)
             record.status = .ok
@@ -195,25 +205,42 @@ public final class Gateway: Sendable {
             record.cells = Int64(result.cellCount)
             record.bytes = Int64(result.valueBytes)
             record.maskedCells = Int64(execution.maskedCells)
+            record.suppressedGroups = Int64(execution.suppressedGroups)
             record.truncated = execution.truncated
             record.vmSteps = execution.vmSteps
             record.costMicros = usage.costMicros
-            record.rewrittenSQL = String(execution.executedSQL.prefix(Self.recordedSQLLimit))
             return QueryResponse(outcome: .success(result), truncated: execution.truncated,
                                  truncatedBy: execution.truncated ? truncatedBy : nil, usage: usage)
         case .failure(let failure):
             if !failure.executed { return refuse(failure.error) }
             // Work was done: charged per query and per step, no rows.
             usage.vmSteps = failure.vmSteps
-            usage.maskedCells = failure.maskedCells
             usage.costMicros = runtime.policy.pricing.cost(rows: 0, vmSteps: failure.vmSteps)
             record.status = .failed
             record.errorCode = failure.error.code.rawValue
             record.vmSteps = failure.vmSteps
-            record.maskedCells = Int64(failure.maskedCells)
             record.costMicros = usage.costMicros
-            record.rewrittenSQL = String(request.sql.prefix(Self.recordedSQLLimit))
             return QueryResponse(outcome: .failure(failure.error), truncated: false, truncatedBy: nil, usage: usage)
+        }
+    }
+
+    /// Parses and checks `sql` against `policy` (the consumer's view of the dataset).
+    static func check(_ sql: String, policy: DatasetPolicy) -> Result<CheckedQuery, GatewayError> {
+        let select: Select
+        do {
+            select = try Parser.parseSelect(sql)
+        } catch {
+            switch error.kind {
+            case .notASelect: return .failure(GatewayError(.notASelect, error.message, hint: "send one SELECT (or WITH … SELECT) statement"))
+            case .tooDeep: return .failure(GatewayError(.requestTooLarge, error.description))
+            case .syntax: return .failure(GatewayError(.syntaxError, error.description))
+            }
+        }
+        var checker = Checker(policy: policy)
+        do {
+            return .success(try checker.check(select))
+        } catch {
+            return .failure(error)
         }
     }
 

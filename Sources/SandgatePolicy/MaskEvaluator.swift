@@ -28,13 +28,6 @@ public final class MaskEvaluator {
     /// Mutable state lives behind a pointer: the hot path then pays no dynamic exclusivity checks
     /// (class `var`s cost a `swift_beginAccess` per touch).
     private let output: UnsafeMutablePointer<OutputBuffer>
-    private let counter: UnsafeMutablePointer<Int>
-
-    /// Non-NULL values masked so far (the `masked_cells` meter reads and resets it).
-    public var evaluations: Int {
-        get { counter.pointee }
-        set { counter.pointee = newValue }
-    }
 
     /// Upper bound on PCRE2 backtracking per match; a pattern that hits it redacts the value.
     static let matchLimit: UInt32 = 1_000_000
@@ -73,14 +66,11 @@ public final class MaskEvaluator {
         }
         output = .allocate(capacity: 1)
         output.initialize(to: OutputBuffer(capacity: 256))
-        counter = .allocate(capacity: 1)
-        counter.initialize(to: 0)
     }
 
     deinit {
         output.pointee.deallocate()
         output.deallocate()
-        counter.deallocate()
         template.deallocate()
         literals.deallocate()
         if let matchData { pcre2_match_data_free_8(matchData) }
@@ -90,7 +80,6 @@ public final class MaskEvaluator {
     /// Masks `input` (UTF-8 text, or the text form of a number). NULL inputs never reach here:
     /// the caller keeps NULL as NULL.
     public func apply(_ input: UnsafeBufferPointer<UInt8>) -> MaskOutcome {
-        counter.pointee += 1
         output.pointee.count = 0
         switch mask.kind {
         case .null:

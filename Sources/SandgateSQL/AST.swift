@@ -235,3 +235,50 @@ public indirect enum Expr: Sendable, Equatable {
     /// A row value `(a, b, …)`.
     case row([Expr])
 }
+
+// Public memberwise initialisers, so that rewriters in other modules can build nodes.
+extension With {
+    public init(recursive: Bool, tables: [CommonTable], _: Void = ()) { self.recursive = recursive; self.tables = tables }
+}
+extension CommonTable {
+    public init(name: String, columns: [String], materialized: Bool?, select: Select, _: Void = ()) {
+        self.name = name; self.columns = columns; self.materialized = materialized; self.select = select
+    }
+}
+extension NamedWindow {
+    public init(name: String, definition: WindowDefinition, _: Void = ()) { self.name = name; self.definition = definition }
+}
+extension JoinOperator {
+    public init(kind: Kind, natural: Bool, _: Void = ()) { self.kind = kind; self.natural = natural }
+}
+extension OrderingTerm {
+    public init(expr: Expr, descending: Bool?, nullsFirst: Bool?, _: Void = ()) {
+        self.expr = expr; self.descending = descending; self.nullsFirst = nullsFirst
+    }
+}
+extension Limit {
+    public init(count: Expr, offset: Expr?, _: Void = ()) { self.count = count; self.offset = offset }
+}
+extension ColumnReference {
+    public init(schema: String?, table: String?, column: String, _: Void = ()) {
+        self.schema = schema; self.table = table; self.column = column
+    }
+}
+extension CaseBranch {
+    public init(when: Expr, then: Expr, _: Void = ()) { self.when = when; self.then = then }
+}
+extension FunctionCall {
+    public init(name: String, distinct: Bool, star: Bool, arguments: [Expr], filter: Expr?, over: WindowReference?, _: Void = ()) {
+        self.name = name; self.distinct = distinct; self.star = star; self.arguments = arguments; self.filter = filter; self.over = over
+    }
+}
+extension WindowDefinition {
+    public init(base: String?, partitionBy: [Expr], orderBy: [OrderingTerm], frame: Frame?, _: Void = ()) {
+        self.base = base; self.partitionBy = partitionBy; self.orderBy = orderBy; self.frame = frame
+    }
+}
+extension Frame {
+    public init(unit: Unit, start: Bound, end: Bound?, exclude: Exclude?, _: Void = ()) {
+        self.unit = unit; self.start = start; self.end = end; self.exclude = exclude
+    }
+}

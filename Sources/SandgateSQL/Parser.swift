@@ -130,6 +130,12 @@ public struct Parser {
         "WHERE", "WINDOW", "OFFSET", "FILTER", "OVER",
     ]
 
+    /// Reserved words SQLite still accepts as a column name where an expression starts.
+    static let columnWords: Set<String> = [
+        "CROSS", "FULL", "GLOB", "INDEXED", "INNER", "LEFT", "LIKE", "MATCH", "NATURAL", "OUTER", "REGEXP", "RIGHT",
+        "WINDOW", "OFFSET", "FILTER", "OVER",
+    ]
+
     /// An identifier: a quoted one, or a word that is not reserved.
     mutating func identifier(_ what: String) throws(SQLSyntaxError) -> String {
         guard let token = peek else { throw unexpected(nil, expected: what) }
@@ -712,7 +718,7 @@ public struct Parser {
             index += 2
             return try parseFunctionCall(name: first.value)
         }
-        if first.kind == .word, Self.reserved.contains(first.value.uppercased()) {
+        if first.kind == .word, Self.reserved.contains(first.value.uppercased()), !Self.columnWords.contains(first.value.uppercased()) {
             throw unexpected(first, expected: "an expression")
         }
         index += 1

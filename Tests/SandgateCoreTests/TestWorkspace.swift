@@ -54,6 +54,7 @@ final class TestWorkspace {
               customer_id: { role: join_key }
               amount:      { role: measure, aggregates: [count, sum, avg, min, max] }
               channel:     { role: dimension }
+              created_at:  { role: dimension }
         """
 
     static func consumers(grant: String = "{ max_rows: 200 }") -> String {

@@ -8,17 +8,12 @@ public final class DatasetRuntime: Sendable {
     public let policy: DatasetPolicy
     public let snapshot: Snapshot
     let key: [UInt8]
-    let precheck: Precheck
     let pool: SandboxPool
 
     init(policy: DatasetPolicy, snapshot: Snapshot, key: [UInt8], poolSize: Int) {
         self.policy = policy
         self.snapshot = snapshot
         self.key = key
-        let objects = DataValidator.objectNames(databasePath: snapshot.path)
-        let visibleTables = Set(policy.tables.map { $0.name.lowercased() })
-        let visibleColumns = Set(policy.tables.flatMap { $0.visibleColumns.map { $0.name.lowercased() } })
-        precheck = Precheck(hiddenObjects: objects.subtracting(visibleTables), visibleColumns: visibleColumns)
         pool = SandboxPool(capacity: poolSize) { () throws(GatewayError) in
             try SandboxConnection(policy: policy, snapshot: snapshot, key: key)
         }

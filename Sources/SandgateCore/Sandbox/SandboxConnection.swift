@@ -2,20 +2,29 @@ import Foundation
 import SandgatePolicy
 import SandgateSQLite
 
+/// What the checker decided about a query, for the sandbox that runs it.
+struct ExecutionPlan {
+    /// For each output column: derived from a masked column (the `masked_cells` meter).
+    var maskedOutputs: [Bool] = []
+    /// The checker approved reads of aggregate tables (thresholds are in the SQL).
+    var readsAggregateTables = false
+    /// Counts the groups the threshold suppressed; run after the query, within its budget.
+    var suppressedGroupsSQL: String?
+}
+
 /// What one execution in the sandbox produced.
 struct Execution {
     var result: QueryResult
     var truncated: Bool
     var vmSteps: Int64
     var maskedCells: Int
-    var executedSQL: String
+    var suppressedGroups: Int
 }
 
 /// A failed execution, with the work it consumed (for pricing and the ledger).
 struct ExecutionFailure: Error {
     var error: GatewayError
     var vmSteps: Int64
-    var maskedCells: Int
     /// False when nothing ran (refused while preparing).
     var executed: Bool
 }
@@ -29,6 +38,7 @@ struct ExecutionFailure: Error {
 final class SandboxConnection {
     let connection: Connection
     private let authorizer: SandboxAuthorizer
+    /// Kept alive here: SQLite holds only unretained references through the function boxes.
     private let evaluators: [MaskEvaluator]
     private let budget = BudgetState()
 
@@ -75,6 +85,23 @@ final class SandboxConnection {
                     } else {
                         selectList.append("\(name) AS \(name)")
                     }
+                }
+                if table.access == .aggregate, let unit = table.privacyUnit {
+                    // The privacy unit's token, for the threshold the checker writes; the consumer
+                    // cannot name this column (it is not in the consumer's view of the table).
+                    let evaluator = MaskEvaluator(mask: .joinKey, key: key)
+                    let functionName = "\(functionPrefix)m\(evaluators.count)"
+                    evaluators.append(evaluator)
+                    try db.createFunction(name: functionName, argumentCount: 1, deterministic: true) { arguments, result in
+                        guard arguments.type(at: 0) != .null else { return result.setNull() }
+                        arguments.withText(at: 0) { input in
+                            switch evaluator.apply(input) {
+                            case .null: result.setNull()
+                            case .text(let output): result.setText(output)
+                            }
+                        }
+                    }
+                    selectList.append("\(functionName)(\(Self.identifier(unit))) AS \(Self.identifier(Checker.unitColumn))")
                 }
                 if selectList.isEmpty { selectList.append("NULL AS \"_\"") }
                 let filter = table.rowFilter.map { " WHERE (\($0))" } ?? ""
@@ -131,17 +158,18 @@ final class SandboxConnection {
         return encoded + "?mode=ro&immutable=1"
     }
 
-    /// Runs `sql` (already pre-checked) within `limits`, returning at most `rowLimit` rows.
-    func execute(sql: String, parameters: QueryParameters, limits: DatasetLimits, rowLimit: Int) -> Result<Execution, ExecutionFailure> {
-        for evaluator in evaluators { evaluator.evaluations = 0 }
-        authorizer.reset()
+    /// Runs `sql` (rendered by sandgate from a checked query) within `limits`, returning at most
+    /// `rowLimit` rows.
+    func execute(sql: String, parameters: QueryParameters, limits: DatasetLimits, rowLimit: Int, plan: ExecutionPlan = ExecutionPlan()) -> Result<Execution, ExecutionFailure> {
+        authorizer.reset(allowAggregateTables: plan.readsAggregateTables)
+        defer { authorizer.reset(allowAggregateTables: false) }
         budget.arm(maxSteps: limits.maxVMSteps, timeoutMilliseconds: limits.timeoutMilliseconds)
         defer { budget.disarm() }
         let lengthLimit = Int32(clamping: min(limits.maxResultBytes, ResultStorage.maximumValueLength))
         connection.setLimit(.length, lengthLimit)
 
         func failure(_ error: GatewayError, executed: Bool, steps: Int64 = 0) -> Result<Execution, ExecutionFailure> {
-            .failure(ExecutionFailure(error: error, vmSteps: steps, maskedCells: maskedCells, executed: executed))
+            .failure(ExecutionFailure(error: error, vmSteps: steps, executed: executed))
         }
 
         let statement: Statement
@@ -169,6 +197,8 @@ final class SandboxConnection {
 
         var result = ResultBuilder(columns: (0..<statement.columnCount).map { statement.columnName(at: $0) })
         let columnCount = statement.columnCount
+        let masked = (0..<columnCount).map { $0 < plan.maskedOutputs.count && plan.maskedOutputs[$0] }
+        var maskedCells = 0
         var truncated = false
         do {
             while try statement.step() {
@@ -177,7 +207,9 @@ final class SandboxConnection {
                     break
                 }
                 for column in 0..<columnCount {
-                    switch statement.type(at: column) {
+                    let type = statement.type(at: column)
+                    if masked[column], type != .null { maskedCells += 1 }
+                    switch type {
                     case .null: result.appendNull()
                     case .integer: result.appendInteger(statement.integer(at: column))
                     case .real: result.appendReal(statement.real(at: column))
@@ -195,12 +227,22 @@ final class SandboxConnection {
         } catch {
             return failure(stepError(error, limits: limits), executed: true, steps: statement.virtualMachineSteps)
         }
+        var steps = statement.virtualMachineSteps
+        var suppressed = 0
+        if let countSQL = plan.suppressedGroupsSQL {
+            do {
+                if let counter = try connection.prepare(countSQL) {
+                    if try counter.step(), counter.type(at: 0) == .integer { suppressed = Int(counter.integer(at: 0)) }
+                    steps += counter.virtualMachineSteps
+                }
+            } catch {
+                return failure(stepError(error, limits: limits), executed: true, steps: steps)
+            }
+        }
         return .success(Execution(
-            result: result.finish(), truncated: truncated, vmSteps: statement.virtualMachineSteps,
-            maskedCells: maskedCells, executedSQL: sql))
+            result: result.finish(), truncated: truncated, vmSteps: steps, maskedCells: maskedCells,
+            suppressedGroups: suppressed))
     }
-
-    private var maskedCells: Int { evaluators.reduce(0) { $0 + $1.evaluations } }
 
     private func bind(_ parameters: QueryParameters, to statement: Statement) -> GatewayError? {
         let count = statement.parameterCount
@@ -249,7 +291,7 @@ final class SandboxConnection {
                 return GatewayError(.noSuchTable, "no such table: \(name)", hint: "`sandgate describe` lists the tables you can query")
             case .aggregateRequired(let name):
                 return GatewayError(.aggregateRequired, "table \(name) is available only as aggregates",
-                                    hint: "aggregate queries on this table need the SQL checker, which is not available yet")
+                                    hint: "use GROUP BY with count, sum, avg … over its measures")
             case .functionNotAllowed(let name):
                 return GatewayError(.functionNotAllowed, "function \(name)() is not allowed", hint: "see the list of allowed functions in the analyst guide")
             case .notASelect(let what):

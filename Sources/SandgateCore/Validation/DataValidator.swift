@@ -57,14 +57,4 @@ public enum DataValidator {
         }
         return problems
     }
-
-    /// Names of every table and view in the database, lower-cased (for the lexical gate).
-    static func objectNames(databasePath: String) -> Set<String> {
-        guard let db = try? Connection(path: databasePath, mode: .readOnly),
-              let rows = try? db.rows("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')") else { return [] }
-        return Set(rows.compactMap { row -> String? in
-            if case .text(let name) = row.first { return name.lowercased() }
-            return nil
-        })
-    }
 }

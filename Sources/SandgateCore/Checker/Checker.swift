@@ -1,0 +1,629 @@
+import SandgatePolicy
+import SandgateSQL
+
+/// The outcome of checking one query against a consumer's view of a dataset.
+struct CheckedQuery {
+    /// The query to run, rewritten (thresholds on aggregate tables), to be rendered.
+    var select: Select
+    /// For each output column: derived from a masked or tokenised column.
+    var maskedOutputs: [Bool]
+    /// Rules that applied, for `explain` (masks, row filters, thresholds).
+    var rules: [String]
+    /// True when the query reads an aggregate table (the authorizer is told so).
+    var readsAggregateTables: Bool
+    /// For aggregate queries: counts the groups the threshold suppressed.
+    var suppressedGroupsQuery: Select?
+}
+
+/// Resolves every table and column of a parsed query through its scopes against the consumer's
+/// view of the dataset, enforces the function allowlist and the aggregate-table rules, and
+/// rewrites aggregate queries so that only groups above the threshold are released.
+struct Checker {
+    let policy: DatasetPolicy
+    private(set) var rules: [String] = []
+    private var readsAggregateTables = false
+    private var suppressedGroupsQuery: Select?
+    /// Set by the top-level core of an aggregate query with `small_groups: remainder`.
+    private var remainder: RemainderPlan?
+    /// Tables joined on join keys, to be read through MATERIALIZED CTEs (name of CTE, table).
+    private var materialized: [(cte: String, table: String)] = []
+
+    /// Prefix of names the rewriter introduces; consumers may not use it.
+    static let internalPrefix = "__sg"
+
+    /// The internal view column holding the privacy unit's token on aggregate tables.
+    static let unitColumn = "__sg_unit"
+
+    init(policy: DatasetPolicy) {
+        self.policy = policy
+    }
+
+    static let aggregateFunctions: Set<String> = [
+        "count", "sum", "avg", "min", "max", "total", "group_concat", "string_agg", "json_group_array", "json_group_object",
+    ]
+    /// Aggregates that release individual values; never allowed on aggregate tables.
+    static let valueRevealingAggregates: Set<String> = ["group_concat", "string_agg", "json_group_array", "json_group_object"]
+
+    struct Context {
+        var topLevel: Bool
+        /// Inside a CTE, a FROM subquery, an expression subquery, or a compound member.
+        var nested: Bool
+    }
+
+    mutating func check(_ select: Select) throws(GatewayError) -> CheckedQuery {
+        var select = select
+        let columns = try checkSelect(&select, parent: nil, context: Context(topLevel: true, nested: false))
+        if !materialized.isEmpty {
+            // Join keys are keyed tokens computed in the views, so SQLite cannot use an index to
+            // join on them; a materialised copy of the probed side gets an automatic index.
+            let tables = materialized.map { entry in
+                CommonTable(name: entry.cte, columns: [], materialized: true, select: Select(body: .core(SelectCore(
+                    columns: [.star], from: .table(name: entry.table, schema: nil, alias: nil, indexHint: nil)))))
+            }
+            if var with = select.with {
+                with.tables = tables + with.tables
+                select.with = with
+            } else {
+                select.with = With(recursive: false, tables: tables)
+            }
+        }
+        // The suppressed-groups count reads the same FROM: it needs the same common tables.
+        if var suppressed = suppressedGroupsQuery {
+            suppressed.with = select.with
+            suppressedGroupsQuery = suppressed
+        }
+        return CheckedQuery(
+            select: select, maskedOutputs: columns.map(\.masked), rules: rules,
+            readsAggregateTables: readsAggregateTables, suppressedGroupsQuery: suppressedGroupsQuery)
+    }
+
+    mutating func note(_ rule: String) {
+        if !rules.contains(rule) { rules.append(rule) }
+    }
+
+    // MARK: SELECT
+
+    mutating func checkSelect(_ select: inout Select, parent: Scope?, context: Context) throws(GatewayError) -> [RelationColumn] {
+        let scope = Scope(parent: parent)
+        if var with = select.with {
+            for index in with.tables.indices {
+                var table = with.tables[index]
+                // A recursive CTE may read itself: its columns come from its first member.
+                if with.recursive, case .compound = table.select.body {
+                    var first = Select(body: Self.firstMember(table.select.body))
+                    let probe = try checkSelect(&first, parent: scope, context: Context(topLevel: false, nested: true))
+                    scope.commonTables[table.name] = Self.relation(named: table.name, columns: probe, renamed: table.columns)
+                }
+                let columns = try checkSelect(&table.select, parent: scope, context: Context(topLevel: false, nested: true))
+                if !table.columns.isEmpty, table.columns.count != columns.count {
+                    throw GatewayError(.syntaxError, "table \(table.name) has \(columns.count) values for \(table.columns.count) columns")
+                }
+                scope.commonTables[table.name] = Self.relation(named: table.name, columns: columns, renamed: table.columns)
+                with.tables[index] = table
+            }
+            select.with = with
+        }
+        var isCompound = false
+        if case .compound = select.body { isCompound = true }
+        let bodyContext = Context(topLevel: context.topLevel && !isCompound, nested: context.nested || isCompound)
+        var body = select.body
+        var orderBy = select.orderBy
+        let columns = try checkBody(&body, scope: scope, context: bodyContext, orderBy: &orderBy)
+        select.body = body
+        select.orderBy = orderBy
+        if context.topLevel, let plan = remainder {
+            select.body = plan.body
+            select.orderBy = plan.orderBy
+            var with = select.with ?? With(recursive: false, tables: [])
+            with.tables += plan.commonTables
+            select.with = with
+            suppressedGroupsQuery = plan.suppressedGroups
+        }
+        if let limit = select.limit {
+            try checkStandalone(limit.count, scope: scope)
+            if let offset = limit.offset { try checkStandalone(offset, scope: scope) }
+        }
+        return columns
+    }
+
+    static func firstMember(_ body: SelectBody) -> SelectBody {
+        if case .compound(let left, _, _) = body { return firstMember(left) }
+        return body
+    }
+
+    static func relation(named name: String, columns: [RelationColumn], renamed: [String]) -> Relation {
+        let named = columns.enumerated().map { index, column in
+            RelationColumn(name: index < renamed.count ? renamed[index] : column.name, masked: column.masked, table: nil, policy: nil)
+        }
+        return Relation(name: name, columns: named, table: nil)
+    }
+
+    /// An expression that must not reference columns (LIMIT, OFFSET, VALUES outside FROM).
+    mutating func checkStandalone(_ expr: Expr, scope: Scope) throws(GatewayError) {
+        let info = try checkExpr(expr, scope: Scope(parent: nil), site: .other, core: nil)
+        if !info.columns.isEmpty { throw GatewayError(.syntaxError, "LIMIT and OFFSET take constant expressions") }
+    }
+
+    mutating func checkBody(_ body: inout SelectBody, scope: Scope, context: Context, orderBy: inout [OrderingTerm]) throws(GatewayError) -> [RelationColumn] {
+        switch body {
+        case .values(let rows):
+            var masked: [Bool] = []
+            for row in rows {
+                for (index, expr) in row.enumerated() {
+                    let info = try checkExpr(expr, scope: scope, site: .other, core: nil)
+                    if index >= masked.count { masked.append(info.masked) } else { masked[index] = masked[index] || info.masked }
+                }
+            }
+            try checkOrderBy(&orderBy, outputs: nil, scope: scope, core: nil)
+            return masked.enumerated().map { RelationColumn(name: "column\($0.offset + 1)", masked: $0.element, table: nil, policy: nil) }
+        case .core(var core):
+            let columns = try checkCore(&core, scope: scope, context: context, orderBy: &orderBy)
+            body = .core(core)
+            return columns
+        case .compound(var left, let op, var right):
+            var none: [OrderingTerm] = []
+            let leftColumns = try checkBody(&left, scope: scope, context: context, orderBy: &none)
+            let rightColumns = try checkBody(&right, scope: scope, context: context, orderBy: &none)
+            guard leftColumns.count == rightColumns.count else {
+                throw GatewayError(.syntaxError, "SELECTs to the left and right of \(op.rawValue) do not have the same number of result columns")
+            }
+            body = .compound(left, op, right)
+            let columns = zip(leftColumns, rightColumns).map {
+                RelationColumn(name: $0.name, masked: $0.masked || $1.masked, table: nil, policy: nil)
+            }
+            let outputs = Relation(name: "", columns: columns, table: nil)
+            try checkOrderBy(&orderBy, outputs: outputs, scope: scope, core: nil)
+            return columns
+        }
+    }
+
+    // MARK: Core
+
+    mutating func checkCore(_ core: inout SelectCore, scope parent: Scope, context: Context, orderBy: inout [OrderingTerm]) throws(GatewayError) -> [RelationColumn] {
+        let scope = Scope(parent: parent)
+        if var from = core.from {
+            scope.relations = try checkFrom(&from, scope: scope, context: context)
+            core.from = from
+        }
+        let aggregateRelations = scope.relations.filter { $0.table?.access == .aggregate }
+        let isAggregateQuery = !aggregateRelations.isEmpty
+        if isAggregateQuery {
+            guard context.topLevel, !context.nested else {
+                throw GatewayError(.shapeNotAllowed, "aggregate table \(aggregateRelations[0].table?.name ?? "") may be used only in the top-level SELECT",
+                                   hint: "not inside a subquery, CTE or compound SELECT")
+            }
+            readsAggregateTables = true
+        }
+        let coreInfo = CoreInfo(aggregate: isAggregateQuery)
+        if isAggregateQuery, core.groupBy.isEmpty, !core.columns.contains(where: { column in
+            if case .expr(let expr, _, _) = column { return Self.containsAggregateCall(expr) }
+            return false
+        }) {
+            throw GatewayError(.aggregateRequired, "table \(aggregateRelations[0].table?.name ?? "") is available only as aggregates",
+                               hint: "use GROUP BY with count, sum, avg … over its measures")
+        }
+
+        // Result columns (and their aliases, which WHERE/GROUP BY/HAVING/ORDER BY may use).
+        var outputs: [RelationColumn] = []
+        var containsAggregate = false
+        for column in core.columns {
+            switch column {
+            case .star:
+                guard !scope.relations.isEmpty else { throw GatewayError(.syntaxError, "no tables specified") }
+                for relation in scope.relations {
+                    outputs += try expandStar(relation, coreInfo: coreInfo)
+                }
+            case .tableStar(let name):
+                guard let relation = scope.relations.first(where: { equalNames($0.name, name) }) else {
+                    throw GatewayError(.noSuchTable, "no such table: \(name)")
+                }
+                outputs += try expandStar(relation, coreInfo: coreInfo)
+            case .expr(let expr, let alias, let span):
+                let info = try checkExpr(expr, scope: scope, site: .select, core: coreInfo)
+                containsAggregate = containsAggregate || info.containsAggregate
+                var name = alias ?? span
+                if alias == nil, case .column(let reference) = expr { name = reference.column }
+                outputs.append(RelationColumn(name: name, masked: info.masked, table: nil, policy: nil))
+                if let alias { scope.aliases.append((alias, info)) }
+            }
+        }
+        if let condition = core.whereClause {
+            let info = try checkExpr(condition, scope: scope, site: .where, core: coreInfo)
+            if info.containsAggregate { throw GatewayError(.syntaxError, "misuse of aggregate function in WHERE") }
+        }
+        for term in core.groupBy {
+            let info = try checkExpr(term, scope: scope, site: .groupBy, core: coreInfo)
+            if info.containsAggregate { throw GatewayError(.syntaxError, "aggregate functions are not allowed in the GROUP BY clause") }
+        }
+        if let having = core.having {
+            let info = try checkExpr(having, scope: scope, site: .having, core: coreInfo)
+            containsAggregate = containsAggregate || info.containsAggregate
+        }
+        for window in core.windows {
+            try checkWindow(window.definition, scope: scope, core: coreInfo)
+        }
+        let outputRelation = Relation(name: "", columns: outputs, table: nil)
+        try checkOrderBy(&orderBy, outputs: outputRelation, scope: scope, core: coreInfo)
+
+        if isAggregateQuery {
+            guard containsAggregate || !core.groupBy.isEmpty else {
+                throw GatewayError(.aggregateRequired, "table \(aggregateRelations[0].table?.name ?? "") is available only as aggregates",
+                                   hint: "use GROUP BY with count, sum, avg … over its measures")
+            }
+            try AggregateRules.checkGrouping(core: core, orderBy: orderBy, scope: scope, checker: &self)
+            if let merged = aggregateRelations.first(where: { $0.table?.smallGroups == .remainder }), !core.groupBy.isEmpty {
+                guard aggregateRelations.count == 1, let minimum = merged.table?.minGroupSize else {
+                    throw GatewayError(.shapeNotAllowed, "small_groups: remainder allows one aggregate table per query")
+                }
+                remainder = try RemainderPlan.make(core: core, orderBy: orderBy, relation: merged, minimum: minimum, scope: scope, checker: self)
+            } else {
+                let rewrite = AggregateRules.rewrite(core: core, aggregateRelations: aggregateRelations)
+                core = rewrite.core
+                suppressedGroupsQuery = rewrite.suppressedGroups
+            }
+            for relation in aggregateRelations {
+                if let table = relation.table, let size = table.minGroupSize {
+                    note("threshold: groups of \(table.name) need at least \(size) distinct \(table.privacyUnit ?? "units"); smaller groups are \(table.smallGroups == .drop ? "dropped" : "merged into one remainder group")")
+                }
+            }
+        }
+        return outputs
+    }
+
+    /// A syntactic look for an aggregate call (no OVER), without entering subqueries.
+    static func containsAggregateCall(_ expr: Expr) -> Bool {
+        if case .function(let call) = expr, call.over == nil, aggregateFunctions.contains(call.name.lowercased()) { return true }
+        return expr.children.contains(where: containsAggregateCall)
+    }
+
+    func expandStar(_ relation: Relation, coreInfo: CoreInfo) throws(GatewayError) -> [RelationColumn] {
+        if coreInfo.aggregate {
+            throw GatewayError(.columnNotAllowed, "* is not allowed in a query on an aggregate table", hint: "name the GROUP BY terms and aggregates")
+        }
+        return relation.columns.filter { !relation.hiddenFromStar.contains($0.name.lowercased()) }
+    }
+
+    mutating func checkOrderBy(_ terms: inout [OrderingTerm], outputs: Relation?, scope: Scope, core: CoreInfo?) throws(GatewayError) {
+        for term in terms {
+            // `ORDER BY 2` and `ORDER BY alias` refer to result columns.
+            if case .literal(.number(let text)) = term.expr, let position = Int(text) {
+                guard let outputs, position >= 1, position <= outputs.columns.count else {
+                    throw GatewayError(.syntaxError, "ORDER BY term out of range: \(text)")
+                }
+                continue
+            }
+            if case .column(let reference) = term.expr, reference.table == nil, let outputs, outputs.column(reference.column) != nil,
+               core == nil || scope.aliases.contains(where: { equalNames($0.name, reference.column) }) || resolveInFrom(reference, scope: scope) == nil {
+                continue
+            }
+            _ = try checkExpr(term.expr, scope: scope, site: .orderBy, core: core)
+        }
+    }
+
+    func resolveInFrom(_ reference: ColumnReference, scope: Scope) -> ResolvedColumn? {
+        try? resolve(reference, scope: scope)
+    }
+
+    // MARK: FROM
+
+    mutating func checkFrom(_ item: inout FromItem, scope: Scope, context: Context) throws(GatewayError) -> [Relation] {
+        switch item {
+        case .table(let name, let schema, let alias, let hint):
+            if name.lowercased().hasPrefix(Self.internalPrefix) || (alias?.lowercased().hasPrefix(Self.internalPrefix) ?? false) {
+                throw GatewayError(.noSuchTable, "no such table: \(name)")
+            }
+            if let schema { throw GatewayError(.noSuchTable, "no such table: \(schema).\(name)", hint: "write table names without a schema") }
+            if case .indexedBy = hint {
+                throw GatewayError(.shapeNotAllowed, "INDEXED BY is not available", hint: "indexes are not part of the published dataset")
+            }
+            if let common = scope.commonTable(name) {
+                return [Relation(name: alias ?? name, columns: common.columns, table: nil)]
+            }
+            guard let table = policy.table(named: name) else {
+                throw GatewayError(.noSuchTable, "no such table: \(name)", hint: "`sandgate describe` lists the tables you can query")
+            }
+            for column in table.visibleColumns {
+                if let mask = column.mask { note(mask.kind.isToken ? "\(table.name).\(column.name) is a keyed token" : "\(table.name).\(column.name) is masked (\(mask.name))") }
+            }
+            if table.rowFilter != nil { note("rows of \(table.name) are filtered by the policy") }
+            let columns = table.visibleColumns.map {
+                RelationColumn(name: $0.name, masked: $0.mask != nil, table: table, policy: $0)
+            }
+            return [Relation(name: alias ?? table.name, columns: columns, table: table)]
+        case .tableFunction(let name, _, _, _):
+            throw GatewayError(.functionNotAllowed, "table-valued function \(name)() is not available")
+        case .subquery(var select, let alias):
+            let columns = try checkSelect(&select, parent: scope.parent, context: Context(topLevel: false, nested: true))
+            item = .subquery(select, alias: alias)
+            return [Relation(name: alias ?? "", columns: columns.map { RelationColumn(name: $0.name, masked: $0.masked, table: nil, policy: nil) }, table: nil)]
+        case .group(var inner):
+            let relations = try checkFrom(&inner, scope: scope, context: context)
+            item = .group(inner)
+            return relations
+        case .join(var left, let op, var right, let constraint):
+            var relations = try checkFrom(&left, scope: scope, context: context)
+            var rightRelations = try checkFrom(&right, scope: scope, context: context)
+            defer { item = .join(left, op, right, constraint) }
+            var shared: [String] = []
+            if op.natural {
+                guard constraint == nil else { throw GatewayError(.syntaxError, "a NATURAL join may not have an ON or USING clause") }
+                let leftNames = relations.flatMap { $0.columns.map { $0.name.lowercased() } }
+                shared = rightRelations.flatMap { $0.columns.map { $0.name.lowercased() } }.filter(leftNames.contains)
+            } else if case .using(let names) = constraint {
+                shared = names.map { $0.lowercased() }
+            }
+            for name in shared {
+                let onLeft = relations.compactMap { $0.column(name) }
+                let onRight = rightRelations.compactMap { $0.column(name) }
+                guard !onLeft.isEmpty, !onRight.isEmpty else {
+                    throw GatewayError(.noSuchColumn, "cannot join using column \(name) - column not present in both tables")
+                }
+                // USING/NATURAL compares columns like ON a = b: fine for join keys, not for measures.
+                if (onLeft + onRight).contains(where: { $0.table?.access == .aggregate && $0.policy?.role == .measure }) {
+                    throw GatewayError(.columnNotAllowed, "measure \(name) may not be used to join", hint: "join on a join_key column")
+                }
+                for index in rightRelations.indices where rightRelations[index].column(name) != nil {
+                    rightRelations[index].hiddenFromStar.insert(name)
+                }
+                if (onLeft + onRight).allSatisfy({ $0.policy?.role == .joinKey }) {
+                    materializeJoined(&right, relations: rightRelations, left: &left, leftRelations: relations)
+                }
+            }
+            relations += rightRelations
+            if case .on(let condition) = constraint {
+                let joinScope = Scope(parent: scope.parent)
+                joinScope.relations = relations
+                joinScope.commonTables = scope.commonTables
+                try checkJoinCondition(condition, scope: joinScope, aggregate: relations.contains { $0.table?.access == .aggregate })
+                if Self.equalitiesOnJoinKeys(condition, scope: joinScope, checker: self) {
+                    materializeJoined(&right, relations: rightRelations, left: &left, leftRelations: relations)
+                }
+            }
+            return relations
+        }
+    }
+
+    /// True when `condition` contains an equality between two join-key columns.
+    static func equalitiesOnJoinKeys(_ condition: Expr, scope: Scope, checker: Checker) -> Bool {
+        switch condition {
+        case .binary(.and, let left, let right):
+            return equalitiesOnJoinKeys(left, scope: scope, checker: checker) || equalitiesOnJoinKeys(right, scope: scope, checker: checker)
+        case .binary(.equal, .column(let a), .column(let b)):
+            guard let first = try? checker.resolve(a, scope: scope), let second = try? checker.resolve(b, scope: scope) else { return false }
+            return first.column.policy?.role == .joinKey && second.column.policy?.role == .joinKey
+        default:
+            return false
+        }
+    }
+
+    /// Reads the probed side of a join-key join (a published rows table, preferably on the right)
+    /// through a MATERIALIZED CTE.
+    mutating func materializeJoined(_ right: inout FromItem, relations: [Relation], left: inout FromItem, leftRelations: [Relation]) {
+        if materializable(right) {
+            materialize(&right)
+        } else if materializable(left) {
+            materialize(&left)
+        }
+    }
+
+    func materializable(_ item: FromItem) -> Bool {
+        guard case .table(let name, nil, _, _) = item else { return false }
+        return policy.table(named: name)?.access == .rows
+    }
+
+    mutating func materialize(_ item: inout FromItem) {
+        guard case .table(let name, nil, let alias, _) = item, let table = policy.table(named: name), table.access == .rows else { return }
+        let cte = "\(Self.internalPrefix)_m\(materialized.count)"
+        materialized.append((cte, table.name))
+        item = .table(name: cte, schema: nil, alias: alias ?? table.name, indexHint: nil)
+    }
+
+    /// ON clauses: equalities of two column references may use join keys; everything else is an
+    /// ordinary expression.
+    mutating func checkJoinCondition(_ condition: Expr, scope: Scope, aggregate: Bool) throws(GatewayError) {
+        let info = CoreInfo(aggregate: aggregate)
+        if case .binary(.and, let left, let right) = condition {
+            try checkJoinCondition(left, scope: scope, aggregate: aggregate)
+            try checkJoinCondition(right, scope: scope, aggregate: aggregate)
+            return
+        }
+        if case .binary(.equal, .column(let a), .column(let b)) = condition {
+            _ = try checkExpr(.column(a), scope: scope, site: .joinEquality, core: info)
+            _ = try checkExpr(.column(b), scope: scope, site: .joinEquality, core: info)
+            return
+        }
+        _ = try checkExpr(condition, scope: scope, site: .where, core: info)
+    }
+
+    // MARK: Expressions
+
+    enum Site: Equatable {
+        case select, `where`, groupBy, having, orderBy, joinEquality, other
+        case aggregateArgument(String)
+    }
+
+    /// What aggregate rules need while walking one core.
+    struct CoreInfo {
+        let aggregate: Bool
+    }
+
+    func resolve(_ reference: ColumnReference, scope: Scope) throws(GatewayError) -> ResolvedColumn {
+        if let schema = reference.schema {
+            throw GatewayError(.noSuchTable, "no such table: \(schema).\(reference.table ?? "")", hint: "write table names without a schema")
+        }
+        var current: Scope? = scope
+        var depth = 0
+        while let level = current {
+            if let table = reference.table {
+                if let relation = level.relations.first(where: { equalNames($0.name, table) }) {
+                    guard let column = relation.column(reference.column) else {
+                        throw GatewayError(.noSuchColumn, "no such column: \(table).\(reference.column)", hint: hint(for: [relation]))
+                    }
+                    return ResolvedColumn(relation: relation, column: column, depth: depth)
+                }
+            } else {
+                let matches = level.relations.compactMap { relation in relation.column(reference.column).map { (relation, $0) } }
+                let distinctTables = matches.filter { match in !match.0.hiddenFromStar.contains(reference.column.lowercased()) }
+                if distinctTables.count > 1 {
+                    throw GatewayError(.syntaxError, "ambiguous column name: \(reference.column)")
+                }
+                if let match = distinctTables.first ?? matches.first {
+                    return ResolvedColumn(relation: match.0, column: match.1, depth: depth)
+                }
+            }
+            current = level.parent
+            depth += 1
+        }
+        let name = reference.table.map { "\($0).\(reference.column)" } ?? reference.column
+        throw GatewayError(.noSuchColumn, "no such column: \(name)", hint: hint(for: scope.relations))
+    }
+
+    func hint(for relations: [Relation]) -> String {
+        let names = relations.flatMap { relation in relation.columns.map(\.name) }
+        guard !names.isEmpty else { return "`sandgate describe` lists the columns you can query" }
+        return "columns here: " + names.prefix(20).joined(separator: ", ")
+    }
+
+    mutating func checkExpr(_ expr: Expr, scope: Scope, site: Site, core: CoreInfo?) throws(GatewayError) -> ExprInfo {
+        var info = ExprInfo()
+        func sub(_ e: Expr, _ s: Site? = nil) throws(GatewayError) {
+            info.merge(try checkExpr(e, scope: scope, site: s ?? (site == .joinEquality ? .where : site), core: core))
+        }
+        switch expr {
+        case .literal, .parameter:
+            break
+        case .column(let reference):
+            // Result aliases are visible outside the select list, as in SQLite.
+            if reference.table == nil, site != .select, site != .joinEquality,
+               let alias = scope.aliases.first(where: { equalNames($0.name, reference.column) }),
+               (try? resolve(reference, scope: scope)) == nil || site == .orderBy {
+                var aliasInfo = alias.info
+                aliasInfo.columns = []
+                return aliasInfo
+            }
+            let resolved = try resolve(reference, scope: scope)
+            info.masked = resolved.column.masked
+            info.columns.append(resolved)
+            if let core, core.aggregate { try AggregateRules.checkColumn(resolved, site: site) }
+        case .unary(_, let operand):
+            try sub(operand)
+        case .binary(_, let left, let right), .distinctFrom(let left, let right, _):
+            try sub(left)
+            try sub(right)
+        case .collate(let operand, _):
+            try sub(operand)
+        case .pattern(let operand, _, let pattern, let escape, _):
+            try sub(operand)
+            try sub(pattern)
+            if let escape { try sub(escape) }
+        case .between(let operand, let low, let high, _):
+            try sub(operand)
+            try sub(low)
+            try sub(high)
+        case .inList(let operand, let list, _):
+            try sub(operand)
+            for item in list { try sub(item) }
+        case .inSelect(let operand, let select, _):
+            try sub(operand)
+            info.merge(try checkSubquery(select, scope: scope, core: core))
+        case .inTable(let operand, let schema, let table, let arguments, _):
+            try sub(operand)
+            if schema != nil || arguments != nil {
+                throw GatewayError(.noSuchTable, "no such table: \(schema.map { "\($0)." } ?? "")\(table)")
+            }
+            if let core, core.aggregate {
+                throw GatewayError(.shapeNotAllowed, "subqueries are not allowed in a query on an aggregate table")
+            }
+            let relation: Relation
+            if let common = scope.commonTable(table) {
+                relation = common
+            } else if let published = policy.table(named: table) {
+                guard published.access == .rows else {
+                    throw GatewayError(.shapeNotAllowed, "aggregate table \(published.name) may be used only in the top-level SELECT")
+                }
+                relation = Relation(name: published.name, columns: published.visibleColumns.map {
+                    RelationColumn(name: $0.name, masked: $0.mask != nil, table: published, policy: $0)
+                }, table: published)
+            } else {
+                throw GatewayError(.noSuchTable, "no such table: \(table)", hint: "`sandgate describe` lists the tables you can query")
+            }
+            info.masked = info.masked || relation.columns.contains { $0.masked }
+        case .isNull(let operand, _):
+            try sub(operand)
+        case .exists(let select), .subquery(let select):
+            info.merge(try checkSubquery(select, scope: scope, core: core))
+        case .caseWhen(let base, let branches, let otherwise):
+            if let base { try sub(base) }
+            for branch in branches {
+                try sub(branch.when)
+                try sub(branch.then)
+            }
+            if let otherwise { try sub(otherwise) }
+        case .cast(let operand, _):
+            try sub(operand)
+        case .row(let list):
+            for item in list { try sub(item) }
+        case .function(let call):
+            info.merge(try checkFunction(call, scope: scope, site: site, core: core))
+        }
+        return info
+    }
+
+    mutating func checkSubquery(_ select: Select, scope: Scope, core: CoreInfo?) throws(GatewayError) -> ExprInfo {
+        if let core, core.aggregate {
+            throw GatewayError(.shapeNotAllowed, "subqueries are not allowed in a query on an aggregate table")
+        }
+        var copy = select
+        let columns = try checkSelect(&copy, parent: scope, context: Context(topLevel: false, nested: true))
+        var info = ExprInfo()
+        info.masked = columns.contains { $0.masked }
+        return info
+    }
+
+    mutating func checkFunction(_ call: FunctionCall, scope: Scope, site: Site, core: CoreInfo?) throws(GatewayError) -> ExprInfo {
+        let name = call.name.lowercased()
+        let isAggregate = call.over == nil && Self.aggregateFunctions.contains(name) && !((name == "min" || name == "max") && call.arguments.count > 1)
+        let isWindow = call.over != nil
+        guard FunctionAllowlist.allows(name) || FunctionRules.boundedFunctions.contains(name) else {
+            throw GatewayError(.functionNotAllowed, "function \(call.name)() is not allowed", hint: "see the list of allowed functions in the analyst guide")
+        }
+        try FunctionRules.check(call)
+        var info = ExprInfo()
+        if let core, core.aggregate {
+            try AggregateRules.checkFunction(call, isAggregate: isAggregate, isWindow: isWindow)
+        }
+        if case .aggregateArgument = site, isAggregate {
+            throw GatewayError(.syntaxError, "misuse of aggregate function \(call.name)()")
+        }
+        let argumentSite: Site = isAggregate ? .aggregateArgument(name) : site
+        for argument in call.arguments {
+            info.merge(try checkExpr(argument, scope: scope, site: argumentSite, core: core))
+        }
+        if let filter = call.filter { info.merge(try checkExpr(filter, scope: scope, site: .where, core: core)) }
+        if case .definition(let definition) = call.over { try checkWindow(definition, scope: scope, core: core) }
+        if isAggregate {
+            info.containsAggregate = true
+            info.columns = []
+        }
+        info.containsWindow = info.containsWindow || isWindow
+        return info
+    }
+
+    mutating func checkWindow(_ definition: WindowDefinition, scope: Scope, core: CoreInfo?) throws(GatewayError) {
+        for term in definition.partitionBy { _ = try checkExpr(term, scope: scope, site: .other, core: core) }
+        for term in definition.orderBy { _ = try checkExpr(term.expr, scope: scope, site: .other, core: core) }
+        for bound in [definition.frame?.start, definition.frame?.end] {
+            switch bound {
+            case .preceding(let e)?, .following(let e)?: _ = try checkExpr(e, scope: scope, site: .other, core: core)
+            default: break
+            }
+        }
+    }
+}
+
+extension Mask.Kind {
+    var isToken: Bool {
+        if case .joinToken = self { return true }
+        return false
+    }
+}
