@@ -19,6 +19,12 @@ run "SELECT city, count(*) AS customers FROM customers GROUP BY city ORDER BY cu
 run "SELECT count(*) FROM customers WHERE phone LIKE '138%'"
 run "SELECT salary FROM customers"
 run "SELECT * FROM orders"
+run "SELECT channel, count(*) AS orders, round(avg(amount), 2) AS mean FROM orders GROUP BY channel ORDER BY orders DESC"
+run "SELECT c.city, count(*) AS orders FROM orders o JOIN customers c ON o.customer_id = c.customer_id GROUP BY c.city ORDER BY orders DESC LIMIT 5"
+run "SELECT created_at, count(*) FROM orders GROUP BY created_at LIMIT 3"
+echo "\$ sandgate explain --dataset retail --as analyst-a \"SELECT city, count(*) FROM customers GROUP BY city\""
+"$sandgate" explain --dataset retail --as analyst-a "SELECT city, count(*) FROM customers GROUP BY city"
+echo
 run "PRAGMA table_info(customers)"
 "$sandgate" describe --as analyst-a
 echo

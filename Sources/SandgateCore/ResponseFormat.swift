@@ -155,6 +155,7 @@ public enum ResponseFormat {
     public static func usageLine(_ response: QueryResponse) -> String {
         let usage = response.usage
         var line = "\(usage.rows) row(s), \(usage.maskedCells) masked cell(s), \(usage.vmSteps) VM steps, \(String(format: "%.2f", Double(usage.elapsedMicroseconds) / 1000)) ms, cost \(usage.costMicros) micro-\(usage.currency), query \(usage.queryID)"
+        if usage.suppressedGroups > 0 { line += ", \(usage.suppressedGroups) group(s) below the threshold withheld" }
         if response.truncated { line += " — truncated by \(response.truncatedBy ?? "max_rows")" }
         return line
     }

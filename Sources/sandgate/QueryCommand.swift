@@ -44,6 +44,40 @@ struct QueryCommand: ParsableCommand {
     }
 }
 
+struct ExplainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "explain",
+        abstract: "Show the SQL that would run, the rules that apply and a price quote; runs nothing, charges nothing.")
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "The dataset to query.")
+    var dataset: String
+
+    @Option(name: .customLong("as"), help: "The consumer whose grant applies.")
+    var consumer: String
+
+    @Option(help: "Output format: text or json.")
+    var format: Format = .text
+
+    @Argument(help: "The SQL text (one SELECT statement).")
+    var sql: String
+
+    func run() throws {
+        let gateway = try common.gateway()
+        let outcome = gateway.explain(QueryRequest(consumer: consumer, dataset: dataset, sql: sql))
+        if format == .json { writeOut(ResponseFormat.json(outcome) + "\n") }
+        switch outcome {
+        case .success(let explanation):
+            if format == .text { writeOut(ResponseFormat.text(explanation)) }
+        case .failure(let error):
+            throw Failure("\(error.code.rawValue): \(error.message)\(error.hint.isEmpty ? "" : " (hint: \(error.hint))")")
+        }
+    }
+}
+
 struct DescribeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "describe", abstract: "Show tables and columns as a consumer sees them.")
 

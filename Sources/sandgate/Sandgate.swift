@@ -9,7 +9,7 @@ struct Sandgate: ParsableCommand {
         commandName: "sandgate",
         abstract: "A data-sandbox query gateway: masked, limited, metered SQL over published SQLite datasets.",
         subcommands: [
-            QueryCommand.self, DescribeCommand.self, PolicyCommand.self, FixturesCommand.self, UsageCommand.self,
+            QueryCommand.self, ExplainCommand.self, DescribeCommand.self, PolicyCommand.self, FixturesCommand.self, UsageCommand.self,
             ServeCommand.self,
         ])
 }

@@ -154,6 +154,21 @@ struct CLIError: Error { let message: String; init(_ message: String) { self.mes
         #expect(try workspace.run("usage", "verify").stdout.contains("ok"))
     }
 
+    @Test("explain prints the SQL that would run and charges nothing")
+    func explain() throws {
+        let workspace = try CLIWorkspace()
+        let output = try workspace.run("explain", "--dataset", "retail", "--as", "analyst-a", "SELECT channel, count(*) FROM orders GROUP BY channel")
+        #expect(output.status == 0, "\(output.stderr)")
+        #expect(output.stdout.contains("SQL that would run"))
+        #expect(output.stdout.contains("count(DISTINCT \"orders\".\"__sg_unit\") >= 10"))
+        let refused = try workspace.run("explain", "--dataset", "retail", "--as", "analyst-a", "--format", "json", "SELECT * FROM orders")
+        #expect(refused.status == 1)
+        #expect(refused.stdout.contains("\"code\":\"aggregate_required\""))
+        let today = String(ISO8601DateFormatter().string(from: Date()).prefix(10))
+        let usage = try workspace.run("usage", "export", "--from", today, "--to", today, "--format", "csv")
+        #expect(usage.stdout.components(separatedBy: "\r\n").filter { !$0.isEmpty }.count == 1)
+    }
+
     @Test("describe shows the consumer's view only")
     func describe() throws {
         let workspace = try CLIWorkspace()

@@ -276,11 +276,19 @@ struct Checker {
         return expr.children.contains(where: containsAggregateCall)
     }
 
-    func expandStar(_ relation: Relation, coreInfo: CoreInfo) throws(GatewayError) -> [RelationColumn] {
+    mutating func expandStar(_ relation: Relation, coreInfo: CoreInfo) throws(GatewayError) -> [RelationColumn] {
         if coreInfo.aggregate {
             throw GatewayError(.columnNotAllowed, "* is not allowed in a query on an aggregate table", hint: "name the GROUP BY terms and aggregates")
         }
-        return relation.columns.filter { !relation.hiddenFromStar.contains($0.name.lowercased()) }
+        let columns = relation.columns.filter { !relation.hiddenFromStar.contains($0.name.lowercased()) }
+        for column in columns { noteMask(column) }
+        return columns
+    }
+
+    /// Records, for `explain`, the mask of a published column the query reads.
+    mutating func noteMask(_ column: RelationColumn) {
+        guard let table = column.table, let policy = column.policy, let mask = policy.mask else { return }
+        note(mask.kind.isToken ? "\(table.name).\(policy.name) is a keyed token" : "\(table.name).\(policy.name) is masked (\(mask.name))")
     }
 
     mutating func checkOrderBy(_ terms: inout [OrderingTerm], outputs: Relation?, scope: Scope, core: CoreInfo?) throws(GatewayError) {
@@ -321,9 +329,6 @@ struct Checker {
             }
             guard let table = policy.table(named: name) else {
                 throw GatewayError(.noSuchTable, "no such table: \(name)", hint: "`sandgate describe` lists the tables you can query")
-            }
-            for column in table.visibleColumns {
-                if let mask = column.mask { note(mask.kind.isToken ? "\(table.name).\(column.name) is a keyed token" : "\(table.name).\(column.name) is masked (\(mask.name))") }
             }
             if table.rowFilter != nil { note("rows of \(table.name) are filtered by the policy") }
             let columns = table.visibleColumns.map {
@@ -502,6 +507,7 @@ struct Checker {
                 return aliasInfo
             }
             let resolved = try resolve(reference, scope: scope)
+            noteMask(resolved.column)
             info.masked = resolved.column.masked
             info.columns.append(resolved)
             if let core, core.aggregate { try AggregateRules.checkColumn(resolved, site: site) }

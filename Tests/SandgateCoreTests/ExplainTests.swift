@@ -1,0 +1,56 @@
+import Foundation
+@testable import SandgateCore
+import SandgateLedger
+import SandgatePolicy
+import Testing
+
+@Suite struct ExplainTests {
+    @Test("explain shows the SQL, the rules and a quote, and runs and charges nothing")
+    func explainsWithoutRunning() throws {
+        let workspace = try TestWorkspace()
+        let gateway = try workspace.gateway()
+        let explanation = try gateway.explain(QueryRequest(
+            consumer: "analyst-a", dataset: "retail",
+            sql: "SELECT c.city, count(*) AS n FROM orders o JOIN customers c ON o.customer_id = c.customer_id GROUP BY c.city")).get()
+        #expect(explanation.sql.contains("HAVING (count(DISTINCT \"o\".\"__sg_unit\") >= 10)"))
+        #expect(explanation.rules.contains { $0.hasPrefix("threshold: groups of orders need at least 10") })
+        #expect(explanation.rules.contains("rows of customers are filtered by the policy"))
+        #expect(explanation.limits.maxRows == 200)
+        #expect(explanation.minimumCostMicros == 1000)
+        #expect(explanation.maximumCostMicros == 1000 + 20 * 200 + 500 * 50)
+        var records = 0
+        try gateway.ledger.records { _ in records += 1; return true }
+        #expect(records == 0)
+    }
+
+    @Test("explain names only the masks the query reads")
+    func masksReadOnly() throws {
+        let workspace = try TestWorkspace()
+        let explanation = try workspace.gateway().explain(QueryRequest(consumer: "analyst-a", dataset: "retail", sql: "SELECT phone FROM customers")).get()
+        #expect(explanation.rules.contains("customers.phone is masked (phone_cn)"))
+        #expect(!explanation.rules.contains { $0.contains("customers.email") })
+    }
+
+    @Test("explain refuses what run refuses, with the same codes", arguments: [
+        ("SELECT salary FROM customers", ErrorCode.noSuchColumn), ("SELECT * FROM orders", .aggregateRequired),
+        ("PRAGMA table_info(customers)", .notASelect), ("SELECT (", .syntaxError),
+    ])
+    func refusals(sql: String, code: ErrorCode) throws {
+        let workspace = try TestWorkspace()
+        let gateway = try workspace.gateway()
+        #expect(gateway.explain(QueryRequest(consumer: "analyst-a", dataset: "retail", sql: sql)).failureCode == code)
+        #expect(gateway.explain(QueryRequest(consumer: "analyst-b", dataset: "retail", sql: "SELECT 1")).failureCode == .notGranted)
+        #expect(gateway.explain(QueryRequest(consumer: "nobody", dataset: "retail", sql: "SELECT 1")).failureCode == .authFailed)
+    }
+
+    @Test("the JSON form is one object with sql, rules, limits and quote")
+    func json() throws {
+        let workspace = try TestWorkspace()
+        let outcome = try workspace.gateway().explain(QueryRequest(consumer: "analyst-a", dataset: "retail", sql: "SELECT city FROM customers"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(ResponseFormat.json(outcome, id: "9").utf8)) as? [String: Any])
+        #expect(object["id"] as? String == "9")
+        #expect(object["ok"] as? Bool == true)
+        #expect((object["sql"] as? String)?.hasPrefix("SELECT \"city\"") == true)
+        #expect((object["quote"] as? [String: Any])?["max_cost_micros"] as? Int == 30000)
+    }
+}
