@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
     ],
     targets: [
         .systemLibrary(
@@ -57,19 +58,45 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "SandgateServer",
+            dependencies: [
+                "SandgateCore", "SandgatePolicy", "SandgateLedger", "SandgateSQLite",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "sandgate",
             dependencies: [
-                "SandgateCore", "SandgateFixtures", "SandgatePolicy", "SandgateLedger",
+                "SandgateCore", "SandgateServer", "SandgateFixtures", "SandgatePolicy", "SandgateLedger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(
+            name: "sandgate-load",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/sandgate-load",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
             name: "sandgate-bench",
             dependencies: ["SandgateCore", "SandgateFixtures", "SandgateSQLite", "SandgatePolicy"],
             path: "Benchmarks/sandgate-bench",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SandgateTestSupport",
+            dependencies: ["SandgateCore", "SandgateFixtures"],
+            path: "Tests/SandgateTestSupport",
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "SandgateSQLiteTests", dependencies: ["SandgateSQLite"], swiftSettings: swiftSettings),
@@ -85,7 +112,16 @@ let package = Package(
             name: "SandgateCoreTests",
             dependencies: [
                 "SandgateCore", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateSQLite", "SandgateSQL",
-                .product(name: "Crypto", package: "swift-crypto"),
+                "SandgateTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SandgateServerTests",
+            dependencies: [
+                "SandgateServer", "SandgateCore", "SandgateFixtures", "SandgateLedger", "SandgateSQLite", "SandgateTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -55,11 +55,7 @@ extension ResponseFormat {
     /// The explanation as one JSON object (`{"ok":true,"sql":…}`), or an error object.
     public static func json(_ outcome: Result<Explanation, GatewayError>, id: String? = nil) -> String {
         var output = "{"
-        if let id {
-            output += "\"id\":"
-            JSONText.appendString(id, to: &output)
-            output += ","
-        }
+        if let id { output += "\"id\":\(id)," }
         switch outcome {
         case .failure(let error):
             output += "\"ok\":false,\"error\":{\"code\":\(JSONText.quoted(error.code.rawValue)),\"message\":\(JSONText.quoted(error.message)),\"hint\":\(JSONText.quoted(error.hint))}"

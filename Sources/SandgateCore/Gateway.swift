@@ -12,7 +12,7 @@ import Synchronization
 public final class Gateway: Sendable {
     public let configuration: GatewayConfiguration
     public let ledger: Ledger
-    private let logger: Logger
+    let logger: Logger
     private let state: Mutex<GatewayState>
 
     /// The datasets and consumers in force; replaced as a whole on reload.
@@ -43,28 +43,91 @@ public final class Gateway: Sendable {
     }
 
     static func load(configuration: GatewayConfiguration, logger: Logger) -> GatewayState {
+        build(previous: nil, configuration: configuration, logger: logger).state
+    }
+
+    /// Builds the state from the policy files. With `previous`, a dataset whose file or data does
+    /// not validate keeps its last valid version (never fail open), an unchanged dataset keeps its
+    /// runtime (and pooled connections), and a removed file removes its dataset.
+    static func build(previous: GatewayState?, configuration: GatewayConfiguration, logger: Logger) -> (state: GatewayState, changes: [String]) {
         let loaded = PolicyLoader.load(directory: configuration.policiesDirectory)
         var diagnostics = loaded.diagnostics
         var datasets: [String: DatasetRuntime] = [:]
-        for (name, policy) in loaded.datasets.sorted(by: { $0.key < $1.key }) {
+        var changes: [String] = []
+        for name in loaded.datasetFiles.sorted() {
+            let old = previous?.datasets[name]
+            guard let policy = loaded.datasets[name] else {
+                if let old {
+                    datasets[name] = old
+                    changes.append("\(name): invalid edit ignored, policy \(old.policy.version.prefix(12)) stays in force")
+                }
+                continue
+            }
             do {
                 let snapshot = try Snapshotter.snapshot(source: policy.sourcePath, dataset: name, stateDirectory: configuration.stateDirectory)
+                if let old, old.policy.version == policy.version, old.snapshot == snapshot {
+                    datasets[name] = old
+                    continue
+                }
                 let problems = DataValidator.validate(policy, databasePath: snapshot.path)
                 guard problems.isEmpty else {
                     diagnostics += problems
+                    if let old {
+                        datasets[name] = old
+                        changes.append("\(name): invalid edit ignored, policy \(old.policy.version.prefix(12)) stays in force")
+                    }
                     continue
                 }
                 let key = try DatasetSecret.load(dataset: name, stateDirectory: configuration.stateDirectory)
                 datasets[name] = DatasetRuntime(policy: policy, snapshot: snapshot, key: key, poolSize: configuration.poolSize)
+                changes.append("\(name): policy \(policy.version.prefix(12)), dataset \(snapshot.sha256.prefix(12))")
                 logger.info("dataset ready", metadata: ["dataset": "\(name)", "policy_version": "\(policy.version.prefix(12))", "dataset_version": "\(snapshot.sha256.prefix(12))"])
             } catch {
                 diagnostics.append(PolicyDiagnostic(policy.sourceLocation, error.message))
+                if let old { datasets[name] = old }
             }
+        }
+        for name in (previous?.datasets.keys).map(Array.init) ?? [] where !loaded.datasetFiles.contains(name) {
+            changes.append("\(name): removed")
+        }
+        var consumers = loaded.consumers
+        if !loaded.consumersValid, let previous {
+            consumers = previous.consumers
+            changes.append("consumers.yaml: invalid edit ignored, the previous version stays in force")
+        } else if previous.map({ $0.consumers.version != consumers.version }) ?? false {
+            changes.append("consumers.yaml: version \(consumers.version.prefix(12))")
         }
         for diagnostic in diagnostics {
             logger.error("policy problem", metadata: ["at": "\(diagnostic.location)", "problem": "\(diagnostic.message)"])
         }
-        return GatewayState(datasets: datasets, consumers: loaded.consumers, diagnostics: diagnostics)
+        return (GatewayState(datasets: datasets, consumers: consumers, diagnostics: diagnostics), changes)
+    }
+
+    /// Re-reads the policies and swaps the new state in atomically. Queries already running keep
+    /// the runtime they started with. Returns what changed.
+    @discardableResult
+    public func reload() -> [String] {
+        let previous = state.withLock { $0 }
+        let (next, changes) = Self.build(previous: previous, configuration: configuration, logger: logger)
+        state.withLock { $0 = next }
+        for change in changes { logger.notice("policy reload", metadata: ["change": "\(change)"]) }
+        return changes
+    }
+
+    /// A cheap fingerprint of everything a reload depends on: the policy files and every
+    /// published dataset's source (size, mtime, inode, and its WAL file).
+    public func policyFingerprint() -> String {
+        let directory = configuration.policiesDirectory
+        var parts: [String] = []
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory).sorted()) ?? []
+        for name in names where name.hasSuffix(".yaml") {
+            var info = stat()
+            let path = (directory as NSString).appendingPathComponent(name)
+            if stat(path, &info) == 0 { parts.append("\(name):\(info.st_size):\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec):\(info.st_ino)") }
+        }
+        let sources = state.withLock { $0.datasets.values.map(\.policy.sourcePath) }
+        for source in sources.sorted() { parts.append(Snapshotter.sourceFingerprint(source)) }
+        return parts.joined(separator: "|")
     }
 
     /// Problems found in the policies at the last load.

@@ -4,14 +4,11 @@ import SandgateSQLite
 
 /// Renders responses as the JSON object of DESIGN.md §5, as CSV and as a readable table.
 public enum ResponseFormat {
-    /// The §5 response object on one line (no trailing newline). `id` is echoed when given.
+    /// The §5 response object on one line (no trailing newline). `id` is the request's id as JSON
+    /// text (a string literal or a number), echoed when given.
     public static func json(_ response: QueryResponse, id: String? = nil) -> String {
         var output = "{"
-        if let id {
-            output += "\"id\":"
-            JSONText.appendString(id, to: &output)
-            output += ","
-        }
+        if let id { output += "\"id\":\(id)," }
         switch response.outcome {
         case .success(let result):
             output += "\"ok\":true,\"columns\":["
@@ -113,31 +110,37 @@ public enum ResponseFormat {
 
     /// RFC 4180 CSV with a header row.
     public static func csv(_ result: QueryResult) -> String {
+        csv(columns: result.columns, rows: result.rows)
+    }
+
+    public static func csv(columns: [String], rows: [[SQLValue]]) -> String {
         func field(_ text: String) -> String {
             guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else { return text }
             return "\"" + text.replacing("\"", with: "\"\"") + "\""
         }
-        var output = result.columns.map(field).joined(separator: ",") + "\r\n"
-        for row in 0..<result.rowCount {
-            output += (0..<result.columns.count).map { field(text(result.value(row: row, column: $0), nullAs: "")) }.joined(separator: ",") + "\r\n"
+        var output = columns.map(field).joined(separator: ",") + "\r\n"
+        for row in rows {
+            output += row.map { field(text($0, nullAs: "")) }.joined(separator: ",") + "\r\n"
         }
         return output
     }
 
     /// A boxed, aligned table for terminals (widths count characters; CJK counts double).
     public static func table(_ result: QueryResult) -> String {
-        let cells = (0..<result.rowCount).map { row in
-            (0..<result.columns.count).map { text(result.value(row: row, column: $0), nullAs: "NULL") }
-        }
-        var widths = result.columns.map(displayWidth)
+        table(columns: result.columns, rows: result.rows)
+    }
+
+    public static func table(columns: [String], rows: [[SQLValue]]) -> String {
+        let cells = rows.map { row in row.map { text($0, nullAs: "NULL") } }
+        var widths = columns.map(displayWidth)
         for row in cells {
-            for (index, cell) in row.enumerated() { widths[index] = max(widths[index], displayWidth(cell)) }
+            for (index, cell) in row.enumerated() where index < widths.count { widths[index] = max(widths[index], displayWidth(cell)) }
         }
         func line(_ values: [String]) -> String {
             "| " + zip(values, widths).map { $0 + String(repeating: " ", count: $1 - displayWidth($0)) }.joined(separator: " | ") + " |\n"
         }
         let rule = "+" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "+") + "+\n"
-        var output = rule + line(result.columns) + rule
+        var output = rule + line(columns) + rule
         for row in cells { output += line(row) }
         return output + rule
     }

@@ -65,6 +65,13 @@ public final class Ledger: @unchecked Sendable {
 
     // MARK: Appending
 
+    /// Records waiting for a commit (the `ledger lag` metric).
+    public var pendingCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return pending.count + (writing ? 1 : 0)
+    }
+
     /// Appends `record` durably and returns it with its `seq` and hashes.
     public func append(_ record: UsageRecord) throws(LedgerError) -> UsageRecord {
         condition.lock()

@@ -8,6 +8,10 @@ public struct PolicyLoadResult: Sendable {
     public var datasets: [String: DatasetPolicy]
     public var consumers: ConsumerDirectory
     public var diagnostics: [PolicyDiagnostic]
+    /// Every dataset file present, valid or not (a reload keeps the last valid version of those).
+    public var datasetFiles: Set<String> = []
+    /// False when `consumers.yaml` exists but does not validate.
+    public var consumersValid = true
 }
 
 /// Reads `Policies/*.yaml` into typed, immutable policies, checking structure, types, ranges,
@@ -28,6 +32,7 @@ public enum PolicyLoader {
         var result = PolicyLoadResult(datasets: [:], consumers: .empty, diagnostics: [])
         let datasetFiles = names.filter { $0.hasSuffix(".yaml") && $0 != consumersFileName }
         let datasetNames = Set(datasetFiles.map { String($0.dropLast(5)) })
+        result.datasetFiles = datasetNames
         for name in datasetFiles {
             let path = url.appendingPathComponent(name).path
             switch loadDataset(path: path) {
@@ -39,7 +44,9 @@ public enum PolicyLoader {
         if FileManager.default.fileExists(atPath: consumersPath) {
             switch loadConsumers(path: consumersPath, knownDatasets: datasetNames) {
             case .success(let directory): result.consumers = directory
-            case .failure(let errors): result.diagnostics += errors.diagnostics
+            case .failure(let errors):
+                result.diagnostics += errors.diagnostics
+                result.consumersValid = false
             }
         }
         return result

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import SandgateCore
 import SandgatePolicy
+import SandgateServer
+import SandgateSQLite
 
 struct QueryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "query", abstract: "Run one SQL query as a consumer.")
@@ -19,10 +21,26 @@ struct QueryCommand: ParsableCommand {
     @Option(help: "Output format: table, json or csv.")
     var format: Format = .table
 
+    @Option(help: "Query a running gateway at HOST:PORT instead (the key is read from SANDGATE_KEY).")
+    var connect: String?
+
     @Argument(help: "The SQL text (one SELECT statement).")
     var sql: String
 
+    func validate() throws {
+        if let connect {
+            guard Address(connect) != nil else { throw ValidationError("--connect must be HOST:PORT") }
+            guard ProcessInfo.processInfo.environment["SANDGATE_KEY"]?.isEmpty == false else {
+                throw ValidationError("--connect needs the consumer's key in SANDGATE_KEY")
+            }
+        }
+    }
+
     func run() throws {
+        if let connect, let address = Address(connect) {
+            try runRemote(address)
+            return
+        }
         let gateway = try common.gateway()
         let response = gateway.run(QueryRequest(consumer: consumer, dataset: dataset, sql: sql))
         switch format {
@@ -41,6 +59,71 @@ struct QueryCommand: ParsableCommand {
                 writeOut(ResponseFormat.table(result) + ResponseFormat.usageLine(response) + "\n")
             }
         }
+    }
+}
+
+extension QueryCommand {
+    /// The same query through a running gateway's JSON-lines protocol, with the same output.
+    func runRemote(_ address: Address) throws {
+        let key = ProcessInfo.processInfo.environment["SANDGATE_KEY"] ?? ""
+        let line: String
+        do {
+            let client = try LineClient(host: address.host, port: address.port)
+            let auth = try client.request("{\"op\":\"auth\",\"consumer\":\(ResponseFormatQuote.quote(consumer)),\"key\":\(ResponseFormatQuote.quote(key))}")
+            guard auth.contains("\"ok\":true") else {
+                throw Failure("auth_failed: the gateway refused consumer \(consumer)")
+            }
+            line = try client.request("{\"id\":1,\"op\":\"query\",\"dataset\":\(ResponseFormatQuote.quote(dataset)),\"sql\":\(ResponseFormatQuote.quote(sql))}")
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw Failure("unavailable: \(error)")
+        }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+            throw Failure("internal: the gateway sent an unreadable response")
+        }
+        if format == .json {
+            writeOut(line + "\n")
+        }
+        guard object["ok"] as? Bool == true else {
+            let error = object["error"] as? [String: Any]
+            throw Failure("\(error?["code"] as? String ?? "internal"): \(error?["message"] as? String ?? "")")
+        }
+        guard format != .json else { return }
+        let columns = object["columns"] as? [String] ?? []
+        let rows = (object["rows"] as? [[Any]] ?? []).map { $0.map(Self.value) }
+        let usage = object["usage"] as? [String: Any] ?? [:]
+        let summary = "\(usage["rows"] ?? 0) row(s), \(usage["masked_cells"] ?? 0) masked cell(s), cost \(usage["cost_micros"] ?? 0) micro-\(usage["currency"] ?? ""), query \(usage["query_id"] ?? "")"
+            + ((object["truncated"] as? Bool) == true ? " — truncated" : "")
+        if format == .csv {
+            writeOut(ResponseFormat.csv(columns: columns, rows: rows))
+            FileHandle.standardError.write(Data((summary + "\n").utf8))
+        } else {
+            writeOut(ResponseFormat.table(columns: columns, rows: rows) + summary + "\n")
+        }
+    }
+
+    static func value(_ json: Any) -> SQLValue {
+        switch json {
+        case is NSNull: return .null
+        case let number as NSNumber:
+            let text = number.stringValue
+            if !text.contains("."), !text.contains("e"), let integer = Int64(text) { return .integer(integer) }
+            return .real(number.doubleValue)
+        case let string as String: return .text(string)
+        case let object as [String: Any]:
+            if let encoded = object["base64"] as? String, let data = Data(base64Encoded: encoded) { return .blob(Array(data)) }
+            return .null
+        default: return .null
+        }
+    }
+}
+
+/// JSON string quoting for request lines.
+enum ResponseFormatQuote {
+    static func quote(_ text: String) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: [text], options: [])) ?? Data("[\"\"]".utf8)
+        return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
     }
 }
 
@@ -126,20 +209,5 @@ struct DescribeCommand: ParsableCommand {
         }
         if names.isEmpty { output = "no datasets available\n" }
         writeOut(output)
-    }
-}
-
-struct ServeCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "serve",
-        abstract: "Start the gateway's socket servers (not available yet: see the README).")
-
-    @OptionGroup var common: CommonOptions
-
-    @Option(help: "JSON-lines listen address.")
-    var listen = "127.0.0.1:7878"
-
-    func run() throws {
-        throw Failure("unavailable: the socket server is not built yet; use `sandgate query` (see README)")
     }
 }

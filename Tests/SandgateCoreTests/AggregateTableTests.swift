@@ -2,6 +2,7 @@ import Foundation
 @testable import SandgateCore
 import SandgateLedger
 import SandgateSQLite
+import SandgateTestSupport
 import Testing
 
 /// DESIGN.md §3: aggregate tables release only groups of at least `min_group_size` distinct units.

@@ -1,6 +1,7 @@
 import Foundation
 @testable import SandgateCore
 import SandgateSQLite
+import SandgateTestSupport
 import Testing
 
 /// Invariant 6: every query is bounded, and the gateway keeps serving afterwards.

@@ -2,6 +2,7 @@ import Foundation
 @testable import SandgateCore
 import SandgatePolicy
 import SandgateSQLite
+import SandgateTestSupport
 import Testing
 
 /// `policy check` against the data: each problem at the line and column that names it.

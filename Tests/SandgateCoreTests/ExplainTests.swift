@@ -2,6 +2,7 @@ import Foundation
 @testable import SandgateCore
 import SandgateLedger
 import SandgatePolicy
+import SandgateTestSupport
 import Testing
 
 @Suite struct ExplainTests {
@@ -47,7 +48,7 @@ import Testing
     func json() throws {
         let workspace = try TestWorkspace()
         let outcome = try workspace.gateway().explain(QueryRequest(consumer: "analyst-a", dataset: "retail", sql: "SELECT city FROM customers"))
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(ResponseFormat.json(outcome, id: "9").utf8)) as? [String: Any])
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(ResponseFormat.json(outcome, id: "\"9\"").utf8)) as? [String: Any])
         #expect(object["id"] as? String == "9")
         #expect(object["ok"] as? Bool == true)
         #expect((object["sql"] as? String)?.hasPrefix("SELECT \"city\"") == true)

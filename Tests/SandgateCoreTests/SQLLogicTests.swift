@@ -3,6 +3,7 @@ import Foundation
 @testable import SandgateCore
 import SandgateSQL
 import SandgateSQLite
+import SandgateTestSupport
 import Testing
 
 /// SQLite's own sqllogictest SELECT scripts (`../shared/corpora/sqllogictest/`), run twice: through

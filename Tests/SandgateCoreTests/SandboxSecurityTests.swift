@@ -2,6 +2,7 @@ import Foundation
 @testable import SandgateCore
 import SandgatePolicy
 import SandgateSQLite
+import SandgateTestSupport
 import Testing
 
 /// DESIGN.md §2: the sandbox refuses, with the right code and nothing leaked.

@@ -2,6 +2,7 @@ import Foundation
 @testable import SandgateCore
 import SandgateLedger
 import SandgatePolicy
+import SandgateTestSupport
 import Testing
 
 /// DESIGN.md §7: one record per request, refusals included, with counts that match the result.

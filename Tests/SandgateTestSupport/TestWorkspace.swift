@@ -3,23 +3,25 @@ import SandgateCore
 import SandgateFixtures
 
 /// A temporary policies + state directory around a generated retail fixture; removed on deinit.
-final class TestWorkspace {
-    let root: String
-    var policies: String { root + "/Policies" }
-    var state: String { root + "/var" }
-    var source: String { root + "/retail.sqlite" }
+public final class TestWorkspace {
+    public let root: String
+    public var policies: String { root + "/Policies" }
+    public var state: String { root + "/var" }
+    public var source: String { root + "/retail.sqlite" }
 
     /// One generated fixture per test process, copied into each workspace.
-    static let sharedFixture: String = {
+    public static let sharedFixture: String = {
         let path = NSTemporaryDirectory() + "sandgate-core-fixture-\(ProcessInfo.processInfo.processIdentifier).sqlite"
         try! RetailFixture.generate(customers: 400, path: path)
         return path
     }()
 
-    static let demoKey = "test-key-analyst-a"
-    static let demoKeyHash = "9c6a3b1e3f3e6f0c7f1e0c9b1a1d1e6f2a3b4c5d6e7f8091a2b3c4d5e6f70812"
+    /// The key of analyst-a and analyst-b in test workspaces.
+    public static let demoKey = "test-key-analyst-a"
+    /// SHA-256 of `demoKey`.
+    public static let demoKeyHash = "1db41e4d7854a958fd3c87aadce961438b497de04445012a4bbf470fe583b1eb"
 
-    static let retailPolicy = """
+    public static let retailPolicy = """
         dataset: retail
         description: test
         source: ../retail.sqlite
@@ -57,7 +59,7 @@ final class TestWorkspace {
               created_at:  { role: dimension }
         """
 
-    static func consumers(grant: String = "{ max_rows: 200 }") -> String {
+    public static func consumers(grant: String = "{ max_rows: 200 }") -> String {
         """
         consumers:
           analyst-a:
@@ -70,7 +72,7 @@ final class TestWorkspace {
         """
     }
 
-    init(policy: String = TestWorkspace.retailPolicy, consumers: String = TestWorkspace.consumers()) throws {
+    public init(policy: String = TestWorkspace.retailPolicy, consumers: String = TestWorkspace.consumers()) throws {
         root = NSTemporaryDirectory() + "sandgate-test-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: root + "/Policies", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: Self.sharedFixture, toPath: source)
@@ -82,18 +84,18 @@ final class TestWorkspace {
         try? FileManager.default.removeItem(atPath: root)
     }
 
-    func write(_ name: String, _ text: String) throws {
+    public func write(_ name: String, _ text: String) throws {
         try text.write(toFile: policies + "/" + name, atomically: true, encoding: .utf8)
     }
 
-    func gateway(now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }) throws -> Gateway {
+    public func gateway(now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }) throws -> Gateway {
         try Gateway(configuration: GatewayConfiguration(policiesDirectory: policies, stateDirectory: state, poolSize: 2, now: now))
     }
 }
 
 extension Gateway {
     /// Runs `sql` as analyst-a on retail.
-    func query(_ sql: String, as consumer: String = "analyst-a", dataset: String = "retail", parameters: QueryParameters = .none) -> QueryResponse {
+    public func query(_ sql: String, as consumer: String = "analyst-a", dataset: String = "retail", parameters: QueryParameters = .none) -> QueryResponse {
         run(QueryRequest(consumer: consumer, dataset: dataset, sql: sql, parameters: parameters))
     }
 }

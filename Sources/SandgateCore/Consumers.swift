@@ -1,0 +1,92 @@
+import Crypto
+import Foundation
+import Logging
+import SandgateLedger
+import SandgatePolicy
+
+/// Consumer authentication, quotas and the datasets a consumer may see.
+extension Gateway {
+    /// Checks `key` against the consumer's stored SHA-256 in constant time (an unknown consumer
+    /// costs the same comparison against a fixed hash). The key is never stored or logged.
+    public func authenticate(consumer: String, key: String) -> Bool {
+        let presented = Array(SHA256.hash(data: Array(key.utf8)).map { String(format: "%02x", $0) }.joined().utf8)
+        let known = consumers.consumers[consumer]
+        let stored = Array((known?.keySHA256 ?? String(repeating: "f", count: 64)).utf8)
+        guard presented.count == stored.count else { return false }
+        var difference: UInt8 = 0
+        for index in presented.indices { difference |= presented[index] ^ stored[index] }
+        return difference == 0 && known != nil
+    }
+
+    /// Writes a refused `auth_failed` record for a failed authentication.
+    public func recordAuthenticationFailure(consumer: String, source: String) {
+        let now = configuration.now()
+        let record = UsageRecord(
+            queryID: Self.newQueryID(), startedAt: now, finishedAt: now, consumer: String(consumer.prefix(200)),
+            dataset: "", datasetVersion: "", policyVersion: consumers.version, status: .refused, errorCode: ErrorCode.authFailed.rawValue,
+            rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
+            costMicros: 0, currency: "", sqlSHA256: "", sql: "", rewrittenSQL: "auth from \(source)")
+        do {
+            _ = try ledger.append(record)
+        } catch {
+            logger.error("ledger append failed for an authentication failure", metadata: ["error": "\(error.message)"])
+        }
+    }
+
+    /// Today's use of a dataset by a consumer against its grant.
+    public struct QuotaStatus: Sendable {
+        public let dataset: String
+        public let queriesToday: Int64
+        public let rowsToday: Int64
+        public let dailyQueries: Int?
+        public let dailyRows: Int?
+    }
+
+    public func quota(consumer: String, dataset: String) -> Result<QuotaStatus, GatewayError> {
+        guard let grant = consumers.consumers[consumer]?.grants[dataset] else {
+            return .failure(GatewayError(.notGranted, "consumer '\(consumer)' has no grant for dataset '\(dataset)'"))
+        }
+        do {
+            let used = try ledger.usage(consumer: consumer, dataset: dataset, since: Timestamp.startOfDay(containing: configuration.now()))
+            return .success(QuotaStatus(dataset: dataset, queriesToday: used.queries, rowsToday: used.rows, dailyQueries: grant.dailyQueries, dailyRows: grant.dailyRows))
+        } catch {
+            return .failure(GatewayError(.internal, "cannot read today's usage"))
+        }
+    }
+
+    /// Datasets the consumer holds a grant for and that are available.
+    public func grantedDatasets(consumer: String) -> [String] {
+        let grants = consumers.consumers[consumer]?.grants ?? [:]
+        return datasetNames.filter { grants[$0] != nil }
+    }
+}
+
+extension ResponseFormat {
+    /// A dataset description as JSON (the `describe` op).
+    public static func json(_ description: DatasetDescription) -> String {
+        var output = "{\"dataset\":\(JSONText.quoted(description.dataset)),\"description\":\(JSONText.quoted(description.description)),\"owner\":\(JSONText.quoted(description.owner)),\"tables\":["
+        output += description.tables.map { table in
+            var text = "{\"name\":\(JSONText.quoted(table.name)),\"access\":\(JSONText.quoted(table.access)),\"row_filter\":\(table.rowFilter)"
+            if let size = table.minGroupSize { text += ",\"min_group_size\":\(size)" }
+            text += ",\"columns\":[" + table.columns.map { column in
+                var item = "{\"name\":\(JSONText.quoted(column.name)),\"role\":\(JSONText.quoted(column.role))"
+                if let mask = column.mask { item += ",\"mask\":\(JSONText.quoted(mask))" }
+                if !column.aggregates.isEmpty { item += ",\"aggregates\":[" + column.aggregates.map(JSONText.quoted).joined(separator: ",") + "]" }
+                return item + "}"
+            }.joined(separator: ",") + "]}"
+            return text
+        }.joined(separator: ",")
+        let limits = description.limits, pricing = description.pricing
+        output += "],\"limits\":{\"max_rows\":\(limits.maxRows),\"timeout_ms\":\(limits.timeoutMilliseconds),\"max_vm_steps\":\(limits.maxVMSteps),\"max_result_bytes\":\(limits.maxResultBytes)}"
+        output += ",\"pricing\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps)}}"
+        return output
+    }
+
+    /// An error object `{"id":…,"ok":false,"error":{…}}` without usage (protocol-level errors).
+    public static func error(_ error: GatewayError, id: String? = nil) -> String {
+        var output = "{"
+        if let id { output += "\"id\":\(id)," }
+        output += "\"ok\":false,\"error\":{\"code\":\(JSONText.quoted(error.code.rawValue)),\"message\":\(JSONText.quoted(error.message)),\"hint\":\(JSONText.quoted(error.hint))}}"
+        return output
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SandgateCore
+import Synchronization
+
+/// The JSON-lines front end (DESIGN.md §5) on SwiftNIO: framing and JSON on the event loop,
+/// queries and ledger writes on a bounded pool of workers.
+public final class JSONLinesServer: Sendable {
+    private let configuration: ServerConfiguration
+    private let group: MultiThreadedEventLoopGroup
+    private let services: ServerServices
+    private let channel = Mutex<(any Channel)?>(nil)
+
+    public init(gateway: Gateway, configuration: ServerConfiguration, logger: Logger) {
+        self.configuration = configuration
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.ioThreads))
+        let workers = NIOThreadPool(numberOfThreads: max(1, configuration.workers))
+        workers.start()
+        services = ServerServices(gateway: gateway, workers: workers, state: ServerState(configuration: configuration), logger: logger)
+    }
+
+    /// Binds and starts accepting; returns the port actually bound (useful with port 0).
+    public func start() throws -> Int {
+        let services = self.services
+        let configuration = self.configuration
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: configuration.idleTimeout),
+                        ByteToMessageHandler(LineFramer(maxLength: configuration.maxLineBytes)),
+                        RequestHandler(services: services),
+                    ])
+                }
+            }
+        let bound = try bootstrap.bind(host: configuration.host, port: configuration.port).wait()
+        channel.withLock { $0 = bound }
+        let port = bound.localAddress?.port ?? configuration.port
+        services.logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "workers": "\(configuration.workers)"])
+        return port
+    }
+
+    /// Stops accepting, lets queries in flight finish (up to `grace`), then closes everything.
+    /// Ledger appends are synchronous, so every released result's record is already durable.
+    public func shutdown(grace: Duration = .seconds(10)) {
+        let listening = channel.withLock { $0 }
+        try? listening?.close().wait()
+        let deadline = ContinuousClock.now + grace
+        while services.state.totalInFlight > 0, ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        try? group.syncShutdownGracefully()
+        try? services.workers.syncShutdownGracefully()
+        services.logger.info("stopped")
+    }
+
+    /// Open connections and queries in flight (for tests and the `stats` op).
+    public var connections: Int { services.state.connections }
+}

@@ -1,0 +1,200 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SandgateCore
+import SandgateSQLite
+
+/// What every connection shares.
+struct ServerServices: Sendable {
+    let gateway: Gateway
+    let workers: NIOThreadPool
+    let state: ServerState
+    let logger: Logger
+}
+
+/// One connection of the JSON-lines protocol (DESIGN.md §5): requests are answered one at a
+/// time, in order; reading pauses when too many are queued or the client stops reading.
+final class RequestHandler: ChannelInboundHandler {
+    typealias InboundIn = Frame
+    typealias OutboundOut = ByteBuffer
+
+    private let services: ServerServices
+    private var consumer: String?
+    private var queue = CircularBuffer<Frame>()
+    private var busy = false
+    private var readingPaused = false
+    private var accepted = false
+    private var address = "unknown"
+    private var unwritableSince: NIODeadline?
+
+    init(services: ServerServices) {
+        self.services = services
+    }
+
+    // MARK: Connection lifecycle
+
+    func channelActive(context: ChannelHandlerContext) {
+        address = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        accepted = services.state.openConnection()
+        guard accepted else {
+            let error = GatewayError(.unavailable, "too many connections", hint: "try again later")
+            write(ResponseFormat.error(error), context: context)
+            context.close(promise: nil)
+            return
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if accepted { services.state.closeConnection() }
+        accepted = false
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard accepted else { return }
+        queue.append(unwrapInboundIn(data))
+        if queue.count >= services.state.configuration.maxPendingRequests, !readingPaused {
+            readingPaused = true
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
+        }
+        processNext(context: context)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            unwritableSince = nil
+            processNext(context: context)
+        } else {
+            let started = NIODeadline.now()
+            unwritableSince = started
+            let timeout = services.state.configuration.unwritableTimeout
+            context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
+                // Still not reading its responses since then: give up on the client.
+                if let self, self.unwritableSince == started { context.close(promise: nil) }
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        services.logger.debug("connection error", metadata: ["address": "\(address)", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    // MARK: Requests, one at a time
+
+    private func processNext(context: ChannelHandlerContext) {
+        guard !busy, context.channel.isActive, context.channel.isWritable, let frame = queue.popFirst() else { return }
+        if readingPaused, queue.count < services.state.configuration.maxPendingRequests / 2 {
+            readingPaused = false
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
+        }
+        busy = true
+        let loop = context.eventLoop
+        handle(frame, eventLoop: loop).hop(to: loop).assumeIsolated().whenComplete { [self] result in
+            busy = false
+            switch result {
+            case .success(let line): write(line, context: context)
+            case .failure(let error):
+                services.logger.error("request failed", metadata: ["error": "\(error)"])
+                write(ResponseFormat.error(GatewayError(.internal, "internal error")), context: context)
+            }
+            processNext(context: context)
+        }
+    }
+
+    private func write(_ line: String, context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: line.utf8.count + 1)
+        buffer.writeString(line)
+        buffer.writeInteger(UInt8(ascii: "\n"))
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+    }
+
+    private func handle(_ frame: Frame, eventLoop: any EventLoop) -> EventLoopFuture<String> {
+        let requestTooLarge = GatewayError(.requestTooLarge, "the request line is longer than \(services.state.configuration.maxLineBytes) bytes")
+        guard case .line(let bytes) = frame else {
+            services.state.countRequest(op: "invalid")
+            return eventLoop.makeSucceededFuture(ResponseFormat.error(requestTooLarge))
+        }
+        guard case .object(let fields)? = JSONValue.parse(bytes.readableBytesView) else {
+            services.state.countRequest(op: "invalid")
+            return eventLoop.makeSucceededFuture(ResponseFormat.error(GatewayError(.badRequest, "the line is not a JSON object")))
+        }
+        let id = fields["id"]?.idText
+        func fail(_ code: ErrorCode, _ message: String, hint: String = "") -> EventLoopFuture<String> {
+            eventLoop.makeSucceededFuture(ResponseFormat.error(GatewayError(code, message, hint: hint), id: id))
+        }
+        guard let op = fields["op"]?.string else { return fail(.badRequest, "missing \"op\" (a string)") }
+        services.state.countRequest(op: Operation.known.contains(op) ? op : "unknown")
+        let operation = Operation(services: services, id: id, fields: fields)
+        switch op {
+        case "ping":
+            return eventLoop.makeSucceededFuture(operation.ok("\"pong\":true"))
+        case "auth":
+            return authenticate(operation, eventLoop: eventLoop)
+        default:
+            guard Operation.known.contains(op) else {
+                return fail(.badRequest, "unknown op \"\(op)\"", hint: "ops: " + Operation.known.sorted().joined(separator: ", "))
+            }
+            guard let consumer else { return fail(.authFailed, "authenticate first", hint: "send {\"op\":\"auth\",\"consumer\":…,\"key\":…}") }
+            if op == "query" || op == "explain" {
+                guard services.state.beginQuery(consumer: consumer) else {
+                    return fail(.quotaExceeded, "too many queries in flight for \(consumer) (limit \(services.state.configuration.maxInFlightPerConsumer))")
+                }
+                let started = DispatchTime.now().uptimeNanoseconds
+                let state = services.state
+                return services.workers.runIfActive(eventLoop: eventLoop) {
+                    operation.run(op, consumer: consumer)
+                }.always { result in
+                    let outcome: String
+                    switch result {
+                    case .success(let line): outcome = Operation.outcome(of: line)
+                    case .failure: outcome = "internal"
+                    }
+                    state.endQuery(consumer: consumer, outcome: outcome, elapsedMicros: Int64((DispatchTime.now().uptimeNanoseconds - started) / 1000))
+                }
+            }
+            return services.workers.runIfActive(eventLoop: eventLoop) { operation.run(op, consumer: consumer) }
+        }
+    }
+
+    private func authenticate(_ operation: Operation, eventLoop: any EventLoop) -> EventLoopFuture<String> {
+        guard let name = operation.fields["consumer"]?.string, let key = operation.fields["key"]?.string else {
+            return eventLoop.makeSucceededFuture(operation.error(GatewayError(.badRequest, "auth needs \"consumer\" and \"key\" strings")))
+        }
+        let address = self.address
+        let state = services.state
+        let gateway = services.gateway
+        let delay = state.authDelay(address: address)
+        let workers = services.workers
+        let answer = eventLoop.scheduleTask(in: delay) {}.futureResult.flatMap {
+            workers.runIfActive(eventLoop: eventLoop) { () -> Bool in
+                if gateway.authenticate(consumer: name, key: key) {
+                    state.authSucceeded(address: address)
+                    return true
+                }
+                state.authFailed(address: address)
+                gateway.recordAuthenticationFailure(consumer: name, source: address)
+                return false
+            }
+        }
+        return answer.hop(to: eventLoop).assumeIsolated().map { [self] ok -> String in
+            guard ok else {
+                consumer = nil
+                return operation.error(GatewayError(.authFailed, "unknown consumer or wrong key"))
+            }
+            consumer = name
+            return operation.ok("\"consumer\":\(JSONTextShim.quoted(name))")
+        }.nonisolated()
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+import NIOCore
+
+/// How the JSON-lines server runs. Every field has a documented default.
+public struct ServerConfiguration: Sendable {
+    /// Address to listen on (default 127.0.0.1).
+    public var host: String
+    /// Port; 0 picks a free one (tests), the server reports the real port.
+    public var port: Int
+    /// Event-loop threads for socket I/O (JSON framing is light; SQLite runs on the workers).
+    public var ioThreads: Int
+    /// Sandbox workers: queries and ledger writes run here, never on an event loop (default: cores).
+    public var workers: Int
+    /// Open connections beyond this are refused with `unavailable`.
+    public var maxConnections: Int
+    /// Queries one consumer may have running at once, over all its connections.
+    public var maxInFlightPerConsumer: Int
+    /// Longest request line (default 1 MiB); longer ones get `request_too_large`.
+    public var maxLineBytes: Int
+    /// Requests read ahead on one connection before reading pauses.
+    public var maxPendingRequests: Int
+    /// A connection that sends nothing for this long is closed.
+    public var idleTimeout: TimeAmount
+    /// A connection that does not read its responses for this long is closed.
+    public var unwritableTimeout: TimeAmount
+    /// Failed authentications from one address slow its next attempts, up to this delay.
+    public var maxAuthDelay: TimeAmount
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 7878, ioThreads: Int = 1,
+        workers: Int = ProcessInfo.processInfo.activeProcessorCount, maxConnections: Int = 1024,
+        maxInFlightPerConsumer: Int = 8, maxLineBytes: Int = 1 << 20, maxPendingRequests: Int = 64,
+        idleTimeout: TimeAmount = .seconds(300), unwritableTimeout: TimeAmount = .seconds(30),
+        maxAuthDelay: TimeAmount = .seconds(5)
+    ) {
+        self.host = host
+        self.port = port
+        self.ioThreads = ioThreads
+        self.workers = workers
+        self.maxConnections = maxConnections
+        self.maxInFlightPerConsumer = maxInFlightPerConsumer
+        self.maxLineBytes = maxLineBytes
+        self.maxPendingRequests = maxPendingRequests
+        self.idleTimeout = idleTimeout
+        self.unwritableTimeout = unwritableTimeout
+        self.maxAuthDelay = maxAuthDelay
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import SandgateCore
+import SandgateLedger
+import SandgateServer
+import SandgateTestSupport
+import Testing
+
+/// DESIGN.md §5 over a real socket.
+@Suite struct ProtocolTests {
+    @Test("every op answers")
+    func everyOp() throws {
+        let harness = try ServerHarness()
+        let client = try harness.client()
+        #expect(object(try client.request(#"{"id":1,"op":"ping"}"#))["ok"] as? Bool == true)
+        let auth = object(try client.request(#"{"op":"auth","consumer":"analyst-a","key":"\#(TestWorkspace.demoKey)"}"#))
+        #expect(auth["ok"] as? Bool == true && auth["consumer"] as? String == "analyst-a")
+
+        let query = object(try client.request(#"{"id":"7","op":"query","dataset":"retail","sql":"SELECT city, count(*) AS n FROM customers GROUP BY city"}"#))
+        #expect(query["id"] as? String == "7")
+        #expect(query["ok"] as? Bool == true)
+        #expect(query["columns"] as? [String] == ["city", "n"])
+        #expect((query["usage"] as? [String: Any])?["cost_micros"] != nil)
+
+        let params = object(try client.request(#"{"id":8,"op":"query","dataset":"retail","sql":"SELECT count(*) FROM customers WHERE city = ?","params":["Shanghai"]}"#))
+        #expect(params["id"] as? Int == 8 && params["ok"] as? Bool == true)
+        let named = object(try client.request(#"{"op":"query","dataset":"retail","sql":"SELECT count(*) FROM customers WHERE city = :c","params":{"c":"Shanghai"}}"#))
+        #expect((named["rows"] as? [[Int]]) == (params["rows"] as? [[Int]]))
+
+        let explain = object(try client.request(#"{"op":"explain","dataset":"retail","sql":"SELECT phone FROM customers"}"#))
+        #expect((explain["sql"] as? String)?.contains("\"phone\"") == true)
+        let describe = object(try client.request(#"{"op":"describe","dataset":"retail"}"#))
+        #expect(((describe["datasets"] as? [[String: Any]])?.first?["tables"] as? [Any])?.count == 2)
+        #expect(object(try client.request(#"{"op":"datasets"}"#))["datasets"] as? [String] == ["retail"])
+        let quota = object(try client.request(#"{"op":"quota"}"#))
+        #expect(((quota["quotas"] as? [[String: Any]])?.first?["queries_today"] as? Int) == 3)
+        let stats = object(try client.request(#"{"op":"stats"}"#))
+        #expect((stats["queries"] as? [String: Any])?["total"] as? Int == 4)
+        #expect(stats["in_flight"] as? Int == 0)
+    }
+
+    @Test("malformed requests get an error and the connection stays usable", arguments: [
+        ("{not json", "bad_request"), ("[1,2]", "bad_request"), ("\"just a string\"", "bad_request"), (#"{"id":1}"#, "bad_request"),
+        (#"{"op":42}"#, "bad_request"), (#"{"op":"frobnicate"}"#, "bad_request"),
+        (#"{"op":"query","dataset":"retail"}"#, "bad_request"), (#"{"op":"query","dataset":"retail","sql":42}"#, "bad_request"),
+        (#"{"op":"query","dataset":7,"sql":"SELECT 1"}"#, "bad_request"),
+        (#"{"op":"query","dataset":"retail","sql":"SELECT ?","params":[[1]]}"#, "bad_request"),
+        (#"{"op":"query","dataset":"retail","sql":"SELECT ?","params":"x"}"#, "bad_request"),
+        (#"{"op":"auth","consumer":5}"#, "bad_request"),
+    ])
+    func malformed(line: String, code: String) throws {
+        let harness = try ServerHarness()
+        let client = try harness.authenticated()
+        #expect(errorCode(try client.request(line)) == code, "\(line)")
+        #expect(object(try client.request(#"{"op":"ping"}"#))["ok"] as? Bool == true)
+    }
+
+    @Test("a 2 MiB line is refused as too large and the connection stays usable")
+    func hugeLine() throws {
+        let harness = try ServerHarness()
+        let client = try harness.authenticated()
+        let sql = "SELECT '" + String(repeating: "x", count: 2 << 20) + "'"
+        try client.send(#"{"op":"query","dataset":"retail","sql":"\#(sql)"}"#)
+        #expect(errorCode(try client.readLine() ?? "") == "request_too_large")
+        #expect(object(try client.request(#"{"id":2,"op":"ping"}"#))["id"] as? Int == 2)
+    }
+
+    @Test("binary garbage gets errors, never a crash; other clients keep being served")
+    func garbage() throws {
+        let harness = try ServerHarness()
+        let bad = try harness.client()
+        var random = SystemRandomNumberGenerator()
+        var bytes = (0..<65536).map { _ in UInt8.random(in: 0...255, using: &random) }
+        bytes.append(UInt8(ascii: "\n"))
+        try bad.send(bytes: bytes)
+        let other = try harness.authenticated()
+        #expect(object(try other.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#))["ok"] as? Bool == true)
+        // The garbage connection got at least one error line and still answers pings.
+        let first = try bad.readLine() ?? ""
+        #expect(errorCode(first) != nil)
+        try bad.send(#"{"op":"ping","id":"after"}"#)
+        var answer = first
+        while object(answer)["id"] as? String != "after" { answer = try bad.readLine() ?? "" }
+        #expect(object(answer)["ok"] as? Bool == true)
+    }
+
+    @Test("a line split across many writes is one request")
+    func splitLine() throws {
+        let harness = try ServerHarness()
+        let client = try harness.authenticated()
+        let line = Array(#"{"id":"split","op":"query","dataset":"retail","sql":"SELECT 40 + 2"}"#.utf8) + [UInt8(ascii: "\n")]
+        for byte in line {
+            try client.send(bytes: [byte])
+            usleep(200)
+        }
+        let answer = object(try client.readLine() ?? "")
+        #expect(answer["id"] as? String == "split")
+        #expect(answer["rows"] as? [[Int]] == [[42]])
+    }
+
+    @Test("pipelined requests in one write are answered in order")
+    func pipelined() throws {
+        let harness = try ServerHarness()
+        let client = try harness.authenticated()
+        let lines = (0..<50).map { #"{"id":\#($0),"op":"query","dataset":"retail","sql":"SELECT \#($0)"}"# }
+        try client.send(bytes: Array((lines.joined(separator: "\n") + "\r\n").utf8))
+        for index in 0..<50 {
+            let answer = object(try client.readLine() ?? "")
+            #expect(answer["id"] as? Int == index)
+            #expect(answer["rows"] as? [[Int]] == [[index]])
+        }
+    }
+}
+
+@Suite struct AuthenticationTests {
+    @Test("wrong key, unknown consumer, query before auth, missing grant")
+    func refusals() throws {
+        let harness = try ServerHarness()
+        let client = try harness.client()
+        #expect(errorCode(try client.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#)) == "auth_failed")
+        #expect(errorCode(try client.request(#"{"op":"auth","consumer":"analyst-a","key":"wrong"}"#)) == "auth_failed")
+        #expect(errorCode(try client.request(#"{"op":"auth","consumer":"nobody","key":"\#(TestWorkspace.demoKey)"}"#)) == "auth_failed")
+        #expect(errorCode(try client.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#)) == "auth_failed")
+        let other = try harness.authenticated("analyst-b")
+        #expect(errorCode(try other.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#)) == "not_granted")
+        #expect(errorCode(try other.request(#"{"op":"query","dataset":"nowhere","sql":"SELECT 1"}"#)) == "unknown_dataset")
+    }
+
+    @Test("failed attempts are recorded in the ledger and slow down that address")
+    func failuresRecordedAndSlowed() throws {
+        let harness = try ServerHarness()
+        let client = try harness.client()
+        var durations: [Double] = []
+        for _ in 0..<4 {
+            let started = Date()
+            _ = try client.request(#"{"op":"auth","consumer":"analyst-a","key":"guess"}"#)
+            durations.append(Date().timeIntervalSince(started))
+        }
+        #expect(durations[3] >= 0.35, "\(durations)")
+        var failures = 0
+        try harness.gateway.ledger.records { record in
+            if record.errorCode == "auth_failed" { failures += 1 }
+            return true
+        }
+        #expect(failures == 4)
+        // The key is never stored or logged.
+        #expect(!harness.logs.all.contains { $0.contains("guess") })
+    }
+}
