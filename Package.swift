@@ -81,6 +81,7 @@ let package = Package(
         .executableTarget(
             name: "sandgate-load",
             dependencies: [
+                "SandgateSQLite",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -9,7 +9,7 @@ extension Gateway {
     /// Checks `key` against the consumer's stored SHA-256 in constant time (an unknown consumer
     /// costs the same comparison against a fixed hash). The key is never stored or logged.
     public func authenticate(consumer: String, key: String) -> Bool {
-        let presented = Array(SHA256.hash(data: Array(key.utf8)).map { String(format: "%02x", $0) }.joined().utf8)
+        let presented = Array(Hex.encode(SHA256.hash(data: Array(key.utf8))).utf8)
         let known = consumers.consumers[consumer]
         let stored = Array((known?.keySHA256 ?? String(repeating: "f", count: 64)).utf8)
         guard presented.count == stored.count else { return false }

@@ -144,9 +144,33 @@ public final class Gateway: Sendable {
 
     // MARK: Running a query
 
+    /// A response whose usage record still has to be committed before it may be released.
+    public struct PendingResponse: Sendable {
+        let response: QueryResponse
+        public let record: UsageRecord
+    }
+
     /// Runs one request end to end. Never throws: every outcome, refusals included, is a response
     /// with a usage record behind it; if the record cannot be written, no result is released.
     public func run(_ request: QueryRequest) -> QueryResponse {
+        let pending = execute(request)
+        do {
+            return complete(pending, stored: .success(try ledger.append(pending.record)))
+        } catch {
+            return complete(pending, stored: .failure(error))
+        }
+    }
+
+    /// Runs `request` and hands the response to `completion` only after its usage record is
+    /// durable; the calling thread does not wait for the commit (the server's workers use this,
+    /// so that many queries share one group commit).
+    public func run(_ request: QueryRequest, completion: @escaping @Sendable (QueryResponse) -> Void) {
+        let pending = execute(request)
+        ledger.append(pending.record) { [self] stored in completion(complete(pending, stored: stored)) }
+    }
+
+    /// Grant, check, execute, meter and price; the record is not written yet.
+    public func execute(_ request: QueryRequest) -> PendingResponse {
         let started = configuration.now()
         let clock = DispatchTime.now().uptimeNanoseconds
         let queryID = Self.newQueryID()
@@ -160,22 +184,27 @@ public final class Gateway: Sendable {
             costMicros: 0, currency: runtime?.policy.pricing.currency ?? "", sqlSHA256: Self.sha256Hex(request.sql),
             sql: String(request.sql.prefix(Self.recordedSQLLimit)), rewrittenSQL: "")
 
-        let outcome = execute(request, runtime: runtime, consumer: consumer, record: &record)
+        var response = execute(request, runtime: runtime, consumer: consumer, record: &record)
         record.finishedAt = configuration.now()
         record.elapsedMicroseconds = Int64((DispatchTime.now().uptimeNanoseconds - clock) / 1000)
+        response.usage.elapsedMicroseconds = record.elapsedMicroseconds
+        return PendingResponse(response: response, record: record)
+    }
 
-        var response = outcome
-        do {
-            let stored = try ledger.append(record)
-            response.usage.seq = stored.seq
-        } catch {
-            logger.error("ledger append failed; result withheld", metadata: ["query_id": "\(queryID)", "error": "\(error.message)"])
+    /// The response to release once the ledger answered for its record.
+    public func complete(_ pending: PendingResponse, stored: Result<UsageRecord, LedgerError>) -> QueryResponse {
+        var response = pending.response
+        switch stored {
+        case .success(let record):
+            response.usage.seq = record.seq
+        case .failure(let error):
+            logger.error("ledger append failed; result withheld", metadata: ["query_id": "\(pending.record.queryID)", "error": "\(error.message)"])
             response.outcome = .failure(GatewayError(.internal, "the usage record could not be written; no result is released"))
             response.truncated = false
+            response.truncatedBy = nil
         }
-        response.usage.elapsedMicroseconds = record.elapsedMicroseconds
         if case .failure(let error) = response.outcome {
-            logger.notice("request refused", metadata: ["query_id": "\(queryID)", "consumer": "\(request.consumer)", "dataset": "\(request.dataset)", "code": "\(error.code.rawValue)"])
+            logger.notice("request refused", metadata: ["query_id": "\(pending.record.queryID)", "consumer": "\(pending.record.consumer)", "dataset": "\(pending.record.dataset)", "code": "\(error.code.rawValue)"])
         }
         return response
     }
@@ -233,17 +262,15 @@ public final class Gateway: Sendable {
                 }
             }
         }
-        let checked: CheckedQuery
-        switch Self.check(request.sql, policy: runtime.policy) {
-        case .success(let query): checked = query
+        let prepared: PreparedQuery
+        switch runtime.prepare(request.sql) {
+        case .success(let query): prepared = query
         case .failure(let error): return refuse(error)
         }
         // SQLite runs only what sandgate rendered from its own checked tree (invariant 2).
-        let rendered = Renderer.render(checked.select)
+        let rendered = prepared.rendered
+        let plan = prepared.plan
         record.rewrittenSQL = String(rendered.prefix(Self.recordedSQLLimit))
-        let plan = ExecutionPlan(
-            maskedOutputs: checked.maskedOutputs, readsAggregateTables: checked.readsAggregateTables,
-            suppressedGroupsSQL: checked.suppressedGroupsQuery.map(Renderer.render))
 
         let outcome: Result<Execution, ExecutionFailure>
         do {
@@ -313,6 +340,6 @@ public final class Gateway: Sendable {
     }
 
     static func sha256Hex(_ text: String) -> String {
-        SHA256.hash(data: Array(text.utf8)).map { String(format: "%02x", $0) }.joined()
+        Hex.encode(SHA256.hash(data: Array(text.utf8)))
     }
 }

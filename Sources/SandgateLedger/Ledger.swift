@@ -11,23 +11,27 @@ public struct LedgerError: Error, Sendable, CustomStringConvertible {
 
 /// The append-only, hash-chained usage ledger in `var/usage.sqlite` (WAL, `synchronous=FULL`).
 ///
-/// Appends are group-committed: callers that arrive while a commit is in progress wait, and the
-/// next commit writes all of them in one transaction with one fsync. Each caller returns only
-/// after its own record is durable. Several processes may share the file: the chain tail is read
-/// inside the same `BEGIN IMMEDIATE` transaction that appends.
+/// Appends are group-committed by one writer thread: records that arrive while a commit is in
+/// progress are written together by the next commit, in one transaction with one fsync. A caller
+/// learns its record is durable through its completion (or, with the blocking `append`, when it
+/// returns) — only then may the result it meters be released. Callers need not block a thread
+/// while they wait, so many queries share each fsync. Several processes may share the file: the
+/// chain tail is read inside the same `BEGIN IMMEDIATE` transaction that appends.
 ///
-/// `@unchecked Sendable`: the write connection is used only by the thread that holds the writer
-/// role (`writing`, guarded by `condition`), and the read connection only under `readLock`.
+/// `@unchecked Sendable`: the write connection is used only by the writer thread, the queue only
+/// under `condition`, and the read connection only under `readLock`.
 public final class Ledger: @unchecked Sendable {
+    public typealias Completion = @Sendable (Result<UsageRecord, LedgerError>) -> Void
+
     public let path: String
     private let writer: Connection
     private let reader: Connection
     private let readLock = NSLock()
     private let condition = NSCondition()
-    private var pending: [(ticket: Int, record: UsageRecord)] = []
-    private var finished: [Int: Result<UsageRecord, LedgerError>] = [:]
-    private var writing = false
-    private var nextTicket = 0
+    private var queue: [(record: UsageRecord, completion: Completion)] = []
+    private var inCommit = 0
+    private var writerRunning = false
+    private var stopping = false
 
     /// The hash that precedes the first record.
     public static let genesisHash = String(repeating: "0", count: 64)
@@ -45,6 +49,15 @@ public final class Ledger: @unchecked Sendable {
         } catch {
             throw LedgerError("cannot open \(path): \(error.message)")
         }
+    }
+
+    /// Stops the writer thread once the queue is empty.
+    public func close() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        while writerRunning { condition.wait() }
+        condition.unlock()
     }
 
     static let schema = """
@@ -65,42 +78,72 @@ public final class Ledger: @unchecked Sendable {
 
     // MARK: Appending
 
-    /// Records waiting for a commit (the `ledger lag` metric).
+    /// Records waiting for a commit or being committed (the `ledger lag` metric).
     public var pendingCount: Int {
         condition.lock()
         defer { condition.unlock() }
-        return pending.count + (writing ? 1 : 0)
+        return queue.count + inCommit
     }
 
-    /// Appends `record` durably and returns it with its `seq` and hashes.
-    public func append(_ record: UsageRecord) throws(LedgerError) -> UsageRecord {
+    /// Queues `record`; `completion` runs on the writer thread once the record is durable (with
+    /// its `seq` and hashes) or the commit failed.
+    public func append(_ record: UsageRecord, completion: @escaping Completion) {
         condition.lock()
-        let ticket = nextTicket
-        nextTicket += 1
-        pending.append((ticket, record))
+        guard !stopping else {
+            condition.unlock()
+            completion(.failure(LedgerError("the ledger is closed")))
+            return
+        }
+        queue.append((record, completion))
+        if !writerRunning {
+            writerRunning = true
+            let thread = Thread { [self] in writeLoop() }
+            thread.name = "sandgate-ledger"
+            thread.start()
+        }
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Appends `record` durably and returns it with its `seq` and hashes (blocks until committed).
+    public func append(_ record: UsageRecord) throws(LedgerError) -> UsageRecord {
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox()
+        append(record) { result in
+            box.result = result
+            done.signal()
+        }
+        done.wait()
+        return try (box.result ?? .failure(LedgerError("no result"))).get()
+    }
+
+    private func writeLoop() {
         while true {
-            if let result = finished.removeValue(forKey: ticket) {
-                condition.unlock()
-                return try result.get()
-            }
-            if !writing {
-                writing = true
-                let batch = pending
-                pending.removeAll(keepingCapacity: true)
-                condition.unlock()
-                let results = commit(batch)
-                condition.lock()
-                for (ticket, result) in results { finished[ticket] = result }
-                writing = false
+            condition.lock()
+            // An idle writer exits after a second (and is restarted by the next append), so a
+            // ledger nobody uses holds no thread.
+            let idleUntil = Date().addingTimeInterval(1)
+            while queue.isEmpty, !stopping, condition.wait(until: idleUntil) {}
+            if queue.isEmpty {
+                writerRunning = false
                 condition.broadcast()
-            } else {
-                condition.wait()
+                condition.unlock()
+                return
             }
+            let batch = queue
+            queue.removeAll(keepingCapacity: true)
+            inCommit = batch.count
+            condition.unlock()
+            let results = commit(batch.map(\.record))
+            condition.lock()
+            inCommit = 0
+            condition.unlock()
+            for (entry, result) in zip(batch, results) { entry.completion(result) }
         }
     }
 
     /// Writes a batch in one transaction; every record of a failed batch fails.
-    private func commit(_ batch: [(ticket: Int, record: UsageRecord)]) -> [(Int, Result<UsageRecord, LedgerError>)] {
+    private func commit(_ batch: [UsageRecord]) -> [Result<UsageRecord, LedgerError>] {
         do {
             try writer.execute("BEGIN IMMEDIATE")
             var previous = Ledger.genesisHash
@@ -111,8 +154,8 @@ public final class Ledger: @unchecked Sendable {
                 previous = lastHash
             }
             guard let insert = try writer.prepare(Self.insertSQL) else { throw LedgerError("cannot prepare insert") }
-            var written: [(Int, Result<UsageRecord, LedgerError>)] = []
-            for (ticket, var record) in batch {
+            var written: [Result<UsageRecord, LedgerError>] = []
+            for var record in batch {
                 seq += 1
                 record.seq = seq
                 record.prevHash = previous
@@ -121,14 +164,14 @@ public final class Ledger: @unchecked Sendable {
                 insert.reset()
                 try insert.bind(Self.columnValues(record))
                 _ = try insert.step()
-                written.append((ticket, .success(record)))
+                written.append(.success(record))
             }
             try writer.execute("COMMIT")
             return written
         } catch {
             try? writer.execute("ROLLBACK")
             let failure = LedgerError("append failed: \(error)")
-            return batch.map { ($0.ticket, .failure(failure)) }
+            return batch.map { _ in .failure(failure) }
         }
     }
 
@@ -166,7 +209,7 @@ public final class Ledger: @unchecked Sendable {
             hasher.update(data: Array("\(bytes.count):".utf8))
             hasher.update(data: bytes)
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(hasher.finalize())
     }
 
     /// Recomputes the chain; returns nil when intact, or the first `seq` whose record does not verify.
@@ -249,4 +292,9 @@ public final class Ledger: @unchecked Sendable {
         record.recordHash = text(22)
         return record
     }
+}
+
+/// Carries a result from the writer thread to a blocked caller (ordered by the semaphore).
+private final class ResultBox: @unchecked Sendable {
+    var result: Result<UsageRecord, LedgerError>?
 }

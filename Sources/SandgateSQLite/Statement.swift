@@ -35,6 +35,11 @@ public final class Statement {
         Int64(sqlite3_stmt_status(handle, SQLITE_STMTSTATUS_VM_STEP, 0))
     }
 
+    /// Sets the VM step counter back to zero (before reusing a cached statement).
+    public func resetVirtualMachineSteps() {
+        sqlite3_stmt_status(handle, SQLITE_STMTSTATUS_VM_STEP, 1)
+    }
+
     /// Number of parameters (`?`, `?NNN`, `:name`, …); the highest index.
     public var parameterCount: Int { Int(sqlite3_bind_parameter_count(handle)) }
 

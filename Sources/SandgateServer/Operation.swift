@@ -6,6 +6,8 @@ import SandgateSQLite
 /// One authenticated request, executed on a worker thread; returns the response line.
 struct Operation: Sendable {
     let services: ServerServices
+    /// The authenticated consumer.
+    let consumerName: String
     /// The request's id as JSON text, echoed in the response.
     let id: String?
     let fields: [String: JSONValue]
@@ -18,38 +20,64 @@ struct Operation: Sendable {
 
     func error(_ error: GatewayError) -> String { ResponseFormat.error(error, id: id) }
 
-    /// The stable code in a response line, for the outcome counters (`ok` on success).
-    static func outcome(of line: String) -> String {
-        guard line.contains("\"ok\":false"), let range = line.range(of: "\"code\":\"") else { return "ok" }
-        return String(line[range.upperBound...].prefix { $0 != "\"" })
+
+    /// `query` hands its line over only after the usage record is committed, without holding the
+    /// worker during the commit; every other op answers directly.
+    /// The completion gets the line and the outcome (`ok` or the error code) for the counters.
+    func run(_ op: String, consumer: String, completion: @escaping @Sendable (String, String) -> Void) {
+        switch request(op) {
+        case .failure(let line): completion(line.text, "bad_request")
+        case .success(let request):
+            let id = self.id
+            if op == "explain" {
+                let outcome = services.gateway.explain(request)
+                let code: String
+                switch outcome {
+                case .success: code = "ok"
+                case .failure(let error): code = error.code.rawValue
+                }
+                return completion(ResponseFormat.json(outcome, id: id), code)
+            }
+            services.gateway.run(request) { response in
+                completion(ResponseFormat.json(response, id: id), response.error?.code.rawValue ?? "ok")
+            }
+        }
+    }
+
+    /// The query request of a `query`/`explain` line, or the error line.
+    func request(_ op: String) -> Result<QueryRequest, LineError> {
+        guard let dataset = fields["dataset"]?.string else { return .failure(LineError(error(GatewayError(.badRequest, "\(op) needs \"dataset\" (a string)")))) }
+        guard let sql = fields["sql"]?.string else { return .failure(LineError(error(GatewayError(.badRequest, "\(op) needs \"sql\" (a string)")))) }
+        let parameters: QueryParameters
+        switch fields["params"] {
+        case nil, .null?: parameters = .none
+        case .array(let values)?:
+            let bound = values.compactMap(\.sqlValue)
+            guard bound.count == values.count else { return .failure(LineError(error(GatewayError(.badRequest, "params must be numbers, strings, null, booleans or {\"base64\":…}")))) }
+            parameters = .positional(bound)
+        case .object(let values)?:
+            var bound: [String: SQLValue] = [:]
+            for (name, value) in values {
+                guard let sqlValue = value.sqlValue else { return .failure(LineError(error(GatewayError(.badRequest, "parameter \(name) has an unsupported value")))) }
+                bound[name] = sqlValue
+            }
+            parameters = .named(bound)
+        default:
+            return .failure(LineError(error(GatewayError(.badRequest, "params must be an array or an object"))))
+        }
+        return .success(QueryRequest(consumer: consumerName, dataset: dataset, sql: sql, parameters: parameters))
     }
 
     func run(_ op: String, consumer: String) -> String {
         let gateway = services.gateway
         switch op {
         case "query", "explain":
-            guard let dataset = fields["dataset"]?.string else { return error(GatewayError(.badRequest, "\(op) needs \"dataset\" (a string)")) }
-            guard let sql = fields["sql"]?.string else { return error(GatewayError(.badRequest, "\(op) needs \"sql\" (a string)")) }
-            let parameters: QueryParameters
-            switch fields["params"] {
-            case nil, .null?: parameters = .none
-            case .array(let values)?:
-                let bound = values.compactMap(\.sqlValue)
-                guard bound.count == values.count else { return error(GatewayError(.badRequest, "params must be numbers, strings, null, booleans or {\"base64\":…}")) }
-                parameters = .positional(bound)
-            case .object(let values)?:
-                var bound: [String: SQLValue] = [:]
-                for (name, value) in values {
-                    guard let sqlValue = value.sqlValue else { return error(GatewayError(.badRequest, "parameter \(name) has an unsupported value")) }
-                    bound[name] = sqlValue
-                }
-                parameters = .named(bound)
-            default:
-                return error(GatewayError(.badRequest, "params must be an array or an object"))
+            switch request(op) {
+            case .failure(let line): return line.text
+            case .success(let request):
+                if op == "explain" { return ResponseFormat.json(gateway.explain(request), id: id) }
+                return ResponseFormat.json(gateway.run(request), id: id)
             }
-            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, parameters: parameters)
-            if op == "explain" { return ResponseFormat.json(gateway.explain(request), id: id) }
-            return ResponseFormat.json(gateway.run(request), id: id)
         case "describe":
             let names: [String]
             if let dataset = fields["dataset"]?.string { names = [dataset] } else { names = gateway.grantedDatasets(consumer: consumer) }
@@ -81,4 +109,10 @@ struct Operation: Sendable {
             return error(GatewayError(.badRequest, "unknown op \"\(op)\""))
         }
     }
+}
+
+/// A ready error line (an `Error` so it can travel in a `Result`).
+struct LineError: Error {
+    let text: String
+    init(_ text: String) { self.text = text }
 }

@@ -136,7 +136,7 @@ final class RequestHandler: ChannelInboundHandler {
         }
         guard let op = fields["op"]?.string else { return fail(.badRequest, "missing \"op\" (a string)") }
         services.state.countRequest(op: Operation.known.contains(op) ? op : "unknown")
-        let operation = Operation(services: services, id: id, fields: fields)
+        let operation = Operation(services: services, consumerName: consumer ?? "", id: id, fields: fields)
         switch op {
         case "ping":
             return eventLoop.makeSucceededFuture(operation.ok("\"pong\":true"))
@@ -153,16 +153,18 @@ final class RequestHandler: ChannelInboundHandler {
                 }
                 let started = DispatchTime.now().uptimeNanoseconds
                 let state = services.state
-                return services.workers.runIfActive(eventLoop: eventLoop) {
-                    operation.run(op, consumer: consumer)
-                }.always { result in
-                    let outcome: String
-                    switch result {
-                    case .success(let line): outcome = Operation.outcome(of: line)
-                    case .failure: outcome = "internal"
+                let promise = eventLoop.makePromise(of: String.self)
+                services.workers.submit { workerState in
+                    guard workerState == .active else {
+                        state.endQuery(consumer: consumer, outcome: "unavailable", elapsedMicros: 0)
+                        return promise.succeed(ResponseFormat.error(GatewayError(.unavailable, "the gateway is shutting down"), id: id))
                     }
-                    state.endQuery(consumer: consumer, outcome: outcome, elapsedMicros: Int64((DispatchTime.now().uptimeNanoseconds - started) / 1000))
+                    operation.run(op, consumer: consumer) { line, outcome in
+                        state.endQuery(consumer: consumer, outcome: outcome, elapsedMicros: Int64((DispatchTime.now().uptimeNanoseconds - started) / 1000))
+                        promise.succeed(line)
+                    }
                 }
+                return promise.futureResult
             }
             return services.workers.runIfActive(eventLoop: eventLoop) { operation.run(op, consumer: consumer) }
         }

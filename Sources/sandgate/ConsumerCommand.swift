@@ -1,6 +1,7 @@
 import ArgumentParser
 import Crypto
 import Foundation
+import SandgateLedger
 import SandgatePolicy
 
 struct ConsumerCommand: ParsableCommand {
@@ -51,8 +52,8 @@ struct ConsumerCommand: ParsableCommand {
             var bytes = [UInt8](repeating: 0, count: 32)
             var generator = SystemRandomNumberGenerator()
             for index in bytes.indices { bytes[index] = generator.next() }
-            let key = "sg_" + bytes.map { String(format: "%02x", $0) }.joined()
-            let hash = SHA256.hash(data: Array(key.utf8)).map { String(format: "%02x", $0) }.joined()
+            let key = "sg_" + Hex.encode(bytes)
+            let hash = Hex.encode(SHA256.hash(data: Array(key.utf8)))
 
             var limits: [String] = []
             if let maxRows { limits.append("max_rows: \(maxRows)") }

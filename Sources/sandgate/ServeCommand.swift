@@ -23,10 +23,14 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Most open connections.")
     var maxConnections = 1024
 
+    @Option(help: "Most queries one consumer may have running at once.")
+    var maxInFlightPerConsumer = 8
+
     func validate() throws {
         guard Address(listen) != nil else { throw ValidationError("--listen must be HOST:PORT") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }
         guard (1...100_000).contains(maxConnections) else { throw ValidationError("--max-connections must be between 1 and 100000") }
+        guard (1...10_000).contains(maxInFlightPerConsumer) else { throw ValidationError("--max-in-flight-per-consumer must be between 1 and 10000") }
     }
 
     func run() throws {
@@ -44,7 +48,9 @@ struct ServeCommand: ParsableCommand {
         guard let address = Address(listen) else { throw ValidationError("--listen must be HOST:PORT") }
         let server = JSONLinesServer(
             gateway: gateway,
-            configuration: ServerConfiguration(host: address.host, port: address.port, workers: workers, maxConnections: maxConnections),
+            configuration: ServerConfiguration(
+                host: address.host, port: address.port, workers: workers, maxConnections: maxConnections,
+                maxInFlightPerConsumer: maxInFlightPerConsumer),
             logger: logger)
         let port: Int
         do {

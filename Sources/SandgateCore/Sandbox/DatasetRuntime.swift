@@ -1,5 +1,7 @@
 import Foundation
 import SandgatePolicy
+import SandgateSQL
+import Synchronization
 
 /// One published dataset ready to serve: its policy version, snapshot, secret and a pool of
 /// prepared sandbox connections. Immutable; a reload builds a new runtime, so queries in flight
@@ -9,6 +11,10 @@ public final class DatasetRuntime: Sendable {
     public let snapshot: Snapshot
     let key: [UInt8]
     let pool: SandboxPool
+    /// Checked and rendered queries by SQL text (refusals too): the same text against the same
+    /// policy always checks the same way. Bounded; cleared when full.
+    private let plans = Mutex<[String: Result<PreparedQuery, GatewayError>]>([:])
+    static let planCacheSize = 1024
 
     init(policy: DatasetPolicy, snapshot: Snapshot, key: [UInt8], poolSize: Int) {
         self.policy = policy
@@ -17,6 +23,33 @@ public final class DatasetRuntime: Sendable {
         pool = SandboxPool(capacity: poolSize) { () throws(GatewayError) in
             try SandboxConnection(policy: policy, snapshot: snapshot, key: key)
         }
+    }
+}
+
+/// A checked query, rendered, with what the sandbox needs to run and meter it.
+struct PreparedQuery: Sendable {
+    let rendered: String
+    let plan: ExecutionPlan
+}
+
+extension DatasetRuntime {
+    /// Parses, checks and renders `sql` for this runtime's policy, once per distinct text.
+    func prepare(_ sql: String) -> Result<PreparedQuery, GatewayError> {
+        if let cached = plans.withLock({ $0[sql] }) { return cached }
+        let prepared = Gateway.check(sql, policy: policy).map { checked in
+            PreparedQuery(
+                rendered: Renderer.render(checked.select),
+                plan: ExecutionPlan(
+                    maskedOutputs: checked.maskedOutputs, readsAggregateTables: checked.readsAggregateTables,
+                    suppressedGroupsSQL: checked.suppressedGroupsQuery.map(Renderer.render)))
+        }
+        if sql.utf8.count <= 16_384 {
+            plans.withLock { cache in
+                if cache.count >= Self.planCacheSize { cache.removeAll() }
+                cache[sql] = prepared
+            }
+        }
+        return prepared
     }
 }
 

@@ -3,7 +3,7 @@ import SandgatePolicy
 import SandgateSQLite
 
 /// What the checker decided about a query, for the sandbox that runs it.
-struct ExecutionPlan {
+struct ExecutionPlan: Sendable {
     /// For each output column: derived from a masked column (the `masked_cells` meter).
     var maskedOutputs: [Bool] = []
     /// The checker approved reads of aggregate tables (thresholds are in the SQL).
@@ -41,6 +41,10 @@ final class SandboxConnection {
     /// Kept alive here: SQLite holds only unretained references through the function boxes.
     private let evaluators: [MaskEvaluator]
     private let budget = BudgetState()
+    /// Prepared statements by SQL text: preparing rendered SQL over the masking views costs more
+    /// than running a point lookup. Bounded; cleared when full.
+    private var statements: [String: Statement] = [:]
+    static let statementCacheSize = 128
 
     /// Opens and prepares a sandbox for `policy` on `snapshot`.
     init(policy: DatasetPolicy, snapshot: Snapshot, key: [UInt8]) throws(GatewayError) {
@@ -173,24 +177,34 @@ final class SandboxConnection {
         }
 
         let statement: Statement
-        do {
-            let (prepared, hasMore) = try connection.prepareSingle(sql)
-            guard let prepared else {
-                return failure(GatewayError(.syntaxError, "the query is empty"), executed: false)
+        if let cached = statements[sql] {
+            statement = cached
+            statement.reset()
+            statement.resetVirtualMachineSteps()
+        } else {
+            do {
+                let (prepared, hasMore) = try connection.prepareSingle(sql)
+                guard let prepared else {
+                    return failure(GatewayError(.syntaxError, "the query is empty"), executed: false)
+                }
+                guard !hasMore else {
+                    return failure(GatewayError(.notASelect, "only one statement per request is allowed"), executed: false)
+                }
+                statement = prepared
+            } catch {
+                return failure(prepareError(error), executed: false)
             }
-            guard !hasMore else {
-                return failure(GatewayError(.notASelect, "only one statement per request is allowed"), executed: false)
+            if statement.isExplain {
+                return failure(GatewayError(.notASelect, "EXPLAIN is not available", hint: "use `sandgate explain`"), executed: false)
             }
-            statement = prepared
-        } catch {
-            return failure(prepareError(error), executed: false)
+            guard statement.isReadOnly else {
+                return failure(GatewayError(.notASelect, "only read-only SELECT statements are allowed"), executed: false)
+            }
+            if statements.count >= Self.statementCacheSize { statements.removeAll() }
+            statements[sql] = statement
         }
-        if statement.isExplain {
-            return failure(GatewayError(.notASelect, "EXPLAIN is not available", hint: "use `sandgate explain`"), executed: false)
-        }
-        guard statement.isReadOnly else {
-            return failure(GatewayError(.notASelect, "only read-only SELECT statements are allowed"), executed: false)
-        }
+        // Leave the statement reset: a cached statement must not hold a read transaction open.
+        defer { statement.reset() }
         if let error = bind(parameters, to: statement) {
             return failure(error, executed: false)
         }

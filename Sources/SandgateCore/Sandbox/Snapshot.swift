@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SandgateLedger
 import SandgateSQLite
 
 /// A private, checked, hashed copy of a data holder's source file: queries only ever open this.
@@ -88,7 +89,7 @@ public enum Snapshotter {
         } catch {
             return nil
         }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        return Hex.encode(hasher.finalize())
     }
 }
 
