@@ -5,7 +5,7 @@ FIXTURE_ROWS ?= 5000
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libsqlite3-dev libpcre2-dev
 
-.PHONY: deps build fixture serve test bench clean
+.PHONY: deps build fixture serve demo test bench load clean
 
 ## Installs the C libraries with apt when they are missing.
 deps:
@@ -19,7 +19,12 @@ build: deps
 fixture: build
 	@[ -f $(FIXTURE) ] || .build/debug/sandgate fixtures generate --rows $(FIXTURE_ROWS) --out $(FIXTURE)
 
+## The gateway on the shipped policies: JSON lines on 127.0.0.1:7878 (Ctrl-C stops it).
 serve: fixture
+	.build/debug/sandgate serve --policies Policies --state var --listen 127.0.0.1:7878
+
+## A tour of `sandgate query`, `explain`, `describe` and the ledger, without a server.
+demo: fixture
 	./Scripts/demo.sh
 
 test: deps
@@ -29,6 +34,10 @@ test: deps
 ## Release-build benchmark of issue 2 (masking cost); ROWS=1000000 by default.
 bench: deps
 	$(SWIFT) run -c release sandgate-bench --rows $${ROWS:-1000000} --runs $${RUNS:-7}
+
+## Issue 4's load benchmark (release build, 1M customers): Benchmarks/load.sh ROWS SECONDS.
+load: deps
+	./Benchmarks/load.sh $${ROWS:-1000000} $${SECONDS:-10}
 
 clean:
 	rm -rf .build var

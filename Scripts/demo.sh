@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# `make serve` until the socket server exists: runs the README's example queries through the
-# gateway on the shipped policies and demo fixture, as the demo consumer analyst-a.
+# `make demo`: runs the README's example queries through the gateway on the shipped policies and
+# demo fixture, as the demo consumer analyst-a, without starting a server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sandgate=.build/debug/sandgate
 
-echo "sandgate: the socket server is not built yet (issue 4); this demo runs 'sandgate query' instead."
-echo
 "$sandgate" policy check
 echo
 run() {

@@ -20,11 +20,15 @@ struct CLI {
         let stderr: String
     }
 
-    static func run(_ arguments: [String], in directory: String) throws -> Output {
+    static func run(_ arguments: [String], in directory: String, environment: [String: String] = [:]) throws -> Output {
         let process = Process()
         process.executableURL = binary
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        var env = ProcessInfo.processInfo.environment
+        env["SANDGATE_KEY"] = nil
+        for (name, value) in environment { env[name] = value }
+        process.environment = env
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
@@ -167,6 +171,62 @@ struct CLIError: Error { let message: String; init(_ message: String) { self.mes
         let today = String(ISO8601DateFormatter().string(from: Date()).prefix(10))
         let usage = try workspace.run("usage", "export", "--from", today, "--to", today, "--format", "csv")
         #expect(usage.stdout.components(separatedBy: "\r\n").filter { !$0.isEmpty }.count == 1)
+    }
+
+    @Test("serve answers a remote query like the local command, and stops cleanly on SIGTERM")
+    func serveAndRemoteQuery() throws {
+        let workspace = try CLIWorkspace()
+        let server = Process()
+        server.executableURL = CLI.binary
+        server.arguments = ["serve", "--listen", "127.0.0.1:0"]
+        server.currentDirectoryURL = URL(fileURLWithPath: workspace.root)
+        let out = Pipe()
+        server.standardOutput = out
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { server.terminate() } }
+        // The banner names the port that was bound.
+        var banner = ""
+        while !banner.contains("JSON lines") {
+            let chunk = out.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { break }
+            banner += String(decoding: chunk, as: UTF8.self)
+        }
+        let port = try #require(banner.firstMatch(of: /127\.0\.0\.1:(\d+)/).map { String($0.1) })
+        let sql = "SELECT name, phone, city FROM customers ORDER BY city LIMIT 5"
+        let local = try workspace.run("query", "--dataset", "retail", "--as", "analyst-a", "--format", "csv", sql)
+        let remote = try CLI.run(["query", "--connect", "127.0.0.1:\(port)", "--dataset", "retail", "--as", "analyst-a", "--format", "csv", sql],
+                                 in: workspace.root, environment: ["SANDGATE_KEY": "sg_demo_analyst_a_2026"])
+        #expect(remote.status == 0, "\(remote.stderr)")
+        #expect(remote.stdout == local.stdout)
+        let refused = try CLI.run(["query", "--connect", "127.0.0.1:\(port)", "--dataset", "retail", "--as", "analyst-a", "SELECT salary FROM customers"],
+                                  in: workspace.root, environment: ["SANDGATE_KEY": "sg_demo_analyst_a_2026"])
+        #expect(refused.status == 1 && refused.stderr.contains("no_such_column"))
+        let wrongKey = try CLI.run(["query", "--connect", "127.0.0.1:\(port)", "--dataset", "retail", "--as", "analyst-a", "SELECT 1"],
+                                   in: workspace.root, environment: ["SANDGATE_KEY": "nope"])
+        #expect(wrongKey.status == 1 && wrongKey.stderr.contains("auth_failed"))
+        let noKey = try CLI.run(["query", "--connect", "127.0.0.1:\(port)", "--dataset", "retail", "--as", "analyst-a", "SELECT 1"], in: workspace.root)
+        #expect(noKey.status == 2)
+        server.terminate()
+        server.waitUntilExit()
+        #expect(server.terminationStatus == 0)
+    }
+
+    @Test("consumer add prints a key once, stores only its hash, and the key works")
+    func consumerAdd() throws {
+        let workspace = try CLIWorkspace()
+        let added = try workspace.run("consumer", "add", "analyst-c", "--grant", "retail", "--max-rows", "5")
+        #expect(added.status == 0, "\(added.stderr)")
+        let key = try #require(added.stdout.firstMatch(of: /sg_[0-9a-f]{64}/).map { String($0.0) })
+        let file = try String(contentsOfFile: workspace.root + "/Policies/consumers.yaml", encoding: .utf8)
+        #expect(!file.contains(key))
+        #expect(file.contains("analyst-c:"))
+        #expect(try workspace.run("policy", "check").status == 0)
+        #expect(try workspace.run("consumer", "add", "analyst-c", "--grant", "retail").status == 1)
+        #expect(try workspace.run("consumer", "add", "analyst-d", "--grant", "nowhere").status == 1)
+        #expect(try workspace.run("consumer", "add", "bad name!", "--grant", "retail").status == 2)
+        let rows = try workspace.run("query", "--dataset", "retail", "--as", "analyst-c", "--format", "csv", "SELECT city FROM customers")
+        #expect(rows.stdout.components(separatedBy: "\r\n").filter { !$0.isEmpty }.count == 6)
     }
 
     @Test("describe shows the consumer's view only")
