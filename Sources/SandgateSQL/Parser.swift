@@ -570,55 +570,27 @@ public struct Parser {
         return .inTable(left, schema: schema, table: table, arguments: arguments, not: not)
     }
 
+    /// The left-associative binary levels above equality, lowest first (SQLite's precedence).
+    static let binaryLevels: [[(symbol: String, op: BinaryOperator)]] = [
+        [("<", .less), ("<=", .lessEqual), (">", .greater), (">=", .greaterEqual)],
+        [("&", .bitAnd), ("|", .bitOr), ("<<", .shiftLeft), (">>", .shiftRight)],
+        [("+", .add), ("-", .subtract)],
+        [("*", .multiply), ("/", .divide), ("%", .remainder)],
+        [("||", .concat), ("->", .extract), ("->>", .extractText)],
+    ]
+
     mutating func parseRelational() throws(SQLSyntaxError) -> Expr {
-        var left = try parseBitwise()
-        while true {
-            let op: BinaryOperator
-            if accept(symbol: "<") { op = .less } else if accept(symbol: "<=") { op = .lessEqual }
-            else if accept(symbol: ">") { op = .greater } else if accept(symbol: ">=") { op = .greaterEqual }
-            else { return left }
-            left = .binary(op, left, try parseBitwise())
-        }
+        try parseBinary(level: 0)
     }
 
-    mutating func parseBitwise() throws(SQLSyntaxError) -> Expr {
-        var left = try parseAdditive()
-        while true {
-            let op: BinaryOperator
-            if accept(symbol: "&") { op = .bitAnd } else if accept(symbol: "|") { op = .bitOr }
-            else if accept(symbol: "<<") { op = .shiftLeft } else if accept(symbol: ">>") { op = .shiftRight }
-            else { return left }
-            left = .binary(op, left, try parseAdditive())
+    mutating func parseBinary(level: Int) throws(SQLSyntaxError) -> Expr {
+        guard level < Self.binaryLevels.count else { return try parseCollate() }
+        var left = try parseBinary(level: level + 1)
+        while let token = peek, token.kind == .symbol, let entry = Self.binaryLevels[level].first(where: { $0.symbol == token.value }) {
+            index += 1
+            left = .binary(entry.op, left, try parseBinary(level: level + 1))
         }
-    }
-
-    mutating func parseAdditive() throws(SQLSyntaxError) -> Expr {
-        var left = try parseMultiplicative()
-        while true {
-            let op: BinaryOperator
-            if accept(symbol: "+") { op = .add } else if accept(symbol: "-") { op = .subtract } else { return left }
-            left = .binary(op, left, try parseMultiplicative())
-        }
-    }
-
-    mutating func parseMultiplicative() throws(SQLSyntaxError) -> Expr {
-        var left = try parseConcat()
-        while true {
-            let op: BinaryOperator
-            if accept(symbol: "*") { op = .multiply } else if accept(symbol: "/") { op = .divide }
-            else if accept(symbol: "%") { op = .remainder } else { return left }
-            left = .binary(op, left, try parseConcat())
-        }
-    }
-
-    mutating func parseConcat() throws(SQLSyntaxError) -> Expr {
-        var left = try parseCollate()
-        while true {
-            let op: BinaryOperator
-            if accept(symbol: "||") { op = .concat } else if accept(symbol: "->") { op = .extract }
-            else if accept(symbol: "->>") { op = .extractText } else { return left }
-            left = .binary(op, left, try parseCollate())
-        }
+        return left
     }
 
     mutating func parseCollate() throws(SQLSyntaxError) -> Expr {

@@ -5,6 +5,20 @@ import SandgatePolicy
 import SandgateServer
 import SandgateSQLite
 
+/// `--dataset`, `--as` and the SQL text, shared by `query` and `explain`.
+struct QueryTarget: ParsableArguments {
+    @Option(help: "The dataset to query.")
+    var dataset: String
+
+    @Option(name: .customLong("as"), help: "The consumer whose grant applies.")
+    var consumer: String
+
+    @Argument(help: "The SQL text (one SELECT statement).")
+    var sql: String
+
+    var request: QueryRequest { QueryRequest(consumer: consumer, dataset: dataset, sql: sql) }
+}
+
 struct QueryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "query", abstract: "Run one SQL query as a consumer.")
 
@@ -12,11 +26,7 @@ struct QueryCommand: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(help: "The dataset to query.")
-    var dataset: String
-
-    @Option(name: .customLong("as"), help: "The consumer whose grant applies.")
-    var consumer: String
+    @OptionGroup var target: QueryTarget
 
     @Option(help: "Output format: table, json or csv.")
     var format: Format = .table
@@ -24,8 +34,9 @@ struct QueryCommand: ParsableCommand {
     @Option(help: "Query a running gateway at HOST:PORT instead (the key is read from SANDGATE_KEY).")
     var connect: String?
 
-    @Argument(help: "The SQL text (one SELECT statement).")
-    var sql: String
+    var dataset: String { target.dataset }
+    var consumer: String { target.consumer }
+    var sql: String { target.sql }
 
     func validate() throws {
         if let connect {
@@ -42,7 +53,7 @@ struct QueryCommand: ParsableCommand {
             return
         }
         let gateway = try common.gateway()
-        let response = gateway.run(QueryRequest(consumer: consumer, dataset: dataset, sql: sql))
+        let response = gateway.run(target.request)
         switch format {
         case .json:
             writeOut(ResponseFormat.json(response) + "\n")
@@ -136,21 +147,14 @@ struct ExplainCommand: ParsableCommand {
 
     @OptionGroup var common: CommonOptions
 
-    @Option(help: "The dataset to query.")
-    var dataset: String
-
-    @Option(name: .customLong("as"), help: "The consumer whose grant applies.")
-    var consumer: String
+    @OptionGroup var target: QueryTarget
 
     @Option(help: "Output format: text or json.")
     var format: Format = .text
 
-    @Argument(help: "The SQL text (one SELECT statement).")
-    var sql: String
-
     func run() throws {
         let gateway = try common.gateway()
-        let outcome = gateway.explain(QueryRequest(consumer: consumer, dataset: dataset, sql: sql))
+        let outcome = gateway.explain(target.request)
         if format == .json { writeOut(ResponseFormat.json(outcome) + "\n") }
         switch outcome {
         case .success(let explanation):

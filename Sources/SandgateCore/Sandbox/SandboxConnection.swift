@@ -68,23 +68,28 @@ final class SandboxConnection {
             try db.execute("PRAGMA \(Self.identifier(schema)).mmap_size = \(Self.mmapBytes)")
 
             var evaluators: [MaskEvaluator] = []
+            /// Registers `evaluator` as a one-argument SQL function (NULL stays NULL) under an
+            /// internal name the consumer cannot guess.
+            func register(_ evaluator: MaskEvaluator) throws(SQLiteError) -> String {
+                let functionName = "\(functionPrefix)m\(evaluators.count)"
+                evaluators.append(evaluator)
+                try db.createFunction(name: functionName, argumentCount: 1, deterministic: true) { arguments, result in
+                    guard arguments.type(at: 0) != .null else { return result.setNull() }
+                    arguments.withText(at: 0) { input in
+                        switch evaluator.apply(input) {
+                        case .null: result.setNull()
+                        case .text(let output): result.setText(output)
+                        }
+                    }
+                }
+                return functionName
+            }
             for table in policy.tables {
                 var selectList: [String] = []
                 for column in table.visibleColumns {
                     let name = Self.identifier(column.name)
                     if let mask = column.mask {
-                        let evaluator = MaskEvaluator(mask: mask, key: mask.needsKey ? key : nil)
-                        let functionName = "\(functionPrefix)m\(evaluators.count)"
-                        evaluators.append(evaluator)
-                        try db.createFunction(name: functionName, argumentCount: 1, deterministic: true) { arguments, result in
-                            guard arguments.type(at: 0) != .null else { return result.setNull() }
-                            arguments.withText(at: 0) { input in
-                                switch evaluator.apply(input) {
-                                case .null: result.setNull()
-                                case .text(let output): result.setText(output)
-                                }
-                            }
-                        }
+                        let functionName = try register(MaskEvaluator(mask: mask, key: mask.needsKey ? key : nil))
                         selectList.append("\(functionName)(\(name)) AS \(name)")
                     } else {
                         selectList.append("\(name) AS \(name)")
@@ -93,18 +98,7 @@ final class SandboxConnection {
                 if table.access == .aggregate, let unit = table.privacyUnit {
                     // The privacy unit's token, for the threshold the checker writes; the consumer
                     // cannot name this column (it is not in the consumer's view of the table).
-                    let evaluator = MaskEvaluator(mask: .joinKey, key: key)
-                    let functionName = "\(functionPrefix)m\(evaluators.count)"
-                    evaluators.append(evaluator)
-                    try db.createFunction(name: functionName, argumentCount: 1, deterministic: true) { arguments, result in
-                        guard arguments.type(at: 0) != .null else { return result.setNull() }
-                        arguments.withText(at: 0) { input in
-                            switch evaluator.apply(input) {
-                            case .null: result.setNull()
-                            case .text(let output): result.setText(output)
-                            }
-                        }
-                    }
+                    let functionName = try register(MaskEvaluator(mask: .joinKey, key: key))
                     selectList.append("\(functionName)(\(Self.identifier(unit))) AS \(Self.identifier(Checker.unitColumn))")
                 }
                 if selectList.isEmpty { selectList.append("NULL AS \"_\"") }
