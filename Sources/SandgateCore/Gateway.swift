@@ -14,6 +14,7 @@ public final class Gateway: Sendable {
     public let ledger: Ledger
     let logger: Logger
     private let state: Mutex<GatewayState>
+    private let quotas = QuotaBook()
 
     /// The datasets and consumers in force; replaced as a whole on reload.
     struct GatewayState: Sendable {
@@ -148,6 +149,8 @@ public final class Gateway: Sendable {
     public struct PendingResponse: Sendable {
         let response: QueryResponse
         public let record: UsageRecord
+        /// Released once the record is written.
+        let reservation: QuotaBook.Reservation?
     }
 
     /// Runs one request end to end. Never throws: every outcome, refusals included, is a response
@@ -184,15 +187,17 @@ public final class Gateway: Sendable {
             costMicros: 0, currency: runtime?.policy.pricing.currency ?? "", sqlSHA256: Self.sha256Hex(request.sql),
             sql: String(request.sql.prefix(Self.recordedSQLLimit)), rewrittenSQL: "")
 
-        var response = execute(request, runtime: runtime, consumer: consumer, record: &record)
+        var reservation: QuotaBook.Reservation?
+        var response = execute(request, runtime: runtime, consumer: consumer, record: &record, reservation: &reservation)
         record.finishedAt = configuration.now()
         record.elapsedMicroseconds = Int64((DispatchTime.now().uptimeNanoseconds - clock) / 1000)
         response.usage.elapsedMicroseconds = record.elapsedMicroseconds
-        return PendingResponse(response: response, record: record)
+        return PendingResponse(response: response, record: record, reservation: reservation)
     }
 
     /// The response to release once the ledger answered for its record.
     public func complete(_ pending: PendingResponse, stored: Result<UsageRecord, LedgerError>) -> QueryResponse {
+        if let reservation = pending.reservation { quotas.release(reservation) }
         var response = pending.response
         switch stored {
         case .success(let record):
@@ -214,7 +219,10 @@ public final class Gateway: Sendable {
     /// Longest SQL text accepted.
     public static let maxSQLBytes = 1_000_000
 
-    private func execute(_ request: QueryRequest, runtime: DatasetRuntime?, consumer: Consumer?, record: inout UsageRecord) -> QueryResponse {
+    private func execute(
+        _ request: QueryRequest, runtime: DatasetRuntime?, consumer: Consumer?, record: inout UsageRecord,
+        reservation: inout QuotaBook.Reservation?
+    ) -> QueryResponse {
         var usage = UsageSummary(
             queryID: record.queryID, rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, vmSteps: 0,
             elapsedMicroseconds: 0, costMicros: 0, currency: record.currency, seq: 0)
@@ -248,16 +256,14 @@ public final class Gateway: Sendable {
             } catch {
                 return refuse(GatewayError(.internal, "cannot read today's usage"))
             }
-            if let daily = grant.dailyQueries, used.queries >= Int64(daily) {
-                return refuse(GatewayError(.quotaExceeded, "daily query quota of \(daily) reached", hint: "the quota resets at 00:00 UTC"))
-            }
-            if let daily = grant.dailyRows {
-                let left = Int64(daily) - used.rows
-                guard left > 0 else {
-                    return refuse(GatewayError(.quotaExceeded, "daily row quota of \(daily) reached", hint: "the quota resets at 00:00 UTC"))
-                }
-                if left < Int64(rowLimit) {
-                    rowLimit = Int(left)
+            let key = QuotaBook.Key(consumer: consumer.name, dataset: request.dataset, day: today)
+            switch quotas.reserve(key, used: used, dailyQueries: grant.dailyQueries, dailyRows: grant.dailyRows, rowLimit: rowLimit) {
+            case .failure(let error):
+                return refuse(error)
+            case .success(let (held, limit)):
+                reservation = held
+                if limit < rowLimit {
+                    rowLimit = limit
                     truncatedBy = "daily_rows"
                 }
             }

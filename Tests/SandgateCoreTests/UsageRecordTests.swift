@@ -78,3 +78,44 @@ import Testing
         #expect(tomorrow.query("SELECT 4").isOK)
     }
 }
+
+@Suite struct ConcurrentQuotaTests {
+    @Test("concurrent requests cannot together pass the daily query quota")
+    func concurrentQueries() throws {
+        let workspace = try TestWorkspace(consumers: TestWorkspace.consumers(grant: "{ daily_queries: 5 }"))
+        let gateway = try workspace.gateway()
+        let outcomes = Outcomes()
+        DispatchQueue.concurrentPerform(iterations: 24) { index in
+            outcomes.add(gateway.query("SELECT \(index)").error?.code)
+        }
+        #expect(outcomes.ok == 5)
+        #expect(outcomes.codes.allSatisfy { $0 == .quotaExceeded })
+    }
+
+    @Test("concurrent requests share the daily row quota")
+    func concurrentRows() throws {
+        let workspace = try TestWorkspace(consumers: TestWorkspace.consumers(grant: "{ daily_rows: 100 }"))
+        let gateway = try workspace.gateway()
+        let rows = RowCounter()
+        DispatchQueue.concurrentPerform(iterations: 12) { _ in
+            rows.add(gateway.query("SELECT city FROM customers LIMIT 30").result?.rowCount ?? 0)
+        }
+        #expect(rows.total == 100)
+    }
+}
+
+final class Outcomes: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var ok = 0
+    private(set) var codes: [ErrorCode] = []
+    func add(_ code: ErrorCode?) {
+        lock.lock(); defer { lock.unlock() }
+        if let code { codes.append(code) } else { ok += 1 }
+    }
+}
+
+final class RowCounter: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var total = 0
+    func add(_ rows: Int) { lock.lock(); total += rows; lock.unlock() }
+}
