@@ -12,33 +12,26 @@ public struct Parser {
 
     /// Parses exactly one SELECT statement (a trailing `;` is allowed).
     public static func parseSelect(_ sql: String, maximumDepth: Int = 200) throws(SQLSyntaxError) -> Select {
-        let tokens: [Token]
-        do {
-            tokens = try Lexer.tokenize(sql)
-        } catch {
-            throw SQLSyntaxError(.syntax, error.message, at: error.position)
-        }
-        var parser = Parser(tokens: tokens, source: Array(sql.utf8), maximumDepth: maximumDepth)
+        var parser = try Parser(sql, maximumDepth: maximumDepth)
         return try parser.parseStatement()
     }
 
     /// Parses one expression (for policy row filters).
     public static func parseExpression(_ sql: String, maximumDepth: Int = 200) throws(SQLSyntaxError) -> Expr {
-        let tokens: [Token]
-        do {
-            tokens = try Lexer.tokenize(sql)
-        } catch {
-            throw SQLSyntaxError(.syntax, error.message, at: error.position)
-        }
-        var parser = Parser(tokens: tokens, source: Array(sql.utf8), maximumDepth: maximumDepth)
+        var parser = try Parser(sql, maximumDepth: maximumDepth)
         let expr = try parser.parseExpr()
         if let extra = parser.peek { throw parser.unexpected(extra, expected: "the end of the expression") }
         return expr
     }
 
-    init(tokens: [Token], source: [UInt8], maximumDepth: Int) {
-        self.tokens = tokens
-        self.source = source
+    /// Tokenizes `sql`; lexical errors become syntax errors with their position.
+    init(_ sql: String, maximumDepth: Int) throws(SQLSyntaxError) {
+        do {
+            tokens = try Lexer.tokenize(sql)
+        } catch {
+            throw SQLSyntaxError(.syntax, error.message, at: error.position)
+        }
+        source = Array(sql.utf8)
         self.maximumDepth = maximumDepth
     }
 

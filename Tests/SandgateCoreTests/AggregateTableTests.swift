@@ -147,6 +147,8 @@ import Testing
         ("SELECT printf('%2000d', 1)", .functionNotAllowed), ("SELECT printf(city, 1) FROM customers", .functionNotAllowed),
         ("SELECT * FROM json_each('[1]')", .functionNotAllowed), ("SELECT * FROM customers INDEXED BY customers_by_city", .shapeNotAllowed),
         ("SELECT 1 LIMIT city", .noSuchColumn),
+        ("WITH __sg_m0 AS (SELECT 1) SELECT * FROM __sg_m0", .syntaxError), ("SELECT count(__sg_unit) FROM orders", .noSuchColumn),
+        ("SELECT * FROM __sg_rows", .noSuchTable),
     ])
     func refuses(sql: String, code: ErrorCode) throws {
         let workspace = try TestWorkspace()

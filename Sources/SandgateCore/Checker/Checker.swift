@@ -88,6 +88,9 @@ struct Checker {
         if var with = select.with {
             for index in with.tables.indices {
                 var table = with.tables[index]
+                if table.name.lowercased().hasPrefix(Self.internalPrefix) {
+                    throw GatewayError(.syntaxError, "names starting with \(Self.internalPrefix) are reserved", hint: "rename the common table \(table.name)")
+                }
                 // A recursive CTE may read itself: its columns come from its first member.
                 if with.recursive, case .compound = table.select.body {
                     var first = Select(body: Self.firstMember(table.select.body))
