@@ -136,6 +136,8 @@ final class ResultStorage: @unchecked Sendable {
     func appendBytes(_ bytes: UnsafeRawBufferPointer, kind: UInt8) {
         // Longer values cannot occur (length limit); they are cut rather than overflow a chunk.
         let length = min(bytes.count, Self.maximumValueLength)
+        // An empty value needs no bytes (and there may be no chunk yet).
+        guard length > 0 else { return append(kind: kind, payload: 0) }
         if state.pointee.byteOffset + length > Self.byteChunkSize {
             if state.pointee.byteChunks.count == Self.maximumByteChunks {
                 append(kind: Self.null, payload: 0)
@@ -167,6 +169,7 @@ final class ResultStorage: @unchecked Sendable {
 
     private func bytes(_ payload: UInt64) -> UnsafeRawBufferPointer {
         let chunk = Int(payload >> 56), offset = Int(payload >> 32 & 0xFF_FFFF), length = Int(payload & 0xFFFF_FFFF)
+        guard length > 0 else { return UnsafeRawBufferPointer(start: nil, count: 0) }
         return UnsafeRawBufferPointer(start: state.pointee.byteChunks[chunk] + offset, count: length)
     }
 }

@@ -111,6 +111,14 @@ public struct Parser {
 
     mutating func leave() { depth -= 1 }
 
+    /// Left-associative chains (`a + b + c …`, `… UNION …`, joins) are parsed by loops but build
+    /// trees as tall as the chain is long; each link counts as a level, so that every tree the
+    /// parser returns can be walked recursively (checker, renderer) within the depth limit.
+    mutating func link(_ links: inout Int) throws(SQLSyntaxError) {
+        try enter()
+        links += 1
+    }
+
     /// Words that end an expression or a list, so they cannot be a bare alias or identifier.
     static let reserved: Set<String> = [
         "ADD", "ALL", "ALTER", "AND", "AS", "AUTOINCREMENT", "BETWEEN", "CASE", "CHECK", "COLLATE", "COMMIT",
@@ -201,6 +209,8 @@ public struct Parser {
 
     mutating func parseCompound() throws(SQLSyntaxError) -> SelectBody {
         var body = try parseSimpleBody()
+        var links = 0
+        defer { depth -= links }
         while true {
             let op: CompoundOperator
             if accept("UNION") {
@@ -212,6 +222,7 @@ public struct Parser {
             } else {
                 return body
             }
+            try link(&links)
             body = .compound(body, op, try parseSimpleBody())
         }
     }
@@ -286,7 +297,10 @@ public struct Parser {
 
     mutating func parseFrom() throws(SQLSyntaxError) -> FromItem {
         var left = try parseTableOrSubquery()
+        var links = 0
+        defer { depth -= links }
         while let op = try parseJoinOperator() {
+            try link(&links)
             let right = try parseTableOrSubquery()
             var constraint: JoinConstraint?
             if accept("ON") {
@@ -465,13 +479,23 @@ public struct Parser {
         try enter()
         defer { leave() }
         var left = try parseAnd()
-        while accept("OR") { left = .binary(.or, left, try parseAnd()) }
+        var links = 0
+        defer { depth -= links }
+        while accept("OR") {
+            try link(&links)
+            left = .binary(.or, left, try parseAnd())
+        }
         return left
     }
 
     mutating func parseAnd() throws(SQLSyntaxError) -> Expr {
         var left = try parseNot()
-        while accept("AND") { left = .binary(.and, left, try parseNot()) }
+        var links = 0
+        defer { depth -= links }
+        while accept("AND") {
+            try link(&links)
+            left = .binary(.and, left, try parseNot())
+        }
         return left
     }
 
@@ -486,7 +510,10 @@ public struct Parser {
 
     mutating func parseEquality() throws(SQLSyntaxError) -> Expr {
         var left = try parseRelational()
+        var links = 0
+        defer { depth -= links }
         while true {
+            if links > 0 || isEqualityOperator { try link(&links) }
             if accept(symbol: "=") || accept(symbol: "==") {
                 left = .binary(.equal, left, try parseRelational())
             } else if accept(symbol: "!=") || accept(symbol: "<>") {
@@ -524,6 +551,14 @@ public struct Parser {
                 return left
             }
         }
+    }
+
+    /// An operator of the equality level at the cursor (it will extend the chain).
+    var isEqualityOperator: Bool {
+        guard let token = peek else { return false }
+        if token.kind == .symbol { return ["=", "==", "!=", "<>"].contains(token.value) }
+        return token.isWord("IS") || token.isWord("ISNULL") || token.isWord("NOTNULL") || peekNegatable() != nil
+            || (token.isWord("NOT") && isKeyword("NULL", ahead: 1))
     }
 
     /// `[NOT] IN|BETWEEN|LIKE|GLOB|REGEXP|MATCH` at the cursor.
@@ -579,8 +614,11 @@ public struct Parser {
     mutating func parseBinary(level: Int) throws(SQLSyntaxError) -> Expr {
         guard level < Self.binaryLevels.count else { return try parseCollate() }
         var left = try parseBinary(level: level + 1)
+        var links = 0
+        defer { depth -= links }
         while let token = peek, token.kind == .symbol, let entry = Self.binaryLevels[level].first(where: { $0.symbol == token.value }) {
             index += 1
+            try link(&links)
             left = .binary(entry.op, left, try parseBinary(level: level + 1))
         }
         return left
@@ -588,7 +626,10 @@ public struct Parser {
 
     mutating func parseCollate() throws(SQLSyntaxError) -> Expr {
         var expr = try parseUnary()
+        var links = 0
+        defer { depth -= links }
         while accept("COLLATE") {
+            try link(&links)
             expr = .collate(expr, try identifier("a collation name"))
         }
         return expr

@@ -21,6 +21,30 @@ import Testing
         #expect(gateway.query("SELECT count(*) FROM customers").isOK)
     }
 
+    @Test("very long operator chains and compounds are refused cleanly, never overflowing a stack", arguments: [
+        "SELECT " + String(repeating: "1 + ", count: 60_000) + "1",
+        "SELECT 1 WHERE " + String(repeating: "1 AND ", count: 60_000) + "1",
+        "SELECT 1 WHERE " + String(repeating: "1 = ", count: 60_000) + "1",
+        String(repeating: "SELECT 1 UNION ALL ", count: 20_000) + "SELECT 1",
+        "SELECT 1 FROM " + String(repeating: "customers, ", count: 20_000) + "customers",
+        "SELECT 'a' " + String(repeating: "COLLATE nocase ", count: 30_000),
+    ])
+    func longChains(sql: String) throws {
+        let workspace = try TestWorkspace()
+        let gateway = try workspace.gateway()
+        let response = gateway.query(sql)
+        #expect(response.error?.code == .requestTooLarge)
+        #expect(gateway.query("SELECT count(*) FROM customers").isOK)
+    }
+
+    @Test("an empty text value, first or later, comes back as an empty string")
+    func emptyText() throws {
+        let workspace = try TestWorkspace()
+        let gateway = try workspace.gateway()
+        #expect(gateway.query("SELECT '', 'x', ''").result?.rows == [[.text(""), .text("x"), .text("")]])
+        #expect(gateway.query("SELECT x'' AS b").result?.rows == [[.blob([])]])
+    }
+
     @Test("the step budget stops a query before the timeout")
     func stepBudget() throws {
         let policy = TestWorkspace.retailPolicy.replacing("max_vm_steps: 50000000", with: "max_vm_steps: 100000")
