@@ -146,3 +146,27 @@ import Testing
         #expect(!harness.logs.all.contains { $0.contains("guess") })
     }
 }
+
+@Suite struct HostileInputTests {
+    @Test("deeply nested JSON is refused without crashing", arguments: [
+        String(repeating: "[", count: 200_000), "{\"op\":\"ping\",\"x\":" + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000) + "}",
+        "{\"op\":\"query\",\"dataset\":\"retail\",\"sql\":\"SELECT 1\",\"params\":" + String(repeating: "{\"a\":", count: 50_000) + "1" + String(repeating: "}", count: 50_000) + "}",
+    ])
+    func deepJSON(line: String) throws {
+        let harness = try ServerHarness()
+        let client = try harness.authenticated()
+        let answer = try client.request(line)
+        #expect(errorCode(answer) != nil || object(answer)["ok"] as? Bool == true)
+        #expect(object(try client.request(#"{"op":"ping"}"#))["ok"] as? Bool == true)
+    }
+
+    @Test("invalid UTF-8 and NUL bytes in a request line get an error")
+    func invalidBytes() throws {
+        let harness = try ServerHarness()
+        let client = try harness.authenticated()
+        try client.send(bytes: Array(#"{"op":"query","dataset":"retail","sql":"SELECT '"#.utf8) + [0xFF, 0xFE, 0x00] + Array(#"'"}"#.utf8) + [0x0A])
+        let answer = try client.readLine() ?? ""
+        #expect(errorCode(answer) != nil || object(answer)["ok"] as? Bool == true)
+        #expect(object(try client.request(#"{"op":"ping"}"#))["ok"] as? Bool == true)
+    }
+}
