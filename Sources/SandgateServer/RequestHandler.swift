@@ -22,6 +22,8 @@ final class RequestHandler: ChannelInboundHandler {
     private let services: ServerServices
     private var consumer: String?
     private var queue = CircularBuffer<Frame>()
+    /// Bytes of the queued request lines (reading pauses above `maxLineBytes`).
+    private var queuedBytes = 0
     private var busy = false
     private var readingPaused = false
     private var accepted = false
@@ -36,7 +38,7 @@ final class RequestHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         address = context.channel.remoteAddress?.ipAddress ?? "unknown"
-        accepted = services.state.openConnection()
+        accepted = services.state.openConnection(address: address)
         guard accepted else {
             let error = GatewayError(.unavailable, "too many connections", hint: "try again later")
             write(ResponseFormat.error(error), context: context)
@@ -47,15 +49,18 @@ final class RequestHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if accepted { services.state.closeConnection() }
+        if accepted { services.state.closeConnection(address: address) }
         accepted = false
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard accepted else { return }
-        queue.append(unwrapInboundIn(data))
-        if queue.count >= services.state.configuration.maxPendingRequests, !readingPaused {
+        let frame = unwrapInboundIn(data)
+        if case .line(let bytes) = frame { queuedBytes += bytes.readableBytes }
+        queue.append(frame)
+        let configuration = services.state.configuration
+        if queue.count >= configuration.maxPendingRequests || queuedBytes > configuration.maxLineBytes, !readingPaused {
             readingPaused = true
             context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in }
         }
@@ -95,7 +100,9 @@ final class RequestHandler: ChannelInboundHandler {
 
     private func processNext(context: ChannelHandlerContext) {
         guard !busy, context.channel.isActive, context.channel.isWritable, let frame = queue.popFirst() else { return }
-        if readingPaused, queue.count < services.state.configuration.maxPendingRequests / 2 {
+        if case .line(let bytes) = frame { queuedBytes -= bytes.readableBytes }
+        let configuration = services.state.configuration
+        if readingPaused, queue.count < configuration.maxPendingRequests / 2, queuedBytes <= configuration.maxLineBytes / 2 {
             readingPaused = false
             context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in }
         }

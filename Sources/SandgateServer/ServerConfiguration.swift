@@ -13,11 +13,15 @@ public struct ServerConfiguration: Sendable {
     public var workers: Int
     /// Open connections beyond this are refused with `unavailable`.
     public var maxConnections: Int
+    /// Open connections from one address beyond this are refused too, so one client cannot take
+    /// every connection slot.
+    public var maxConnectionsPerAddress: Int
     /// Queries one consumer may have running at once, over all its connections.
     public var maxInFlightPerConsumer: Int
     /// Longest request line (default 1 MiB); longer ones get `request_too_large`.
     public var maxLineBytes: Int
-    /// Requests read ahead on one connection before reading pauses.
+    /// Requests read ahead on one connection before reading pauses (and at most `maxLineBytes`
+    /// of them, so a connection buffers at most about two lines).
     public var maxPendingRequests: Int
     /// A connection that sends nothing for this long is closed.
     public var idleTimeout: TimeAmount
@@ -29,6 +33,7 @@ public struct ServerConfiguration: Sendable {
     public init(
         host: String = "127.0.0.1", port: Int = 7878, ioThreads: Int = 1,
         workers: Int = ProcessInfo.processInfo.activeProcessorCount, maxConnections: Int = 1024,
+        maxConnectionsPerAddress: Int = 256,
         maxInFlightPerConsumer: Int = 8, maxLineBytes: Int = 1 << 20, maxPendingRequests: Int = 64,
         idleTimeout: TimeAmount = .seconds(300), unwritableTimeout: TimeAmount = .seconds(30),
         maxAuthDelay: TimeAmount = .seconds(5)
@@ -38,6 +43,7 @@ public struct ServerConfiguration: Sendable {
         self.ioThreads = ioThreads
         self.workers = workers
         self.maxConnections = maxConnections
+        self.maxConnectionsPerAddress = maxConnectionsPerAddress
         self.maxInFlightPerConsumer = maxInFlightPerConsumer
         self.maxLineBytes = maxLineBytes
         self.maxPendingRequests = maxPendingRequests

@@ -7,6 +7,7 @@ import Synchronization
 final class ServerState: Sendable {
     private struct Counters {
         var connections = 0
+        var connectionsByAddress: [String: Int] = [:]
         var inFlight: [String: Int] = [:]
         var totalInFlight = 0
         var authFailures: [String: (count: Int, last: UInt64)] = [:]
@@ -27,15 +28,23 @@ final class ServerState: Sendable {
         self.configuration = configuration
     }
 
-    func openConnection() -> Bool {
+    func openConnection(address: String) -> Bool {
         counters.withLock { state in
-            guard state.connections < configuration.maxConnections else { return false }
+            guard state.connections < configuration.maxConnections,
+                  state.connectionsByAddress[address, default: 0] < configuration.maxConnectionsPerAddress else { return false }
             state.connections += 1
+            state.connectionsByAddress[address, default: 0] += 1
             return true
         }
     }
 
-    func closeConnection() { counters.withLock { $0.connections -= 1 } }
+    func closeConnection(address: String) {
+        counters.withLock { state in
+            state.connections -= 1
+            state.connectionsByAddress[address, default: 1] -= 1
+            if state.connectionsByAddress[address] == 0 { state.connectionsByAddress[address] = nil }
+        }
+    }
 
     var connections: Int { counters.withLock { $0.connections } }
     var totalInFlight: Int { counters.withLock { $0.totalInFlight } }

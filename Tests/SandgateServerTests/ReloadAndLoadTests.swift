@@ -218,3 +218,14 @@ final class SharedCounter: Sendable {
     func add() { count.withLock { $0 += 1 } }
     var value: Int { count.withLock { $0 } }
 }
+
+@Suite struct AddressLimitTests {
+    @Test("one address cannot take every connection slot")
+    func perAddressLimit() throws {
+        let harness = try ServerHarness { $0.maxConnectionsPerAddress = 3 }
+        let clients = try (0..<3).map { _ in try harness.client() }
+        for client in clients { #expect(object(try client.request(#"{"op":"ping"}"#))["ok"] as? Bool == true) }
+        let fourth = try harness.client()
+        #expect(errorCode(try fourth.readLine() ?? "") == "unavailable")
+    }
+}
