@@ -68,6 +68,12 @@ struct Operation: Sendable {
         return .success(QueryRequest(consumer: consumerName, dataset: dataset, sql: sql, parameters: parameters))
     }
 
+    /// The `dataset` field, or every dataset the consumer holds a grant for.
+    func requestedDatasets(consumer: String) -> [String] {
+        if let dataset = fields["dataset"]?.string { return [dataset] }
+        return services.gateway.grantedDatasets(consumer: consumer)
+    }
+
     func run(_ op: String, consumer: String) -> String {
         let gateway = services.gateway
         switch op {
@@ -79,10 +85,8 @@ struct Operation: Sendable {
                 return ResponseFormat.json(gateway.run(request), id: id)
             }
         case "describe":
-            let names: [String]
-            if let dataset = fields["dataset"]?.string { names = [dataset] } else { names = gateway.grantedDatasets(consumer: consumer) }
             var described: [String] = []
-            for name in names {
+            for name in requestedDatasets(consumer: consumer) {
                 switch gateway.describe(dataset: name, consumer: consumer) {
                 case .success(let description): described.append(ResponseFormat.json(description))
                 case .failure(let failure): return error(failure)
@@ -92,10 +96,8 @@ struct Operation: Sendable {
         case "datasets":
             return ok("\"datasets\":[" + gateway.grantedDatasets(consumer: consumer).map(JSONTextShim.quoted).joined(separator: ",") + "]")
         case "quota":
-            let names: [String]
-            if let dataset = fields["dataset"]?.string { names = [dataset] } else { names = gateway.grantedDatasets(consumer: consumer) }
             var items: [String] = []
-            for name in names {
+            for name in requestedDatasets(consumer: consumer) {
                 switch gateway.quota(consumer: consumer, dataset: name) {
                 case .success(let quota):
                     items.append("{\"dataset\":\(JSONTextShim.quoted(name)),\"queries_today\":\(quota.queriesToday),\"rows_today\":\(quota.rowsToday),\"daily_queries\":\(quota.dailyQueries.map(String.init) ?? "null"),\"daily_rows\":\(quota.dailyRows.map(String.init) ?? "null")}")
