@@ -126,6 +126,6 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "sandgateCLITests", dependencies: ["sandgate"], swiftSettings: swiftSettings),
+        .testTarget(name: "sandgateCLITests", dependencies: ["sandgate", "SandgateSQLite"], swiftSettings: swiftSettings),
     ]
 )

@@ -131,6 +131,19 @@ public final class Gateway: Sendable {
         return parts.joined(separator: "|")
     }
 
+    /// Opens every dataset's pool of sandbox connections ahead of the first queries (the server
+    /// does this at start; the command line opens connections on first use).
+    public func warmUp() {
+        let runtimes = state.withLock { Array($0.datasets.values) }
+        for runtime in runtimes {
+            do {
+                try runtime.pool.warmUp()
+            } catch {
+                logger.error("cannot open sandbox connections", metadata: ["dataset": "\(runtime.policy.name)", "error": "\(error.message)"])
+            }
+        }
+    }
+
     /// Problems found in the policies at the last load.
     public var diagnostics: [PolicyDiagnostic] { state.withLock { $0.diagnostics } }
 

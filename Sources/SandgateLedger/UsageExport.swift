@@ -13,7 +13,7 @@ public enum UsageExport {
         record.exportFields.map(csvField).joined(separator: ",") + "\r\n"
     }
 
-    static func csvField(_ field: String) -> String {
+    public static func csvField(_ field: String) -> String {
         guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\r" || $0 == "\n" || $0 == "\r\n" }) else { return field }
         return "\"" + field.replacing("\"", with: "\"\"") + "\""
     }

@@ -64,7 +64,69 @@ struct FixturesCommand: ParsableCommand {
 }
 
 struct UsageCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Verify.self])
+    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Verify.self])
+
+    /// The ledger in the state directory (created empty when missing).
+    static func ledger(_ common: CommonOptions) throws -> Ledger {
+        do {
+            try FileManager.default.createDirectory(atPath: common.state, withIntermediateDirectories: true)
+            return try Ledger(path: (common.state as NSString).appendingPathComponent("usage.sqlite"))
+        } catch {
+            throw Failure("\(error)")
+        }
+    }
+
+    /// `--from`/`--to` as microseconds: the start of the first day and the end of the last.
+    static func period(from: String, to: String) throws -> (Int64, Int64) {
+        guard let start = Timestamp.startOfDay(from), let end = Timestamp.startOfDay(to) else { throw ValidationError("dates must be YYYY-MM-DD") }
+        return (start, end + 86_400_000_000)
+    }
+
+    struct Invoice: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "invoice",
+            abstract: "One line per consumer × dataset for a period (UTC days, both inclusive); refuses a ledger whose chain does not verify.")
+
+        @OptionGroup var common: CommonOptions
+
+        @Option(help: "First day, YYYY-MM-DD.")
+        var from: String
+
+        @Option(help: "Last day, YYYY-MM-DD (inclusive).")
+        var to: String
+
+        @Option(help: "csv or json.")
+        var format: String
+
+        @Option(help: "Write to this file instead of standard output.")
+        var out: String?
+
+        func validate() throws {
+            _ = try UsageCommand.period(from: from, to: to)
+            guard format == "csv" || format == "json" else { throw ValidationError("--format must be csv or json") }
+        }
+
+        func run() throws {
+            let ledger = try UsageCommand.ledger(common)
+            let (start, end) = try UsageCommand.period(from: from, to: to)
+            var records: [UsageRecord] = []
+            do {
+                if let bad = try ledger.verify() { throw Failure("internal: the ledger's hash chain breaks at seq \(bad); no invoice from a tampered ledger") }
+                try ledger.records(from: start, to: end) { records.append($0); return true }
+            } catch let failure as Failure {
+                throw failure
+            } catch {
+                throw Failure("\(error)")
+            }
+            let lines = SandgateLedger.Invoice.lines(from: records)
+            let text = format == "csv" ? SandgateLedger.Invoice.csv(lines) : SandgateLedger.Invoice.json(lines, from: from, to: to)
+            if let out {
+                do { try text.write(toFile: out, atomically: true, encoding: .utf8) } catch { throw Failure("cannot write \(out): \(error)") }
+            } else {
+                writeOut(text)
+            }
+        }
+    }
 
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "export", abstract: "Export usage records (dates are UTC days, both inclusive).")
@@ -96,18 +158,12 @@ struct UsageCommand: ParsableCommand {
         }
 
         func run() throws {
-            guard let start = Timestamp.startOfDay(from), let end = Timestamp.startOfDay(to),
-                  let format = UsageExport.Format(rawValue: format) else { throw ValidationError("bad arguments") }
-            let ledger: Ledger
-            do {
-                try FileManager.default.createDirectory(atPath: common.state, withIntermediateDirectories: true)
-                ledger = try Ledger(path: (common.state as NSString).appendingPathComponent("usage.sqlite"))
-            } catch {
-                throw Failure("\(error)")
-            }
+            guard let format = UsageExport.Format(rawValue: format) else { throw ValidationError("bad arguments") }
+            let (start, end) = try UsageCommand.period(from: from, to: to)
+            let ledger = try UsageCommand.ledger(common)
             var output = format == .csv ? UsageExport.csvHeader : ""
             do {
-                try ledger.records(from: start, to: end + 86_400_000_000, consumer: consumer, dataset: dataset) { record in
+                try ledger.records(from: start, to: end, consumer: consumer, dataset: dataset) { record in
                     output += format == .csv ? UsageExport.csvLine(record) : UsageExport.jsonLine(record)
                     return true
                 }

@@ -43,6 +43,7 @@ struct ServeCommand: ParsableCommand {
         } catch {
             throw Failure("\(error.code.rawValue): \(error.message)")
         }
+        gateway.warmUp()
         if pgListen != nil { logger.warning("the PostgreSQL front end is not built yet; --pg-listen is ignored") }
         let watcher = PolicyWatcher(gateway: gateway)
         guard let address = Address(listen) else { throw ValidationError("--listen must be HOST:PORT") }

@@ -3,6 +3,7 @@ import NIOCore
 import SandgateCore
 import SandgateLedger
 import SandgateServer
+import SandgateSQLite
 import SandgateTestSupport
 import Synchronization
 import Testing
@@ -201,15 +202,9 @@ import Testing
 
 /// Writes to a source file (as a data holder would).
 struct SQLiteWriter {
-    let path: String
-    init(_ path: String) throws { self.path = path }
-    func execute(_ sql: String) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["sqlite3", path, sql]
-        try process.run()
-        process.waitUntilExit()
-    }
+    let connection: Connection
+    init(_ path: String) throws { connection = try Connection(path: path, mode: .readWrite) }
+    func execute(_ sql: String) throws { try connection.execute(sql) }
 }
 
 /// A counter shared by concurrent test tasks.

@@ -1,4 +1,5 @@
 import Foundation
+import SandgateSQLite
 import Testing
 
 /// Runs the built `sandgate` binary and compares its output and exit codes (DESIGN.md §4).
@@ -227,6 +228,29 @@ struct CLIError: Error { let message: String; init(_ message: String) { self.mes
         #expect(try workspace.run("consumer", "add", "bad name!", "--grant", "retail").status == 2)
         let rows = try workspace.run("query", "--dataset", "retail", "--as", "analyst-c", "--format", "csv", "SELECT city FROM customers")
         #expect(rows.stdout.components(separatedBy: "\r\n").filter { !$0.isEmpty }.count == 6)
+    }
+
+    @Test("usage invoice sums the period per consumer × dataset and refuses a tampered ledger")
+    func invoice() throws {
+        let workspace = try CLIWorkspace()
+        _ = try workspace.run("query", "--dataset", "retail", "--as", "analyst-a", "SELECT city FROM customers LIMIT 3")
+        _ = try workspace.run("query", "--dataset", "retail", "--as", "analyst-a", "SELECT city FROM customers LIMIT 2")
+        _ = try workspace.run("query", "--dataset", "retail", "--as", "analyst-a", "SELECT salary FROM customers")
+        let today = String(ISO8601DateFormatter().string(from: Date()).prefix(10))
+        let csv = try workspace.run("usage", "invoice", "--from", today, "--to", today, "--format", "csv")
+        #expect(csv.status == 0, "\(csv.stderr)")
+        let lines = csv.stdout.components(separatedBy: "\r\n").filter { !$0.isEmpty }
+        #expect(lines.first == "consumer,dataset,currency,queries,refused,failed,rows,vm_steps,cost_micros")
+        #expect(lines.count == 2)
+        #expect(lines[1].hasPrefix("analyst-a,retail,CNY,2,1,0,5,"))
+        let json = try workspace.run("usage", "invoice", "--from", today, "--to", today, "--format", "json")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let line = try #require((object["lines"] as? [[String: Any]])?.first)
+        #expect(line["cost_micros"] as? Int == 2 * 1000 + 5 * 20 + 2 * 500)
+        // Tamper with the ledger: no invoice.
+        try Connection(path: workspace.root + "/var/usage.sqlite", mode: .readWrite).execute("UPDATE usage SET cost_micros = 0 WHERE seq = 1")
+        let refused = try workspace.run("usage", "invoice", "--from", today, "--to", today, "--format", "csv")
+        #expect(refused.status == 1 && refused.stderr.contains("seq 1"))
     }
 
     @Test("describe shows the consumer's view only")

@@ -1,0 +1,55 @@
+/// One invoice line: what one consumer used of one dataset in a period.
+public struct InvoiceLine: Sendable, Equatable {
+    public let consumer: String
+    public let dataset: String
+    public let currency: String
+    public var queries: Int64 = 0
+    public var refused: Int64 = 0
+    public var failed: Int64 = 0
+    public var rows: Int64 = 0
+    public var vmSteps: Int64 = 0
+    public var costMicros: Int64 = 0
+
+    public static let columns = ["consumer", "dataset", "currency", "queries", "refused", "failed", "rows", "vm_steps", "cost_micros"]
+
+    var fields: [String] {
+        [consumer, dataset, currency, String(queries), String(refused), String(failed), String(rows), String(vmSteps), String(costMicros)]
+    }
+}
+
+/// Sums usage records into invoice lines, one per consumer × dataset × currency, in name order.
+public enum Invoice {
+    public static func lines(from records: [UsageRecord]) -> [InvoiceLine] {
+        var lines: [String: InvoiceLine] = [:]
+        for record in records where !record.dataset.isEmpty {
+            let key = "\(record.consumer)\u{0}\(record.dataset)\u{0}\(record.currency)"
+            var line = lines[key] ?? InvoiceLine(consumer: record.consumer, dataset: record.dataset, currency: record.currency)
+            switch record.status {
+            case .ok: line.queries += 1
+            case .refused: line.refused += 1
+            case .failed: line.failed += 1
+            }
+            line.rows += record.rows
+            line.vmSteps += record.vmSteps
+            let (sum, overflow) = line.costMicros.addingReportingOverflow(record.costMicros)
+            line.costMicros = overflow ? .max : sum
+            lines[key] = line
+        }
+        return lines.values.sorted { ($0.consumer, $0.dataset, $0.currency) < ($1.consumer, $1.dataset, $1.currency) }
+    }
+
+    public static func csv(_ lines: [InvoiceLine]) -> String {
+        InvoiceLine.columns.joined(separator: ",") + "\r\n"
+            + lines.map { $0.fields.map(UsageExport.csvField).joined(separator: ",") + "\r\n" }.joined()
+    }
+
+    /// `{"from":…,"to":…,"lines":[{…}]}`.
+    public static func json(_ lines: [InvoiceLine], from: String, to: String) -> String {
+        let items = lines.map { line in
+            "{\"consumer\":\(JSONText.quoted(line.consumer)),\"dataset\":\(JSONText.quoted(line.dataset)),\"currency\":\(JSONText.quoted(line.currency)),"
+                + "\"queries\":\(line.queries),\"refused\":\(line.refused),\"failed\":\(line.failed),\"rows\":\(line.rows),"
+                + "\"vm_steps\":\(line.vmSteps),\"cost_micros\":\(line.costMicros)}"
+        }
+        return "{\"from\":\(JSONText.quoted(from)),\"to\":\(JSONText.quoted(to)),\"lines\":[\(items.joined(separator: ","))]}\n"
+    }
+}
