@@ -15,6 +15,8 @@ public enum RetailFixture {
         guard customers >= 1, customers <= 50_000_000 else {
             throw FixtureError("--rows must be between 1 and 50000000, not \(customers)")
         }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let staging = path + ".partial-\(ProcessInfo.processInfo.processIdentifier)"
         try? FileManager.default.removeItem(atPath: staging)
         defer { try? FileManager.default.removeItem(atPath: staging) }

@@ -57,6 +57,14 @@ import Testing
         #expect(RetailFixture.checkCharacter("44052418800101001") == "4")
     }
 
+    @Test("the output directory is created when missing")
+    func createsDirectory() throws {
+        let directory = NSTemporaryDirectory() + "sandgate-fixture-dir-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try RetailFixture.generate(customers: 10, path: directory + "/nested/retail.sqlite")
+        #expect(FileManager.default.fileExists(atPath: directory + "/nested/retail.sqlite"))
+    }
+
     @Test func rejectsBadCounts() {
         #expect(throws: FixtureError.self) { try RetailFixture.generate(customers: 0, path: "/tmp/never.sqlite") }
     }
