@@ -170,3 +170,60 @@ import Testing
         #expect(object(try client.request(#"{"op":"ping"}"#))["ok"] as? Bool == true)
     }
 }
+
+@Suite struct ProtocolFuzzTests {
+    @Test("thousands of mutated requests: every line gets an answer and the server keeps serving")
+    func mutatedRequests() throws {
+        let harness = try ServerHarness()
+        let client = try harness.authenticated()
+        let seeds = [
+            #"{"id":1,"op":"query","dataset":"retail","sql":"SELECT name, phone FROM customers WHERE city = ? LIMIT 3","params":["Beijing"]}"#,
+            #"{"id":"x","op":"explain","dataset":"retail","sql":"SELECT channel, count(*) FROM orders GROUP BY channel"}"#,
+            #"{"op":"describe","dataset":"retail"}"#, #"{"op":"quota"}"#, #"{"op":"ping","id":[1,{"a":null}]}"#,
+            #"{"op":"query","dataset":"retail","sql":"SELECT :a || :b","params":{"a":"x","b":{"base64":"AAE="}}}"#,
+        ]
+        var random = SplitMix(seed: 42)
+        var sent = 0
+        var batch: [UInt8] = []
+        for _ in 0..<3000 {
+            var bytes = Array(seeds[random.next(seeds.count)].utf8)
+            for _ in 0..<(1 + random.next(4)) {
+                guard !bytes.isEmpty else { break }
+                let at = random.next(bytes.count)
+                switch random.next(4) {
+                case 0: bytes[at] = UInt8(truncatingIfNeeded: random.next(256))
+                case 1: bytes.removeSubrange(at...)
+                case 2:
+                    let specials = Array("\"{}[]:,\\\u{0}".utf8)
+                    bytes.insert(specials[random.next(specials.count)], at: at)
+                default: bytes.remove(at: at)
+                }
+            }
+            bytes.removeAll { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }
+            guard !bytes.isEmpty else { continue }
+            batch += bytes + [UInt8(ascii: "\n")]
+            sent += 1
+        }
+        try client.send(bytes: batch)
+        for _ in 0..<sent {
+            let line = try #require(try client.readLine())
+            #expect(object(line)["ok"] != nil, "not a response: \(line.prefix(200))")
+        }
+        #expect(object(try client.request(#"{"op":"ping","id":"end"}"#))["id"] as? String == "end")
+        let other = try harness.authenticated()
+        #expect(object(try other.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#))["ok"] as? Bool == true)
+    }
+}
+
+/// A small deterministic generator for the fuzz test.
+struct SplitMix {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next(_ bound: Int) -> Int {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return Int((z ^ (z >> 31)) % UInt64(max(bound, 1)))
+    }
+}
