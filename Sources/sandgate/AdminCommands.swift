@@ -76,11 +76,6 @@ struct UsageCommand: ParsableCommand {
         }
     }
 
-    /// `--from`/`--to` as microseconds: the start of the first day and the end of the last.
-    static func period(from: String, to: String) throws -> (Int64, Int64) {
-        guard let start = Timestamp.startOfDay(from), let end = Timestamp.startOfDay(to) else { throw ValidationError("dates must be YYYY-MM-DD") }
-        return (start, end + 86_400_000_000)
-    }
 
     struct Invoice: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -89,26 +84,18 @@ struct UsageCommand: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
-        @Option(help: "First day, YYYY-MM-DD.")
-        var from: String
-
-        @Option(help: "Last day, YYYY-MM-DD (inclusive).")
-        var to: String
+        @OptionGroup var period: PeriodOptions
 
         @Option(help: "csv or json.")
         var format: String
 
-        @Option(help: "Write to this file instead of standard output.")
-        var out: String?
-
         func validate() throws {
-            _ = try UsageCommand.period(from: from, to: to)
             guard format == "csv" || format == "json" else { throw ValidationError("--format must be csv or json") }
         }
 
         func run() throws {
             let ledger = try UsageCommand.ledger(common)
-            let (start, end) = try UsageCommand.period(from: from, to: to)
+            let (start, end) = period.range
             var records: [UsageRecord] = []
             do {
                 if let bad = try ledger.verify() { throw Failure("internal: the ledger's hash chain breaks at seq \(bad); no invoice from a tampered ledger") }
@@ -119,12 +106,8 @@ struct UsageCommand: ParsableCommand {
                 throw Failure("\(error)")
             }
             let lines = SandgateLedger.Invoice.lines(from: records)
-            let text = format == "csv" ? SandgateLedger.Invoice.csv(lines) : SandgateLedger.Invoice.json(lines, from: from, to: to)
-            if let out {
-                do { try text.write(toFile: out, atomically: true, encoding: .utf8) } catch { throw Failure("cannot write \(out): \(error)") }
-            } else {
-                writeOut(text)
-            }
+            let text = format == "csv" ? SandgateLedger.Invoice.csv(lines) : SandgateLedger.Invoice.json(lines, from: period.from, to: period.to)
+            try period.write(text)
         }
     }
 
@@ -133,11 +116,7 @@ struct UsageCommand: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
-        @Option(help: "First day, YYYY-MM-DD.")
-        var from: String
-
-        @Option(help: "Last day, YYYY-MM-DD (inclusive).")
-        var to: String
+        @OptionGroup var period: PeriodOptions
 
         @Option(help: "Only this consumer.")
         var consumer: String?
@@ -148,18 +127,13 @@ struct UsageCommand: ParsableCommand {
         @Option(help: "csv or jsonl.")
         var format: String
 
-        @Option(help: "Write to this file instead of standard output.")
-        var out: String?
-
         func validate() throws {
-            guard Timestamp.startOfDay(from) != nil else { throw ValidationError("--from must be a date YYYY-MM-DD") }
-            guard Timestamp.startOfDay(to) != nil else { throw ValidationError("--to must be a date YYYY-MM-DD") }
             guard UsageExport.Format(rawValue: format) != nil else { throw ValidationError("--format must be csv or jsonl") }
         }
 
         func run() throws {
             guard let format = UsageExport.Format(rawValue: format) else { throw ValidationError("bad arguments") }
-            let (start, end) = try UsageCommand.period(from: from, to: to)
+            let (start, end) = period.range
             let ledger = try UsageCommand.ledger(common)
             var output = format == .csv ? UsageExport.csvHeader : ""
             do {
@@ -170,11 +144,7 @@ struct UsageCommand: ParsableCommand {
             } catch {
                 throw Failure("\(error)")
             }
-            if let out {
-                do { try output.write(toFile: out, atomically: true, encoding: .utf8) } catch { throw Failure("cannot write \(out): \(error)") }
-            } else {
-                writeOut(output)
-            }
+            try period.write(output)
         }
     }
 
@@ -197,6 +167,38 @@ struct UsageCommand: ParsableCommand {
             } catch {
                 throw Failure("\(error)")
             }
+        }
+    }
+}
+
+/// `--from`, `--to` (UTC days, both inclusive) and `--out`, shared by `usage export` and `usage invoice`.
+struct PeriodOptions: ParsableArguments {
+    @Option(help: "First day, YYYY-MM-DD.")
+    var from: String
+
+    @Option(help: "Last day, YYYY-MM-DD (inclusive).")
+    var to: String
+
+    @Option(help: "Write to this file instead of standard output.")
+    var out: String?
+
+    func validate() throws {
+        guard Timestamp.startOfDay(from) != nil else { throw ValidationError("--from must be a date YYYY-MM-DD") }
+        guard Timestamp.startOfDay(to) != nil else { throw ValidationError("--to must be a date YYYY-MM-DD") }
+    }
+
+    /// Microseconds from the start of the first day to the end of the last (validated above).
+    var range: (Int64, Int64) {
+        (Timestamp.startOfDay(from) ?? 0, (Timestamp.startOfDay(to) ?? 0) + 86_400_000_000)
+    }
+
+    /// Writes to `--out`, or to standard output.
+    func write(_ text: String) throws {
+        guard let out else { return writeOut(text) }
+        do {
+            try text.write(toFile: out, atomically: true, encoding: .utf8)
+        } catch {
+            throw Failure("cannot write \(out): \(error)")
         }
     }
 }
