@@ -48,11 +48,6 @@ public struct Token: Sendable, Hashable {
 
     /// True for the symbol `symbol`.
     public func isSymbol(_ symbol: String) -> Bool { kind == .symbol && value == symbol }
-
-    /// True for a word or quoted identifier naming `name` (ASCII case-insensitive, as SQLite compares names).
-    public func names(_ name: String) -> Bool {
-        (kind == .word || kind == .quotedIdentifier) && equalNames(value, name)
-    }
 }
 
 /// SQLite compares identifiers case-insensitively for ASCII letters only.

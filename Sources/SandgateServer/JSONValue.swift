@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import SandgateLedger
 import SandgateSQLite
 
 /// A decoded JSON value of a request line.
@@ -34,7 +36,7 @@ enum JSONValue: Decodable, Equatable, Sendable {
     /// The value as JSON text, for echoing a request's `id` (strings and numbers only).
     var idText: String? {
         switch self {
-        case .string(let value): return JSONTextShim.quoted(value)
+        case .string(let value): return JSONText.quoted(value)
         case .integer(let value): return String(value)
         case .real(let value) where value.isFinite: return "\(value)"
         default: return nil
@@ -55,12 +57,4 @@ enum JSONValue: Decodable, Equatable, Sendable {
         case .array: return nil
         }
     }
-}
-
-import NIOCore
-import SandgateLedger
-
-/// JSON string quoting shared with the ledger's writer.
-enum JSONTextShim {
-    static func quoted(_ text: String) -> String { JSONText.quoted(text) }
 }

@@ -94,13 +94,13 @@ struct Operation: Sendable {
             }
             return ok("\"datasets\":[" + described.joined(separator: ",") + "]")
         case "datasets":
-            return ok("\"datasets\":[" + gateway.grantedDatasets(consumer: consumer).map(JSONTextShim.quoted).joined(separator: ",") + "]")
+            return ok("\"datasets\":[" + gateway.grantedDatasets(consumer: consumer).map(JSONText.quoted).joined(separator: ",") + "]")
         case "quota":
             var items: [String] = []
             for name in requestedDatasets(consumer: consumer) {
                 switch gateway.quota(consumer: consumer, dataset: name) {
                 case .success(let quota):
-                    items.append("{\"dataset\":\(JSONTextShim.quoted(name)),\"queries_today\":\(quota.queriesToday),\"rows_today\":\(quota.rowsToday),\"daily_queries\":\(quota.dailyQueries.map(String.init) ?? "null"),\"daily_rows\":\(quota.dailyRows.map(String.init) ?? "null")}")
+                    items.append("{\"dataset\":\(JSONText.quoted(name)),\"queries_today\":\(quota.queriesToday),\"rows_today\":\(quota.rowsToday),\"daily_queries\":\(quota.dailyQueries.map(String.init) ?? "null"),\"daily_rows\":\(quota.dailyRows.map(String.init) ?? "null")}")
                 case .failure(let failure): return error(failure)
                 }
             }

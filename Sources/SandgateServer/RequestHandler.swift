@@ -1,4 +1,5 @@
 import Foundation
+import SandgateLedger
 import Logging
 import NIOCore
 import NIOPosix
@@ -203,7 +204,7 @@ final class RequestHandler: ChannelInboundHandler {
                 return operation.error(GatewayError(.authFailed, "unknown consumer or wrong key"))
             }
             consumer = name
-            return operation.ok("\"consumer\":\(JSONTextShim.quoted(name))")
+            return operation.ok("\"consumer\":\(JSONText.quoted(name))")
         }.nonisolated()
     }
 }

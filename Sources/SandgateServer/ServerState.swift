@@ -1,4 +1,5 @@
 import Foundation
+import SandgateLedger
 import NIOCore
 import Synchronization
 
@@ -99,7 +100,7 @@ final class ServerState: Sendable {
     func statsJSON(ledgerPending: Int) -> String {
         counters.withLock { state in
             func object(_ dictionary: [String: Int]) -> String {
-                "{" + dictionary.sorted { $0.key < $1.key }.map { "\(JSONTextShim.quoted($0.key)):\($0.value)" }.joined(separator: ",") + "}"
+                "{" + dictionary.sorted { $0.key < $1.key }.map { "\(JSONText.quoted($0.key)):\($0.value)" }.joined(separator: ",") + "}"
             }
             var buckets: [String] = []
             var cumulative = 0
