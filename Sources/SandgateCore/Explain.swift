@@ -33,7 +33,7 @@ extension Gateway {
             return .failure(GatewayError(.requestTooLarge, "the query is longer than \(Self.maxSQLBytes) bytes"))
         }
         let checked: CheckedQuery
-        switch Self.check(request.sql, policy: runtime.policy) {
+        switch Self.check(request.sql, policy: runtime.policy, facts: runtime.facts) {
         case .success(let query): checked = query
         case .failure(let error): return .failure(error)
         }

@@ -64,7 +64,7 @@ public final class Gateway: Sendable {
                 }
                 continue
             }
-            do {
+            do throws(GatewayError) {
                 let snapshot = try Snapshotter.snapshot(source: policy.sourcePath, dataset: name, stateDirectory: configuration.stateDirectory)
                 if let old, old.policy.version == policy.version, old.snapshot == snapshot {
                     datasets[name] = old
@@ -80,7 +80,10 @@ public final class Gateway: Sendable {
                     continue
                 }
                 let key = try DatasetSecret.load(dataset: name, stateDirectory: configuration.stateDirectory)
-                datasets[name] = DatasetRuntime(policy: policy, snapshot: snapshot, key: key, poolSize: configuration.poolSize)
+                guard let facts = try? SnapshotFacts.measure(policy, snapshotPath: snapshot.path) else {
+                    throw GatewayError(.unavailable, "cannot read the snapshot's table sizes and keys")
+                }
+                datasets[name] = DatasetRuntime(policy: policy, snapshot: snapshot, facts: facts, key: key, poolSize: configuration.poolSize)
                 changes.append("\(name): policy \(policy.version.prefix(12)), dataset \(snapshot.sha256.prefix(12))")
                 logger.info("dataset ready", metadata: ["dataset": "\(name)", "policy_version": "\(policy.version.prefix(12))", "dataset_version": "\(snapshot.sha256.prefix(12))"])
             } catch {
@@ -290,6 +293,13 @@ public final class Gateway: Sendable {
         let rendered = prepared.rendered
         let plan = prepared.plan
         record.rewrittenSQL = String(rendered.prefix(Self.recordedSQLLimit))
+        // An aggregate plan's exact VM steps depend on rows of withheld groups, so the consumer is
+        // metered and budgeted on a figure from the snapshot's table sizes (DESIGN.md §3).
+        let meteredBase = plan.isAggregatePlan ? plan.tables.reduce(Int64(0)) { $0 &+ (runtime.facts.rowCounts[$1.lowercased()] ?? 0) } : 0
+        if plan.isAggregatePlan, meteredBase > limits.maxVMSteps {
+            return refuse(GatewayError(.budgetExceeded, "the query reads \(meteredBase) rows, more than its budget of \(limits.maxVMSteps) metered steps",
+                                       hint: "join fewer tables"))
+        }
 
         let outcome: Result<Execution, ExecutionFailure>
         do {
@@ -302,15 +312,17 @@ public final class Gateway: Sendable {
         switch outcome {
         case .success(let execution):
             let result = execution.result
-            usage.rows = result.rowCount
+            // Rows packed into values by concatenating aggregates are rows released.
+            let rows = result.rowCount + execution.packedRows
+            usage.rows = rows
             usage.cells = result.cellCount
             usage.bytes = result.valueBytes
             usage.maskedCells = execution.maskedCells
             usage.suppressedGroups = execution.suppressedGroups
-            usage.vmSteps = execution.vmSteps
-            usage.costMicros = runtime.policy.pricing.cost(rows: result.rowCount, vmSteps: execution.vmSteps)
+            usage.vmSteps = plan.isAggregatePlan ? meteredBase + Int64(result.rowCount) : execution.vmSteps
+            usage.costMicros = runtime.policy.pricing.cost(rows: rows, vmSteps: usage.vmSteps)
             record.status = .ok
-            record.rows = Int64(result.rowCount)
+            record.rows = Int64(rows)
             record.cells = Int64(result.cellCount)
             record.bytes = Int64(result.valueBytes)
             record.maskedCells = Int64(execution.maskedCells)
@@ -321,10 +333,13 @@ public final class Gateway: Sendable {
             return QueryResponse(outcome: .success(result), truncated: execution.truncated,
                                  truncatedBy: execution.truncated ? truncatedBy : nil, usage: usage)
         case .failure(let failure):
+            if !failure.detail.isEmpty {
+                logger.debug("query failed in SQLite", metadata: ["query_id": "\(record.queryID)", "sqlite": "\(failure.detail)"])
+            }
             if !failure.executed { return refuse(failure.error) }
             // Work was done: charged per query and per step, no rows.
-            usage.vmSteps = failure.vmSteps
-            usage.costMicros = runtime.policy.pricing.cost(rows: 0, vmSteps: failure.vmSteps)
+            usage.vmSteps = plan.isAggregatePlan ? meteredBase : failure.vmSteps
+            usage.costMicros = runtime.policy.pricing.cost(rows: 0, vmSteps: usage.vmSteps)
             record.status = .failed
             record.errorCode = failure.error.code.rawValue
             record.vmSteps = failure.vmSteps
@@ -334,7 +349,7 @@ public final class Gateway: Sendable {
     }
 
     /// Parses and checks `sql` against `policy` (the consumer's view of the dataset).
-    static func check(_ sql: String, policy: DatasetPolicy) -> Result<CheckedQuery, GatewayError> {
+    static func check(_ sql: String, policy: DatasetPolicy, facts: SnapshotFacts) -> Result<CheckedQuery, GatewayError> {
         let select: Select
         do {
             select = try Parser.parseSelect(sql)
@@ -345,7 +360,7 @@ public final class Gateway: Sendable {
             case .syntax: return .failure(GatewayError(.syntaxError, error.description))
             }
         }
-        var checker = Checker(policy: policy)
+        var checker = Checker(policy: policy, facts: facts)
         do {
             return .success(try checker.check(select))
         } catch {

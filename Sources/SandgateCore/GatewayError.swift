@@ -15,6 +15,8 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case timeout
     case resultTooLarge = "result_too_large"
     case quotaExceeded = "quota_exceeded"
+    /// Concatenating aggregates would carry more rows' values than the row limit.
+    case rowsLimitExceeded = "rows_limit_exceeded"
     case requestTooLarge = "request_too_large"
     case badRequest = "bad_request"
     case unavailable
@@ -23,7 +25,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     /// True for codes that mean "refused before anything ran" (priced 0 in the ledger).
     public var isRefusal: Bool {
         switch self {
-        case .budgetExceeded, .timeout, .resultTooLarge, .internal: false
+        case .budgetExceeded, .timeout, .resultTooLarge, .rowsLimitExceeded, .internal: false
         default: true
         }
     }

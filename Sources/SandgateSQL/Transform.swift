@@ -50,3 +50,141 @@ extension Expr {
         }
     }
 }
+
+extension Select {
+    /// Rebuilds every expression of the statement with `Expr.transformed(replace)`, entering
+    /// subqueries, common tables, FROM subqueries and ON clauses, in the order the expressions are
+    /// written (so a rewrite can number anonymous `?` parameters as SQLite would). Window
+    /// definitions are left as they are.
+    public func transformingExpressions(_ replace: (Expr) -> Expr?) -> Select {
+        withoutActuallyEscaping(replace) { replace in
+            ExpressionRewriter(replace: replace).select(self)
+        }
+    }
+
+    /// The names of every table the statement reads, subqueries and `IN table` included (common
+    /// tables' own names are not resolved: a CTE named like a table counts as that table).
+    public var referencedTables: [String] {
+        var names: [String] = []
+        _ = transformingExpressions { node in
+            if case .inTable(_, _, let table, _, _) = node { names.append(table) }
+            return nil
+        }
+        func visit(_ select: Select) {
+            for table in select.with?.tables ?? [] { visit(table.select) }
+            visit(select.body)
+        }
+        func visit(_ body: SelectBody) {
+            switch body {
+            case .core(let core): if let from = core.from { visit(from) }
+            case .values: break
+            case .compound(let left, _, let right): visit(left); visit(right)
+            }
+        }
+        func visit(_ item: FromItem) {
+            switch item {
+            case .table(let name, _, _, _): names.append(name)
+            case .tableFunction(let name, _, _, _): names.append(name)
+            case .subquery(let select, _): visit(select)
+            case .join(let left, _, let right, _): visit(left); visit(right)
+            case .group(let inner): visit(inner)
+            }
+        }
+        visit(self)
+        // Subqueries inside expressions.
+        _ = transformingExpressions { node in
+            switch node {
+            case .subquery(let select), .exists(let select), .inSelect(_, let select, _): visit(select)
+            default: break
+            }
+            return nil
+        }
+        return names
+    }
+}
+
+extension Expr {
+    /// `transformed(replace)` that also enters subqueries (`Select.transformingExpressions`).
+    public func transformingDeep(_ replace: (Expr) -> Expr?) -> Expr {
+        withoutActuallyEscaping(replace) { replace in ExpressionRewriter(replace: replace).expr(self) }
+    }
+}
+
+/// The walk behind `Select.transformingExpressions`.
+private struct ExpressionRewriter {
+    let replace: (Expr) -> Expr?
+
+    func select(_ select: Select) -> Select {
+        var result = select
+        if var with = select.with {
+            with.tables = with.tables.map { table in
+                var table = table
+                table.select = self.select(table.select)
+                return table
+            }
+            result.with = with
+        }
+        result.body = self.body(select.body)
+        result.orderBy = select.orderBy.map { term in
+            var term = term
+            term.expr = expr(term.expr)
+            return term
+        }
+        if let limit = select.limit {
+            result.limit = Limit(count: expr(limit.count), offset: limit.offset.map { expr($0) })
+        }
+        return result
+    }
+
+    func body(_ body: SelectBody) -> SelectBody {
+        switch body {
+        case .core(var core):
+            core.columns = core.columns.map { column in
+                if case .expr(let e, let alias, let span) = column { return .expr(expr(e), alias: alias, span: span) }
+                return column
+            }
+            core.from = core.from.map { from($0) }
+            core.whereClause = core.whereClause.map { expr($0) }
+            core.groupBy = core.groupBy.map { expr($0) }
+            core.having = core.having.map { expr($0) }
+            return .core(core)
+        case .values(let rows):
+            return .values(rows.map { $0.map { expr($0) } })
+        case .compound(let left, let op, let right):
+            let newLeft = self.body(left)
+            return .compound(newLeft, op, self.body(right))
+        }
+    }
+
+    func from(_ item: FromItem) -> FromItem {
+        switch item {
+        case .table:
+            return item
+        case .tableFunction(let name, let schema, let arguments, let alias):
+            return .tableFunction(name: name, schema: schema, arguments: arguments.map { expr($0) }, alias: alias)
+        case .subquery(let inner, let alias):
+            return .subquery(select(inner), alias: alias)
+        case .join(let left, let op, let right, let constraint):
+            let newLeft = from(left)
+            let newRight = from(right)
+            if case .on(let condition) = constraint { return .join(newLeft, op, newRight, .on(expr(condition))) }
+            return .join(newLeft, op, newRight, constraint)
+        case .group(let inner):
+            return .group(from(inner))
+        }
+    }
+
+    func expr(_ expression: Expr) -> Expr {
+        expression.transformed { node in
+            if let replaced = replace(node) { return replaced }
+            switch node {
+            case .subquery(let inner): return .subquery(select(inner))
+            case .exists(let inner): return .exists(select(inner))
+            case .inSelect(let operand, let inner, let not):
+                let newOperand = expr(operand)
+                return .inSelect(newOperand, select(inner), not: not)
+            default: return nil
+            }
+        }
+    }
+}

@@ -2,7 +2,8 @@ import CSQLite
 
 /// The arguments of one call of a Swift scalar function; valid only during that call.
 public struct FunctionArguments {
-    @usableFromInline let count: Int
+    /// How many arguments the call has.
+    public let count: Int
     @usableFromInline let values: UnsafeMutablePointer<OpaquePointer?>?
 
     @usableFromInline init(count: Int, values: UnsafeMutablePointer<OpaquePointer?>?) {
@@ -14,6 +15,12 @@ public struct FunctionArguments {
     @inlinable public func type(at index: Int) -> SQLValueType {
         guard index < count, let value = values?[index] else { return .null }
         return SQLValueType(rawValue: sqlite3_value_type(value)) ?? .null
+    }
+
+    /// The integer value of argument `index` (SQLite's conversion for other types).
+    @inlinable public func integer(at index: Int) -> Int64 {
+        guard index < count, let value = values?[index] else { return 0 }
+        return sqlite3_value_int64(value)
     }
 
     /// Calls `body` with the UTF-8 text of argument `index` (numbers as SQLite renders them,
@@ -48,8 +55,39 @@ public struct FunctionResult {
 
     public func setInteger(_ value: Int64) { sqlite3_result_int64(context, value) }
 
+    public func setReal(_ value: Double) { sqlite3_result_double(context, value) }
+
+    /// Returns argument `index` of `arguments` unchanged (type and value).
+    public func setArgument(_ arguments: FunctionArguments, at index: Int) {
+        guard index < arguments.count, let value = arguments.values?[index] else { return setNull() }
+        sqlite3_result_value(context, value)
+    }
+
     /// Reports an error; SQLite stops the statement with `message`.
     public func setError(_ message: String) {
         sqlite3_result_error(context, message, -1)
+    }
+
+    /// Stops the statement as if the progress handler had interrupted it (`SQLITE_INTERRUPT`):
+    /// for functions that watch the query's deadline themselves.
+    public func setInterrupted() {
+        sqlite3_result_error_code(context, SQLITE_INTERRUPT)
+    }
+
+    /// Reports "string or blob too big" (`SQLITE_TOOBIG`), as SQLite's own functions do.
+    public func setTooBig() {
+        sqlite3_result_error_toobig(context)
+    }
+}
+
+/// Byte search for functions over SQLite values.
+public enum ByteSearch {
+    /// The offset of the first `needle` in `haystack` at or after `from`, in time linear in both
+    /// lengths (glibc's two-way `memmem`).
+    public static func firstOffset(of needle: UnsafeBufferPointer<UInt8>, in haystack: UnsafeBufferPointer<UInt8>, from: Int) -> Int? {
+        guard let base = haystack.baseAddress, let pattern = needle.baseAddress, from >= 0, from < haystack.count,
+              needle.count <= haystack.count - from else { return nil }
+        guard let found = sandgate_memmem(base + from, haystack.count - from, pattern, needle.count) else { return nil }
+        return UnsafeRawPointer(base).distance(to: found)
     }
 }

@@ -186,7 +186,7 @@ import Testing
         "WITH x AS (SELECT phone AS p, id_card AS i FROM customers) SELECT p, i FROM x",
         "SELECT * FROM (SELECT phone, email FROM customers)",
         "SELECT (SELECT phone FROM customers ORDER BY phone LIMIT 1)",
-        "SELECT max(phone), min(id_card), group_concat(email), group_concat(name) FROM customers",
+        "SELECT max(phone), min(id_card), group_concat(email), group_concat(name) FROM (SELECT * FROM customers LIMIT 90)",
         "SELECT phone FROM customers UNION SELECT id_card FROM customers",
         "SELECT json_object('p', phone, 'e', email) FROM customers",
         "SELECT replace(phone, '*', '') FROM customers",

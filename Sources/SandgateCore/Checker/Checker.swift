@@ -3,28 +3,24 @@ import SandgateSQL
 
 /// The outcome of checking one query against a consumer's view of a dataset.
 struct CheckedQuery {
-    /// The query to run, rewritten (thresholds on aggregate tables), to be rendered.
+    /// The query to run (rewritten: a two-stage plan on aggregate tables), to be rendered.
     var select: Select
     /// For each output column: derived from a masked or tokenised column.
     var maskedOutputs: [Bool]
     /// Rules that applied, for `explain` (masks, row filters, thresholds).
     var rules: [String]
-    /// True when the query reads an aggregate table (the authorizer is told so).
-    var readsAggregateTables: Bool
-    /// For aggregate queries: counts the groups the threshold suppressed.
-    var suppressedGroupsQuery: Select?
+    /// What the sandbox needs to run and meter it.
+    var plan: ExecutionPlan
 }
 
 /// Resolves every table and column of a parsed query through its scopes against the consumer's
-/// view of the dataset, enforces the function allowlist and the aggregate-table rules, and
-/// rewrites aggregate queries so that only groups above the threshold are released.
+/// view of the dataset and enforces the function allowlist. A query that touches an aggregate
+/// table anywhere is handed whole to `AggregatePlanner` (DESIGN.md §3); this checker handles
+/// queries on rows tables only, and refuses an aggregate table if it ever meets one.
 struct Checker {
     let policy: DatasetPolicy
+    let facts: SnapshotFacts
     private(set) var rules: [String] = []
-    private var readsAggregateTables = false
-    private var suppressedGroupsQuery: Select?
-    /// Set by the top-level core of an aggregate query with `small_groups: remainder`.
-    private var remainder: RemainderPlan?
     /// Tables joined on join keys, to be read through MATERIALIZED CTEs (name of CTE, table).
     private var materialized: [(cte: String, table: String)] = []
 
@@ -34,15 +30,23 @@ struct Checker {
     /// The internal view column holding the privacy unit's token on aggregate tables.
     static let unitColumn = "__sg_unit"
 
-    init(policy: DatasetPolicy) {
+    init(policy: DatasetPolicy, facts: SnapshotFacts) {
         self.policy = policy
+        self.facts = facts
     }
 
     static let aggregateFunctions: Set<String> = [
         "count", "sum", "avg", "min", "max", "total", "group_concat", "string_agg", "json_group_array", "json_group_object",
     ]
-    /// Aggregates that release individual values; never allowed on aggregate tables.
+    /// Aggregates that release individual values; never allowed on aggregate tables, and on rows
+    /// tables every row they pack counts as a row.
     static let valueRevealingAggregates: Set<String> = ["group_concat", "string_agg", "json_group_array", "json_group_object"]
+
+    /// True for an aggregate call (not a window function, not the scalar min/max).
+    static func isAggregate(_ call: FunctionCall) -> Bool {
+        let name = call.name.lowercased()
+        return call.over == nil && aggregateFunctions.contains(name) && !((name == "min" || name == "max") && call.arguments.count > 1)
+    }
 
     struct Context {
         var topLevel: Bool
@@ -51,6 +55,10 @@ struct Checker {
     }
 
     mutating func check(_ select: Select) throws(GatewayError) -> CheckedQuery {
+        if AggregatePlanner.touchesAggregateTable(select, policy: policy) {
+            var planner = AggregatePlanner(policy: policy, facts: facts)
+            return try planner.plan(select)
+        }
         var select = select
         let columns = try checkSelect(&select, parent: nil, context: Context(topLevel: true, nested: false))
         if !materialized.isEmpty {
@@ -67,14 +75,31 @@ struct Checker {
                 select.with = With(recursive: false, tables: tables)
             }
         }
-        // The suppressed-groups count reads the same FROM: it needs the same common tables.
-        if var suppressed = suppressedGroupsQuery {
-            suppressed.with = select.with
-            suppressedGroupsQuery = suppressed
-        }
+        let packed = Self.countingPackedRows(select)
         return CheckedQuery(
-            select: select, maskedOutputs: columns.map(\.masked), rules: rules,
-            readsAggregateTables: readsAggregateTables, suppressedGroupsQuery: suppressedGroupsQuery)
+            select: packed, maskedOutputs: columns.map(\.masked), rules: rules,
+            plan: ExecutionPlan(packsRows: packed != select, tables: Self.publishedTables(in: select, policy: policy)))
+    }
+
+    /// Wraps the first argument of every concatenating aggregate in `__sg_packed`, which counts
+    /// the rows packed into one value against the row limit (DESIGN.md §3, rows tables).
+    static func countingPackedRows(_ select: Select) -> Select {
+        func pack(_ node: Expr) -> Expr? {
+            guard case .function(var call) = node, valueRevealingAggregates.contains(call.name.lowercased()), !call.arguments.isEmpty else { return nil }
+            call.arguments = call.arguments.map { $0.transformingDeep(pack) }
+            call.filter = call.filter.map { $0.transformingDeep(pack) }
+            call.arguments[0] = .function(FunctionCall(name: PlanCounters.packed, distinct: false, star: false, arguments: [call.arguments[0]], filter: nil, over: nil))
+            return .function(call)
+        }
+        return select.transformingExpressions(pack)
+    }
+
+    static func publishedTables(in select: Select, policy: DatasetPolicy) -> [String] {
+        var names: [String] = []
+        for name in select.referencedTables {
+            if let table = policy.table(named: name), !names.contains(table.name) { names.append(table.name) }
+        }
+        return names
     }
 
     mutating func note(_ rule: String) {
@@ -114,14 +139,6 @@ struct Checker {
         let columns = try checkBody(&body, scope: scope, context: bodyContext, orderBy: &orderBy)
         select.body = body
         select.orderBy = orderBy
-        if context.topLevel, let plan = remainder {
-            select.body = plan.body
-            select.orderBy = plan.orderBy
-            var with = select.with ?? With(recursive: false, tables: [])
-            with.tables += plan.commonTables
-            select.with = with
-            suppressedGroupsQuery = plan.suppressedGroups
-        }
         if let limit = select.limit {
             try checkStandalone(limit.count, scope: scope)
             if let offset = limit.offset { try checkStandalone(offset, scope: scope) }
@@ -143,7 +160,7 @@ struct Checker {
 
     /// An expression that must not reference columns (LIMIT, OFFSET, VALUES outside FROM).
     mutating func checkStandalone(_ expr: Expr, scope: Scope) throws(GatewayError) {
-        let info = try checkExpr(expr, scope: Scope(parent: nil), site: .other, core: nil)
+        let info = try checkExpr(expr, scope: Scope(parent: nil), site: .other)
         if !info.columns.isEmpty { throw GatewayError(.syntaxError, "LIMIT and OFFSET take constant expressions") }
     }
 
@@ -153,11 +170,11 @@ struct Checker {
             var masked: [Bool] = []
             for row in rows {
                 for (index, expr) in row.enumerated() {
-                    let info = try checkExpr(expr, scope: scope, site: .other, core: nil)
+                    let info = try checkExpr(expr, scope: scope, site: .other)
                     if index >= masked.count { masked.append(info.masked) } else { masked[index] = masked[index] || info.masked }
                 }
             }
-            try checkOrderBy(&orderBy, outputs: nil, scope: scope, core: nil)
+            try checkOrderBy(&orderBy, outputs: nil, scope: scope, inCompound: true)
             return masked.enumerated().map { RelationColumn(name: "column\($0.offset + 1)", masked: $0.element, table: nil, policy: nil) }
         case .core(var core):
             let columns = try checkCore(&core, scope: scope, context: context, orderBy: &orderBy)
@@ -175,7 +192,7 @@ struct Checker {
                 RelationColumn(name: $0.name, masked: $0.masked || $1.masked, table: nil, policy: nil)
             }
             let outputs = Relation(name: "", columns: columns, table: nil)
-            try checkOrderBy(&orderBy, outputs: outputs, scope: scope, core: nil)
+            try checkOrderBy(&orderBy, outputs: outputs, scope: scope, inCompound: true)
             return columns
         }
     }
@@ -188,24 +205,6 @@ struct Checker {
             scope.relations = try checkFrom(&from, scope: scope, context: context)
             core.from = from
         }
-        let aggregateRelations = scope.relations.filter { $0.table?.access == .aggregate }
-        let isAggregateQuery = !aggregateRelations.isEmpty
-        if isAggregateQuery {
-            guard context.topLevel, !context.nested else {
-                throw GatewayError(.shapeNotAllowed, "aggregate table \(aggregateRelations[0].table?.name ?? "") may be used only in the top-level SELECT",
-                                   hint: "not inside a subquery, CTE or compound SELECT")
-            }
-            readsAggregateTables = true
-        }
-        let coreInfo = CoreInfo(aggregate: isAggregateQuery)
-        if isAggregateQuery, core.groupBy.isEmpty, !core.columns.contains(where: { column in
-            if case .expr(let expr, _, _) = column { return Self.containsAggregateCall(expr) }
-            return false
-        }) {
-            throw GatewayError(.aggregateRequired, "table \(aggregateRelations[0].table?.name ?? "") is available only as aggregates",
-                               hint: "use GROUP BY with count, sum, avg … over its measures")
-        }
-
         // Result columns (and their aliases, which WHERE/GROUP BY/HAVING/ORDER BY may use).
         var outputs: [RelationColumn] = []
         var containsAggregate = false
@@ -214,15 +213,15 @@ struct Checker {
             case .star:
                 guard !scope.relations.isEmpty else { throw GatewayError(.syntaxError, "no tables specified") }
                 for relation in scope.relations {
-                    outputs += try expandStar(relation, coreInfo: coreInfo)
+                    outputs += try expandStar(relation)
                 }
             case .tableStar(let name):
                 guard let relation = scope.relations.first(where: { equalNames($0.name, name) }) else {
                     throw GatewayError(.noSuchTable, "no such table: \(name)")
                 }
-                outputs += try expandStar(relation, coreInfo: coreInfo)
+                outputs += try expandStar(relation)
             case .expr(let expr, let alias, let span):
-                let info = try checkExpr(expr, scope: scope, site: .select, core: coreInfo)
+                let info = try checkExpr(expr, scope: scope, site: .select)
                 containsAggregate = containsAggregate || info.containsAggregate
                 var name = alias ?? span
                 if alias == nil, case .column(let reference) = expr { name = reference.column }
@@ -231,45 +230,23 @@ struct Checker {
             }
         }
         if let condition = core.whereClause {
-            let info = try checkExpr(condition, scope: scope, site: .where, core: coreInfo)
+            let info = try checkExpr(condition, scope: scope, site: .where)
             if info.containsAggregate { throw GatewayError(.syntaxError, "misuse of aggregate function in WHERE") }
         }
         for term in core.groupBy {
-            let info = try checkExpr(term, scope: scope, site: .groupBy, core: coreInfo)
+            let info = try checkExpr(term, scope: scope, site: .groupBy)
             if info.containsAggregate { throw GatewayError(.syntaxError, "aggregate functions are not allowed in the GROUP BY clause") }
         }
         if let having = core.having {
-            let info = try checkExpr(having, scope: scope, site: .having, core: coreInfo)
+            let info = try checkExpr(having, scope: scope, site: .having)
             containsAggregate = containsAggregate || info.containsAggregate
         }
         for window in core.windows {
-            try checkWindow(window.definition, scope: scope, core: coreInfo)
+            try checkWindow(window.definition, scope: scope)
         }
         let outputRelation = Relation(name: "", columns: outputs, table: nil)
-        try checkOrderBy(&orderBy, outputs: outputRelation, scope: scope, core: coreInfo)
+        try checkOrderBy(&orderBy, outputs: outputRelation, scope: scope, inCompound: false)
 
-        if isAggregateQuery {
-            guard containsAggregate || !core.groupBy.isEmpty else {
-                throw GatewayError(.aggregateRequired, "table \(aggregateRelations[0].table?.name ?? "") is available only as aggregates",
-                                   hint: "use GROUP BY with count, sum, avg … over its measures")
-            }
-            try AggregateRules.checkGrouping(core: core, orderBy: orderBy, scope: scope, checker: &self)
-            if let merged = aggregateRelations.first(where: { $0.table?.smallGroups == .remainder }), !core.groupBy.isEmpty {
-                guard aggregateRelations.count == 1, let minimum = merged.table?.minGroupSize else {
-                    throw GatewayError(.shapeNotAllowed, "small_groups: remainder allows one aggregate table per query")
-                }
-                remainder = try RemainderPlan.make(core: core, orderBy: orderBy, relation: merged, minimum: minimum, scope: scope, checker: self)
-            } else {
-                let rewrite = AggregateRules.rewrite(core: core, aggregateRelations: aggregateRelations)
-                core = rewrite.core
-                suppressedGroupsQuery = rewrite.suppressedGroups
-            }
-            for relation in aggregateRelations {
-                if let table = relation.table, let size = table.minGroupSize {
-                    note("threshold: groups of \(table.name) need at least \(size) distinct \(table.privacyUnit ?? "units"); smaller groups are \(table.smallGroups == .drop ? "dropped" : "merged into one remainder group")")
-                }
-            }
-        }
         return outputs
     }
 
@@ -279,10 +256,7 @@ struct Checker {
         return expr.children.contains(where: containsAggregateCall)
     }
 
-    mutating func expandStar(_ relation: Relation, coreInfo: CoreInfo) throws(GatewayError) -> [RelationColumn] {
-        if coreInfo.aggregate {
-            throw GatewayError(.columnNotAllowed, "* is not allowed in a query on an aggregate table", hint: "name the GROUP BY terms and aggregates")
-        }
+    mutating func expandStar(_ relation: Relation) throws(GatewayError) -> [RelationColumn] {
         let columns = relation.columns.filter { !relation.hiddenFromStar.contains($0.name.lowercased()) }
         for column in columns { noteMask(column) }
         return columns
@@ -294,7 +268,8 @@ struct Checker {
         note(mask.kind.isToken ? "\(table.name).\(policy.name) is a keyed token" : "\(table.name).\(policy.name) is masked (\(mask.name))")
     }
 
-    mutating func checkOrderBy(_ terms: inout [OrderingTerm], outputs: Relation?, scope: Scope, core: CoreInfo?) throws(GatewayError) {
+    /// `inCompound`: ORDER BY of a compound or VALUES, which may name only result columns.
+    mutating func checkOrderBy(_ terms: inout [OrderingTerm], outputs: Relation?, scope: Scope, inCompound: Bool) throws(GatewayError) {
         for term in terms {
             // `ORDER BY 2` and `ORDER BY alias` refer to result columns.
             if case .literal(.number(let text)) = term.expr, let position = Int(text) {
@@ -304,10 +279,10 @@ struct Checker {
                 continue
             }
             if case .column(let reference) = term.expr, reference.table == nil, let outputs, outputs.column(reference.column) != nil,
-               core == nil || scope.aliases.contains(where: { equalNames($0.name, reference.column) }) || resolveInFrom(reference, scope: scope) == nil {
+               inCompound || scope.aliases.contains(where: { equalNames($0.name, reference.column) }) || resolveInFrom(reference, scope: scope) == nil {
                 continue
             }
-            _ = try checkExpr(term.expr, scope: scope, site: .orderBy, core: core)
+            _ = try checkExpr(term.expr, scope: scope, site: .orderBy)
         }
     }
 
@@ -332,6 +307,10 @@ struct Checker {
             }
             guard let table = policy.table(named: name) else {
                 throw GatewayError(.noSuchTable, "no such table: \(name)", hint: "`sandgate describe` lists the tables you can query")
+            }
+            // Aggregate tables are planned by AggregatePlanner; meeting one here is a bug: fail closed.
+            guard table.access == .rows else {
+                throw GatewayError(.shapeNotAllowed, "aggregate table \(table.name) may be used only in the FROM clause of the top-level SELECT")
             }
             if table.rowFilter != nil { note("rows of \(table.name) are filtered by the policy") }
             let columns = table.visibleColumns.map {
@@ -366,10 +345,6 @@ struct Checker {
                 guard !onLeft.isEmpty, !onRight.isEmpty else {
                     throw GatewayError(.noSuchColumn, "cannot join using column \(name) - column not present in both tables")
                 }
-                // USING/NATURAL compares columns like ON a = b: fine for join keys, not for measures.
-                if (onLeft + onRight).contains(where: { $0.table?.access == .aggregate && $0.policy?.role == .measure }) {
-                    throw GatewayError(.columnNotAllowed, "measure \(name) may not be used to join", hint: "join on a join_key column")
-                }
                 for index in rightRelations.indices where rightRelations[index].column(name) != nil {
                     rightRelations[index].hiddenFromStar.insert(name)
                 }
@@ -382,7 +357,7 @@ struct Checker {
                 let joinScope = Scope(parent: scope.parent)
                 joinScope.relations = relations
                 joinScope.commonTables = scope.commonTables
-                try checkJoinCondition(condition, scope: joinScope, aggregate: relations.contains { $0.table?.access == .aggregate })
+                try checkJoinCondition(condition, scope: joinScope)
                 if Self.equalitiesOnJoinKeys(condition, scope: joinScope, checker: self) {
                     materializeJoined(&right, relations: rightRelations, left: &left, leftRelations: relations)
                 }
@@ -428,19 +403,18 @@ struct Checker {
 
     /// ON clauses: equalities of two column references may use join keys; everything else is an
     /// ordinary expression.
-    mutating func checkJoinCondition(_ condition: Expr, scope: Scope, aggregate: Bool) throws(GatewayError) {
-        let info = CoreInfo(aggregate: aggregate)
+    mutating func checkJoinCondition(_ condition: Expr, scope: Scope) throws(GatewayError) {
         if case .binary(.and, let left, let right) = condition {
-            try checkJoinCondition(left, scope: scope, aggregate: aggregate)
-            try checkJoinCondition(right, scope: scope, aggregate: aggregate)
+            try checkJoinCondition(left, scope: scope)
+            try checkJoinCondition(right, scope: scope)
             return
         }
         if case .binary(.equal, .column(let a), .column(let b)) = condition {
-            _ = try checkExpr(.column(a), scope: scope, site: .joinEquality, core: info)
-            _ = try checkExpr(.column(b), scope: scope, site: .joinEquality, core: info)
+            _ = try checkExpr(.column(a), scope: scope, site: .joinEquality)
+            _ = try checkExpr(.column(b), scope: scope, site: .joinEquality)
             return
         }
-        _ = try checkExpr(condition, scope: scope, site: .where, core: info)
+        _ = try checkExpr(condition, scope: scope, site: .where)
     }
 
     // MARK: Expressions
@@ -450,10 +424,6 @@ struct Checker {
         case aggregateArgument(String)
     }
 
-    /// What aggregate rules need while walking one core.
-    struct CoreInfo {
-        let aggregate: Bool
-    }
 
     func resolve(_ reference: ColumnReference, scope: Scope) throws(GatewayError) -> ResolvedColumn {
         if let schema = reference.schema {
@@ -492,10 +462,10 @@ struct Checker {
         return "columns here: " + names.prefix(20).joined(separator: ", ")
     }
 
-    mutating func checkExpr(_ expr: Expr, scope: Scope, site: Site, core: CoreInfo?) throws(GatewayError) -> ExprInfo {
+    mutating func checkExpr(_ expr: Expr, scope: Scope, site: Site) throws(GatewayError) -> ExprInfo {
         var info = ExprInfo()
         func sub(_ e: Expr, _ s: Site? = nil) throws(GatewayError) {
-            info.merge(try checkExpr(e, scope: scope, site: s ?? (site == .joinEquality ? .where : site), core: core))
+            info.merge(try checkExpr(e, scope: scope, site: s ?? (site == .joinEquality ? .where : site)))
         }
         switch expr {
         case .literal, .parameter:
@@ -513,7 +483,6 @@ struct Checker {
             noteMask(resolved.column)
             info.masked = resolved.column.masked
             info.columns.append(resolved)
-            if let core, core.aggregate { try AggregateRules.checkColumn(resolved, site: site) }
         case .unary(_, let operand):
             try sub(operand)
         case .binary(_, let left, let right), .distinctFrom(let left, let right, _):
@@ -534,14 +503,11 @@ struct Checker {
             for item in list { try sub(item) }
         case .inSelect(let operand, let select, _):
             try sub(operand)
-            info.merge(try checkSubquery(select, scope: scope, core: core))
+            info.merge(try checkSubquery(select, scope: scope))
         case .inTable(let operand, let schema, let table, let arguments, _):
             try sub(operand)
             if schema != nil || arguments != nil {
                 throw GatewayError(.noSuchTable, "no such table: \(schema.map { "\($0)." } ?? "")\(table)")
-            }
-            if let core, core.aggregate {
-                throw GatewayError(.shapeNotAllowed, "subqueries are not allowed in a query on an aggregate table")
             }
             let relation: Relation
             if let common = scope.commonTable(table) {
@@ -560,7 +526,7 @@ struct Checker {
         case .isNull(let operand, _):
             try sub(operand)
         case .exists(let select), .subquery(let select):
-            info.merge(try checkSubquery(select, scope: scope, core: core))
+            info.merge(try checkSubquery(select, scope: scope))
         case .caseWhen(let base, let branches, let otherwise):
             if let base { try sub(base) }
             for branch in branches {
@@ -573,15 +539,12 @@ struct Checker {
         case .row(let list):
             for item in list { try sub(item) }
         case .function(let call):
-            info.merge(try checkFunction(call, scope: scope, site: site, core: core))
+            info.merge(try checkFunction(call, scope: scope, site: site))
         }
         return info
     }
 
-    mutating func checkSubquery(_ select: Select, scope: Scope, core: CoreInfo?) throws(GatewayError) -> ExprInfo {
-        if let core, core.aggregate {
-            throw GatewayError(.shapeNotAllowed, "subqueries are not allowed in a query on an aggregate table")
-        }
+    mutating func checkSubquery(_ select: Select, scope: Scope) throws(GatewayError) -> ExprInfo {
         var copy = select
         let columns = try checkSelect(&copy, parent: scope, context: Context(topLevel: false, nested: true))
         var info = ExprInfo()
@@ -589,27 +552,24 @@ struct Checker {
         return info
     }
 
-    mutating func checkFunction(_ call: FunctionCall, scope: Scope, site: Site, core: CoreInfo?) throws(GatewayError) -> ExprInfo {
+    mutating func checkFunction(_ call: FunctionCall, scope: Scope, site: Site) throws(GatewayError) -> ExprInfo {
         let name = call.name.lowercased()
-        let isAggregate = call.over == nil && Self.aggregateFunctions.contains(name) && !((name == "min" || name == "max") && call.arguments.count > 1)
+        let isAggregate = Self.isAggregate(call)
         let isWindow = call.over != nil
         guard FunctionAllowlist.allows(name) || FunctionRules.boundedFunctions.contains(name) else {
             throw GatewayError(.functionNotAllowed, "function \(call.name)() is not allowed", hint: "see the list of allowed functions in the analyst guide")
         }
         try FunctionRules.check(call)
         var info = ExprInfo()
-        if let core, core.aggregate {
-            try AggregateRules.checkFunction(call, isAggregate: isAggregate, isWindow: isWindow)
-        }
         if case .aggregateArgument = site, isAggregate {
             throw GatewayError(.syntaxError, "misuse of aggregate function \(call.name)()")
         }
         let argumentSite: Site = isAggregate ? .aggregateArgument(name) : site
         for argument in call.arguments {
-            info.merge(try checkExpr(argument, scope: scope, site: argumentSite, core: core))
+            info.merge(try checkExpr(argument, scope: scope, site: argumentSite))
         }
-        if let filter = call.filter { info.merge(try checkExpr(filter, scope: scope, site: .where, core: core)) }
-        if case .definition(let definition) = call.over { try checkWindow(definition, scope: scope, core: core) }
+        if let filter = call.filter { info.merge(try checkExpr(filter, scope: scope, site: .where)) }
+        if case .definition(let definition) = call.over { try checkWindow(definition, scope: scope) }
         if isAggregate {
             info.containsAggregate = true
             info.columns = []
@@ -618,12 +578,12 @@ struct Checker {
         return info
     }
 
-    mutating func checkWindow(_ definition: WindowDefinition, scope: Scope, core: CoreInfo?) throws(GatewayError) {
-        for term in definition.partitionBy { _ = try checkExpr(term, scope: scope, site: .other, core: core) }
-        for term in definition.orderBy { _ = try checkExpr(term.expr, scope: scope, site: .other, core: core) }
+    mutating func checkWindow(_ definition: WindowDefinition, scope: Scope) throws(GatewayError) {
+        for term in definition.partitionBy { _ = try checkExpr(term, scope: scope, site: .other) }
+        for term in definition.orderBy { _ = try checkExpr(term.expr, scope: scope, site: .other) }
         for bound in [definition.frame?.start, definition.frame?.end] {
             switch bound {
-            case .preceding(let e)?, .following(let e)?: _ = try checkExpr(e, scope: scope, site: .other, core: core)
+            case .preceding(let e)?, .following(let e)?: _ = try checkExpr(e, scope: scope, site: .other)
             default: break
             }
         }

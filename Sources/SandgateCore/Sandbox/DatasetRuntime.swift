@@ -9,6 +9,8 @@ import Synchronization
 public final class DatasetRuntime: Sendable {
     public let policy: DatasetPolicy
     public let snapshot: Snapshot
+    /// Sizes, unique keys and sum ranges of the snapshot, for aggregate plans.
+    public let facts: SnapshotFacts
     let key: [UInt8]
     let pool: SandboxPool
     /// Checked and rendered queries by SQL text (refusals too): the same text against the same
@@ -16,9 +18,10 @@ public final class DatasetRuntime: Sendable {
     private let plans = Mutex<[String: Result<PreparedQuery, GatewayError>]>([:])
     static let planCacheSize = 1024
 
-    init(policy: DatasetPolicy, snapshot: Snapshot, key: [UInt8], poolSize: Int) {
+    init(policy: DatasetPolicy, snapshot: Snapshot, facts: SnapshotFacts, key: [UInt8], poolSize: Int) {
         self.policy = policy
         self.snapshot = snapshot
+        self.facts = facts
         self.key = key
         pool = SandboxPool(capacity: poolSize) { () throws(GatewayError) in
             try SandboxConnection(policy: policy, snapshot: snapshot, key: key)
@@ -36,12 +39,10 @@ extension DatasetRuntime {
     /// Parses, checks and renders `sql` for this runtime's policy, once per distinct text.
     func prepare(_ sql: String) -> Result<PreparedQuery, GatewayError> {
         if let cached = plans.withLock({ $0[sql] }) { return cached }
-        let prepared = Gateway.check(sql, policy: policy).map { checked in
-            PreparedQuery(
-                rendered: Renderer.render(checked.select),
-                plan: ExecutionPlan(
-                    maskedOutputs: checked.maskedOutputs, readsAggregateTables: checked.readsAggregateTables,
-                    suppressedGroupsSQL: checked.suppressedGroupsQuery.map(Renderer.render)))
+        let prepared = Gateway.check(sql, policy: policy, facts: facts).map { checked in
+            var plan = checked.plan
+            plan.maskedOutputs = checked.maskedOutputs
+            return PreparedQuery(rendered: Renderer.render(checked.select), plan: plan)
         }
         if sql.utf8.count <= 16_384 {
             plans.withLock { cache in

@@ -27,6 +27,9 @@ final class SandboxAuthorizer {
     /// Set for statements the checker approved as aggregate queries (with thresholds); otherwise
     /// reads of aggregate tables are refused here too.
     private var allowAggregateTables = false
+    /// Set for statements whose plan calls sandgate's internal plan functions (`__sg_tally`,
+    /// `__sg_packed`); the checker never lets a consumer name them.
+    private var allowPlanFunctions = false
 
     init(viewNames: Set<String>, aggregateTables: Set<String>, snapshotSchema: String, internalFunctionPrefix: String) {
         self.viewNames = viewNames
@@ -35,9 +38,10 @@ final class SandboxAuthorizer {
         self.internalFunctionPrefix = internalFunctionPrefix
     }
 
-    func reset(allowAggregateTables: Bool) {
+    func reset(allowAggregateTables: Bool, allowPlanFunctions: Bool) {
         firstDenial = nil
         self.allowAggregateTables = allowAggregateTables
+        self.allowPlanFunctions = allowPlanFunctions
     }
 
     private func deny(_ denial: AuthorizerDenial) -> AuthorizerDecision {
@@ -77,6 +81,9 @@ final class SandboxAuthorizer {
             if name.hasPrefix(internalFunctionPrefix) {
                 if let view = request.innermostView?.lowercased(), viewNames.contains(view) { return .allow }
                 return deny(.functionNotAllowed(request.second ?? ""))
+            }
+            if name == PlanCounters.tally || name == PlanCounters.packed {
+                return allowPlanFunctions ? .allow : deny(.functionNotAllowed(request.second ?? ""))
             }
             // printf/format pass here only because the checker admitted their literal, small widths.
             if FunctionAllowlist.allows(name) || FunctionRules.boundedFunctions.contains(name) { return .allow }

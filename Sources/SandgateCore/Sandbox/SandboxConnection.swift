@@ -6,19 +6,28 @@ import SandgateSQLite
 struct ExecutionPlan: Sendable {
     /// For each output column: derived from a masked column (the `masked_cells` meter).
     var maskedOutputs: [Bool] = []
-    /// The checker approved reads of aggregate tables (thresholds are in the SQL).
-    var readsAggregateTables = false
-    /// Counts the groups the threshold suppressed; run after the query, within its budget.
-    var suppressedGroupsSQL: String?
+    /// A two-stage aggregate plan built by sandgate (DESIGN.md §3): it may read aggregate tables
+    /// and call the plan's internal functions; its step budget is the metered figure, checked
+    /// before it runs, so that no exact step count (which depends on withheld groups) decides
+    /// an outcome.
+    var isAggregatePlan = false
+    /// The query packs rows into values (`group_concat`, `json_group_array`, …) through the
+    /// internal counting function: each packed input row counts as a row.
+    var packsRows = false
+    /// Published tables the query reads (for the metered steps of aggregate plans).
+    var tables: [String] = []
 }
 
 /// What one execution in the sandbox produced.
 struct Execution {
     var result: QueryResult
     var truncated: Bool
+    /// Exact VM steps (stage 1 included): for the holder's ledger record.
     var vmSteps: Int64
     var maskedCells: Int
     var suppressedGroups: Int
+    /// Input rows packed into values by concatenating aggregates.
+    var packedRows: Int
 }
 
 /// A failed execution, with the work it consumed (for pricing and the ledger).
@@ -27,6 +36,46 @@ struct ExecutionFailure: Error {
     var vmSteps: Int64
     /// False when nothing ran (refused while preparing).
     var executed: Bool
+    /// SQLite's own text, for the server log only: it can quote data values.
+    var detail: String = ""
+}
+
+/// Counters the internal plan functions update while one statement runs.
+final class PlanCounters {
+    /// Groups `__sg_tally` saw below their threshold.
+    var suppressedGroups = 0
+    /// Values `__sg_packed` passed into concatenating aggregates.
+    var packedRows = 0
+    var packedLimit = Int.max
+    var packedExceeded = false
+
+    func reset(packedLimit: Int) {
+        suppressedGroups = 0
+        packedRows = 0
+        self.packedLimit = packedLimit
+        packedExceeded = false
+    }
+
+    /// Internal function names (reserved prefix; the checker refuses them in consumer SQL and the
+    /// authorizer allows them only in statements whose plan uses them).
+    static let tally = "__sg_tally"
+    static let packed = "__sg_packed"
+
+    func register(on connection: Connection) throws(SQLiteError) {
+        // Not deterministic: SQLite must call them once per group or row, never fold them.
+        try connection.createFunction(name: Self.tally, argumentCount: 2, deterministic: false) { [unowned self] arguments, result in
+            if arguments.integer(at: 0) < arguments.integer(at: 1) { suppressedGroups += 1 }
+            result.setArgument(arguments, at: 0)
+        }
+        try connection.createFunction(name: Self.packed, argumentCount: 1, deterministic: false) { [unowned self] arguments, result in
+            packedRows += 1
+            if packedRows > packedLimit {
+                packedExceeded = true
+                return result.setError("rows limit")
+            }
+            result.setArgument(arguments, at: 0)
+        }
+    }
 }
 
 /// One isolated SQLite connection for one dataset and policy version.
@@ -40,7 +89,8 @@ final class SandboxConnection {
     private let authorizer: SandboxAuthorizer
     /// Kept alive here: SQLite holds only unretained references through the function boxes.
     private let evaluators: [MaskEvaluator]
-    private let budget = BudgetState()
+    private let budget: BudgetState
+    private let counters: PlanCounters
     /// Prepared statements by SQL text: preparing rendered SQL over the masking views costs more
     /// than running a point lookup. Bounded; cleared when full.
     private var statements: [String: Statement] = [:]
@@ -51,6 +101,9 @@ final class SandboxConnection {
         let token = Self.randomToken()
         let schema = "sg_\(token)"
         let functionPrefix = "sg_\(token)_"
+        let budget = BudgetState(), counters = PlanCounters()
+        self.budget = budget
+        self.counters = counters
         do {
             connection = try Connection()
             let db = connection
@@ -106,6 +159,8 @@ final class SandboxConnection {
                 try db.execute("CREATE TEMP VIEW \(Self.identifier(table.name)) AS SELECT \(selectList.joined(separator: ", ")) FROM \(Self.identifier(schema)).\(Self.identifier(table.name))\(filter)")
             }
             self.evaluators = evaluators
+            try BoundedFunctions.register(on: db, budget: budget)
+            try counters.register(on: db)
 
             db.setLimit(.length, Int32(ResultStorage.maximumValueLength))
             db.setLimit(.sqlLength, 1_000_000)
@@ -115,7 +170,7 @@ final class SandboxConnection {
             db.setLimit(.vdbeOperations, 50_000)
             db.setLimit(.functionArguments, 32)
             db.setLimit(.attached, 0)
-            db.setLimit(.likePatternLength, 1000)
+            db.setLimit(.likePatternLength, Int32(budget.likePatternLimit))
             db.setLimit(.variableNumber, 999)
             db.setLimit(.triggerDepth, 0)
             db.setLimit(.workerThreads, 0)
@@ -129,7 +184,6 @@ final class SandboxConnection {
             internalFunctionPrefix: functionPrefix)
         let authorizer = self.authorizer
         connection.setAuthorizer { authorizer.decide($0) }
-        let budget = self.budget
         connection.setProgressHandler(every: BudgetState.interval) { budget.tick() }
     }
 
@@ -159,15 +213,19 @@ final class SandboxConnection {
     /// Runs `sql` (rendered by sandgate from a checked query) within `limits`, returning at most
     /// `rowLimit` rows.
     func execute(sql: String, parameters: QueryParameters, limits: DatasetLimits, rowLimit: Int, plan: ExecutionPlan = ExecutionPlan()) -> Result<Execution, ExecutionFailure> {
-        authorizer.reset(allowAggregateTables: plan.readsAggregateTables)
-        defer { authorizer.reset(allowAggregateTables: false) }
-        budget.arm(maxSteps: limits.maxVMSteps, timeoutMilliseconds: limits.timeoutMilliseconds)
+        authorizer.reset(allowAggregateTables: plan.isAggregatePlan, allowPlanFunctions: plan.isAggregatePlan || plan.packsRows)
+        defer { authorizer.reset(allowAggregateTables: false, allowPlanFunctions: false) }
+        // Aggregate plans are budgeted by their metered steps before they run (Gateway); only the
+        // clock stops them here.
+        budget.arm(maxSteps: plan.isAggregatePlan ? .max : limits.maxVMSteps, timeoutMilliseconds: limits.timeoutMilliseconds)
         defer { budget.disarm() }
-        let lengthLimit = Int32(clamping: min(limits.maxResultBytes, ResultStorage.maximumValueLength))
-        connection.setLimit(.length, lengthLimit)
+        counters.reset(packedLimit: rowLimit)
+        let lengthLimit = min(limits.maxResultBytes, ResultStorage.maximumValueLength)
+        budget.lengthLimit = lengthLimit
+        connection.setLimit(.length, Int32(clamping: lengthLimit))
 
-        func failure(_ error: GatewayError, executed: Bool, steps: Int64 = 0) -> Result<Execution, ExecutionFailure> {
-            .failure(ExecutionFailure(error: error, vmSteps: steps, executed: executed))
+        func failure(_ error: GatewayError, executed: Bool, steps: Int64 = 0, detail: String = "") -> Result<Execution, ExecutionFailure> {
+            .failure(ExecutionFailure(error: error, vmSteps: steps, executed: executed, detail: detail))
         }
 
         let statement: Statement
@@ -233,23 +291,22 @@ final class SandboxConnection {
                 }
             }
         } catch {
-            return failure(stepError(error, limits: limits), executed: true, steps: statement.virtualMachineSteps)
+            return failure(stepError(error, limits: limits, rowLimit: rowLimit), executed: true,
+                           steps: statement.virtualMachineSteps, detail: error.message)
         }
-        var steps = statement.virtualMachineSteps
-        var suppressed = 0
-        if let countSQL = plan.suppressedGroupsSQL {
-            do {
-                if let counter = try connection.prepare(countSQL) {
-                    if try counter.step(), counter.type(at: 0) == .integer { suppressed = Int(counter.integer(at: 0)) }
-                    steps += counter.virtualMachineSteps
-                }
-            } catch {
-                return failure(stepError(error, limits: limits), executed: true, steps: steps)
-            }
+        let steps = statement.virtualMachineSteps
+        // Packed values count as rows: together with the rows returned they may not pass the limit.
+        if counters.packedRows > 0, counters.packedRows + result.rowCount > rowLimit {
+            return failure(packedRowsError(rowLimit), executed: true, steps: steps)
         }
         return .success(Execution(
             result: result.finish(), truncated: truncated, vmSteps: steps, maskedCells: maskedCells,
-            suppressedGroups: suppressed))
+            suppressedGroups: counters.suppressedGroups, packedRows: counters.packedRows))
+    }
+
+    private func packedRowsError(_ rowLimit: Int) -> GatewayError {
+        GatewayError(.rowsLimitExceeded, "the query packs more than \(rowLimit) rows' values into its result",
+                     hint: "group_concat, string_agg, json_group_array and json_group_object count every input row against the row limit; filter or aggregate further")
     }
 
     private func bind(_ parameters: QueryParameters, to statement: Statement) -> GatewayError? {
@@ -321,8 +378,11 @@ final class SandboxConnection {
         return GatewayError(.syntaxError, message)
     }
 
-    private func stepError(_ error: SQLiteError, limits: DatasetLimits) -> GatewayError {
-        if error.isInterrupt {
+    /// Runtime failures get a fixed message per class: SQLite's own text can quote values (a JSON
+    /// path error quotes its argument), so it goes only to the server log.
+    private func stepError(_ error: SQLiteError, limits: DatasetLimits, rowLimit: Int) -> GatewayError {
+        if counters.packedExceeded { return packedRowsError(rowLimit) }
+        if error.isInterrupt || budget.stopReason != .none {
             switch budget.stopReason {
             case .time:
                 return GatewayError(.timeout, "the query ran longer than \(limits.timeoutMilliseconds) ms", hint: "add filters or aggregate")
@@ -332,7 +392,8 @@ final class SandboxConnection {
         }
         if error.isTooBig { return GatewayError(.resultTooLarge, "a value exceeded the size limit", hint: "the limit is \(min(limits.maxResultBytes, ResultStorage.maximumValueLength)) bytes per value") }
         if error.isOutOfMemory { return GatewayError(.budgetExceeded, "the query exceeded its memory budget") }
-        return GatewayError(.badRequest, "the query failed: \(error.message)")
+        return GatewayError(.badRequest, "the query failed while running",
+                            hint: "a function or operator was given a value it cannot handle (SQLite's message is withheld: it can quote data)")
     }
 }
 
@@ -345,6 +406,18 @@ final class BudgetState {
     private var maxSteps: Int64 = .max
     private var deadline: UInt64 = .max
     private(set) var stopReason = StopReason.none
+    /// `SQLITE_LIMIT_LENGTH` of the running statement, for functions that build values.
+    var lengthLimit = ResultStorage.maximumValueLength
+    /// Longest LIKE/GLOB pattern, in bytes (`SQLITE_LIMIT_LIKE_PATTERN_LENGTH`).
+    let likePatternLimit = 1000
+
+    /// For functions that watch the clock themselves: true (and the stop reason set) once the
+    /// deadline has passed.
+    func deadlinePassed() -> Bool {
+        guard DispatchTime.now().uptimeNanoseconds > deadline else { return false }
+        stopReason = .time
+        return true
+    }
 
     func arm(maxSteps: Int64, timeoutMilliseconds: Int) {
         steps = 0
