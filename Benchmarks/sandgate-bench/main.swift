@@ -7,6 +7,9 @@
 // cost of masking. Release build, several runs, medians.
 //
 //   swift run -c release sandgate-bench [--rows 1000000] [--runs 7] [--dir .build/bench]
+//
+// `--suite aggregate` measures the release model of issue 7 (AggregateSuite.swift) and
+// `--suite functions` the slowest allowed functions at the largest inputs the sandbox permits.
 
 import Foundation
 import SandgateCore
@@ -19,6 +22,8 @@ struct Options {
     var directory = ".build/bench"
     /// Run only one measurement (`gateway`, `plain`, `substr`, `sqlite`), e.g. under a profiler.
     var only: String?
+    /// `masks` (default), `aggregate` or `functions`.
+    var suite = "masks"
 
     init(_ arguments: [String]) throws {
         var iterator = arguments.dropFirst().makeIterator()
@@ -29,6 +34,7 @@ struct Options {
             case "--runs": runs = try Self.positive(value, argument)
             case "--dir": directory = value
             case "--only": only = value
+            case "--suite": suite = value
             default: throw BenchError("unknown option \(argument)")
             }
         }
@@ -112,6 +118,12 @@ let selectSubstr = """
 
 do {
     let options = try Options(CommandLine.arguments)
+    switch options.suite {
+    case "masks": break
+    case "aggregate": try runAggregateSuite(options); exit(0)
+    case "functions": try runFunctionSuite(options); exit(0)
+    default: throw BenchError("--suite takes masks, aggregate or functions")
+    }
     let fm = FileManager.default
     try fm.createDirectory(atPath: options.directory, withIntermediateDirectories: true)
     let fixture = "\(options.directory)/retail-\(options.rows).sqlite"

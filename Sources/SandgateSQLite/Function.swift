@@ -90,4 +90,10 @@ public enum ByteSearch {
         guard let found = sandgate_memmem(base + from, haystack.count - from, pattern, needle.count) else { return nil }
         return UnsafeRawPointer(base).distance(to: found)
     }
+
+    /// The offset of the first `byte` in `haystack` (`memchr`).
+    public static func firstOffset(of byte: UInt8, in haystack: UnsafeBufferPointer<UInt8>) -> Int? {
+        guard let base = haystack.baseAddress, let found = memchr(base, Int32(byte), haystack.count) else { return nil }
+        return UnsafeRawPointer(base).distance(to: found)
+    }
 }

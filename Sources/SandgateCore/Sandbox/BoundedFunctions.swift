@@ -13,23 +13,30 @@ enum BoundedFunctions {
     static let deadlineCheckInterval = 1 << 16
 
     static func register(on connection: Connection, budget: BudgetState) throws(SQLiteError) {
+        // Each call first looks at the clock: rows that each cost milliseconds must not run on
+        // for the many rows between two calls of the progress handler.
         try connection.createFunction(name: "instr", argumentCount: 2, deterministic: true) { arguments, result in
+            if budget.deadlinePassed() { return result.setInterrupted() }
             instr(arguments, result)
         }
         try connection.createFunction(name: "replace", argumentCount: 3, deterministic: true) { arguments, result in
+            if budget.deadlinePassed() { return result.setInterrupted() }
             replace(arguments, result, lengthLimit: budget.lengthLimit)
         }
         for (name, sides) in [("trim", TrimSides.both), ("ltrim", .leading), ("rtrim", .trailing)] {
             try connection.createFunction(name: name, argumentCount: 2, deterministic: true) { arguments, result in
+                if budget.deadlinePassed() { return result.setInterrupted() }
                 trim(arguments, result, sides: sides)
             }
         }
         for count: Int32 in [2, 3] {
             try connection.createFunction(name: "like", argumentCount: count, deterministic: true) { arguments, result in
+                if budget.deadlinePassed() { return result.setInterrupted() }
                 like(arguments, result, glob: false, budget: budget)
             }
         }
         try connection.createFunction(name: "glob", argumentCount: 2, deterministic: true) { arguments, result in
+            if budget.deadlinePassed() { return result.setInterrupted() }
             like(arguments, result, glob: true, budget: budget)
         }
     }
@@ -198,6 +205,9 @@ enum BoundedFunctions {
 
     /// `like(P, X[, E])` (`X LIKE P ESCAPE E`) and `glob(P, X)`: 1, 0 or NULL.
     static func like(_ arguments: FunctionArguments, _ result: FunctionResult, glob: Bool, budget: BudgetState) {
+        // Debian's SQLite is built with SQLITE_LIKE_DOESNT_MATCH_BLOBS: a blob never matches
+        // (tested before NULL, as SQLite does).
+        if arguments.type(at: 0) == .blob || arguments.type(at: 1) == .blob { return result.setInteger(0) }
         guard arguments.type(at: 0) != .null, arguments.type(at: 1) != .null else { return result.setNull() }
         var escape: UInt32?
         if arguments.count == 3 {
@@ -225,7 +235,7 @@ enum BoundedFunctions {
 
     /// SQLite's matcher reads NUL-terminated strings: a NUL ends them.
     static func untilNul(_ bytes: UnsafeBufferPointer<UInt8>) -> UnsafeBufferPointer<UInt8> {
-        guard let nul = bytes.firstIndex(of: 0) else { return bytes }
+        guard let nul = ByteSearch.firstOffset(of: 0, in: bytes) else { return bytes }
         return UnsafeBufferPointer(rebasing: bytes[..<nul])
     }
 

@@ -400,7 +400,9 @@ final class SandboxConnection {
 /// Step and time budget, checked by SQLite's progress handler every `interval` instructions.
 final class BudgetState {
     enum StopReason { case none, steps, time }
-    static let interval: Int32 = 1000
+    /// Small enough that a statement whose rows each cost milliseconds (an 8 MB value built per row)
+    /// still looks at the clock every few rows.
+    static let interval: Int32 = 100
 
     private var steps: Int64 = 0
     private var maxSteps: Int64 = .max
