@@ -129,3 +129,13 @@ let package = Package(
         .testTarget(name: "sandgateCLITests", dependencies: ["sandgate", "SandgateSQLite"], swiftSettings: swiftSettings),
     ]
 )
+
+// The parser fuzzer (Scripts/fuzz.sh): only with SANDGATE_FUZZ set, because libFuzzer supplies `main`.
+if Context.environment["SANDGATE_FUZZ"] != nil {
+    package.targets.append(.executableTarget(
+        name: "sandgate-fuzz",
+        dependencies: ["SandgateCore", "SandgatePolicy", "SandgateSQL"],
+        path: "Fuzz/sandgate-fuzz",
+        swiftSettings: swiftSettings
+    ))
+}

@@ -37,7 +37,7 @@ let aggregatePolicy = """
 
 let aggregateQueries: [(label: String, dataset: String, sql: String)] = [
     ("GROUP BY channel", "retail", "SELECT channel, count(*) AS n, sum(amount) AS total FROM orders GROUP BY channel"),
-    ("GROUP BY month", "retail", "SELECT substr(created_at, 1, 7) AS month, count(*) AS n, avg(amount) AS mean FROM orders GROUP BY month"),
+    ("GROUP BY month", "retail", "SELECT substr(created_at, 1, 7) AS month, count(*) AS n, avg(amount) AS mean FROM orders GROUP BY substr(created_at, 1, 7)"),
     ("join customers, GROUP BY city", "retail", "SELECT c.city, count(*) AS orders, avg(o.amount) AS mean FROM orders o JOIN customers c ON o.customer_id = c.customer_id GROUP BY c.city ORDER BY c.city"),
     ("GROUP BY created_at (all small)", "retail", "SELECT created_at, count(*) FROM orders GROUP BY created_at"),
     ("remainder: GROUP BY city", "retail_remainder", "SELECT c.city, count(*) AS orders, avg(o.amount) AS mean FROM orders o JOIN customers c ON o.customer_id = c.customer_id GROUP BY c.city ORDER BY orders DESC"),

@@ -318,7 +318,8 @@ public final class Gateway: Sendable {
             usage.cells = result.cellCount
             usage.bytes = result.valueBytes
             usage.maskedCells = execution.maskedCells
-            usage.suppressedGroups = execution.suppressedGroups
+            // The exact count goes to the record only (see UsageSummary.suppressedGroups).
+            usage.suppressedGroups = plan.isAggregatePlan ? nil : 0
             usage.vmSteps = plan.isAggregatePlan ? meteredBase + Int64(result.rowCount) : execution.vmSteps
             usage.costMicros = runtime.policy.pricing.cost(rows: rows, vmSteps: usage.vmSteps)
             record.status = .ok

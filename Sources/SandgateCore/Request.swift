@@ -30,7 +30,10 @@ public struct UsageSummary: Sendable, Equatable {
     public var cells: Int
     public var bytes: Int
     public var maskedCells: Int
-    public var suppressedGroups: Int
+    /// Groups a threshold withheld — for queries on rows tables always 0, for aggregate plans
+    /// nil: not disclosed to the consumer, because the count says whether rows exist for a
+    /// combination of dimension values (the usage record keeps it for the holder).
+    public var suppressedGroups: Int?
     public var vmSteps: Int64
     public var elapsedMicroseconds: Int64
     public var costMicros: Int64

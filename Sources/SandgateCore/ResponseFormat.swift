@@ -40,7 +40,7 @@ public enum ResponseFormat {
         var output = "{\"query_id\":"
         JSONText.appendString(usage.queryID, to: &output)
         output += ",\"rows\":\(usage.rows),\"cells\":\(usage.cells),\"bytes\":\(usage.bytes),\"masked_cells\":\(usage.maskedCells)"
-        output += ",\"suppressed_groups\":\(usage.suppressedGroups),\"vm_steps\":\(usage.vmSteps)"
+        output += ",\"suppressed_groups\":" + (usage.suppressedGroups.map(String.init) ?? "null") + ",\"vm_steps\":\(usage.vmSteps)"
         output += ",\"elapsed_ms\":\(Double(usage.elapsedMicroseconds) / 1000),\"cost_micros\":\(usage.costMicros),\"currency\":"
         JSONText.appendString(usage.currency, to: &output)
         output += ",\"seq\":\(usage.seq)}"
@@ -158,7 +158,7 @@ public enum ResponseFormat {
     public static func usageLine(_ response: QueryResponse) -> String {
         let usage = response.usage
         var line = "\(usage.rows) row(s), \(usage.maskedCells) masked cell(s), \(usage.vmSteps) VM steps, \(String(format: "%.2f", Double(usage.elapsedMicroseconds) / 1000)) ms, cost \(usage.costMicros) micro-\(usage.currency), query \(usage.queryID)"
-        if usage.suppressedGroups > 0 { line += ", \(usage.suppressedGroups) group(s) below the threshold withheld" }
+        if usage.suppressedGroups == nil { line += ", groups below the threshold are withheld" }
         if response.truncated { line += " — truncated by \(response.truncatedBy ?? "max_rows")" }
         return line
     }

@@ -63,6 +63,9 @@ import Testing
         ("SELECT hex(zeroblob(4000000)) GLOB ('*' || hex(zeroblob(498)) || '1*')", "timeout"),
         ("SELECT count(*) FROM customers WHERE hex(zeroblob(4000000)) || city LIKE ('%' || hex(zeroblob(498)) || '%')", "timeout"),
         ("SELECT length(printf('%1000d', 1))", "ok"),
+        ("SELECT length(rtrim(hex(zeroblob(4190000)), replace(hex(zeroblob(4190000)), '0', '1') || '0'))", "any"),
+        ("SELECT length(ltrim(hex(zeroblob(4190000)), replace(hex(zeroblob(4190000)), '0', '1') || '0'))", "any"),
+        ("SELECT length(replace(hex(zeroblob(4190000)), '0', 'x'))", "any"),
         ("SELECT length(zeroblob(1000000000))", "result_too_large"),
     ])
     func withinBudget(sql: String, outcome: String) throws {
@@ -71,7 +74,11 @@ import Testing
         let started = DispatchTime.now().uptimeNanoseconds
         let response = gateway.query(sql)
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
-        #expect((response.error?.code.rawValue ?? "ok") == outcome, "\(sql) → \(String(describing: response.error))")
+        if outcome == "any" {
+            #expect(response.isOK || response.error?.code == .timeout, "\(sql) → \(String(describing: response.error))")
+        } else {
+            #expect((response.error?.code.rawValue ?? "ok") == outcome, "\(sql) → \(String(describing: response.error))")
+        }
         #expect(Double(response.usage.elapsedMicroseconds) / 1000 <= 400 + 100, "\(sql) took \(response.usage.elapsedMicroseconds) µs")
         #expect(elapsed <= 400 + 250, "\(sql) took \(elapsed) ms end to end")
     }

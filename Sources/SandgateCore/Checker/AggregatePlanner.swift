@@ -123,6 +123,10 @@ struct AggregatePlanner {
             if Checker.containsAggregateCall(key) {
                 throw GatewayError(.syntaxError, "aggregate functions are not allowed in the GROUP BY clause")
             }
+            if Self.containsCollate(key) {
+                throw GatewayError(.shapeNotAllowed, "COLLATE is not allowed in GROUP BY of a query on an aggregate table",
+                                   hint: "a group of values that compare equal would show one row's spelling; group by lower(x) instead")
+            }
             try checkStageOne(key)
             let canonical = self.canonical(key)
             if !keys.contains(where: { $0.canonical == canonical }) {
@@ -430,16 +434,16 @@ struct AggregatePlanner {
                 throw GatewayError(.functionNotAllowed, "\(op.rawValue) is not available")
             }
             try checkStageOne(operand)
-            switch pattern {
-            case .parameter: break
-            case .literal(.string(let text)) where text.utf8.count <= 1000: break
-            default:
-                throw GatewayError(.shapeNotAllowed, "in a query on an aggregate table the pattern of \(op.rawValue) must be a string literal (at most 1000 bytes) or a parameter")
+            // Literals only: a bound pattern over the length limit, or a two-character ESCAPE,
+            // is an error, and an error on some rows (`iif(<predicate>, x LIKE ?, 1)`) would say
+            // whether those rows exist.
+            guard case .literal(.string(let text)) = pattern, text.utf8.count <= 1000 else {
+                throw GatewayError(.shapeNotAllowed, "in a query on an aggregate table the pattern of \(op.rawValue) must be a string literal of at most 1000 bytes")
             }
             switch escape {
-            case nil, .parameter?: break
+            case nil: break
             case .literal(.string(let text))? where text.unicodeScalars.count == 1: break
-            default: throw GatewayError(.shapeNotAllowed, "ESCAPE must be one character, written as a literal or a parameter")
+            default: throw GatewayError(.shapeNotAllowed, "ESCAPE must be one character, written as a string literal")
             }
         case .inSelect, .inTable, .exists, .subquery:
             throw GatewayError(.shapeNotAllowed, "subqueries are not allowed in a query on an aggregate table")
@@ -452,6 +456,12 @@ struct AggregatePlanner {
             guard let arity = StageOneFunctions.arities[name], arity.contains(call.arguments.count), !call.distinct, !call.star, call.filter == nil else {
                 throw GatewayError(.functionNotAllowed, "function \(call.name)() is not allowed in WHERE or GROUP BY of a query on an aggregate table",
                                    hint: "allowed there: " + StageOneFunctions.arities.keys.sorted().joined(separator: ", "))
+            }
+            // strftime's output grows with its format: a long one passes the length limit.
+            if name == "strftime" {
+                guard case .literal(.string(let format))? = call.arguments.first, format.utf8.count <= StageOneFunctions.maximumFormatBytes else {
+                    throw GatewayError(.shapeNotAllowed, "in a query on an aggregate table strftime() takes a string literal format of at most \(StageOneFunctions.maximumFormatBytes) bytes")
+                }
             }
         default:
             break
@@ -567,7 +577,9 @@ struct AggregatePlanner {
                 throw GatewayError(.shapeNotAllowed, "the argument of \(call.name)() must be a bare column",
                                    hint: "expressions inside aggregates could single out one individual within a large group")
             }
-            let bounds = try resolve(reference)
+            // A column merged by USING names the aggregate table's side too.
+            let all = try resolve(reference)
+            let bounds = all.contains { $0.relation == aggregateRelation } ? all.filter { $0.relation == aggregateRelation } : all
             let allowed = table.columns.filter { $0.role == .measure }.flatMap { measure in measure.aggregates.map { "\($0)(\(measure.name))" } }
                 + (table.privacyUnit.map { ["count(DISTINCT \($0))"] } ?? [])
             guard bounds.count == 1, let bound = bounds.first, bound.relation == aggregateRelation, let column = bound.column.policy else {
@@ -608,6 +620,11 @@ struct AggregatePlanner {
 
     static func call(_ name: String, _ arguments: [Expr], distinct: Bool = false, star: Bool = false) -> Expr {
         .function(FunctionCall(name: name, distinct: distinct, star: star, arguments: arguments, filter: nil, over: nil))
+    }
+
+    static func containsCollate(_ expr: Expr) -> Bool {
+        if case .collate = expr { return true }
+        return expr.children.contains(where: containsCollate)
     }
 
     static func isLiteral(_ expr: Expr) -> Bool {

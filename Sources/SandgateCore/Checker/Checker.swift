@@ -81,11 +81,19 @@ struct Checker {
             plan: ExecutionPlan(packsRows: packed != select, tables: Self.publishedTables(in: select, policy: policy)))
     }
 
-    /// Wraps the first argument of every concatenating aggregate in `__sg_packed`, which counts
-    /// the rows packed into one value against the row limit (DESIGN.md §3, rows tables).
+    /// Window functions that copy another row's value into this row.
+    static let valueCopyingWindowFunctions: Set<String> = ["lag", "lead", "first_value", "last_value", "nth_value"]
+
+    /// Wraps the first argument of every concatenating aggregate (and of every window function
+    /// that copies other rows' values) in `__sg_packed`, which counts the rows packed into one
+    /// row against the row limit (DESIGN.md §3, rows tables).
     static func countingPackedRows(_ select: Select) -> Select {
+        func packs(_ call: FunctionCall) -> Bool {
+            let name = call.name.lowercased()
+            return valueRevealingAggregates.contains(name) || (call.over != nil && valueCopyingWindowFunctions.contains(name))
+        }
         func pack(_ node: Expr) -> Expr? {
-            guard case .function(var call) = node, valueRevealingAggregates.contains(call.name.lowercased()), !call.arguments.isEmpty else { return nil }
+            guard case .function(var call) = node, packs(call), !call.arguments.isEmpty else { return nil }
             call.arguments = call.arguments.map { $0.transformingDeep(pack) }
             call.filter = call.filter.map { $0.transformingDeep(pack) }
             call.arguments[0] = .function(FunctionCall(name: PlanCounters.packed, distinct: false, star: false, arguments: [call.arguments[0]], filter: nil, over: nil))
@@ -118,6 +126,7 @@ struct Checker {
                 }
                 // A recursive CTE may read itself: its columns come from its first member.
                 if with.recursive, case .compound = table.select.body {
+                    try Self.checkRecursion(table)
                     var first = Select(body: Self.firstMember(table.select.body))
                     let probe = try checkSelect(&first, parent: scope, context: Context(topLevel: false, nested: true))
                     scope.commonTables[table.name] = Self.relation(named: table.name, columns: probe, renamed: table.columns)
@@ -144,6 +153,21 @@ struct Checker {
             if let offset = limit.offset { try checkStandalone(offset, scope: scope) }
         }
         return columns
+    }
+
+    /// Recursion can carry every row of a table into one value (`SELECT r.s || t.phone FROM r JOIN
+    /// t …`), past `max_rows`: the recursive members of a recursive CTE may read only the CTE.
+    static func checkRecursion(_ table: CommonTable) throws(GatewayError) {
+        func members(_ body: SelectBody) -> [SelectBody] {
+            if case .compound(let left, _, let right) = body { return members(left) + [right] }
+            return [body]
+        }
+        for member in members(table.select.body).dropFirst() {
+            for name in Select(body: member).referencedTables where !equalNames(name, table.name) {
+                throw GatewayError(.shapeNotAllowed, "the recursive part of \(table.name) reads \(name)",
+                                   hint: "the recursive part of a recursive CTE may read only the CTE itself; recursion could carry every row into one value")
+            }
+        }
     }
 
     static func firstMember(_ body: SelectBody) -> SelectBody {

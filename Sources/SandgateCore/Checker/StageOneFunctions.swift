@@ -23,6 +23,9 @@ public enum StageOneFunctions {
         "date": 1...16, "time": 1...16, "datetime": 1...16, "julianday": 1...16, "unixepoch": 1...16, "strftime": 2...16,
     ]
 
+    /// Longest strftime format in stage 1 (its output grows with the format).
+    public static let maximumFormatBytes = 100
+
     /// Date and time functions: refused with no time value or with `'now'` anywhere.
     static let dateFunctions: Set<String> = ["date", "time", "datetime", "julianday", "unixepoch", "strftime"]
 

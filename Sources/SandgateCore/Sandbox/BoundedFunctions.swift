@@ -21,12 +21,12 @@ enum BoundedFunctions {
         }
         try connection.createFunction(name: "replace", argumentCount: 3, deterministic: true) { arguments, result in
             if budget.deadlinePassed() { return result.setInterrupted() }
-            replace(arguments, result, lengthLimit: budget.lengthLimit)
+            replace(arguments, result, budget: budget)
         }
         for (name, sides) in [("trim", TrimSides.both), ("ltrim", .leading), ("rtrim", .trailing)] {
             try connection.createFunction(name: name, argumentCount: 2, deterministic: true) { arguments, result in
                 if budget.deadlinePassed() { return result.setInterrupted() }
-                trim(arguments, result, sides: sides)
+                trim(arguments, result, sides: sides, budget: budget)
             }
         }
         for count: Int32 in [2, 3] {
@@ -79,7 +79,8 @@ enum BoundedFunctions {
     }
 
     /// `replace(X, Y, Z)`: every Y in X replaced by Z, bytewise; X unchanged when Y is empty.
-    static func replace(_ arguments: FunctionArguments, _ result: FunctionResult, lengthLimit: Int) {
+    static func replace(_ arguments: FunctionArguments, _ result: FunctionResult, budget: BudgetState) {
+        let lengthLimit = budget.lengthLimit
         guard arguments.type(at: 0) != .null, arguments.type(at: 1) != .null, arguments.type(at: 2) != .null else {
             return result.setNull()
         }
@@ -89,12 +90,14 @@ enum BoundedFunctions {
                 guard pattern.count > 0, pattern[0] != 0 else { return result.setArgument(arguments, at: 0) }
                 arguments.withText(at: 2) { replacement in
                     var output: [UInt8] = []
-                    var from = 0
+                    var from = 0, found = 0
                     while let offset = find(pattern, in: subject, from: from) {
                         output.append(contentsOf: UnsafeBufferPointer(rebasing: subject[from..<offset]))
                         output.append(contentsOf: replacement)
                         from = offset + pattern.count
                         if output.count > lengthLimit { return result.setTooBig() }
+                        found &+= 1
+                        if found % deadlineCheckInterval == 0, budget.deadlinePassed() { return result.setInterrupted() }
                     }
                     if from == 0 { return result.setText(subject) }
                     output.append(contentsOf: UnsafeBufferPointer(rebasing: subject[from...]))
@@ -110,47 +113,63 @@ enum BoundedFunctions {
     enum TrimSides { case leading, trailing, both }
 
     /// `trim(X, Y)`: the characters of Y removed from X's ends, SQLite's way (the first character
-    /// of Y, in Y's order, whose bytes match wins).
-    static func trim(_ arguments: FunctionArguments, _ result: FunctionResult, sides: TrimSides) {
+    /// of Y, in Y's order, whose bytes match wins). Linear in both lengths, and it watches the
+    /// deadline (an 8 MB X by an 8 MB Y must not outlive the budget).
+    static func trim(_ arguments: FunctionArguments, _ result: FunctionResult, sides: TrimSides, budget: BudgetState) {
         guard arguments.type(at: 0) != .null, arguments.type(at: 1) != .null else { return result.setNull() }
         arguments.withText(at: 0) { input in
             arguments.withText(at: 1) { set in
-                let characters = CharacterSet(set)
-                var start = 0, end = input.count
+                guard let characters = CharacterSet(set, budget: budget) else { return result.setInterrupted() }
+                var start = 0, end = input.count, steps = 0
                 if sides != .trailing {
-                    while start < end, let length = characters.match(input, at: start, limit: end) { start += length }
+                    while start < end, let length = characters.match(input, at: start, limit: end) {
+                        start += length
+                        steps &+= 1
+                        if steps % deadlineCheckInterval == 0, budget.deadlinePassed() { return result.setInterrupted() }
+                    }
                 }
                 if sides != .leading {
-                    while start < end, let length = characters.matchBackward(input, endingAt: end, limit: start) { end -= length }
+                    while start < end, let length = characters.matchBackward(input, endingAt: end, limit: start) {
+                        end -= length
+                        steps &+= 1
+                        if steps % deadlineCheckInterval == 0, budget.deadlinePassed() { return result.setInterrupted() }
+                    }
                 }
                 result.setText(UnsafeBufferPointer(rebasing: input[start..<end]))
             }
         }
     }
 
-    /// The characters of a trim set, by byte length, with their position in the set.
+    /// The characters of a trim set with their first position in the set: one-byte characters in
+    /// a table, longer ones in dictionaries by length.
     struct CharacterSet {
-        /// Byte length → (character bytes packed in a UInt64 → first index in the set).
+        /// Byte → first index of that one-byte character, or -1.
+        private var single = [Int](repeating: -1, count: 256)
+        /// Byte length (2…8) → (character bytes packed in a UInt64 → first index).
         private var short: [Int: [UInt64: Int]] = [:]
         /// Characters longer than 8 bytes (only in invalid UTF-8).
         private var long: [(bytes: [UInt8], index: Int)] = []
         private var lengths: [Int] = []
 
-        init(_ set: UnsafeBufferPointer<UInt8>) {
+        /// nil when the deadline passed while reading the set.
+        init?(_ set: UnsafeBufferPointer<UInt8>, budget: BudgetState) {
             var index = 0, position = 0
             while position < set.count {
                 var next = position + 1
                 if set[position] >= 0xC0 { while next < set.count, set[next] & 0xC0 == 0x80 { next += 1 } }
                 let length = next - position
-                if length <= 8 {
+                if length == 1 {
+                    if single[Int(set[position])] < 0 { single[Int(set[position])] = index }
+                } else if length <= 8 {
                     let key = Self.pack(set, from: position, length: length)
                     if short[length, default: [:]][key] == nil { short[length, default: [:]][key] = index }
                 } else {
                     long.append((Array(set[position..<next]), index))
                 }
-                if !lengths.contains(length) { lengths.append(length) }
+                if length > 1, !lengths.contains(length) { lengths.append(length) }
                 index += 1
                 position = next
+                if index % deadlineCheckInterval == 0, budget.deadlinePassed() { return nil }
             }
         }
 
@@ -162,7 +181,7 @@ enum BoundedFunctions {
 
         /// The length of the set's character that `bytes` has at `start` (not past `limit`).
         func match(_ bytes: UnsafeBufferPointer<UInt8>, at start: Int, limit: Int) -> Int? {
-            best { length in
+            best(singleIndex: single[Int(bytes[start])]) { length in
                 guard length <= limit - start else { return nil }
                 return index(of: bytes, from: start, length: length)
             }
@@ -170,7 +189,7 @@ enum BoundedFunctions {
 
         /// The length of the set's character that ends at `end` (not before `limit`).
         func matchBackward(_ bytes: UnsafeBufferPointer<UInt8>, endingAt end: Int, limit: Int) -> Int? {
-            best { length in
+            best(singleIndex: single[Int(bytes[end - 1])]) { length in
                 guard length <= end - limit else { return nil }
                 return index(of: bytes, from: end - length, length: length)
             }
@@ -182,8 +201,8 @@ enum BoundedFunctions {
         }
 
         /// Among the lengths that match, the one whose character comes first in the set.
-        private func best(_ indexFor: (Int) -> Int?) -> Int? {
-            var chosen: (length: Int, index: Int)?
+        private func best(singleIndex: Int, _ indexFor: (Int) -> Int?) -> Int? {
+            var chosen: (length: Int, index: Int)? = singleIndex >= 0 ? (1, singleIndex) : nil
             for length in lengths {
                 if let index = indexFor(length), index < (chosen?.index ?? .max) { chosen = (length, index) }
             }

@@ -1,0 +1,1 @@
+SELECT name, phone, city FROM customers LIMIT 5

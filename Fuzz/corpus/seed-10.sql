@@ -1,0 +1,1 @@
+SELECT json_group_array(json_array(customer_id, name)) FROM customers

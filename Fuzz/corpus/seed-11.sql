@@ -1,0 +1,1 @@
+SELECT CASE WHEN random() % 2 = 0 THEN 'a' ELSE 'b' END AS g, count(*) FROM orders GROUP BY g

@@ -1,0 +1,1 @@
+WITH d(x) AS (VALUES (1),(2)) SELECT d.x, count(*) FROM orders o JOIN d ON d.x = 1 GROUP BY d.x

@@ -1,0 +1,1 @@
+SELECT count(*) FROM orders o JOIN customers c ON o.customer_id = c.customer_id OR c.city = 'x'

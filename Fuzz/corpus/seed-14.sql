@@ -1,0 +1,1 @@
+SELECT c.city, count(*) FROM orders o JOIN customers c ON o.customer_id = c.customer_id GROUP BY c.city HAVING json_extract('{}', sum(o.amount) || ' n') IS NULL

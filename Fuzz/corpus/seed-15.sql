@@ -1,0 +1,1 @@
+SELECT name FROM customers WHERE EXISTS (SELECT 1 FROM customers d WHERE d.city = customers.city) ORDER BY 1 LIMIT 1 OFFSET ?

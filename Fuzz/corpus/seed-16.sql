@@ -1,0 +1,1 @@
+SELECT printf('%5.2f|%-10s', 3.14, city) FROM customers LIMIT 1

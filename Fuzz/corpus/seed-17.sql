@@ -1,0 +1,1 @@
+SELECT row_number() OVER (PARTITION BY city ORDER BY birth_date) AS r, city FROM customers WINDOW w AS (ORDER BY city)

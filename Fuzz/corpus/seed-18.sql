@@ -1,0 +1,1 @@
+SELECT x'00ff', -9223372036854775808, 1e999, 'it''s', "city" FROM customers WHERE city IS NOT NULL AND birth_date BETWEEN '1970' AND '1990'

@@ -1,0 +1,1 @@
+SELECT city, count(*) AS n FROM customers GROUP BY city ORDER BY n DESC

@@ -1,0 +1,1 @@
+SELECT channel, max(amount) - min(amount), round(avg(amount), 2) FROM orders WHERE created_at >= :since GROUP BY 1 ORDER BY sum(amount) DESC

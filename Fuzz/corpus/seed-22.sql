@@ -1,0 +1,1 @@
+SELECT cast(amount AS INTEGER), count(*) FROM orders GROUP BY 1

@@ -1,0 +1,1 @@
+SELECT count(*) FROM customers c RIGHT JOIN orders o ON o.customer_id = c.customer_id

@@ -1,0 +1,1 @@
+SELECT channel, count(*) AS n, sum(amount) AS total FROM orders GROUP BY channel

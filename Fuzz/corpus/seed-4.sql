@@ -1,0 +1,1 @@
+SELECT c.city, count(*), avg(o.amount) FROM orders o JOIN customers c ON o.customer_id = c.customer_id GROUP BY c.city ORDER BY 2 DESC LIMIT 3

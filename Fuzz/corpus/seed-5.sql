@@ -1,0 +1,1 @@
+SELECT city, count(*) FROM orders JOIN customers USING (customer_id) GROUP BY city

@@ -1,0 +1,1 @@
+SELECT substr(created_at, 1, 7) AS m, count(DISTINCT customer_id) FROM orders WHERE channel IN ('app', 'web') GROUP BY m HAVING count(*) > 10

@@ -1,0 +1,1 @@
+WITH t AS (SELECT city FROM customers) SELECT count(*) FROM t WHERE city LIKE 'S%'

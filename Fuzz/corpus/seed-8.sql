@@ -1,0 +1,1 @@
+SELECT * FROM customers a JOIN customers b USING (customer_id) LIMIT 2

@@ -1,0 +1,1 @@
+SELECT group_concat(name, ';') FROM (SELECT name FROM customers LIMIT 10)

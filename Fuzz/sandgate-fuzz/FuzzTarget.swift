@@ -1,0 +1,49 @@
+// libFuzzer target (issue 7 item 9): parse → check → render → parse on the demo policy.
+// Built and run by Scripts/fuzz.sh; not part of the normal build (Package.swift adds the target
+// only when SANDGATE_FUZZ is set, because libFuzzer brings its own `main`).
+//
+// What counts as a crash: any trap (a force unwrap, an overflow, an index out of range), a
+// rendering that does not parse again, a rendering that is not a fixed point, and a checked query
+// whose rendering the checker would refuse.
+
+import Foundation
+import SandgateCore
+import SandgatePolicy
+import SandgateSQL
+
+/// The demo policy, loaded once from `SANDGATE_FUZZ_POLICY` (default `Policies/retail.yaml`).
+let fuzzPolicy: DatasetPolicy = {
+    let path = ProcessInfo.processInfo.environment["SANDGATE_FUZZ_POLICY"] ?? "Policies/retail.yaml"
+    switch PolicyLoader.loadDataset(path: path) {
+    case .success(let policy): return policy
+    case .failure(let errors): fatalError("cannot load \(path): \(errors)")
+    }
+}()
+
+/// The demo fixture's keys: customers are unique on customer_id, orders on order_id.
+let fuzzFacts = SnapshotFacts(
+    rowCounts: ["customers": 5000, "orders": 20000],
+    uniqueKeys: ["customers": [["customer_id"]], "orders": [["order_id"]]],
+    overflowingSums: ["orders.amount"])
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
+    // 1. The parser's own fixed point, on everything it accepts.
+    if let select = try? Parser.parseSelect(text) {
+        let rendered = Renderer.render(select)
+        guard let again = try? Parser.parseSelect(rendered, maximumDepth: 10_000) else {
+            fatalError("rendering does not parse: \(text.debugDescription) → \(rendered.debugDescription)")
+        }
+        guard Renderer.render(again) == rendered else {
+            fatalError("rendering is not a fixed point: \(text.debugDescription) → \(rendered.debugDescription)")
+        }
+    }
+    // 2. Check and render against the demo policy; a checked rendering must parse again.
+    if case .success(let checked) = QueryPlanning.render(text, policy: fuzzPolicy, facts: fuzzFacts) {
+        guard (try? Parser.parseSelect(checked, maximumDepth: 10_000)) != nil else {
+            fatalError("checked rendering does not parse: \(text.debugDescription) → \(checked.debugDescription)")
+        }
+    }
+    return 0
+}
