@@ -9,8 +9,11 @@ cd "$(dirname "$0")/.."
 seconds="${1:-60}"
 shift || true
 SANDGATE_FUZZ=1 swift build -c release --scratch-path .build/fuzz --product sandgate-fuzz -Xswiftc -sanitize=fuzzer
-mkdir -p .build/fuzz/corpus .build/fuzz/crashes
+mkdir -p .build/fuzz/corpus .build/fuzz/crashes .build/fuzz/Policies .build/fuzz/Fixtures
 cp Fuzz/corpus/* .build/fuzz/corpus/
-SANDGATE_FUZZ_POLICY=Policies/retail.yaml .build/fuzz/release/sandgate-fuzz .build/fuzz/corpus \
+# The loader wants the policy's source to exist; the fuzzer never opens it.
+cp Policies/retail.yaml .build/fuzz/Policies/retail.yaml
+touch .build/fuzz/Fixtures/retail.sqlite
+SANDGATE_FUZZ_POLICY=.build/fuzz/Policies/retail.yaml .build/fuzz/release/sandgate-fuzz .build/fuzz/corpus \
     -max_total_time="$seconds" -max_len=2048 -timeout=10 -print_final_stats=1 \
     -artifact_prefix=.build/fuzz/crashes/ "$@"

@@ -720,7 +720,10 @@ public struct Parser {
     /// A column reference (`c`, `t.c`, `s.t.c`) or a function call.
     mutating func parseNameExpression() throws(SQLSyntaxError) -> Expr {
         guard let first = peek else { throw unexpected(nil, expected: "an expression") }
-        if first.kind == .word, isSymbol("(", ahead: 1) {
+        // A reserved word is not a function name (`SELECT SELECT (x)` is not a call of SELECT);
+        // the ones SQLite accepts as column names (`like(…)`, `glob(…)`) are.
+        let callable = !Self.reserved.contains(first.value.uppercased()) || Self.columnWords.contains(first.value.uppercased())
+        if first.kind == .word, callable, isSymbol("(", ahead: 1) {
             index += 2
             return try parseFunctionCall(name: first.value)
         }

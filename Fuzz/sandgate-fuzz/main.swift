@@ -1,6 +1,7 @@
 // libFuzzer target (issue 7 item 9): parse → check → render → parse on the demo policy.
 // Built and run by Scripts/fuzz.sh; not part of the normal build (Package.swift adds the target
-// only when SANDGATE_FUZZ is set, because libFuzzer brings its own `main`).
+// only when SANDGATE_FUZZ is set). SwiftPM gives an executable its own `main`, so this one hands
+// control to libFuzzer through `LLVMFuzzerRunDriver`.
 //
 // What counts as a crash: any trap (a force unwrap, an overflow, an index out of range), a
 // rendering that does not parse again, a rendering that is not a fixed point, and a checked query
@@ -27,8 +28,8 @@ let fuzzFacts = SnapshotFacts(
     overflowingSums: ["orders.amount"])
 
 @_cdecl("LLVMFuzzerTestOneInput")
-public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
-    let text = String(decoding: UnsafeBufferPointer(start: data, count: size), as: UTF8.self)
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    let text = String(decoding: UnsafeBufferPointer(start: data, count: data == nil ? 0 : size), as: UTF8.self)
     // 1. The parser's own fixed point, on everything it accepts.
     if let select = try? Parser.parseSelect(text) {
         let rendered = Renderer.render(select)
@@ -47,3 +48,15 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     }
     return 0
 }
+
+@_silgen_name("LLVMFuzzerRunDriver")
+func runFuzzerDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt
+) -> CInt
+
+var argc = CommandLine.argc
+var argv = CommandLine.unsafeArgv
+_ = fuzzPolicy  // load (and fail) before fuzzing, not inside the first input
+exit(runFuzzerDriver(&argc, &argv) { data, size in fuzzOneInput(data, size) })
