@@ -114,6 +114,9 @@ struct AggregatePlanner {
                 throw GatewayError(.aggregateRequired, "table \(table.name) is available only as aggregates",
                                    hint: "name the GROUP BY terms and aggregates instead of *")
             }
+            if let alias, alias.lowercased().hasPrefix(Checker.internalPrefix) {
+                throw GatewayError(.syntaxError, "names starting with \(Checker.internalPrefix) are reserved", hint: "rename the column \(alias)")
+            }
             var name = alias ?? span
             if alias == nil, case .column(let reference) = expr { name = reference.column }
             outputs.append((expr, name))
