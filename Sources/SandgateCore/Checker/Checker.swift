@@ -470,7 +470,12 @@ struct Checker {
                     throw GatewayError(.syntaxError, "ambiguous column name: \(reference.column)")
                 }
                 if let match = distinctTables.first ?? matches.first {
-                    return ResolvedColumn(relation: match.0, column: match.1, depth: depth)
+                    // A column merged by USING/NATURAL is every side's column (an outer join
+                    // gives COALESCE(left, right)): masked if any side is.
+                    let masked = matches.contains { $0.1.masked }
+                    let column = masked == match.1.masked ? match.1
+                        : RelationColumn(name: match.1.name, masked: masked, table: match.1.table, policy: match.1.policy)
+                    return ResolvedColumn(relation: match.0, column: column, depth: depth)
                 }
             }
             current = level.parent
