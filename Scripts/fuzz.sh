@@ -14,6 +14,7 @@ cp Fuzz/corpus/* .build/fuzz/corpus/
 # The loader wants the policy's source to exist; the fuzzer never opens it.
 cp Policies/retail.yaml .build/fuzz/Policies/retail.yaml
 touch .build/fuzz/Fixtures/retail.sqlite
-SANDGATE_FUZZ_POLICY=.build/fuzz/Policies/retail.yaml .build/fuzz/release/sandgate-fuzz .build/fuzz/corpus \
+# Swift's own backtracer would take the crash signal before libFuzzer saves the input.
+SWIFT_BACKTRACE=enable=no SANDGATE_FUZZ_POLICY=.build/fuzz/Policies/retail.yaml .build/fuzz/release/sandgate-fuzz .build/fuzz/corpus \
     -max_total_time="$seconds" -max_len=2048 -timeout=10 -print_final_stats=1 \
     -artifact_prefix=.build/fuzz/crashes/ "$@"

@@ -1,5 +1,6 @@
 import Foundation
 import SandgateLedger
+import SandgateSQL
 import SandgateSQLite
 
 /// Renders responses as the JSON object of DESIGN.md §5, as CSV and as a readable table.
@@ -116,7 +117,7 @@ public enum ResponseFormat {
     public static func csv(columns: [String], rows: [[SQLValue]]) -> String {
         func field(_ text: String) -> String {
             guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else { return text }
-            return "\"" + text.replacing("\"", with: "\"\"") + "\""
+            return Renderer.quoted(text, by: "\"")
         }
         var output = columns.map(field).joined(separator: ",") + "\r\n"
         for row in rows {

@@ -17,12 +17,27 @@ public enum Renderer {
 
     /// `"name"` with embedded quotes doubled.
     public static func identifier(_ name: String) -> String {
-        "\"" + name.replacing("\"", with: "\"\"") + "\""
+        quoted(name, by: "\"")
     }
 
     /// `'text'` with embedded quotes doubled.
     public static func string(_ text: String) -> String {
-        "'" + text.replacing("'", with: "''") + "'"
+        quoted(text, by: "'")
+    }
+
+    /// `text` between two `quote`s with every `quote` inside doubled — by Unicode scalar, never by
+    /// Character: Swift's `replacing("'", …)` does not see a quote that a combining mark follows
+    /// (`'` + U+0301 is one Character), which left such quotes undoubled and let the rest of a
+    /// string literal reach SQLite as SQL (found by the parser fuzzer).
+    public static func quoted(_ text: String, by quote: Unicode.Scalar) -> String {
+        var output = String.UnicodeScalarView()
+        output.append(quote)
+        for scalar in text.unicodeScalars {
+            output.append(scalar)
+            if scalar == quote { output.append(quote) }
+        }
+        output.append(quote)
+        return String(output)
     }
 
     static func write(_ select: Select, to output: inout String) {

@@ -2,6 +2,7 @@ import Foundation
 @testable import SandgateCore
 import SandgateLedger
 import SandgatePolicy
+import SandgateSQL
 import SandgateSQLite
 import SandgateTestSupport
 import Testing
@@ -462,5 +463,26 @@ enum ReleaseModel {
         #expect(attack.error?.code == .shapeNotAllowed, "\(String(describing: attack.error))")
         let counting = gateway.query("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10) SELECT count(*) FROM c")
         #expect(counting.result?.rows == [[.integer(10)]])
+    }
+}
+
+/// The parser fuzzer found that quoting by Character left a quote followed by a combining mark
+/// undoubled, so the rest of a string literal reached SQLite as SQL. Quoting is by scalar now.
+@Suite struct QuotingInjectionTests {
+    @Test("a quote followed by a combining mark stays inside its literal", arguments: ["\u{0301}", "\u{07F3}", "\u{20DD}"])
+    func combiningMarkAfterQuote(mark: String) throws {
+        let workspace = try TestWorkspace()
+        let gateway = try workspace.gateway()
+        let literal = "a'\(mark) UNION SELECT amount FROM orders --"
+        // Built by scalar (Swift's `replacing` has the very bug this test is about).
+        let sql = "SELECT \(Renderer.string(literal)) AS v FROM customers LIMIT 1"
+        #expect(sql.unicodeScalars.filter { $0 == "'" }.count == 4)
+        let response = gateway.query(sql)
+        #expect(response.result?.rows == [[.text(literal)]], "\(String(describing: response.error))")
+        let identifier = gateway.query("SELECT city AS \(Renderer.identifier("x\"\(mark) FROM orders --")) FROM customers LIMIT 1")
+        #expect(identifier.result?.columns == ["x\"\(mark) FROM orders --"], "\(String(describing: identifier.error))")
+        let aggregate = gateway.query("SELECT channel, count(*) FROM orders WHERE channel <> \(Renderer.string("x'\(mark)) UNION ALL SELECT amount, 1 FROM orders --")) GROUP BY channel ORDER BY channel")
+        let expected = try ReleaseModel.raw(workspace.source, "SELECT channel, count(*) FROM orders GROUP BY channel HAVING count(DISTINCT customer_id) >= 10 ORDER BY channel")
+        #expect(aggregate.result?.rows == expected, "\(String(describing: aggregate.error))")
     }
 }

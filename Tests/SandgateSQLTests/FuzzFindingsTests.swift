@@ -1,3 +1,4 @@
+import Foundation
 import SandgateSQL
 import Testing
 
@@ -9,12 +10,32 @@ import Testing
         "SELECT SELECT (cutomeme)-\u{FFFD}FROM custiderTgroT",
         "SELECT VALUES (1)",
         "SELECT FROM (1)",
+        // NUL bytes and invalid UTF-8 inside quoted identifiers and in the alias taken from the text.
+        "SELECT \"c\0\0ity\" NOT NULL AND b99",
+        "SELECT \"c\0ity\" NOT NULL AND b99, 'it''s', \"ci\u{FFFD}ty\" NOT NULL A",
+        "SELECT x'00ff', -8e980 -8e9808, 1e999, 'it''s', \"c\0\0\u{FFFD}\u{13}\0ity\" NOT NULL AND b99, 'it''s', \"ci\u{FFFD}ty\" NOT NULL A, 1e999",
+        "SELECT 1 AS \"\0\"",
+        "SELECT '\0' || \"a\0\"",
     ])
     func roundTrip(sql: String) throws {
         guard let select = try? Parser.parseSelect(sql) else { return }
         let rendered = Renderer.render(select)
         let again = try Parser.parseSelect(rendered, maximumDepth: 10_000)
         #expect(Renderer.render(again) == rendered, "\(sql) → \(rendered)")
+    }
+
+    /// Crash files of `Scripts/fuzz.sh`, as base64 of their bytes.
+    @Test("fuzzer crash files round-trip or are refused", arguments: [
+        "U0VMRUNUIGNoYW5uZWwsICIiIgEAAAAAAAAmIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiIiTUFUQ0gi37NfX1NHIiIiIiIiIiIiKyBMMzMzYWwgRlJPTSBvcmRlcnMgR/////8=",
+    ])
+    func crashFile(base64: String) throws {
+        let bytes = try #require(Data(base64Encoded: base64))
+        let sql = String(decoding: bytes, as: UTF8.self)
+        guard let select = try? Parser.parseSelect(sql) else { return }
+        let rendered = Renderer.render(select)
+        let again = Result { () throws(SQLSyntaxError) -> Select in try Parser.parseSelect(rendered, maximumDepth: 10_000) }
+        let reparsed = try again.get()
+        #expect(Renderer.render(reparsed) == rendered, "\(sql.debugDescription) → \(rendered.debugDescription)")
     }
 
     @Test("a reserved word before ( is not a function call")

@@ -1,5 +1,6 @@
 import Foundation
 import SandgatePolicy
+import SandgateSQL
 import SandgateSQLite
 
 /// What the checker decided about a query, for the sandbox that runs it.
@@ -196,8 +197,8 @@ final class SandboxConnection {
         return (0..<2).map { _ in String(generator.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
     }
 
-    static func identifier(_ name: String) -> String { "\"" + name.replacing("\"", with: "\"\"") + "\"" }
-    static func literal(_ text: String) -> String { "'" + text.replacing("'", with: "''") + "'" }
+    static func identifier(_ name: String) -> String { Renderer.identifier(name) }
+    static func literal(_ text: String) -> String { Renderer.string(text) }
     static func immutableURI(_ path: String) -> String {
         var encoded = "file:"
         for scalar in path.unicodeScalars {

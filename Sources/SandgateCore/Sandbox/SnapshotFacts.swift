@@ -1,4 +1,5 @@
 import SandgatePolicy
+import SandgateSQL
 import SandgateSQLite
 
 /// What the aggregate planner knows about a snapshot's data, measured once when the snapshot is
@@ -68,5 +69,5 @@ public struct SnapshotFacts: Sendable, Equatable {
         return keys
     }
 
-    static func identifier(_ name: String) -> String { "\"" + name.replacing("\"", with: "\"\"") + "\"" }
+    static func identifier(_ name: String) -> String { Renderer.identifier(name) }
 }

@@ -1,4 +1,5 @@
 import SandgatePolicy
+import SandgateSQL
 import SandgateSQLite
 
 /// Checks a structurally valid policy against the data it publishes: every listed table exists
@@ -45,8 +46,7 @@ public enum DataValidator {
             }
             if let filter = table.rowFilter, let location = table.rowFilterLocation {
                 do {
-                    let escaped = table.name.replacing("\"", with: "\"\"")
-                    guard let statement = try db.prepare("SELECT 1 FROM \"\(escaped)\" WHERE (\(filter))"), statement.isReadOnly else {
+                    guard let statement = try db.prepare("SELECT 1 FROM \(Renderer.identifier(table.name)) WHERE (\(filter))"), statement.isReadOnly else {
                         problems.append(PolicyDiagnostic(location, "row_filter is not an expression"))
                         continue
                     }
