@@ -12,6 +12,7 @@ public final class JSONLinesServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let services: ServerServices
     private let channel = Mutex<(any Channel)?>(nil)
+    private let stopped = Mutex(false)
 
     public init(gateway: Gateway, configuration: ServerConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -48,7 +49,9 @@ public final class JSONLinesServer: Sendable {
 
     /// Stops accepting, lets queries in flight finish (up to `grace`), then closes everything.
     /// Ledger appends are synchronous, so every released result's record is already durable.
+    /// Idempotent: a second call returns at once (its event loops are gone by then).
     public func shutdown(grace: Duration = .seconds(10)) {
+        guard stopped.withLock({ stopped in defer { stopped = true }; return !stopped }) else { return }
         let listening = channel.withLock { $0 }
         try? listening?.close().wait()
         let deadline = ContinuousClock.now + grace
@@ -57,6 +60,11 @@ public final class JSONLinesServer: Sendable {
         }
         try? group.syncShutdownGracefully()
         try? services.workers.syncShutdownGracefully()
+        // Failed logins counted but not yet summarised in the ledger.
+        let seconds = Int(configuration.authRecordInterval.nanoseconds / 1_000_000_000)
+        for summary in services.state.drainFailureSummaries() {
+            services.gateway.recordAuthenticationFailureSummary(source: summary.source, count: summary.count, seconds: seconds)
+        }
         services.logger.info("stopped")
     }
 

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SandgateCore
+import SandgatePolicy
 import SandgateSQLite
 
 /// What every connection shares.
@@ -143,7 +144,7 @@ final class RequestHandler: ChannelInboundHandler {
             eventLoop.makeSucceededFuture(ResponseFormat.error(GatewayError(code, message, hint: hint), id: id))
         }
         guard let op = fields["op"]?.string else { return fail(.badRequest, "missing \"op\" (a string)") }
-        services.state.countRequest(op: Operation.known.contains(op) ? op : "unknown")
+        services.state.countRequest(op: Operation.known.contains(op) ? op : "unknown", consumer: consumer)
         let operation = Operation(services: services, consumerName: consumer ?? "", id: id, fields: fields)
         switch op {
         case "ping":
@@ -185,26 +186,34 @@ final class RequestHandler: ChannelInboundHandler {
         let address = self.address
         let state = services.state
         let gateway = services.gateway
-        let delay = state.authDelay(address: address)
+        // A name outside the one ASCII spelling is refused before any lookup; it still counts as
+        // a failure of the address (but not of a consumer name, so junk cannot grow that table).
+        let validName = Name.isValid(name)
+        let delay = state.authDelay(address: address, consumer: validName ? name : "")
         let workers = services.workers
         let answer = eventLoop.scheduleTask(in: delay) {}.futureResult.flatMap {
-            workers.runIfActive(eventLoop: eventLoop) { () -> Bool in
-                if gateway.authenticate(consumer: name, key: key) {
-                    state.authSucceeded(address: address)
-                    return true
+            workers.runIfActive(eventLoop: eventLoop) { () -> String? in
+                if validName, let declared = gateway.authenticate(consumer: name, key: key) {
+                    state.authSucceeded(consumer: declared)
+                    return declared
                 }
-                state.authFailed(address: address)
-                gateway.recordAuthenticationFailure(consumer: name, source: address)
-                return false
+                state.authFailed(address: address, consumer: validName ? name : nil)
+                let admission = state.admitFailureRecord(address: address)
+                let seconds = Int(state.configuration.authRecordInterval.nanoseconds / 1_000_000_000)
+                for summary in admission.summaries {
+                    gateway.recordAuthenticationFailureSummary(source: summary.source, count: summary.count, seconds: seconds)
+                }
+                if admission.record { gateway.recordAuthenticationFailure(consumer: name, source: address) }
+                return nil
             }
         }
-        return answer.hop(to: eventLoop).assumeIsolated().map { [self] ok -> String in
-            guard ok else {
+        return answer.hop(to: eventLoop).assumeIsolated().map { [self] declared -> String in
+            guard let declared else {
                 consumer = nil
-                return operation.error(GatewayError(.authFailed, "unknown consumer or wrong key"))
+                return operation.error(GatewayError(.authFailed, "unknown consumer or wrong key", hint: "consumer names are \(Name.rule)"))
             }
-            consumer = name
-            return operation.ok("\"consumer\":\(JSONText.quoted(name))")
+            consumer = declared
+            return operation.ok("\"consumer\":\(JSONText.quoted(declared))")
         }.nonisolated()
     }
 }

@@ -27,8 +27,20 @@ public struct ServerConfiguration: Sendable {
     public var idleTimeout: TimeAmount
     /// A connection that does not read its responses for this long is closed.
     public var unwritableTimeout: TimeAmount
-    /// Failed authentications from one address slow its next attempts, up to this delay.
+    /// Failed authentications from one address (and against one consumer name) slow the next
+    /// attempts, up to this delay. A success does not reset the address's count.
     public var maxAuthDelay: TimeAmount
+    /// Failures are forgotten this long after the last one (so a typo does not slow a user forever).
+    public var authFailureMemory: TimeAmount
+    /// Ledger records of failed authentications: within each interval at most `perAddress` from one
+    /// address and `total` from all addresses are recorded one by one; the rest are counted and
+    /// written as one summary record per address (at most `trackedAddresses` of them, the rest in
+    /// one more) when the interval has passed. So unauthenticated clients add at most
+    /// `total + trackedAddresses + 1` records per interval, whatever they send.
+    public var authRecordInterval: TimeAmount
+    public var authRecordsPerAddress: Int
+    public var authRecordsTotal: Int
+    public var authRecordTrackedAddresses: Int
 
     public init(
         host: String = "127.0.0.1", port: Int = 7878, ioThreads: Int = 1,
@@ -36,7 +48,9 @@ public struct ServerConfiguration: Sendable {
         maxConnectionsPerAddress: Int = 256,
         maxInFlightPerConsumer: Int = 8, maxLineBytes: Int = 1 << 20, maxPendingRequests: Int = 64,
         idleTimeout: TimeAmount = .seconds(300), unwritableTimeout: TimeAmount = .seconds(30),
-        maxAuthDelay: TimeAmount = .seconds(5)
+        maxAuthDelay: TimeAmount = .seconds(5), authFailureMemory: TimeAmount = .minutes(15),
+        authRecordInterval: TimeAmount = .seconds(60), authRecordsPerAddress: Int = 10, authRecordsTotal: Int = 100,
+        authRecordTrackedAddresses: Int = 256
     ) {
         self.host = host
         self.port = port
@@ -50,5 +64,10 @@ public struct ServerConfiguration: Sendable {
         self.idleTimeout = idleTimeout
         self.unwritableTimeout = unwritableTimeout
         self.maxAuthDelay = maxAuthDelay
+        self.authFailureMemory = authFailureMemory
+        self.authRecordInterval = authRecordInterval
+        self.authRecordsPerAddress = authRecordsPerAddress
+        self.authRecordsTotal = authRecordsTotal
+        self.authRecordTrackedAddresses = authRecordTrackedAddresses
     }
 }

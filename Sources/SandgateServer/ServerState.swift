@@ -11,12 +11,47 @@ final class ServerState: Sendable {
         var connectionsByAddress: [String: Int] = [:]
         var inFlight: [String: Int] = [:]
         var totalInFlight = 0
+        /// Failures by address and by claimed consumer name (bounded, see `authFailed`).
         var authFailures: [String: (count: Int, last: UInt64)] = [:]
+        var consumerAuthFailures: [String: (count: Int, last: UInt64)] = [:]
+        var failureRecords = FailureRecordWindow()
+        var all = Figures()
+        var byConsumer: [String: Figures] = [:]
+    }
+
+    /// The `stats` figures, server-wide and per consumer.
+    private struct Figures {
         var requestsByOp: [String: Int] = [:]
         var outcomes: [String: Int] = [:]
         var latencyBuckets = [Int](repeating: 0, count: ServerState.latencyBoundsMs.count + 1)
         var latencySumMicros: Int64 = 0
         var queries = 0
+
+        mutating func query(outcome: String, elapsedMicros: Int64) {
+            outcomes[outcome, default: 0] += 1
+            queries += 1
+            latencySumMicros += elapsedMicros
+            let ms = Double(elapsedMicros) / 1000
+            let bucket = ServerState.latencyBoundsMs.firstIndex { ms <= $0 } ?? ServerState.latencyBoundsMs.count
+            latencyBuckets[bucket] += 1
+        }
+    }
+
+    /// Failed-authentication records admitted to the ledger in the current interval.
+    private struct FailureRecordWindow {
+        var start: UInt64 = 0
+        var recorded = 0
+        var byAddress: [String: (recorded: Int, suppressed: Int)] = [:]
+        var otherSuppressed = 0
+
+        /// Failures counted but not recorded one by one, as (source, count); resets the window.
+        mutating func drain(now: UInt64) -> [(source: String, count: Int)] {
+            var summaries = byAddress.filter { $0.value.suppressed > 0 }.map { (source: $0.key, count: $0.value.suppressed) }
+                .sorted { $0.source < $1.source }
+            if otherSuppressed > 0 { summaries.append((source: "other addresses", count: otherSuppressed)) }
+            self = FailureRecordWindow(start: now)
+            return summaries
+        }
     }
 
     private let counters = Mutex(Counters())
@@ -64,54 +99,114 @@ final class ServerState: Sendable {
             state.inFlight[consumer, default: 1] -= 1
             if state.inFlight[consumer] == 0 { state.inFlight[consumer] = nil }
             state.totalInFlight -= 1
-            state.outcomes[outcome, default: 0] += 1
-            state.queries += 1
-            state.latencySumMicros += elapsedMicros
-            let ms = Double(elapsedMicros) / 1000
-            let bucket = Self.latencyBoundsMs.firstIndex { ms <= $0 } ?? Self.latencyBoundsMs.count
-            state.latencyBuckets[bucket] += 1
+            state.all.query(outcome: outcome, elapsedMicros: elapsedMicros)
+            state.byConsumer[consumer, default: Figures()].query(outcome: outcome, elapsedMicros: elapsedMicros)
         }
     }
 
-    func countRequest(op: String) { counters.withLock { $0.requestsByOp[op, default: 0] += 1 } }
+    /// Counts a request by op, and for its consumer once authenticated (consumers are the
+    /// declared ones, so the per-consumer table is bounded by consumers.yaml).
+    func countRequest(op: String, consumer: String? = nil) {
+        counters.withLock { state in
+            state.all.requestsByOp[op, default: 0] += 1
+            if let consumer { state.byConsumer[consumer, default: Figures()].requestsByOp[op, default: 0] += 1 }
+        }
+    }
 
-    /// How long to wait before answering an authentication from `address`.
-    func authDelay(address: String) -> TimeAmount {
-        let failures = counters.withLock { $0.authFailures[address]?.count ?? 0 }
+    // MARK: Authentication
+
+    /// How long to wait before answering an authentication from `address` for `consumer`: the
+    /// larger of the two back-offs (100 ms doubling per recent failure, at most `maxAuthDelay`).
+    func authDelay(address: String, consumer: String) -> TimeAmount {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let memory = UInt64(max(0, configuration.authFailureMemory.nanoseconds))
+        let failures = counters.withLock { state -> Int in
+            func recent(_ entry: (count: Int, last: UInt64)?) -> Int {
+                guard let entry, now &- entry.last < memory else { return 0 }
+                return entry.count
+            }
+            return max(recent(state.authFailures[address]), recent(state.consumerAuthFailures[consumer]))
+        }
         guard failures > 0 else { return .zero }
         let milliseconds = min(Int64(configuration.maxAuthDelay.nanoseconds / 1_000_000), 100 << min(failures - 1, 10))
         return .milliseconds(milliseconds)
     }
 
-    func authFailed(address: String) {
+    /// Counts a failure against the address and against the consumer name (only a valid name:
+    /// arbitrary bytes must not grow the table). Both tables keep at most 10,000 entries.
+    func authFailed(address: String, consumer: String?) {
+        let now = DispatchTime.now().uptimeNanoseconds
         counters.withLock { state in
-            // Bounded: forget the oldest addresses beyond 10,000.
-            if state.authFailures.count > 10_000, let oldest = state.authFailures.min(by: { $0.value.last < $1.value.last })?.key {
-                state.authFailures[oldest] = nil
-            }
-            let previous = state.authFailures[address]?.count ?? 0
-            state.authFailures[address] = (previous + 1, DispatchTime.now().uptimeNanoseconds)
+            Self.count(&state.authFailures, address, now: now)
+            if let consumer { Self.count(&state.consumerAuthFailures, consumer, now: now) }
         }
     }
 
-    func authSucceeded(address: String) { counters.withLock { $0.authFailures[address] = nil } }
+    private static func count(_ table: inout [String: (count: Int, last: UInt64)], _ key: String, now: UInt64) {
+        if table[key] == nil, table.count >= 10_000, let oldest = table.min(by: { $0.value.last < $1.value.last })?.key {
+            table[oldest] = nil
+        }
+        table[key] = ((table[key]?.count ?? 0) + 1, now)
+    }
 
-    /// The `stats` op: counts by op and outcome, the latency histogram, in-flight, ledger lag.
-    func statsJSON(ledgerPending: Int) -> String {
+    /// A success clears the consumer's own count, never the address's: alternating guesses with a
+    /// valid login from one address must not reset its back-off.
+    func authSucceeded(consumer: String) { counters.withLock { _ = $0.consumerAuthFailures.removeValue(forKey: consumer) } }
+
+    /// Whether this failure from `address` gets its own ledger record, and the summaries of the
+    /// previous interval's unrecorded failures, due now (see `ServerConfiguration.authRecordInterval`).
+    func admitFailureRecord(address: String) -> (record: Bool, summaries: [(source: String, count: Int)]) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        let interval = UInt64(max(1, configuration.authRecordInterval.nanoseconds))
+        return counters.withLock { state in
+            var summaries: [(source: String, count: Int)] = []
+            if now &- state.failureRecords.start >= interval { summaries = state.failureRecords.drain(now: now) }
+            var window = state.failureRecords
+            defer { state.failureRecords = window }
+            guard var entry = window.byAddress[address] ?? (window.byAddress.count < configuration.authRecordTrackedAddresses ? (0, 0) : nil) else {
+                window.otherSuppressed += 1
+                return (false, summaries)
+            }
+            defer { window.byAddress[address] = entry }
+            if entry.recorded < configuration.authRecordsPerAddress, window.recorded < configuration.authRecordsTotal {
+                entry.recorded += 1
+                window.recorded += 1
+                return (true, summaries)
+            }
+            entry.suppressed += 1
+            return (false, summaries)
+        }
+    }
+
+    /// The unrecorded failures of the current interval (written on shutdown).
+    func drainFailureSummaries() -> [(source: String, count: Int)] {
+        counters.withLock { $0.failureRecords.drain(now: DispatchTime.now().uptimeNanoseconds) }
+    }
+
+    // MARK: Stats
+
+    /// The `stats` op. An operator sees the server: connections, in flight, ledger lag, requests
+    /// by op, queries by outcome and latency; any other consumer sees the same figures for its
+    /// own requests only (never other consumers' activity or the server's load).
+    func statsJSON(consumer: String, isOperator: Bool, ledgerPending: Int) -> String {
         counters.withLock { state in
             func object(_ dictionary: [String: Int]) -> String {
                 "{" + dictionary.sorted { $0.key < $1.key }.map { "\(JSONText.quoted($0.key)):\($0.value)" }.joined(separator: ",") + "}"
             }
+            let figures = isOperator ? state.all : state.byConsumer[consumer] ?? Figures()
             var buckets: [String] = []
             var cumulative = 0
-            for (index, count) in state.latencyBuckets.enumerated() {
+            for (index, count) in figures.latencyBuckets.enumerated() {
                 cumulative += count
                 let bound = index < Self.latencyBoundsMs.count ? "\(Self.latencyBoundsMs[index])" : "\"+Inf\""
                 buckets.append("[\(bound),\(cumulative)]")
             }
-            return "\"connections\":\(state.connections),\"in_flight\":\(state.totalInFlight),\"ledger_pending\":\(ledgerPending)"
-                + ",\"requests\":\(object(state.requestsByOp)),\"queries\":{\"total\":\(state.queries),\"by_outcome\":\(object(state.outcomes))"
-                + ",\"latency_ms_le\":[\(buckets.joined(separator: ","))],\"latency_sum_us\":\(state.latencySumMicros)}"
+            let head = isOperator
+                ? "\"scope\":\"server\",\"connections\":\(state.connections),\"in_flight\":\(state.totalInFlight),\"ledger_pending\":\(ledgerPending)"
+                : "\"scope\":\"consumer\",\"consumer\":\(JSONText.quoted(consumer)),\"in_flight\":\(state.inFlight[consumer] ?? 0)"
+            return head
+                + ",\"requests\":\(object(figures.requestsByOp)),\"queries\":{\"total\":\(figures.queries),\"by_outcome\":\(object(figures.outcomes))"
+                + ",\"latency_ms_le\":[\(buckets.joined(separator: ","))],\"latency_sum_us\":\(figures.latencySumMicros)}"
         }
     }
 }
