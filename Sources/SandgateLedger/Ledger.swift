@@ -42,6 +42,8 @@ public final class Ledger: @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [(record: UsageRecord, completion: Completion)] = []
     private var inCommit = 0
+    /// True while the writer writes the checkpoint of a batch already handed back.
+    private var anchoring = false
     private var writerRunning = false
     private var stopping = false
 
@@ -117,6 +119,13 @@ public final class Ledger: @unchecked Sendable {
         } catch {
             throw LedgerError("cannot read the chain's tail: \(error.message)")
         }
+    }
+
+    /// Waits until every record queued so far is committed and anchored by a checkpoint.
+    public func sync() {
+        condition.lock()
+        while !queue.isEmpty || inCommit > 0 || anchoring { condition.wait() }
+        condition.unlock()
     }
 
     /// Stops the writer thread once the queue is empty and writes a last checkpoint.
@@ -195,7 +204,7 @@ public final class Ledger: @unchecked Sendable {
             thread.name = "sandgate-ledger"
             thread.start()
         }
-        condition.signal()
+        condition.broadcast()
         condition.unlock()
     }
 
@@ -231,8 +240,16 @@ public final class Ledger: @unchecked Sendable {
             let results = commit(batch.map(\.record))
             condition.lock()
             inCommit = 0
+            anchoring = true
             condition.unlock()
             for (entry, result) in zip(batch, results) { entry.completion(result) }
+            // The checkpoint (an fsync of its own, 0.4–7 ms on this disk) after the completions, so it adds
+            // no latency to released results; records that arrive meanwhile form a larger batch.
+            if case .success(let last)? = results.last { anchor((last.seq, last.recordHash)) }
+            condition.lock()
+            anchoring = false
+            condition.broadcast()
+            condition.unlock()
         }
     }
 
@@ -256,7 +273,6 @@ public final class Ledger: @unchecked Sendable {
                 written.append(.success(record))
             }
             try writer.execute("COMMIT")
-            anchor((seq, previous))
             return written
         } catch {
             try? writer.execute("ROLLBACK")

@@ -57,6 +57,7 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
         #expect((attributes[.size] as? NSNumber)?.intValue == 32)
         for index in 1...3 { _ = try ledger.append(sampleRecord(index)) }
+        ledger.sync()
         let text = try String(contentsOfFile: ledger.checkpointPath, encoding: .utf8)
         let parts = text.split(separator: " ")
         #expect(parts.first == "sandgate-ledger-checkpoint/1")
@@ -71,6 +72,7 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         let path = try temporaryLedgerDirectory()
         let ledger = try Ledger(path: path)
         for index in 1...5 { _ = try ledger.append(sampleRecord(index)) }
+        ledger.sync()
         try Connection(path: path, mode: .readWrite).execute("DELETE FROM usage WHERE seq = 5")
         let problem = try #require(try Ledger(path: path).verify())
         #expect(problem.seq == 5)
@@ -82,6 +84,7 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         let path = try temporaryLedgerDirectory()
         let ledger = try Ledger(path: path)
         for index in 1...5 { _ = try ledger.append(sampleRecord(index)) }
+        ledger.sync()
         try Connection(path: path, mode: .readWrite).execute("DELETE FROM usage")
         let problem = try #require(try Ledger(path: path).verify())
         #expect(problem.reason.contains("truncated"))
@@ -140,6 +143,7 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         let path = try temporaryLedgerDirectory()
         let ledger = try Ledger(path: path)
         for index in 1...3 { _ = try ledger.append(sampleRecord(index)) }
+        ledger.sync()
         let original = try String(contentsOfFile: ledger.checkpointPath, encoding: .utf8)
         try original.replacingOccurrences(of: " 3 ", with: " 2 ").write(toFile: ledger.checkpointPath, atomically: true, encoding: .utf8)
         #expect(try ledger.verify()?.reason.contains("does not verify under the ledger key") == true)
@@ -157,8 +161,10 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         let path = try temporaryLedgerDirectory()
         let ledger = try Ledger(path: path)
         for index in 1...5 { _ = try ledger.append(sampleRecord(index)) }
+        ledger.sync()
         try Connection(path: path, mode: .readWrite).execute("DELETE FROM usage WHERE seq >= 4")
         _ = try ledger.append(sampleRecord(6))
+        ledger.sync()
         #expect(ledger.anchorFailure?.contains("anchored at seq 5") == true)
         #expect(try ledger.verify() != nil)
     }
