@@ -197,12 +197,13 @@ public final class Gateway: Sendable {
         // Names are looked up only when they are valid ASCII names: Swift's String equality is
         // canonical equivalence, which would let `\u{212A}ate` in as `Kate` (issue 12).
         let (runtime, consumer) = state.withLock {
-            ($0.datasets[request.dataset], Name.isValid(request.consumer) ? $0.consumers.consumers[request.consumer] : nil)
+            (Name.isValid(request.dataset) ? $0.datasets[request.dataset] : nil,
+             Name.isValid(request.consumer) ? $0.consumers.consumers[request.consumer] : nil)
         }
 
         var record = UsageRecord(
             queryID: queryID, startedAt: started, finishedAt: started, consumer: consumer?.name ?? request.consumer,
-            dataset: request.dataset, datasetVersion: runtime?.snapshot.sha256 ?? "",
+            dataset: runtime?.policy.name ?? request.dataset, datasetVersion: runtime?.snapshot.sha256 ?? "",
             policyVersion: runtime?.policy.version ?? "", status: .refused, errorCode: "", rows: 0, cells: 0,
             bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
             costMicros: 0, currency: runtime?.policy.pricing.currency ?? "", sqlSHA256: Self.sha256Hex(request.sql),
