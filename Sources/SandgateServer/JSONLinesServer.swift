@@ -5,8 +5,9 @@ import NIOPosix
 import SandgateCore
 import Synchronization
 
-/// The JSON-lines front end (DESIGN.md §5) on SwiftNIO: framing and JSON on the event loop,
-/// queries and ledger writes on a bounded pool of workers.
+/// The JSON-lines front end (DESIGN.md §5) on SwiftNIO: framing and short lines on the event
+/// loop, long lines decoded on their own threads, queries and ledger writes on a bounded pool of
+/// workers.
 public final class JSONLinesServer: Sendable {
     private let configuration: ServerConfiguration
     private let group: MultiThreadedEventLoopGroup
@@ -19,7 +20,10 @@ public final class JSONLinesServer: Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.ioThreads))
         let workers = NIOThreadPool(numberOfThreads: max(1, configuration.workers))
         workers.start()
-        services = ServerServices(gateway: gateway, workers: workers, state: ServerState(configuration: configuration), logger: logger)
+        let decoders = NIOThreadPool(numberOfThreads: max(1, configuration.decodeThreads))
+        decoders.start()
+        services = ServerServices(
+            gateway: gateway, workers: workers, decoders: decoders, state: ServerState(configuration: configuration), logger: logger)
     }
 
     /// Binds and starts accepting; returns the port actually bound (useful with port 0).
@@ -60,6 +64,7 @@ public final class JSONLinesServer: Sendable {
         }
         try? group.syncShutdownGracefully()
         try? services.workers.syncShutdownGracefully()
+        try? services.decoders.syncShutdownGracefully()
         // Failed logins counted but not yet summarised in the ledger.
         let seconds = Int(configuration.authRecordInterval.nanoseconds / 1_000_000_000)
         for summary in services.state.drainFailureSummaries() {

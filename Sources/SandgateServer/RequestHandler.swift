@@ -11,6 +11,8 @@ import SandgateSQLite
 struct ServerServices: Sendable {
     let gateway: Gateway
     let workers: NIOThreadPool
+    /// Decodes long request lines off the event loop.
+    let decoders: NIOThreadPool
     let state: ServerState
     let logger: Logger
 }
@@ -135,7 +137,23 @@ final class RequestHandler: ChannelInboundHandler {
             services.state.countRequest(op: "invalid")
             return eventLoop.makeSucceededFuture(ResponseFormat.error(requestTooLarge))
         }
-        guard case .object(let fields)? = JSONValue.parse(bytes.readableBytesView) else {
+        return decode(bytes, eventLoop: eventLoop).assumeIsolated().flatMap { [self] value in
+            respond(to: value, eventLoop: eventLoop)
+        }.nonisolated()
+    }
+
+    /// Decodes a request line. Short lines (every op but a large query) decode on the event loop,
+    /// which costs microseconds; longer ones on the decoder threads, so that a client streaming
+    /// 1 MiB lines of nested JSON cannot hold the loop that answers everyone else's `ping`.
+    private func decode(_ bytes: ByteBuffer, eventLoop: any EventLoop) -> EventLoopFuture<JSONValue?> {
+        guard bytes.readableBytes > services.state.configuration.inlineDecodeBytes else {
+            return eventLoop.makeSucceededFuture(JSONValue.parse(bytes.readableBytesView))
+        }
+        return services.decoders.runIfActive(eventLoop: eventLoop) { JSONValue.parse(bytes.readableBytesView) }
+    }
+
+    private func respond(to value: JSONValue?, eventLoop: any EventLoop) -> EventLoopFuture<String> {
+        guard case .object(let fields)? = value else {
             services.state.countRequest(op: "invalid")
             return eventLoop.makeSucceededFuture(ResponseFormat.error(GatewayError(.badRequest, "the line is not a JSON object")))
         }

@@ -11,6 +11,10 @@ public struct ServerConfiguration: Sendable {
     public var ioThreads: Int
     /// Sandbox workers: queries and ledger writes run here, never on an event loop (default: cores).
     public var workers: Int
+    /// Threads that decode request lines longer than `inlineDecodeBytes`, off the event loop.
+    public var decodeThreads: Int
+    /// Lines up to this many bytes are decoded on the event loop (a few microseconds each).
+    public var inlineDecodeBytes: Int
     /// Open connections beyond this are refused with `unavailable`.
     public var maxConnections: Int
     /// Open connections from one address beyond this are refused too, so one client cannot take
@@ -44,7 +48,8 @@ public struct ServerConfiguration: Sendable {
 
     public init(
         host: String = "127.0.0.1", port: Int = 7878, ioThreads: Int = 1,
-        workers: Int = ProcessInfo.processInfo.activeProcessorCount, maxConnections: Int = 1024,
+        workers: Int = ProcessInfo.processInfo.activeProcessorCount, decodeThreads: Int = 1, inlineDecodeBytes: Int = 4096,
+        maxConnections: Int = 1024,
         maxConnectionsPerAddress: Int = 256,
         maxInFlightPerConsumer: Int = 8, maxLineBytes: Int = 1 << 20, maxPendingRequests: Int = 64,
         idleTimeout: TimeAmount = .seconds(300), unwritableTimeout: TimeAmount = .seconds(30),
@@ -56,6 +61,8 @@ public struct ServerConfiguration: Sendable {
         self.port = port
         self.ioThreads = ioThreads
         self.workers = workers
+        self.decodeThreads = decodeThreads
+        self.inlineDecodeBytes = inlineDecodeBytes
         self.maxConnections = maxConnections
         self.maxConnectionsPerAddress = maxConnectionsPerAddress
         self.maxInFlightPerConsumer = maxInFlightPerConsumer
