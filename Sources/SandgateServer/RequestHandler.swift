@@ -33,6 +33,8 @@ final class RequestHandler: ChannelInboundHandler {
     private var accepted = false
     private var address = "unknown"
     private var unwritableSince: NIODeadline?
+    /// This connection's channel, once active (for the unauthenticated-connection registry).
+    private var channel: (any Channel)?
 
     init(services: ServerServices) {
         self.services = services
@@ -42,18 +44,24 @@ final class RequestHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         address = context.channel.remoteAddress?.ipAddress ?? "unknown"
-        accepted = services.state.openConnection(address: address)
+        accepted = services.state.openConnection(address: address, channel: context.channel)
         guard accepted else {
             let error = GatewayError(.unavailable, "too many connections", hint: "try again later")
             write(ResponseFormat.error(error), context: context)
             context.close(promise: nil)
             return
         }
+        // A connection must log in soon; after that only the idle timeout applies.
+        let channel = context.channel
+        self.channel = channel
+        context.eventLoop.assumeIsolated().scheduleTask(in: services.state.configuration.loginTimeout) { [weak self] in
+            if let self, self.accepted, self.consumer == nil { channel.close(promise: nil) }
+        }
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if accepted { services.state.closeConnection(address: address) }
+        if accepted { services.state.closeConnection(address: address, channel: context.channel) }
         accepted = false
         context.fireChannelInactive()
     }
@@ -230,6 +238,7 @@ final class RequestHandler: ChannelInboundHandler {
                 consumer = nil
                 return operation.error(GatewayError(.authFailed, "unknown consumer or wrong key", hint: "consumer names are \(Name.rule)"))
             }
+            if consumer == nil, let channel { services.state.authenticated(channel, address: address) }
             consumer = declared
             return operation.ok("\"consumer\":\(JSONText.quoted(declared))")
         }.nonisolated()

@@ -20,6 +20,13 @@ public struct ServerConfiguration: Sendable {
     /// Open connections from one address beyond this are refused too, so one client cannot take
     /// every connection slot.
     public var maxConnectionsPerAddress: Int
+    /// Connections that have not authenticated: at most this many from one address (more are
+    /// refused) and in total (the oldest is closed to admit a new one), so they never lock out
+    /// clients that do log in.
+    public var maxUnauthenticatedPerAddress: Int
+    public var maxUnauthenticatedConnections: Int
+    /// A connection that has not authenticated within this time is closed.
+    public var loginTimeout: TimeAmount
     /// Queries one consumer may have running at once, over all its connections.
     public var maxInFlightPerConsumer: Int
     /// Longest request line (default 1 MiB); longer ones get `request_too_large`.
@@ -50,7 +57,8 @@ public struct ServerConfiguration: Sendable {
         host: String = "127.0.0.1", port: Int = 7878, ioThreads: Int = 1,
         workers: Int = ProcessInfo.processInfo.activeProcessorCount, decodeThreads: Int = 1, inlineDecodeBytes: Int = 4096,
         maxConnections: Int = 1024,
-        maxConnectionsPerAddress: Int = 256,
+        maxConnectionsPerAddress: Int = 256, maxUnauthenticatedPerAddress: Int = 32, maxUnauthenticatedConnections: Int = 256,
+        loginTimeout: TimeAmount = .seconds(10),
         maxInFlightPerConsumer: Int = 8, maxLineBytes: Int = 1 << 20, maxPendingRequests: Int = 64,
         idleTimeout: TimeAmount = .seconds(300), unwritableTimeout: TimeAmount = .seconds(30),
         maxAuthDelay: TimeAmount = .seconds(5), authFailureMemory: TimeAmount = .minutes(15),
@@ -65,6 +73,9 @@ public struct ServerConfiguration: Sendable {
         self.inlineDecodeBytes = inlineDecodeBytes
         self.maxConnections = maxConnections
         self.maxConnectionsPerAddress = maxConnectionsPerAddress
+        self.maxUnauthenticatedPerAddress = maxUnauthenticatedPerAddress
+        self.maxUnauthenticatedConnections = maxUnauthenticatedConnections
+        self.loginTimeout = loginTimeout
         self.maxInFlightPerConsumer = maxInFlightPerConsumer
         self.maxLineBytes = maxLineBytes
         self.maxPendingRequests = maxPendingRequests

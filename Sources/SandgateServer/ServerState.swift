@@ -9,6 +9,9 @@ final class ServerState: Sendable {
     private struct Counters {
         var connections = 0
         var connectionsByAddress: [String: Int] = [:]
+        /// Connections that have not authenticated yet, oldest first, and their count by address.
+        var unauthenticated: [(id: ObjectIdentifier, channel: any Channel)] = []
+        var unauthenticatedByAddress: [String: Int] = [:]
         var inFlight: [String: Int] = [:]
         var totalInFlight = 0
         /// Failures by address and by claimed consumer name (bounded, see `authFailed`).
@@ -64,22 +67,50 @@ final class ServerState: Sendable {
         self.configuration = configuration
     }
 
-    func openConnection(address: String) -> Bool {
-        counters.withLock { state in
+    /// Admits a new connection, which counts as unauthenticated until `authenticated(_:)`.
+    /// Unauthenticated connections have their own caps: per address (a new one beyond it is
+    /// refused) and in total (the oldest unauthenticated connection is closed to make room), so
+    /// idle connections that never log in can neither take every slot nor lock anyone out.
+    func openConnection(address: String, channel: any Channel) -> Bool {
+        let evicted = counters.withLock { state -> (any Channel)? in
             guard state.connections < configuration.maxConnections,
-                  state.connectionsByAddress[address, default: 0] < configuration.maxConnectionsPerAddress else { return false }
+                  state.connectionsByAddress[address, default: 0] < configuration.maxConnectionsPerAddress,
+                  state.unauthenticatedByAddress[address, default: 0] < configuration.maxUnauthenticatedPerAddress else { return nil }
+            var evicted: (any Channel)?
+            if state.unauthenticated.count >= configuration.maxUnauthenticatedConnections, !state.unauthenticated.isEmpty {
+                evicted = state.unauthenticated.removeFirst().channel
+            }
             state.connections += 1
             state.connectionsByAddress[address, default: 0] += 1
-            return true
+            state.unauthenticated.append((ObjectIdentifier(channel), channel))
+            state.unauthenticatedByAddress[address, default: 0] += 1
+            return evicted ?? channel
         }
+        guard let evicted else { return false }
+        // Closing is safe from any thread; its handler's `channelInactive` fixes the counts.
+        if evicted !== channel { evicted.close(promise: nil) }
+        return true
     }
 
-    func closeConnection(address: String) {
+    /// The connection authenticated: it no longer counts against the unauthenticated caps.
+    func authenticated(_ channel: any Channel, address: String) {
+        counters.withLock { state in Self.forgetUnauthenticated(&state, channel, address: address) }
+    }
+
+    func closeConnection(address: String, channel: any Channel) {
         counters.withLock { state in
             state.connections -= 1
             state.connectionsByAddress[address, default: 1] -= 1
             if state.connectionsByAddress[address] == 0 { state.connectionsByAddress[address] = nil }
+            Self.forgetUnauthenticated(&state, channel, address: address)
         }
+    }
+
+    private static func forgetUnauthenticated(_ state: inout Counters, _ channel: any Channel, address: String) {
+        guard let index = state.unauthenticated.firstIndex(where: { $0.id == ObjectIdentifier(channel) }) else { return }
+        state.unauthenticated.remove(at: index)
+        state.unauthenticatedByAddress[address, default: 1] -= 1
+        if state.unauthenticatedByAddress[address] == 0 { state.unauthenticatedByAddress[address] = nil }
     }
 
     var connections: Int { counters.withLock { $0.connections } }

@@ -89,3 +89,39 @@ struct JSONValueBox: Sendable, CustomTestStringConvertible {
     init(_ value: JSONValue) { self.value = value }
     var testDescription: String { "\(value)" }
 }
+
+/// issue 12 item 5 (connection bounds): connections that never log in cannot lock anyone out.
+@Suite struct UnauthenticatedConnectionTests {
+    @Test("a connection that does not log in within the login timeout is closed; a logged-in one stays")
+    func loginTimeout() throws {
+        let harness = try ServerHarness { $0.loginTimeout = .milliseconds(300) }
+        let idle = try harness.client()
+        let working = try harness.authenticated()
+        Thread.sleep(forTimeInterval: 0.8)
+        #expect(try idle.readLine() == nil, "closed by the server")
+        #expect(object(try working.request(#"{"op":"ping"}"#))["ok"] as? Bool == true)
+    }
+
+    @Test("idle unauthenticated connections from other addresses never lock out a client that logs in")
+    func noLockout() throws {
+        let harness = try ServerHarness { configuration in
+            configuration.maxUnauthenticatedPerAddress = 4
+            configuration.maxUnauthenticatedConnections = 8
+        }
+        var idle: [LineClient] = []
+        for source in ["127.0.0.2", "127.0.0.3"] {
+            for _ in 0..<4 { idle.append(try LineClient(host: "127.0.0.1", port: harness.port, timeoutSeconds: 5, sourceAddress: source)) }
+        }
+        // Each idle connection is registered once it answers.
+        for client in idle { #expect(object(try client.request(#"{"op":"ping"}"#))["ok"] as? Bool == true) }
+        // A fifth from one address is refused...
+        let refused = try LineClient(host: "127.0.0.1", port: harness.port, timeoutSeconds: 5, sourceAddress: "127.0.0.2")
+        #expect(errorCode(try refused.readLine() ?? "") == "unavailable")
+        // ...but a client from another address gets in (the oldest idle connection makes room).
+        let client = try LineClient(host: "127.0.0.1", port: harness.port, timeoutSeconds: 5, sourceAddress: "127.0.0.9")
+        let auth = try client.request(#"{"op":"auth","consumer":"analyst-a","key":"\#(TestWorkspace.demoKey)"}"#)
+        #expect(object(auth)["ok"] as? Bool == true, "\(auth)")
+        #expect(object(try client.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#))["ok"] as? Bool == true)
+        #expect(try idle[0].readLine() == nil, "the oldest unauthenticated connection was closed")
+    }
+}
