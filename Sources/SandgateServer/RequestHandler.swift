@@ -136,7 +136,12 @@ final class RequestHandler: ChannelInboundHandler {
         var buffer = context.channel.allocator.buffer(capacity: line.utf8.count + 1)
         buffer.writeString(line)
         buffer.writeInteger(UInt8(ascii: "\n"))
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        // Counted until NIO has handed the bytes to the kernel (or the connection failed).
+        let bytes = buffer.readableBytes, state = services.state, owner = consumer
+        state.unsent(bytes, consumer: owner)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenComplete { _ in state.sent(bytes, consumer: owner) }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
     }
 
     private func handle(_ frame: Frame, eventLoop: any EventLoop) -> EventLoopFuture<String> {
@@ -183,6 +188,9 @@ final class RequestHandler: ChannelInboundHandler {
             }
             guard let consumer else { return fail(.authFailed, "authenticate first", hint: "send {\"op\":\"auth\",\"consumer\":…,\"key\":…}") }
             if op == "query" || op == "explain" {
+                if let refusal = services.state.unsentRefusal(consumer: consumer) {
+                    return eventLoop.makeSucceededFuture(ResponseFormat.error(refusal, id: id))
+                }
                 guard services.state.beginQuery(consumer: consumer) else {
                     return fail(.quotaExceeded, "too many queries in flight for \(consumer) (limit \(services.state.configuration.maxInFlightPerConsumer))")
                 }

@@ -36,6 +36,11 @@ public struct ServerConfiguration: Sendable {
     public var maxPendingRequests: Int
     /// A connection that sends nothing for this long is closed.
     public var idleTimeout: TimeAmount
+    /// Response bytes written but not yet taken by the kernel, over all connections and for one
+    /// consumer: past these, new queries are refused (`unavailable`, `quota_exceeded`) until
+    /// clients read, so clients that do not read cannot make the server hold unbounded memory.
+    public var maxUnsentBytes: Int
+    public var maxUnsentBytesPerConsumer: Int
     /// A connection that does not read its responses for this long is closed.
     public var unwritableTimeout: TimeAmount
     /// Failed authentications from one address (and against one consumer name) slow the next
@@ -60,7 +65,7 @@ public struct ServerConfiguration: Sendable {
         maxConnectionsPerAddress: Int = 256, maxUnauthenticatedPerAddress: Int = 32, maxUnauthenticatedConnections: Int = 256,
         loginTimeout: TimeAmount = .seconds(10),
         maxInFlightPerConsumer: Int = 8, maxLineBytes: Int = 1 << 20, maxPendingRequests: Int = 64,
-        idleTimeout: TimeAmount = .seconds(300), unwritableTimeout: TimeAmount = .seconds(30),
+        maxUnsentBytes: Int = 256 << 20, maxUnsentBytesPerConsumer: Int = 64 << 20, idleTimeout: TimeAmount = .seconds(300), unwritableTimeout: TimeAmount = .seconds(30),
         maxAuthDelay: TimeAmount = .seconds(5), authFailureMemory: TimeAmount = .minutes(15),
         authRecordInterval: TimeAmount = .seconds(60), authRecordsPerAddress: Int = 10, authRecordsTotal: Int = 100,
         authRecordTrackedAddresses: Int = 256
@@ -80,6 +85,8 @@ public struct ServerConfiguration: Sendable {
         self.maxLineBytes = maxLineBytes
         self.maxPendingRequests = maxPendingRequests
         self.idleTimeout = idleTimeout
+        self.maxUnsentBytes = maxUnsentBytes
+        self.maxUnsentBytesPerConsumer = maxUnsentBytesPerConsumer
         self.unwritableTimeout = unwritableTimeout
         self.maxAuthDelay = maxAuthDelay
         self.authFailureMemory = authFailureMemory

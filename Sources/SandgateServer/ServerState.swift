@@ -1,4 +1,5 @@
 import Foundation
+import SandgateCore
 import SandgateLedger
 import NIOCore
 import Synchronization
@@ -18,6 +19,9 @@ final class ServerState: Sendable {
         var authFailures: [String: (count: Int, last: UInt64)] = [:]
         var consumerAuthFailures: [String: (count: Int, last: UInt64)] = [:]
         var failureRecords = FailureRecordWindow()
+        /// Response bytes handed to NIO and not yet written to a socket, in total and by consumer.
+        var unsentBytes = 0
+        var unsentByConsumer: [String: Int] = [:]
         var all = Figures()
         var byConsumer: [String: Figures] = [:]
     }
@@ -144,6 +148,39 @@ final class ServerState: Sendable {
         }
     }
 
+    // MARK: Unsent bytes
+
+    /// Counts a response of `bytes` as unsent until `sent` is called with the same figures.
+    func unsent(_ bytes: Int, consumer: String?) {
+        counters.withLock { state in
+            state.unsentBytes += bytes
+            if let consumer { state.unsentByConsumer[consumer, default: 0] += bytes }
+        }
+    }
+
+    func sent(_ bytes: Int, consumer: String?) {
+        counters.withLock { state in
+            state.unsentBytes -= bytes
+            if let consumer {
+                state.unsentByConsumer[consumer, default: bytes] -= bytes
+                if state.unsentByConsumer[consumer] == 0 { state.unsentByConsumer[consumer] = nil }
+            }
+        }
+    }
+
+    /// Why a new query must wait for clients to read, or nil when it may run.
+    func unsentRefusal(consumer: String) -> GatewayError? {
+        counters.withLock { state in
+            if state.unsentBytes >= configuration.maxUnsentBytes {
+                return GatewayError(.unavailable, "the server holds too many unsent response bytes", hint: "retry after reading your responses")
+            }
+            if state.unsentByConsumer[consumer, default: 0] >= configuration.maxUnsentBytesPerConsumer {
+                return GatewayError(.quotaExceeded, "\(consumer) has \(configuration.maxUnsentBytesPerConsumer) bytes of responses not yet read", hint: "read your responses before sending more queries")
+            }
+            return nil
+        }
+    }
+
     // MARK: Authentication
 
     /// How long to wait before answering an authentication from `address` for `consumer`: the
@@ -233,7 +270,7 @@ final class ServerState: Sendable {
                 buckets.append("[\(bound),\(cumulative)]")
             }
             let head = isOperator
-                ? "\"scope\":\"server\",\"connections\":\(state.connections),\"in_flight\":\(state.totalInFlight),\"ledger_pending\":\(ledgerPending)"
+                ? "\"scope\":\"server\",\"connections\":\(state.connections),\"in_flight\":\(state.totalInFlight),\"ledger_pending\":\(ledgerPending),\"unsent_bytes\":\(state.unsentBytes)"
                 : "\"scope\":\"consumer\",\"consumer\":\(JSONText.quoted(consumer)),\"in_flight\":\(state.inFlight[consumer] ?? 0)"
             return head
                 + ",\"requests\":\(object(figures.requestsByOp)),\"queries\":{\"total\":\(figures.queries),\"by_outcome\":\(object(figures.outcomes))"

@@ -125,3 +125,34 @@ struct JSONValueBox: Sendable, CustomTestStringConvertible {
         #expect(try idle[0].readLine() == nil, "the oldest unauthenticated connection was closed")
     }
 }
+
+/// issue 12 item 5 (memory): clients that do not read cannot make the server hold unbounded bytes.
+@Suite struct UnsentBytesTests {
+    @Test("a consumer whose responses are not read gets quota_exceeded until it reads; stats counts the bytes")
+    func nonReadingConsumer() throws {
+        let harness = try ServerHarness { $0.maxUnsentBytesPerConsumer = 512 * 1024 }
+        let stuck = try harness.authenticated()
+        let sql = "SELECT printf('%.1000c', 'a'), printf('%.1000c', 'b'), printf('%.1000c', 'c'), printf('%.1000c', 'd'), printf('%.1000c', 'e') FROM customers LIMIT 200"
+        let request = #"{"op":"query","dataset":"retail","sql":"\#(sql)"}"#
+        // About 1 MB per response; the kernel's socket buffers take the first several.
+        for _ in 0..<24 { try stuck.send(request) }
+        let other = try harness.authenticated()
+        var refused = false
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !refused, ContinuousClock.now < deadline {
+            refused = errorCode(try other.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#)) == "quota_exceeded"
+            if !refused { Thread.sleep(forTimeInterval: 0.1) }
+        }
+        #expect(refused, "the unread bytes must stop new queries of that consumer")
+        // Reading everything releases them.
+        // Every request is answered: the first ones with rows, later ones (sent while the bytes
+        // were unread) with quota_exceeded.
+        var codes: [String] = []
+        while codes.count < 24, let line = try stuck.readLine() {
+            codes.append(object(line)["ok"] as? Bool == true ? "ok" : errorCode(line) ?? "?")
+        }
+        #expect(codes.count == 24 && codes.first == "ok")
+        #expect(Set(codes).isSubset(of: ["ok", "quota_exceeded"]), "\(codes)")
+        #expect(object(try other.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#))["ok"] as? Bool == true)
+    }
+}
