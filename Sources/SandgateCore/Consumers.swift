@@ -7,25 +7,46 @@ import SandgatePolicy
 /// Consumer authentication, quotas and the datasets a consumer may see.
 extension Gateway {
     /// Checks `key` against the consumer's stored SHA-256 in constant time (an unknown consumer
-    /// costs the same comparison against a fixed hash). The key is never stored or logged.
-    public func authenticate(consumer: String, key: String) -> Bool {
+    /// costs the same comparison against a fixed hash). Returns the name as declared in
+    /// `consumers.yaml`, which every component uses from then on, or nil. A name that is not a
+    /// valid `Name` is refused before any lookup (no normalisation, no case folding: bytes).
+    /// The key is never stored or logged.
+    public func authenticate(consumer: String, key: String) -> String? {
         let presented = Array(Hex.encode(SHA256.hash(data: Array(key.utf8))).utf8)
-        let known = consumers.consumers[consumer]
+        let known = Name.isValid(consumer) ? consumers.consumers[consumer] : nil
         let stored = Array((known?.keySHA256 ?? String(repeating: "f", count: 64)).utf8)
-        guard presented.count == stored.count else { return false }
+        guard presented.count == stored.count else { return nil }
         var difference: UInt8 = 0
         for index in presented.indices { difference |= presented[index] ^ stored[index] }
-        return difference == 0 && known != nil
+        guard difference == 0, let known, Array(known.name.utf8) == Array(consumer.utf8) else { return nil }
+        return known.name
     }
 
-    /// Writes a refused `auth_failed` record for a failed authentication.
+    /// The declared consumer's role (`operator` sees server-wide figures).
+    public func role(of consumer: String) -> ConsumerRole {
+        (Name.isValid(consumer) ? consumers.consumers[consumer]?.role : nil) ?? .consumer
+    }
+
+    /// Writes a refused `auth_failed` record for a failed authentication. The name is whatever
+    /// the client sent, so only its first `UsageRecord.nameLimit` bytes are kept.
     public func recordAuthenticationFailure(consumer: String, source: String) {
+        appendAuthenticationRecord(consumer: consumer, detail: "auth from \(source)")
+    }
+
+    /// Writes one summary record for `count` failed authentications from `source` that were not
+    /// recorded one by one (the server rate-limits them, so no client can grow the ledger faster
+    /// than a fixed number of records per interval).
+    public func recordAuthenticationFailureSummary(source: String, count: Int, seconds: Int) {
+        appendAuthenticationRecord(consumer: "", detail: "auth from \(source): \(count) more failures in \(seconds) s, not recorded one by one")
+    }
+
+    private func appendAuthenticationRecord(consumer: String, detail: String) {
         let now = configuration.now()
         let record = UsageRecord(
-            queryID: Self.newQueryID(), startedAt: now, finishedAt: now, consumer: String(consumer.prefix(200)),
+            queryID: Self.newQueryID(), startedAt: now, finishedAt: now, consumer: consumer,
             dataset: "", datasetVersion: "", policyVersion: consumers.version, status: .refused, errorCode: ErrorCode.authFailed.rawValue,
             rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
-            costMicros: 0, currency: "", sqlSHA256: "", sql: "", rewrittenSQL: "auth from \(source)")
+            costMicros: 0, currency: "", sqlSHA256: "", sql: "", rewrittenSQL: detail).bounded()
         do {
             _ = try ledger.append(record)
         } catch {

@@ -40,6 +40,9 @@ public final class Gateway: Sendable {
         } catch {
             throw GatewayError(.internal, error.description)
         }
+        if let failure = ledger.anchorFailure {
+            logger.error("the ledger's anchor is broken; `sandgate usage verify` reports it until an operator acts", metadata: ["problem": "\(failure)"])
+        }
         state = Mutex(Self.load(configuration: configuration, logger: logger))
     }
 
@@ -94,10 +97,11 @@ public final class Gateway: Sendable {
         for name in (previous?.datasets.keys).map(Array.init) ?? [] where !loaded.datasetFiles.contains(name) {
             changes.append("\(name): removed")
         }
-        var consumers = loaded.consumers
-        if !loaded.consumersValid, let previous {
-            consumers = previous.consumers
-            changes.append("consumers.yaml: invalid edit ignored, the previous version stays in force")
+        // Part by part: a removal or a narrowed grant takes effect even when another entry is
+        // invalid; an invalid entry keeps its previous version (or stays out if it is new).
+        let consumers = loaded.consumerFile?.merged(over: previous?.consumers) ?? loaded.consumers
+        if let file = loaded.consumerFile, !file.isValid, previous != nil {
+            changes.append("consumers.yaml: " + (file.readable ? "invalid parts keep their previous version, the rest is in force" : "unreadable edit ignored, the previous version stays in force"))
         } else if previous.map({ $0.consumers.version != consumers.version }) ?? false {
             changes.append("consumers.yaml: version \(consumers.version.prefix(12))")
         }
@@ -193,15 +197,20 @@ public final class Gateway: Sendable {
         let started = configuration.now()
         let clock = DispatchTime.now().uptimeNanoseconds
         let queryID = Self.newQueryID()
-        let (runtime, consumer) = state.withLock { ($0.datasets[request.dataset], $0.consumers.consumers[request.consumer]) }
+        // Names are looked up only when they are valid ASCII names: Swift's String equality is
+        // canonical equivalence, which would let `\u{212A}ate` in as `Kate` (issue 12).
+        let (runtime, consumer) = state.withLock {
+            (Name.isValid(request.dataset) ? $0.datasets[request.dataset] : nil,
+             Name.isValid(request.consumer) ? $0.consumers.consumers[request.consumer] : nil)
+        }
 
         var record = UsageRecord(
-            queryID: queryID, startedAt: started, finishedAt: started, consumer: request.consumer,
-            dataset: request.dataset, datasetVersion: runtime?.snapshot.sha256 ?? "",
+            queryID: queryID, startedAt: started, finishedAt: started, consumer: consumer?.name ?? request.consumer,
+            dataset: runtime?.policy.name ?? request.dataset, datasetVersion: runtime?.snapshot.sha256 ?? "",
             policyVersion: runtime?.policy.version ?? "", status: .refused, errorCode: "", rows: 0, cells: 0,
             bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
             costMicros: 0, currency: runtime?.policy.pricing.currency ?? "", sqlSHA256: Self.sha256Hex(request.sql),
-            sql: String(request.sql.prefix(Self.recordedSQLLimit)), rewrittenSQL: "")
+            sql: request.sql, rewrittenSQL: "").bounded()
 
         var reservation: QuotaBook.Reservation?
         var response = execute(request, runtime: runtime, consumer: consumer, record: &record, reservation: &reservation)
@@ -230,8 +239,6 @@ public final class Gateway: Sendable {
         return response
     }
 
-    /// Consumer SQL longer than this is recorded cut (the full text's SHA-256 is recorded too).
-    static let recordedSQLLimit = 65_536
     /// Longest SQL text accepted.
     public static let maxSQLBytes = 1_000_000
 
@@ -292,7 +299,7 @@ public final class Gateway: Sendable {
         // SQLite runs only what sandgate rendered from its own checked tree (invariant 2).
         let rendered = prepared.rendered
         let plan = prepared.plan
-        record.rewrittenSQL = String(rendered.prefix(Self.recordedSQLLimit))
+        record.rewrittenSQL = UTF8Text.prefix(rendered, maxBytes: UsageRecord.sqlLimit)
         // An aggregate plan's exact VM steps depend on rows of withheld groups, so the consumer is
         // metered and budgeted on a figure from the snapshot's table sizes (DESIGN.md §3).
         let meteredBase = plan.isAggregatePlan ? plan.tables.reduce(Int64(0)) { $0 &+ (runtime.facts.rowCounts[$1.lowercased()] ?? 0) } : 0

@@ -1,28 +1,58 @@
 import Foundation
 
 /// Polls the policies directory and the published sources, and reloads the gateway when anything
-/// changed. Polling (default every 500 ms) needs no platform file-event API and also notices a
-/// data holder replacing a source file.
+/// changed and then stayed unchanged for a settle interval. Polling (default every 500 ms) needs
+/// no platform file-event API and also notices a data holder replacing a source file.
+///
+/// The settle interval (default 1 s) keeps the watcher from loading a file an editor is still
+/// rewriting in place; the reload itself then keeps every file that does not parse or validate
+/// at its previous version (and the loader refuses empty values, so a prefix of a valid file
+/// cannot load with less protection). Writing a new version to a temporary file and renaming it
+/// over the old one avoids half-written files altogether (docs/operator-guide.md).
 ///
 /// `@unchecked Sendable`: the timer is created once and only cancelled afterwards, which
-/// Dispatch allows from any thread; its handler runs on the watcher's own serial queue.
+/// Dispatch allows from any thread; its handler and `Progress` run only on the watcher's own
+/// serial queue.
 public final class PolicyWatcher: @unchecked Sendable {
     private let timer: any DispatchSourceTimer
     private let queue = DispatchQueue(label: "sandgate.policy-watcher")
 
+    /// What the watcher has seen; touched only on `queue`.
+    private final class Progress: @unchecked Sendable {
+        /// The fingerprint of what is loaded.
+        var loaded: String
+        /// A changed fingerprint waiting to settle, and since when it has been unchanged.
+        var pending: (fingerprint: String, since: ContinuousClock.Instant)?
+
+        init(loaded: String) { self.loaded = loaded }
+    }
+
     /// Starts watching; call `stop()` to end.
-    public init(gateway: Gateway, interval: Duration = .milliseconds(500), onReload: @escaping @Sendable ([String]) -> Void = { _ in }) {
+    public init(
+        gateway: Gateway, interval: Duration = .milliseconds(500), settle: Duration = .seconds(1),
+        onReload: @escaping @Sendable ([String]) -> Void = { _ in }
+    ) {
         let timer = DispatchSource.makeTimerSource(queue: queue)
         self.timer = timer
-        let fingerprint = LockedString(gateway.policyFingerprint())
+        let progress = Progress(loaded: gateway.policyFingerprint())
         let milliseconds = Int(interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000)
         timer.schedule(deadline: .now() + .milliseconds(milliseconds), repeating: .milliseconds(milliseconds))
         timer.setEventHandler {
             let current = gateway.policyFingerprint()
-            guard current != fingerprint.value else { return }
+            let now = ContinuousClock.now
+            guard current != progress.loaded else {
+                progress.pending = nil
+                return
+            }
+            guard let pending = progress.pending, pending.fingerprint == current else {
+                progress.pending = (current, now)
+                return
+            }
+            guard now - pending.since >= settle else { return }
             let changes = gateway.reload()
             // Take the fingerprint after the reload, which may have added or removed sources.
-            fingerprint.value = gateway.policyFingerprint()
+            progress.loaded = gateway.policyFingerprint()
+            progress.pending = nil
             onReload(changes)
         }
         timer.resume()
@@ -30,19 +60,5 @@ public final class PolicyWatcher: @unchecked Sendable {
 
     public func stop() {
         timer.cancel()
-    }
-}
-
-/// A string shared between the watcher's queue and its creator.
-final class LockedString: @unchecked Sendable {
-    private let lock = NSLock()
-    private var stored: String
-
-    init(_ value: String) { stored = value }
-
-    /// `@unchecked Sendable`: every access goes through `lock`.
-    var value: String {
-        get { lock.lock(); defer { lock.unlock() }; return stored }
-        set { lock.lock(); stored = newValue; lock.unlock() }
     }
 }

@@ -1,6 +1,5 @@
 import Foundation
 import SandgateLedger
-import SandgateSQL
 import SandgateSQLite
 
 /// Renders responses as the JSON object of DESIGN.md §5, as CSV and as a readable table.
@@ -115,13 +114,10 @@ public enum ResponseFormat {
     }
 
     public static func csv(columns: [String], rows: [[SQLValue]]) -> String {
-        func field(_ text: String) -> String {
-            guard text.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" || $0 == "\r\n" }) else { return text }
-            return Renderer.quoted(text, by: "\"")
-        }
-        var output = columns.map(field).joined(separator: ",") + "\r\n"
+        // Released values as they are (a query's data is not rewritten); see CSV.field.
+        var output = CSV.line(columns)
         for row in rows {
-            output += row.map { field(text($0, nullAs: "")) }.joined(separator: ",") + "\r\n"
+            output += CSV.line(row.map { text($0, nullAs: "") })
         }
         return output
     }

@@ -40,7 +40,7 @@ public enum Invoice {
 
     public static func csv(_ lines: [InvoiceLine]) -> String {
         InvoiceLine.columns.joined(separator: ",") + "\r\n"
-            + lines.map { $0.fields.map(UsageExport.csvField).joined(separator: ",") + "\r\n" }.joined()
+            + lines.map { CSV.line($0.fields, spreadsheetSafe: true) }.joined()
     }
 
     /// `{"from":…,"to":…,"lines":[{…}]}`.

@@ -10,7 +10,7 @@ public enum JSONText {
     /// Appends UTF-8 bytes as a JSON string literal; invalid UTF-8 is replaced by U+FFFD.
     public static func appendString(bytes: UnsafeRawBufferPointer, to output: inout String) {
         output.append("\"")
-        if UTF8Check.isValid(bytes) {
+        if UTF8Text.isValid(bytes) {
             appendEscaped(bytes, to: &output)
         } else {
             appendEscaped(String(decoding: bytes, as: UTF8.self).utf8, to: &output)
@@ -54,20 +54,5 @@ public enum JSONText {
             index = bytes.index(after: index)
         }
         flush(bytes.endIndex)
-    }
-}
-
-/// UTF-8 validity for JSON output (the decoder would silently repair invalid text otherwise).
-enum UTF8Check {
-    static func isValid(_ bytes: UnsafeRawBufferPointer) -> Bool {
-        var iterator = bytes.makeIterator()
-        var decoder = UTF8()
-        while true {
-            switch decoder.decode(&iterator) {
-            case .scalarValue: continue
-            case .emptyInput: return true
-            case .error: return false
-            }
-        }
     }
 }

@@ -9,7 +9,8 @@ public struct LedgerError: Error, Sendable, CustomStringConvertible {
     public var description: String { "ledger: \(message)" }
 }
 
-/// The append-only, hash-chained usage ledger in `var/usage.sqlite` (WAL, `synchronous=FULL`).
+/// The append-only usage ledger in `var/usage.sqlite` (WAL, `synchronous=FULL`), chained with
+/// HMAC-SHA256 under `var/usage.key` and anchored by `var/usage.checkpoint` (`LedgerChain`).
 ///
 /// Appends are group-committed by one writer thread: records that arrive while a commit is in
 /// progress are written together by the next commit, in one transaction with one fsync. A caller
@@ -24,40 +25,141 @@ public final class Ledger: @unchecked Sendable {
     public typealias Completion = @Sendable (Result<UsageRecord, LedgerError>) -> Void
 
     public let path: String
+    /// `usage.key` and `usage.checkpoint` beside `usage.sqlite`.
+    public let keyPath: String
+    public let checkpointPath: String
+    private let key: SymmetricKey
+    /// Who wrote this chain (in every checkpoint) and where its keyed part starts.
+    public let nodeID: String
+    private let firstKeyedSeq: Int64
+    /// Set when the anchor went missing or the chain got shorter than it: checkpoints are no
+    /// longer written, so `usage verify` keeps reporting it instead of re-anchoring a tampered tail.
+    private var anchorProblem: String?
+    private var lastCheckpointSeq: Int64 = 0
     private let writer: Connection
     private let reader: Connection
     private let readLock = NSLock()
     private let condition = NSCondition()
     private var queue: [(record: UsageRecord, completion: Completion)] = []
     private var inCommit = 0
+    /// True while the writer writes the checkpoint of a batch already handed back.
+    private var anchoring = false
     private var writerRunning = false
     private var stopping = false
 
     /// The hash that precedes the first record.
     public static let genesisHash = String(repeating: "0", count: 64)
 
-    /// Opens (creating if needed) the ledger at `path`.
+    /// Opens (creating if needed) the ledger at `path`, its key and its checkpoint. The first
+    /// open after the key is created anchors the chain's current tail: records before it are
+    /// version-1 records of an older sandgate, verified as they were written.
     public init(path: String) throws(LedgerError) {
         self.path = path
+        // Named after the ledger file, so two ledgers in one directory never share them.
+        let stem = (path as NSString).deletingPathExtension
+        keyPath = stem + ".key"
+        checkpointPath = stem + ".checkpoint"
         do {
             writer = try Connection(path: path, mode: .readWriteCreate)
             writer.setBusyTimeout(milliseconds: 10_000)
             try writer.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             try writer.execute(Self.schema)
+            let columns = try writer.rows("SELECT name FROM pragma_table_info('usage')").compactMap { row -> String? in
+                if case .text(let name) = row[0] { return name }
+                return nil
+            }
+            if !columns.contains("chain") {
+                try writer.execute("ALTER TABLE usage ADD COLUMN chain INTEGER NOT NULL DEFAULT 1")
+            }
             reader = try Connection(path: path, mode: .readWrite)
             reader.setBusyTimeout(milliseconds: 10_000)
         } catch {
             throw LedgerError("cannot open \(path): \(error.message)")
         }
+        let (key, created) = try LedgerKey.loadOrCreate(path: keyPath)
+        self.key = key
+        if created {
+            let tail = try Self.tail(writer)
+            var generator = SystemRandomNumberGenerator()
+            let checkpoint = LedgerCheckpoint(
+                nodeID: Hex.encode((0..<8).map { _ in UInt8.random(in: 0...255, using: &generator) }),
+                seq: tail.seq, hash: tail.hash, firstKeyedSeq: tail.seq + 1)
+            try checkpoint.write(path: checkpointPath, key: key)
+        }
+        do {
+            if let checkpoint = try LedgerCheckpoint.read(path: checkpointPath, key: key) {
+                nodeID = checkpoint.nodeID
+                firstKeyedSeq = checkpoint.firstKeyedSeq
+                lastCheckpointSeq = checkpoint.seq
+            } else {
+                (nodeID, firstKeyedSeq) = ("unanchored", 1)
+                anchorProblem = "the checkpoint \(checkpointPath) is missing although the ledger key exists"
+            }
+        } catch {
+            (nodeID, firstKeyedSeq) = ("unanchored", 1)
+            anchorProblem = error.message
+        }
     }
 
-    /// Stops the writer thread once the queue is empty.
+    /// Why this ledger's anchor is broken (nil when intact); the gateway logs it at start.
+    public var anchorFailure: String? {
+        condition.lock()
+        defer { condition.unlock() }
+        return anchorProblem
+    }
+
+    /// The last record's seq and hash (0 and the genesis hash for an empty ledger).
+    private static func tail(_ connection: Connection) throws(LedgerError) -> (seq: Int64, hash: String) {
+        do {
+            if let last = try connection.rows("SELECT seq, record_hash FROM usage ORDER BY seq DESC LIMIT 1").first,
+               case .integer(let seq) = last[0], case .text(let hash) = last[1] {
+                return (seq, hash)
+            }
+            return (0, Ledger.genesisHash)
+        } catch {
+            throw LedgerError("cannot read the chain's tail: \(error.message)")
+        }
+    }
+
+    /// Waits until every record queued so far is committed and anchored by a checkpoint.
+    public func sync() {
+        condition.lock()
+        while !queue.isEmpty || inCommit > 0 || anchoring { condition.wait() }
+        condition.unlock()
+    }
+
+    /// Stops the writer thread once the queue is empty and writes a last checkpoint.
     public func close() {
         condition.lock()
         stopping = true
         condition.broadcast()
         while writerRunning { condition.wait() }
         condition.unlock()
+        if let tail = try? Self.tail(writer) { anchor(tail) }
+    }
+
+    /// Writes the checkpoint for `tail` (writer thread or close). A chain that became shorter
+    /// than its last checkpoint, or a checkpoint that disappeared, is tampering: the anchor is
+    /// then left as it is, so verification keeps failing.
+    private func anchor(_ tail: (seq: Int64, hash: String)) {
+        condition.lock()
+        defer { condition.unlock() }
+        guard anchorProblem == nil else { return }
+        if tail.seq < lastCheckpointSeq {
+            anchorProblem = "the ledger ends at seq \(tail.seq) but was anchored at seq \(lastCheckpointSeq)"
+            return
+        }
+        if !FileManager.default.fileExists(atPath: checkpointPath) {
+            anchorProblem = "the checkpoint \(checkpointPath) disappeared"
+            return
+        }
+        let checkpoint = LedgerCheckpoint(nodeID: nodeID, seq: tail.seq, hash: tail.hash, firstKeyedSeq: firstKeyedSeq)
+        do {
+            try checkpoint.write(path: checkpointPath, key: key)
+            lastCheckpointSeq = max(lastCheckpointSeq, tail.seq)
+        } catch {
+            anchorProblem = error.message
+        }
     }
 
     static let schema = """
@@ -70,7 +172,8 @@ public final class Ledger: @unchecked Sendable {
             masked_cells INTEGER NOT NULL, suppressed_groups INTEGER NOT NULL, truncated INTEGER NOT NULL,
             vm_steps INTEGER NOT NULL, elapsed_us INTEGER NOT NULL, cost_micros INTEGER NOT NULL,
             currency TEXT NOT NULL, sql_sha256 TEXT NOT NULL, prev_hash TEXT NOT NULL,
-            record_hash TEXT NOT NULL, sql TEXT NOT NULL, rewritten_sql TEXT NOT NULL
+            record_hash TEXT NOT NULL, sql TEXT NOT NULL, rewritten_sql TEXT NOT NULL,
+            chain INTEGER NOT NULL DEFAULT 1
         );
         CREATE INDEX IF NOT EXISTS usage_by_consumer_day ON usage(consumer, dataset, started_at);
         CREATE INDEX IF NOT EXISTS usage_by_time ON usage(started_at);
@@ -101,7 +204,7 @@ public final class Ledger: @unchecked Sendable {
             thread.name = "sandgate-ledger"
             thread.start()
         }
-        condition.signal()
+        condition.broadcast()
         condition.unlock()
     }
 
@@ -137,8 +240,16 @@ public final class Ledger: @unchecked Sendable {
             let results = commit(batch.map(\.record))
             condition.lock()
             inCommit = 0
+            anchoring = true
             condition.unlock()
             for (entry, result) in zip(batch, results) { entry.completion(result) }
+            // The checkpoint (an fsync of its own, 0.4–7 ms on this disk) after the completions, so it adds
+            // no latency to released results; records that arrive meanwhile form a larger batch.
+            if case .success(let last)? = results.last { anchor((last.seq, last.recordHash)) }
+            condition.lock()
+            anchoring = false
+            condition.broadcast()
+            condition.unlock()
         }
     }
 
@@ -146,23 +257,18 @@ public final class Ledger: @unchecked Sendable {
     private func commit(_ batch: [UsageRecord]) -> [Result<UsageRecord, LedgerError>] {
         do {
             try writer.execute("BEGIN IMMEDIATE")
-            var previous = Ledger.genesisHash
-            var seq: Int64 = 0
-            if let last = try writer.rows("SELECT seq, record_hash FROM usage ORDER BY seq DESC LIMIT 1").first,
-               case .integer(let lastSeq) = last[0], case .text(let lastHash) = last[1] {
-                seq = lastSeq
-                previous = lastHash
-            }
+            var (seq, previous) = try Self.tail(writer)
             guard let insert = try writer.prepare(Self.insertSQL) else { throw LedgerError("cannot prepare insert") }
             var written: [Result<UsageRecord, LedgerError>] = []
-            for var record in batch {
+            for entry in batch {
+                var record = entry.bounded()
                 seq += 1
                 record.seq = seq
                 record.prevHash = previous
-                record.recordHash = Ledger.hash(of: record)
+                record.recordHash = hash(of: record)
                 previous = record.recordHash
                 insert.reset()
-                try insert.bind(Self.columnValues(record))
+                try insert.bind(Self.columnValues(record) + [.integer(LedgerChain.keyedVersion)])
                 _ = try insert.step()
                 written.append(.success(record))
             }
@@ -178,8 +284,8 @@ public final class Ledger: @unchecked Sendable {
     static let insertSQL = """
         INSERT INTO usage (seq, query_id, started_at, finished_at, consumer, dataset, dataset_version,
             policy_version, status, error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated,
-            vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql)
-        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain)
+        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
         """
 
     static func columnValues(_ r: UsageRecord) -> [SQLValue] {
@@ -195,38 +301,54 @@ public final class Ledger: @unchecked Sendable {
 
     // MARK: Hash chain
 
-    /// `sha256(prev_hash ‖ canonical bytes)`, where the canonical bytes are every field but the two
-    /// hashes, in export order followed by `sql` and `rewritten_sql`, each as `<byte length>:<bytes>`.
-    public static func hash(of record: UsageRecord) -> String {
-        var hasher = SHA256()
-        hasher.update(data: Array(record.prevHash.utf8))
-        var fields = record.exportFields
-        fields.removeLast(2)
-        fields.append(record.sql)
-        fields.append(record.rewrittenSQL)
-        for field in fields {
-            let bytes = Array(field.utf8)
-            hasher.update(data: Array("\(bytes.count):".utf8))
-            hasher.update(data: bytes)
-        }
-        return Hex.encode(hasher.finalize())
+    /// The keyed hash of `record` under this ledger's key (`LedgerChain.canonicalBytes`).
+    public func hash(of record: UsageRecord) -> String {
+        LedgerChain.keyedHash(of: record, key: key)
     }
 
-    /// Recomputes the chain; returns nil when intact, or the first `seq` whose record does not verify.
-    public func verify() throws(LedgerError) -> Int64? {
+    /// Verifies the whole ledger: every record's link, seq and hash (keyed from the first keyed
+    /// record on, version 1 before it), and the anchor: the checkpoint must verify under the key
+    /// and the ledger must reach it with the same hash. Returns nil when everything verifies.
+    public func verify() throws(LedgerError) -> LedgerProblem? {
+        // The checkpoint first: records committed after it was read are in the scan as well.
+        let checkpoint: LedgerCheckpoint
+        do {
+            guard let read = try LedgerCheckpoint.read(path: checkpointPath, key: key) else {
+                return LedgerProblem(seq: nil, reason: "the checkpoint \(checkpointPath) is missing (deleted, or the ledger key was replaced)")
+            }
+            checkpoint = read
+        } catch {
+            return LedgerProblem(seq: nil, reason: error.message)
+        }
         var previous = Ledger.genesisHash
-        var firstBad: Int64?
+        var problem: LedgerProblem?
         var expectedSeq: Int64 = 1
-        try scan(where: "1", parameters: []) { record in
-            if record.seq != expectedSeq || record.prevHash != previous || Ledger.hash(of: record) != record.recordHash {
-                firstBad = record.seq
+        var anchorHash: String?
+        try scan(where: "1", parameters: []) { record, chain in
+            let keyed = record.seq >= checkpoint.firstKeyedSeq
+            let expectedHash = keyed ? hash(of: record) : LedgerChain.legacyHash(of: record)
+            guard record.seq == expectedSeq, record.prevHash == previous,
+                  chain == (keyed ? LedgerChain.keyedVersion : 1), constantTimeEqual(expectedHash, record.recordHash) else {
+                problem = LedgerProblem(seq: record.seq, reason: "the record does not verify (changed, deleted, reordered or recomputed without the key)")
                 return false
             }
+            if record.seq == checkpoint.seq { anchorHash = record.recordHash }
             previous = record.recordHash
             expectedSeq += 1
             return true
         }
-        return firstBad
+        if let problem { return problem }
+        let lastSeq = expectedSeq - 1
+        if lastSeq < checkpoint.seq {
+            return LedgerProblem(seq: lastSeq + 1, reason: "truncated: the checkpoint names seq \(checkpoint.seq) but the ledger ends at seq \(lastSeq)")
+        }
+        if checkpoint.seq > 0, anchorHash != checkpoint.hash {
+            return LedgerProblem(seq: checkpoint.seq, reason: "the record differs from the checkpoint")
+        }
+        if let broken = anchorFailure {
+            return LedgerProblem(seq: nil, reason: "the anchor was broken while the ledger was in use: \(broken)")
+        }
+        return nil
     }
 
     // MARK: Reading
@@ -257,17 +379,18 @@ public final class Ledger: @unchecked Sendable {
         if let to { clauses.append("started_at < ?"); parameters.append(.integer(to)) }
         if let consumer { clauses.append("consumer = ?"); parameters.append(.text(consumer)) }
         if let dataset { clauses.append("dataset = ?"); parameters.append(.text(dataset)) }
-        try scan(where: clauses.isEmpty ? "1" : clauses.joined(separator: " AND "), parameters: parameters, visit)
+        try scan(where: clauses.isEmpty ? "1" : clauses.joined(separator: " AND "), parameters: parameters) { record, _ in visit(record) }
     }
 
-    private func scan(where condition: String, parameters: [SQLValue], _ visit: (UsageRecord) -> Bool) throws(LedgerError) {
+    /// Calls `visit` with each record and its chain version.
+    private func scan(where condition: String, parameters: [SQLValue], _ visit: (UsageRecord, Int64) -> Bool) throws(LedgerError) {
         readLock.lock()
         defer { readLock.unlock() }
         do {
             guard let statement = try reader.prepare("SELECT * FROM usage WHERE \(condition) ORDER BY seq") else { return }
             try statement.bind(parameters)
             while try statement.step() {
-                if !visit(Self.record(from: statement)) { break }
+                if !visit(Self.record(from: statement), statement.integer(at: 25)) { break }
             }
         } catch {
             throw LedgerError("cannot read usage: \(error.message)")

@@ -8,14 +8,10 @@ public enum UsageExport {
     /// The CSV header line (RFC 4180, CRLF line ends).
     public static var csvHeader: String { UsageRecord.exportColumns.joined(separator: ",") + "\r\n" }
 
-    /// One CSV line: fields with a comma, quote, CR or LF are quoted, quotes doubled.
+    /// One CSV line, spreadsheet-safe (`CSV.field`): ledger text comes from clients (a failed
+    /// login's name, SQL), so a field that a spreadsheet would run as a formula gets a leading `'`.
     public static func csvLine(_ record: UsageRecord) -> String {
-        record.exportFields.map(csvField).joined(separator: ",") + "\r\n"
-    }
-
-    public static func csvField(_ field: String) -> String {
-        guard field.contains(where: { $0 == "," || $0 == "\"" || $0 == "\r" || $0 == "\n" || $0 == "\r\n" }) else { return field }
-        return "\"" + field.replacing("\"", with: "\"\"") + "\""
+        CSV.line(record.exportFields, spreadsheetSafe: true)
     }
 
     /// One JSON line with the export columns plus `sql` and `rewritten_sql`; numbers stay numbers.

@@ -73,6 +73,36 @@ public struct UsageRecord: Sendable, Hashable {
         self.rewrittenSQL = rewrittenSQL
     }
 
+    // MARK: Bounds
+
+    /// `sql` and `rewritten_sql` are stored cut to this many bytes (`sql_sha256` is of the full text).
+    public static let sqlLimit = 65_536
+    /// `consumer` and `dataset`: a valid name is at most 64 bytes; a failed login's name is cut to this.
+    public static let nameLimit = 64
+    /// Every other text field (ids, versions, hashes, codes, currency).
+    public static let fieldLimit = 256
+    /// The most bytes of text one stored record can hold: 2 × `sqlLimit` + 2 × `nameLimit` +
+    /// 9 × `fieldLimit` (with `prev_hash` and `record_hash`), about 132 KiB.
+    public static let maxTextBytes = 2 * sqlLimit + 2 * nameLimit + 9 * fieldLimit
+
+    /// This record with every text field cut by bytes, on a UTF-8 boundary, to its limit. The
+    /// ledger stores only bounded records, so no caller can grow it by more per record.
+    public func bounded() -> UsageRecord {
+        var record = self
+        func cut(_ text: inout String, _ limit: Int) { text = UTF8Text.prefix(text, maxBytes: limit) }
+        cut(&record.queryID, Self.fieldLimit)
+        cut(&record.consumer, Self.nameLimit)
+        cut(&record.dataset, Self.nameLimit)
+        cut(&record.datasetVersion, Self.fieldLimit)
+        cut(&record.policyVersion, Self.fieldLimit)
+        cut(&record.errorCode, Self.fieldLimit)
+        cut(&record.currency, Self.fieldLimit)
+        cut(&record.sqlSHA256, Self.fieldLimit)
+        cut(&record.sql, Self.sqlLimit)
+        cut(&record.rewrittenSQL, Self.sqlLimit)
+        return record
+    }
+
     /// The CSV export columns, in order (DESIGN.md §7).
     public static let exportColumns = [
         "seq", "query_id", "started_at", "finished_at", "consumer", "dataset", "dataset_version",

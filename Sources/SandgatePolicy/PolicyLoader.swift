@@ -6,12 +6,18 @@ import Yams
 /// directory, and every problem found (a dataset with any problem is left out: fail closed).
 public struct PolicyLoadResult: Sendable {
     public var datasets: [String: DatasetPolicy]
+    /// The consumers whose entries validated (with their valid grants); see `consumerFile`.
     public var consumers: ConsumerDirectory
     public var diagnostics: [PolicyDiagnostic]
+    /// Risky but valid choices (`min`/`max` on a measure, small thresholds, grants for datasets
+    /// without a file): printed by `policy check`, never fatal.
+    public var warnings: [PolicyDiagnostic] = []
     /// Every dataset file present, valid or not (a reload keeps the last valid version of those).
     public var datasetFiles: Set<String> = []
-    /// False when `consumers.yaml` exists but does not validate.
-    public var consumersValid = true
+    /// `consumers.yaml` part by part, when it exists (a reload merges it over the previous version).
+    public var consumerFile: ConsumerFile?
+    /// False when `consumers.yaml` exists but does not validate as a whole.
+    public var consumersValid: Bool { consumerFile?.isValid ?? true }
 }
 
 /// Reads `Policies/*.yaml` into typed, immutable policies, checking structure, types, ranges,
@@ -36,18 +42,19 @@ public enum PolicyLoader {
         for name in datasetFiles {
             let path = url.appendingPathComponent(name).path
             switch loadDataset(path: path) {
-            case .success(let policy): result.datasets[policy.name] = policy
+            case .success(let policy):
+                result.datasets[policy.name] = policy
+                result.warnings += policy.warnings
             case .failure(let errors): result.diagnostics += errors.diagnostics
             }
         }
         let consumersPath = url.appendingPathComponent(consumersFileName).path
         if FileManager.default.fileExists(atPath: consumersPath) {
-            switch loadConsumers(path: consumersPath, knownDatasets: datasetNames) {
-            case .success(let directory): result.consumers = directory
-            case .failure(let errors):
-                result.diagnostics += errors.diagnostics
-                result.consumersValid = false
-            }
+            let file = loadConsumers(path: consumersPath, knownDatasets: datasetNames)
+            result.consumerFile = file
+            result.consumers = file.merged(over: nil)
+            result.diagnostics += file.diagnostics
+            result.warnings += file.warnings
         }
         return result
     }
@@ -113,13 +120,13 @@ public enum PolicyLoader {
         }
         var reader = YAMLReader(file: path)
         let fileName = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
-        let top = reader.fields(root, what: "the policy", allowed: topKeys)
+        let top = reader.fields(root, what: "the policy", allowed: topKeys) ?? [:]
 
         if let dataset = top["dataset"], let name = reader.string(dataset.value, what: "dataset"), name != fileName {
             reader.report(dataset.value, "dataset '\(name)' must match the file name '\(fileName)'")
         }
-        if !isValidDatasetName(fileName) {
-            reader.report(at: SourceLocation(file: path, line: 1, column: 1), "the file name must be a dataset name of letters, digits, '_' or '-'")
+        if !Name.isValid(fileName) {
+            reader.report(at: SourceLocation(file: path, line: 1, column: 1), "the file name '\(fileName)' is not a dataset name (\(Name.rule))")
         }
         let description = top["description"].flatMap { reader.string($0.value, what: "description") } ?? ""
         let owner = top["owner"].flatMap { reader.string($0.value, what: "owner") } ?? ""
@@ -145,7 +152,7 @@ public enum PolicyLoader {
 
         var tables: [TablePolicy] = []
         if let tablesNode = top["tables"] {
-            if let entries = reader.entries(tablesNode.value, what: "tables") {
+            if let entries = reader.entries(tablesNode.value, what: "tables", whenEmpty: "list the published tables") {
                 for entry in entries {
                     if let table = readTable(entry.key, keyNode: entry.keyNode, node: entry.value, reader: &reader) {
                         tables.append(table)
@@ -160,19 +167,14 @@ public enum PolicyLoader {
         guard reader.diagnostics.isEmpty else { return .failure(PolicyErrors(reader.diagnostics)) }
         return .success(DatasetPolicy(
             name: fileName, description: description, owner: owner, sourcePath: sourcePath, limits: limits,
-            pricing: pricing, tables: tables, version: version, file: path, sourceLocation: sourceLocation))
-    }
-
-    static func isValidDatasetName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 64 && name.unicodeScalars.allSatisfy {
-            ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "_" || $0 == "-"
-        }
+            pricing: pricing, tables: tables, version: version, file: path, sourceLocation: sourceLocation,
+            warnings: reader.warnings))
     }
 
     static func readLimits(_ node: Node?, reader: inout YAMLReader) -> DatasetLimits {
         var limits = DatasetLimits.defaults
         guard let node else { return limits }
-        let fields = reader.fields(node, what: "limits", allowed: limitKeys)
+        let fields = reader.fields(node, what: "limits", allowed: limitKeys, whenEmpty: "remove the key for the defaults") ?? [:]
         if let value = fields["max_rows"]?.value, let rows = reader.integer(value, what: "max_rows", range: DatasetLimits.maxRowsRange) {
             limits.maxRows = rows
         }
@@ -190,7 +192,7 @@ public enum PolicyLoader {
 
     static func readPricing(_ node: Node?, reader: inout YAMLReader) -> Pricing {
         guard let node else { return .free }
-        let fields = reader.fields(node, what: "pricing", allowed: pricingKeys)
+        let fields = reader.fields(node, what: "pricing", allowed: pricingKeys, whenEmpty: "remove the key to charge nothing") ?? [:]
         var currency = "CNY"
         if let value = fields["currency"]?.value, let text = reader.string(value, what: "currency") {
             if text.utf8.count == 3, text.unicodeScalars.allSatisfy({ ("A"..."Z").contains($0) }) {
@@ -209,7 +211,7 @@ public enum PolicyLoader {
 
     static func readTable(_ name: String, keyNode: Node, node: Node, reader: inout YAMLReader) -> TablePolicy? {
         let what = "table '\(name)'"
-        let fields = reader.fields(node, what: what, allowed: tableKeys)
+        guard let fields = reader.fields(node, what: what, allowed: tableKeys) else { return nil }
         let access = fields["access"].flatMap { reader.choice($0.value, what: "access", as: TableAccess.self, options: ["rows", "aggregate"]) } ?? .rows
         var rowFilter: String?
         var rowFilterLocation: SourceLocation?
@@ -222,7 +224,7 @@ public enum PolicyLoader {
         }
         var columns: [ColumnPolicy] = []
         if let columnsNode = fields["columns"] {
-            if let entries = reader.entries(columnsNode.value, what: "columns of \(what)") {
+            if let entries = reader.entries(columnsNode.value, what: "columns of \(what)", whenEmpty: "list the published columns") {
                 for entry in entries {
                     if let column = readColumn(entry.key, keyNode: entry.keyNode, node: entry.value, access: access, table: name, reader: &reader) {
                         columns.append(column)
@@ -244,6 +246,9 @@ public enum PolicyLoader {
             }
             if let value = fields["min_group_size"]?.value {
                 minGroupSize = reader.integer(value, what: "min_group_size", range: 2...1_000_000)
+                if let size = minGroupSize, size < 5 {
+                    reader.warn(value, "min_group_size \(size) is below 5: a released group may describe very few people")
+                }
             } else {
                 reader.report(keyNode, "aggregate \(what) needs 'min_group_size'")
             }
@@ -262,10 +267,15 @@ public enum PolicyLoader {
 
     static func readColumn(_ name: String, keyNode: Node, node: Node, access: TableAccess, table: String, reader: inout YAMLReader) -> ColumnPolicy? {
         let what = "column '\(table).\(name)'"
-        let fields = reader.fields(node, what: what, allowed: columnKeys)
+        guard let fields = reader.fields(node, what: what, allowed: columnKeys, whenEmpty: "write {} to publish the column as it is") else { return nil }
         let role = fields["role"].flatMap {
             reader.choice($0.value, what: "role", as: ColumnRole.self, options: ["visible", "dimension", "measure", "join_key", "hidden"])
         } ?? .visible
+        if access == .rows, role == .measure || role == .dimension, let entry = fields["role"] {
+            // On a rows table the value would be returned as it is, which is not what a holder
+            // who wrote `measure` expects.
+            reader.report(entry.value, "role: \(role.rawValue) applies only to tables with access: aggregate; use access: aggregate on table '\(table)' (on a rows table the column would be shown as it is)")
+        }
         var mask: Mask?
         if let entry = fields["mask"] {
             if role == .joinKey || role == .hidden {
@@ -283,6 +293,9 @@ public enum PolicyLoader {
                     guard let function = reader.string(item, what: "an aggregate") else { continue }
                     if aggregateNames.contains(function) {
                         aggregates.append(function)
+                        if function == "min" || function == "max" {
+                            reader.warn(item, "\(function) on measure '\(table).\(name)' releases one individual's value (the group's extreme)")
+                        }
                     } else {
                         reader.report(item, "unknown aggregate '\(function)' (allowed: \(aggregateNames.joined(separator: ", ")))")
                     }
@@ -306,7 +319,7 @@ public enum PolicyLoader {
             }
             return preset
         }
-        let fields = reader.fields(node, what: "mask", allowed: maskKeys)
+        guard let fields = reader.fields(node, what: "mask", allowed: maskKeys) else { return nil }
         guard let patternEntry = fields["pattern"] else {
             reader.report(node, "a mask mapping needs 'pattern' and 'replace'")
             return nil
@@ -357,54 +370,90 @@ public enum PolicyLoader {
 
     // MARK: Consumers
 
-    static let consumerKeys: Set<String> = ["key_sha256", "grants"]
+    static let consumerKeys: Set<String> = ["key_sha256", "grants", "role"]
     static let grantKeys: Set<String> = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes", "daily_queries", "daily_rows"]
 
-    /// Loads `consumers.yaml`; grants must name dataset files that exist.
-    public static func loadConsumers(path: String, knownDatasets: Set<String>) -> Result<ConsumerDirectory, PolicyErrors> {
+    /// Loads `consumers.yaml` part by part: each consumer entry and each of its grants validates
+    /// on its own, so that a problem in one part does not stop a removal or a narrowed grant
+    /// elsewhere from taking effect (see `ConsumerFile.merged(over:)`). A grant naming a dataset
+    /// without a policy file is a warning: deleting a dataset must not break the consumer file.
+    public static func loadConsumers(path: String, knownDatasets: Set<String>) -> ConsumerFile {
         let root: Node
         let version: String
         switch document(path: path) {
         case .success(let loaded): (root, version) = loaded
-        case .failure(let errors): return .failure(errors)
+        case .failure(let errors): return ConsumerFile(unreadable: errors.diagnostics)
         }
         var reader = YAMLReader(file: path)
-        let top = reader.fields(root, what: "consumers.yaml", allowed: ["consumers"])
-        var consumers: [String: Consumer] = [:]
-        if let node = top["consumers"]?.value, let entries = reader.entries(node, what: "consumers") {
-            for entry in entries {
-                let fields = reader.fields(entry.value, what: "consumer '\(entry.key)'", allowed: consumerKeys)
-                var keyHash = ""
-                if let value = fields["key_sha256"]?.value, let text = reader.string(value, what: "key_sha256") {
-                    let lower = text.lowercased()
-                    if lower.utf8.count == 64, lower.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) {
-                        keyHash = lower
-                    } else {
-                        reader.report(value, "key_sha256 must be 64 hex digits (the SHA-256 of the key)")
-                    }
-                } else if fields["key_sha256"] == nil {
-                    reader.report(entry.keyNode, "consumer '\(entry.key)' needs 'key_sha256'")
-                }
-                var grants: [String: Grant] = [:]
-                if let grantsNode = fields["grants"]?.value, let grantEntries = reader.entries(grantsNode, what: "grants") {
-                    for grant in grantEntries {
-                        if !knownDatasets.contains(grant.key) {
-                            reader.report(grant.keyNode, "grant for unknown dataset '\(grant.key)'")
-                        }
-                        grants[grant.key] = readGrant(grant.value, reader: &reader)
-                    }
-                }
-                consumers[entry.key] = Consumer(name: entry.key, keySHA256: keyHash, grants: grants)
-            }
-        } else if top["consumers"] == nil {
-            reader.report(root, "missing key 'consumers'")
+        guard let top = reader.fields(root, what: "consumers.yaml", allowed: ["consumers"]),
+              let node = top["consumers"]?.value,
+              let entries = reader.entries(node, what: "consumers", whenEmpty: "write `consumers: {}` for none") else {
+            if reader.diagnostics.isEmpty { reader.report(root, "missing key 'consumers'") }
+            return ConsumerFile(unreadable: reader.diagnostics)
         }
-        guard reader.diagnostics.isEmpty else { return .failure(PolicyErrors(reader.diagnostics)) }
-        return .success(ConsumerDirectory(consumers: consumers, version: version))
+        var file = ConsumerFile(directory: ConsumerDirectory(consumers: [:], version: version), readable: true)
+        var consumers: [String: Consumer] = [:]
+        for entry in entries {
+            file.declared.insert(entry.key)
+            let problemsBefore = reader.diagnostics.count
+            if !Name.isValid(entry.key) {
+                reader.report(entry.keyNode, "'\(entry.key)' is not a consumer name (\(Name.rule))")
+            }
+            guard let fields = reader.fields(entry.value, what: "consumer '\(entry.key)'", allowed: consumerKeys),
+                  reader.diagnostics.count == problemsBefore else {
+                file.invalidEntries.insert(entry.key)
+                continue
+            }
+            var keyHash = ""
+            if let value = fields["key_sha256"]?.value, let text = reader.string(value, what: "key_sha256") {
+                let lower = text.lowercased()
+                if lower.utf8.count == 64, lower.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) {
+                    keyHash = lower
+                } else {
+                    reader.report(value, "key_sha256 must be 64 hex digits (the SHA-256 of the key)")
+                }
+            } else if fields["key_sha256"] == nil {
+                reader.report(entry.keyNode, "consumer '\(entry.key)' needs 'key_sha256'")
+            }
+            let role = fields["role"].flatMap {
+                reader.choice($0.value, what: "role", as: ConsumerRole.self, options: ["consumer", "operator"])
+            } ?? .consumer
+            let entryValid = reader.diagnostics.count == problemsBefore
+            var grants: [String: Grant] = [:]
+            if let grantsNode = fields["grants"]?.value,
+               let grantEntries = reader.entries(grantsNode, what: "grants of consumer '\(entry.key)'", whenEmpty: "write `grants: {}` for none") {
+                for grant in grantEntries {
+                    if !knownDatasets.contains(grant.key) {
+                        reader.warn(grant.keyNode, "grant for dataset '\(grant.key)', which has no policy file (it takes effect if one appears)")
+                    }
+                    let before = reader.diagnostics.count
+                    let value = readGrant(grant.value, reader: &reader)
+                    if let value, reader.diagnostics.count == before {
+                        grants[grant.key] = value
+                    } else {
+                        file.invalidGrants[entry.key, default: []].insert(grant.key)
+                    }
+                }
+            } else if fields["grants"] != nil {
+                file.invalidEntries.insert(entry.key)
+                continue
+            }
+            // An entry whose name, key or role is invalid is kept whole at its previous version
+            // (its grants are still read above, so every problem is reported).
+            guard entryValid else {
+                file.invalidEntries.insert(entry.key)
+                continue
+            }
+            consumers[entry.key] = Consumer(name: entry.key, keySHA256: keyHash, grants: grants, role: role)
+        }
+        file.directory = ConsumerDirectory(consumers: consumers, version: version)
+        file.diagnostics = reader.diagnostics
+        file.warnings = reader.warnings
+        return file
     }
 
-    static func readGrant(_ node: Node, reader: inout YAMLReader) -> Grant {
-        let fields = reader.fields(node, what: "grant", allowed: grantKeys)
+    static func readGrant(_ node: Node, reader: inout YAMLReader) -> Grant? {
+        guard let fields = reader.fields(node, what: "grant", allowed: grantKeys, whenEmpty: "write {} for the dataset's own limits") else { return nil }
         func int(_ key: String, _ range: ClosedRange<Int>) -> Int? {
             fields[key].flatMap { reader.integer($0.value, what: key, range: range) }
         }
@@ -415,6 +464,58 @@ public enum PolicyLoader {
             maxResultBytes: int("max_result_bytes", DatasetLimits.resultBytesRange),
             dailyQueries: int("daily_queries", 0...1_000_000_000),
             dailyRows: int("daily_rows", 0...1_000_000_000_000))
+    }
+}
+
+/// `consumers.yaml` as loaded: the parts that validated and which parts did not.
+public struct ConsumerFile: Sendable {
+    /// Every consumer whose entry validated, with only the grants that validated.
+    public var directory: ConsumerDirectory
+    /// Problems (the file is invalid when there is any) and warnings (printed, never fatal).
+    public var diagnostics: [PolicyDiagnostic] = []
+    public var warnings: [PolicyDiagnostic] = []
+    /// False when the file as a whole could not be read (YAML syntax, no `consumers:` mapping):
+    /// then nothing can be known about which consumers it declares.
+    public var readable: Bool
+    /// Every consumer name the file declares, valid or not.
+    public var declared: Set<String> = []
+    /// Consumers whose entry (name, key, role or grants mapping) did not validate.
+    public var invalidEntries: Set<String> = []
+    /// Grants that did not validate, by consumer.
+    public var invalidGrants: [String: Set<String>] = [:]
+
+    init(directory: ConsumerDirectory, readable: Bool) {
+        self.directory = directory
+        self.readable = readable
+    }
+
+    init(unreadable diagnostics: [PolicyDiagnostic]) {
+        self.init(directory: .empty, readable: false)
+        self.diagnostics = diagnostics
+    }
+
+    public var isValid: Bool { diagnostics.isEmpty }
+
+    /// The directory to put in force when `previous` was in force before. A consumer the file no
+    /// longer declares is removed and a grant it no longer lists is gone, even when other parts
+    /// of the file are invalid; an invalid part keeps its previous version, or is left out if it
+    /// is new. A file that cannot be read at all keeps `previous` (nothing is known about it).
+    public func merged(over previous: ConsumerDirectory?) -> ConsumerDirectory {
+        guard readable else { return previous ?? .empty }
+        guard !isValid else { return directory }
+        var consumers = directory.consumers
+        for name in invalidEntries {
+            if let old = previous?.consumers[name] { consumers[name] = old }
+        }
+        for (name, datasets) in invalidGrants {
+            guard let current = consumers[name] else { continue }
+            var grants = current.grants
+            for dataset in datasets {
+                grants[dataset] = previous?.consumers[name]?.grants[dataset]
+            }
+            consumers[name] = Consumer(name: current.name, keySHA256: current.keySHA256, grants: grants, role: current.role)
+        }
+        return ConsumerDirectory(consumers: consumers, version: directory.version)
     }
 }
 

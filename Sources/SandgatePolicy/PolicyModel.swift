@@ -16,11 +16,15 @@ public struct DatasetPolicy: Sendable {
     public let file: String
     /// Where `source:` is written, so data-level problems can point at it.
     public let sourceLocation: SourceLocation
+    /// Risky but valid choices found while loading (printed by `policy check`).
+    public let warnings: [PolicyDiagnostic]
 
     public init(
         name: String, description: String, owner: String, sourcePath: String, limits: DatasetLimits,
-        pricing: Pricing, tables: [TablePolicy], version: String, file: String, sourceLocation: SourceLocation
+        pricing: Pricing, tables: [TablePolicy], version: String, file: String, sourceLocation: SourceLocation,
+        warnings: [PolicyDiagnostic] = []
     ) {
+        self.warnings = warnings
         self.name = name
         self.description = description
         self.owner = owner
@@ -200,18 +204,30 @@ public struct ConsumerDirectory: Sendable {
     public static let empty = ConsumerDirectory(consumers: [:], version: "")
 }
 
-/// A consumer: the hash of its key and its grants by dataset name.
+/// A consumer: the hash of its key, its grants by dataset name and its role.
 public struct Consumer: Sendable {
+    /// The name as declared in `consumers.yaml` (a valid `Name`): after authentication every
+    /// component uses this, never the bytes a client sent.
     public let name: String
     /// Lower-case hex SHA-256 of the API key; the key itself is never stored.
     public let keySHA256: String
     public let grants: [String: Grant]
+    public let role: ConsumerRole
 
-    public init(name: String, keySHA256: String, grants: [String: Grant]) {
+    public init(name: String, keySHA256: String, grants: [String: Grant], role: ConsumerRole = .consumer) {
         self.name = name
         self.keySHA256 = keySHA256
         self.grants = grants
+        self.role = role
     }
+}
+
+/// What a consumer may see of the server beyond its own queries.
+public enum ConsumerRole: String, Sendable {
+    /// Its own figures only (the default).
+    case consumer
+    /// Also server-wide figures (the `stats` op).
+    case `operator`
 }
 
 /// What one consumer may do with one dataset.

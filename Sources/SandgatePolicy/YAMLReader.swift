@@ -6,6 +6,8 @@ import Yams
 struct YAMLReader {
     let file: String
     private(set) var diagnostics: [PolicyDiagnostic] = []
+    /// Risky but valid choices: printed by `policy check`, never fatal.
+    private(set) var warnings: [PolicyDiagnostic] = []
 
     init(file: String) { self.file = file }
 
@@ -22,11 +24,21 @@ struct YAMLReader {
         diagnostics.append(PolicyDiagnostic(location, message))
     }
 
+    mutating func warn(_ node: Node?, _ message: String) {
+        warnings.append(PolicyDiagnostic(location(node), message))
+    }
+
     /// The entries of a mapping as (key, key node, value node), reporting non-string keys.
-    /// A missing value (`key:` with nothing) is a null scalar. Returns nil if `node` is not a mapping.
-    mutating func entries(_ node: Node, what: String) -> [(key: String, keyNode: Node, value: Node)]? {
+    /// Returns nil if `node` is not a mapping. An empty or null value (`key:` with nothing after
+    /// it, which is also what a reader sees while an editor rewrites the file in place) is an
+    /// error, never an empty mapping: a half-written file must not load with less protection.
+    mutating func entries(_ node: Node, what: String, whenEmpty hint: String = "") -> [(key: String, keyNode: Node, value: Node)]? {
         guard case .mapping(let mapping) = node else {
-            report(node, "\(what) must be a mapping")
+            if isNull(node) {
+                report(node, "\(what) is empty; a mapping is expected\(hint.isEmpty ? "" : " (\(hint))")")
+            } else {
+                report(node, "\(what) must be a mapping")
+            }
             return nil
         }
         var result: [(String, Node, Node)] = []
@@ -40,10 +52,10 @@ struct YAMLReader {
         return result
     }
 
-    /// Reads a mapping with a closed set of keys; unknown keys are reported at the key.
-    mutating func fields(_ node: Node, what: String, allowed: Set<String>) -> [String: (keyNode: Node, value: Node)] {
-        if isNull(node) { return [:] }
-        guard let entries = entries(node, what: what) else { return [:] }
+    /// Reads a mapping with a closed set of keys; unknown keys are reported at the key. Returns
+    /// nil when `node` is not a mapping (an empty value included), after reporting it.
+    mutating func fields(_ node: Node, what: String, allowed: Set<String>, whenEmpty hint: String = "") -> [String: (keyNode: Node, value: Node)]? {
+        guard let entries = entries(node, what: what, whenEmpty: hint) else { return nil }
         var fields: [String: (Node, Node)] = [:]
         for entry in entries {
             guard allowed.contains(entry.key) else {

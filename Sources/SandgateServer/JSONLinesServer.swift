@@ -5,20 +5,25 @@ import NIOPosix
 import SandgateCore
 import Synchronization
 
-/// The JSON-lines front end (DESIGN.md §5) on SwiftNIO: framing and JSON on the event loop,
-/// queries and ledger writes on a bounded pool of workers.
+/// The JSON-lines front end (DESIGN.md §5) on SwiftNIO: framing and short lines on the event
+/// loop, long lines decoded on their own threads, queries and ledger writes on a bounded pool of
+/// workers.
 public final class JSONLinesServer: Sendable {
     private let configuration: ServerConfiguration
     private let group: MultiThreadedEventLoopGroup
     private let services: ServerServices
     private let channel = Mutex<(any Channel)?>(nil)
+    private let stopped = Mutex(false)
 
     public init(gateway: Gateway, configuration: ServerConfiguration, logger: Logger) {
         self.configuration = configuration
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, configuration.ioThreads))
         let workers = NIOThreadPool(numberOfThreads: max(1, configuration.workers))
         workers.start()
-        services = ServerServices(gateway: gateway, workers: workers, state: ServerState(configuration: configuration), logger: logger)
+        let decoders = NIOThreadPool(numberOfThreads: max(1, configuration.decodeThreads))
+        decoders.start()
+        services = ServerServices(
+            gateway: gateway, workers: workers, decoders: decoders, state: ServerState(configuration: configuration), logger: logger)
     }
 
     /// Binds and starts accepting; returns the port actually bound (useful with port 0).
@@ -48,7 +53,9 @@ public final class JSONLinesServer: Sendable {
 
     /// Stops accepting, lets queries in flight finish (up to `grace`), then closes everything.
     /// Ledger appends are synchronous, so every released result's record is already durable.
+    /// Idempotent: a second call returns at once (its event loops are gone by then).
     public func shutdown(grace: Duration = .seconds(10)) {
+        guard stopped.withLock({ stopped in defer { stopped = true }; return !stopped }) else { return }
         let listening = channel.withLock { $0 }
         try? listening?.close().wait()
         let deadline = ContinuousClock.now + grace
@@ -57,6 +64,12 @@ public final class JSONLinesServer: Sendable {
         }
         try? group.syncShutdownGracefully()
         try? services.workers.syncShutdownGracefully()
+        try? services.decoders.syncShutdownGracefully()
+        // Failed logins counted but not yet summarised in the ledger.
+        let seconds = Int(configuration.authRecordInterval.nanoseconds / 1_000_000_000)
+        for summary in services.state.drainFailureSummaries() {
+            services.gateway.recordAuthenticationFailureSummary(source: summary.source, count: summary.count, seconds: seconds)
+        }
         services.logger.info("stopped")
     }
 

@@ -11,8 +11,9 @@ public final class LineClient {
         public init(description: String) { self.description = description }
     }
 
-    /// Connects to `host:port` (IPv4 or a name resolving to it) with a receive timeout.
-    public init(host: String, port: Int, timeoutSeconds: Int = 60) throws {
+    /// Connects to `host:port` (IPv4 or a name resolving to it) with a receive timeout, from
+    /// `sourceAddress` when given (an IPv4 address; tests use 127.0.0.x to act as other hosts).
+    public init(host: String, port: Int, timeoutSeconds: Int = 60, sourceAddress: String? = nil) throws {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -25,6 +26,21 @@ public final class LineClient {
         var connected: Int32 = -1
         while let info = candidate {
             let fd = socket(info.pointee.ai_family, info.pointee.ai_socktype, info.pointee.ai_protocol)
+            if fd >= 0, let sourceAddress {
+                var local = sockaddr_in()
+                local.sin_family = sa_family_t(AF_INET)
+                guard inet_pton(AF_INET, sourceAddress, &local.sin_addr) == 1 else {
+                    close(fd)
+                    throw ClientError(description: "bad source address \(sourceAddress)")
+                }
+                let bound = withUnsafePointer(to: &local) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                guard bound == 0 else {
+                    close(fd)
+                    throw ClientError(description: "cannot bind to \(sourceAddress)")
+                }
+            }
             if fd >= 0, connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 {
                 connected = fd
                 break

@@ -1,5 +1,6 @@
 import Foundation
 import SandgateCore
+import SandgatePolicy
 import SandgateLedger
 import SandgateSQLite
 
@@ -106,7 +107,7 @@ struct Operation: Sendable {
             }
             return ok("\"quotas\":[" + items.joined(separator: ",") + "]")
         case "stats":
-            return ok(services.state.statsJSON(ledgerPending: gateway.ledger.pendingCount))
+            return ok(services.state.statsJSON(consumer: consumer, isOperator: gateway.role(of: consumer) == .operator, ledgerPending: gateway.ledger.pendingCount))
         default:
             return error(GatewayError(.badRequest, "unknown op \"\(op)\""))
         }

@@ -4,12 +4,15 @@ import Logging
 import NIOCore
 import NIOPosix
 import SandgateCore
+import SandgatePolicy
 import SandgateSQLite
 
 /// What every connection shares.
 struct ServerServices: Sendable {
     let gateway: Gateway
     let workers: NIOThreadPool
+    /// Decodes long request lines off the event loop.
+    let decoders: NIOThreadPool
     let state: ServerState
     let logger: Logger
 }
@@ -30,6 +33,8 @@ final class RequestHandler: ChannelInboundHandler {
     private var accepted = false
     private var address = "unknown"
     private var unwritableSince: NIODeadline?
+    /// This connection's channel, once active (for the unauthenticated-connection registry).
+    private var channel: (any Channel)?
 
     init(services: ServerServices) {
         self.services = services
@@ -39,18 +44,24 @@ final class RequestHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         address = context.channel.remoteAddress?.ipAddress ?? "unknown"
-        accepted = services.state.openConnection(address: address)
+        accepted = services.state.openConnection(address: address, channel: context.channel)
         guard accepted else {
             let error = GatewayError(.unavailable, "too many connections", hint: "try again later")
             write(ResponseFormat.error(error), context: context)
             context.close(promise: nil)
             return
         }
+        // A connection must log in soon; after that only the idle timeout applies.
+        let channel = context.channel
+        self.channel = channel
+        context.eventLoop.assumeIsolated().scheduleTask(in: services.state.configuration.loginTimeout) { [weak self] in
+            if let self, self.accepted, self.consumer == nil { channel.close(promise: nil) }
+        }
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if accepted { services.state.closeConnection(address: address) }
+        if accepted { services.state.closeConnection(address: address, channel: context.channel) }
         accepted = false
         context.fireChannelInactive()
     }
@@ -125,7 +136,12 @@ final class RequestHandler: ChannelInboundHandler {
         var buffer = context.channel.allocator.buffer(capacity: line.utf8.count + 1)
         buffer.writeString(line)
         buffer.writeInteger(UInt8(ascii: "\n"))
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        // Counted until NIO has handed the bytes to the kernel (or the connection failed).
+        let bytes = buffer.readableBytes, state = services.state, owner = consumer
+        state.unsent(bytes, consumer: owner)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenComplete { _ in state.sent(bytes, consumer: owner) }
+        context.writeAndFlush(wrapOutboundOut(buffer), promise: written)
     }
 
     private func handle(_ frame: Frame, eventLoop: any EventLoop) -> EventLoopFuture<String> {
@@ -134,7 +150,23 @@ final class RequestHandler: ChannelInboundHandler {
             services.state.countRequest(op: "invalid")
             return eventLoop.makeSucceededFuture(ResponseFormat.error(requestTooLarge))
         }
-        guard case .object(let fields)? = JSONValue.parse(bytes.readableBytesView) else {
+        return decode(bytes, eventLoop: eventLoop).assumeIsolated().flatMap { [self] value in
+            respond(to: value, eventLoop: eventLoop)
+        }.nonisolated()
+    }
+
+    /// Decodes a request line. Short lines (every op but a large query) decode on the event loop,
+    /// which costs microseconds; longer ones on the decoder threads, so that a client streaming
+    /// 1 MiB lines of nested JSON cannot hold the loop that answers everyone else's `ping`.
+    private func decode(_ bytes: ByteBuffer, eventLoop: any EventLoop) -> EventLoopFuture<JSONValue?> {
+        guard bytes.readableBytes > services.state.configuration.inlineDecodeBytes else {
+            return eventLoop.makeSucceededFuture(JSONValue.parse(bytes.readableBytesView))
+        }
+        return services.decoders.runIfActive(eventLoop: eventLoop) { JSONValue.parse(bytes.readableBytesView) }
+    }
+
+    private func respond(to value: JSONValue?, eventLoop: any EventLoop) -> EventLoopFuture<String> {
+        guard case .object(let fields)? = value else {
             services.state.countRequest(op: "invalid")
             return eventLoop.makeSucceededFuture(ResponseFormat.error(GatewayError(.badRequest, "the line is not a JSON object")))
         }
@@ -143,7 +175,7 @@ final class RequestHandler: ChannelInboundHandler {
             eventLoop.makeSucceededFuture(ResponseFormat.error(GatewayError(code, message, hint: hint), id: id))
         }
         guard let op = fields["op"]?.string else { return fail(.badRequest, "missing \"op\" (a string)") }
-        services.state.countRequest(op: Operation.known.contains(op) ? op : "unknown")
+        services.state.countRequest(op: Operation.known.contains(op) ? op : "unknown", consumer: consumer)
         let operation = Operation(services: services, consumerName: consumer ?? "", id: id, fields: fields)
         switch op {
         case "ping":
@@ -156,6 +188,9 @@ final class RequestHandler: ChannelInboundHandler {
             }
             guard let consumer else { return fail(.authFailed, "authenticate first", hint: "send {\"op\":\"auth\",\"consumer\":…,\"key\":…}") }
             if op == "query" || op == "explain" {
+                if let refusal = services.state.unsentRefusal(consumer: consumer) {
+                    return eventLoop.makeSucceededFuture(ResponseFormat.error(refusal, id: id))
+                }
                 guard services.state.beginQuery(consumer: consumer) else {
                     return fail(.quotaExceeded, "too many queries in flight for \(consumer) (limit \(services.state.configuration.maxInFlightPerConsumer))")
                 }
@@ -185,26 +220,35 @@ final class RequestHandler: ChannelInboundHandler {
         let address = self.address
         let state = services.state
         let gateway = services.gateway
-        let delay = state.authDelay(address: address)
+        // A name outside the one ASCII spelling is refused before any lookup; it still counts as
+        // a failure of the address (but not of a consumer name, so junk cannot grow that table).
+        let validName = Name.isValid(name)
+        let delay = state.authDelay(address: address, consumer: validName ? name : "")
         let workers = services.workers
         let answer = eventLoop.scheduleTask(in: delay) {}.futureResult.flatMap {
-            workers.runIfActive(eventLoop: eventLoop) { () -> Bool in
-                if gateway.authenticate(consumer: name, key: key) {
-                    state.authSucceeded(address: address)
-                    return true
+            workers.runIfActive(eventLoop: eventLoop) { () -> String? in
+                if validName, let declared = gateway.authenticate(consumer: name, key: key) {
+                    state.authSucceeded(consumer: declared)
+                    return declared
                 }
-                state.authFailed(address: address)
-                gateway.recordAuthenticationFailure(consumer: name, source: address)
-                return false
+                state.authFailed(address: address, consumer: validName ? name : nil)
+                let admission = state.admitFailureRecord(address: address)
+                let seconds = Int(state.configuration.authRecordInterval.nanoseconds / 1_000_000_000)
+                for summary in admission.summaries {
+                    gateway.recordAuthenticationFailureSummary(source: summary.source, count: summary.count, seconds: seconds)
+                }
+                if admission.record { gateway.recordAuthenticationFailure(consumer: name, source: address) }
+                return nil
             }
         }
-        return answer.hop(to: eventLoop).assumeIsolated().map { [self] ok -> String in
-            guard ok else {
+        return answer.hop(to: eventLoop).assumeIsolated().map { [self] declared -> String in
+            guard let declared else {
                 consumer = nil
-                return operation.error(GatewayError(.authFailed, "unknown consumer or wrong key"))
+                return operation.error(GatewayError(.authFailed, "unknown consumer or wrong key", hint: "consumer names are \(Name.rule)"))
             }
-            consumer = name
-            return operation.ok("\"consumer\":\(JSONText.quoted(name))")
+            if consumer == nil, let channel { services.state.authenticated(channel, address: address) }
+            consumer = declared
+            return operation.ok("\"consumer\":\(JSONText.quoted(declared))")
         }.nonisolated()
     }
 }

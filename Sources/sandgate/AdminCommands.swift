@@ -25,6 +25,8 @@ struct PolicyCommand: ParsableCommand {
                 guard let policy = loaded.datasets[name] else { continue }
                 problems += DataValidator.validate(policy, databasePath: policy.sourcePath)
             }
+            // Warnings (risky but valid choices) are printed and never change the exit status.
+            for warning in loaded.warnings { writeOut("\(warning.location): warning: \(warning.message)\n") }
             for problem in problems { writeOut(problem.description + "\n") }
             if !problems.isEmpty {
                 throw Failure("\(problems.count) problem(s) found")
@@ -98,7 +100,7 @@ struct UsageCommand: ParsableCommand {
             let (start, end) = period.range
             var records: [UsageRecord] = []
             do {
-                if let bad = try ledger.verify() { throw Failure("internal: the ledger's hash chain breaks at seq \(bad); no invoice from a tampered ledger") }
+                if let problem = try ledger.verify() { throw Failure("internal: the ledger does not verify (\(problem)); no invoice from a tampered ledger") }
                 try ledger.records(from: start, to: end) { records.append($0); return true }
             } catch let failure as Failure {
                 throw failure
@@ -149,7 +151,9 @@ struct UsageCommand: ParsableCommand {
     }
 
     struct Verify: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "verify", abstract: "Check the ledger's hash chain.")
+        static let configuration = CommandConfiguration(
+            commandName: "verify",
+            abstract: "Check the ledger's keyed hash chain and its checkpoint (edits, deletions, reordering, truncation, recomputation).")
 
         @OptionGroup var common: CommonOptions
 
@@ -158,10 +162,10 @@ struct UsageCommand: ParsableCommand {
             guard FileManager.default.fileExists(atPath: path) else { throw Failure("no ledger at \(path)") }
             do {
                 let ledger = try Ledger(path: path)
-                if let bad = try ledger.verify() {
-                    throw Failure("the hash chain breaks at seq \(bad)")
+                if let problem = try ledger.verify() {
+                    throw Failure("the ledger does not verify: \(problem)")
                 }
-                writeOut("ok: the hash chain verifies\n")
+                writeOut("ok: the keyed hash chain and its checkpoint verify\n")
             } catch let failure as Failure {
                 throw failure
             } catch {

@@ -14,7 +14,7 @@ struct ConsumerCommand: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
-        @Argument(help: "The consumer's name (letters, digits, '_', '-', '.').")
+        @Argument(help: "The consumer's name: \(Name.rule).")
         var name: String
 
         @Option(help: "A dataset to grant (repeat for several).")
@@ -30,10 +30,8 @@ struct ConsumerCommand: ParsableCommand {
         var dailyRows: Int?
 
         func validate() throws {
-            guard !name.isEmpty, name.count <= 64,
-                  name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "_-.".unicodeScalars.contains($0)) }) else {
-                throw ValidationError("the name may hold letters, digits, '_', '-' and '.' (up to 64)")
-            }
+            // The one spelling checked everywhere (bytes, no normalisation): see `Name`.
+            guard Name.isValid(name) else { throw ValidationError("the name must be \(Name.rule)") }
             guard !grant.isEmpty else { throw ValidationError("give at least one --grant DATASET") }
             for value in [maxRows, dailyQueries, dailyRows].compactMap({ $0 }) where value < 0 {
                 throw ValidationError("limits must not be negative")
@@ -73,9 +71,10 @@ struct ConsumerCommand: ParsableCommand {
                 throw Failure("internal: cannot write \(path)")
             }
             // Never leave an invalid consumer file behind.
-            if case .failure(let errors) = PolicyLoader.loadConsumers(path: path, knownDatasets: loaded.datasetFiles) {
+            let check = PolicyLoader.loadConsumers(path: path, knownDatasets: loaded.datasetFiles)
+            if !check.isValid {
                 if let original { try? original.write(toFile: path, atomically: true, encoding: .utf8) }
-                throw Failure("internal: the new consumers.yaml would not validate: \(errors)")
+                throw Failure("internal: the new consumers.yaml would not validate: \(PolicyErrors(check.diagnostics))")
             }
             writeOut("consumer \(name) added with grants: \(grant.joined(separator: ", "))\nkey (shown once, store it now): \(key)\n")
         }

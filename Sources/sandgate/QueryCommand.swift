@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SandgateCore
+import SandgateLedger
 import SandgatePolicy
 import SandgateServer
 import SandgateSQLite
@@ -54,6 +55,8 @@ struct QueryCommand: ParsableCommand {
         }
         let gateway = try common.gateway()
         let response = gateway.run(target.request)
+        // Waits for the checkpoint after this record, so the process never exits with its tail unanchored.
+        gateway.ledger.close()
         switch format {
         case .json:
             writeOut(ResponseFormat.json(response) + "\n")

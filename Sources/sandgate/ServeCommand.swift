@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import SandgateCore
+import SandgateLedger
 import SandgateServer
 
 struct ServeCommand: ParsableCommand {
@@ -79,6 +80,8 @@ struct ServeCommand: ParsableCommand {
         logger.info("shutting down: finishing queries in flight")
         watcher.stop()
         server.shutdown()
+        // The last checkpoint anchors the chain's tail (docs/CONTRACT.md §7).
+        gateway.ledger.close()
         sources.forEach { $0.cancel() }
     }
 }

@@ -11,11 +11,7 @@ import Testing
     static let corpus = CLIPaths.packageRoot.deletingLastPathComponent().appendingPathComponent("shared/corpora/injection")
 
     static func requireCorpus(_ path: URL) -> Bool {
-        guard FileManager.default.fileExists(atPath: path.path) else {
-            Issue.record("the injection corpus is absent at \(path.path); these tests need ../shared/corpora beside the checkout")
-            return false
-        }
-        return true
+        Corpora.available(path.path, what: "the injection corpus")
     }
 
     /// Every payload line of PayloadsAllTheThings (snippets and Intruder lists).

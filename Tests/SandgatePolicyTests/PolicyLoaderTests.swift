@@ -109,8 +109,10 @@ let validPolicy = """
         ])
         let result = directory.load()
         #expect(result.diagnostics.contains { $0.message.contains("64 hex digits") && $0.location.line == 7 })
-        #expect(result.diagnostics.contains { $0.message.contains("unknown dataset 'ghost'") && $0.location.line == 9 })
-        #expect(result.consumers.consumers.isEmpty, "a broken consumers file grants nothing")
+        #expect(result.warnings.contains { $0.message.contains("dataset 'ghost', which has no policy file") && $0.location.line == 9 })
+        #expect(!result.diagnostics.contains { $0.message.contains("ghost") }, "a grant for a missing dataset is a warning")
+        #expect(!result.consumersValid)
+        #expect(result.consumers.consumers.keys.sorted() == ["a"], "the invalid entry is left out; the valid one is in force")
     }
 
     @Test("limits lowered by a grant never rise")

@@ -12,7 +12,7 @@ import Testing
     @Test("changing a mask while a client queries in a loop: every answer is masked by the old or the new policy")
     func maskChangeUnderLoad() throws {
         let harness = try ServerHarness()
-        let watcher = PolicyWatcher(gateway: harness.gateway, interval: .milliseconds(50))
+        let watcher = PolicyWatcher(gateway: harness.gateway, interval: .milliseconds(50), settle: .milliseconds(100))
         defer { watcher.stop() }
         let client = try harness.authenticated()
         let oldMask = /^1\d{2}\*{4}\d{4}$/

@@ -230,6 +230,32 @@ struct CLIError: Error { let message: String; init(_ message: String) { self.mes
         #expect(rows.stdout.components(separatedBy: "\r\n").filter { !$0.isEmpty }.count == 6)
     }
 
+    @Test("consumer add refuses look-alike names (Kelvin sign, fullwidth, combining, upper case)", arguments: [
+        "\u{212A}ate", "ｋａｔｅ", "ka\u{301}te", "Kate", "KATE",
+    ])
+    func consumerAddLookAlikes(name: String) throws {
+        let workspace = try CLIWorkspace()
+        let output = try workspace.run("consumer", "add", name, "--grant", "retail")
+        #expect(output.status == 2, "\(output.stderr)")
+        #expect(output.stderr.contains("a-z, 0-9"))
+        let text = try String(contentsOfFile: workspace.root + "/Policies/consumers.yaml", encoding: .utf8)
+        #expect(!text.contains(name))
+    }
+
+    @Test("policy check prints warnings and still exits 0; truncating the ledger fails usage verify")
+    func warningsAndTruncation() throws {
+        let workspace = try CLIWorkspace()
+        let check = try workspace.run("policy", "check")
+        #expect(check.status == 0)
+        #expect(check.stdout.contains("retail.yaml:35:67: warning: min on measure 'orders.amount' releases one individual's value"), "\(check.stdout)")
+        _ = try workspace.run("query", "--dataset", "retail", "--as", "analyst-a", "SELECT 1")
+        _ = try workspace.run("query", "--dataset", "retail", "--as", "analyst-a", "SELECT 2")
+        #expect(try workspace.run("usage", "verify").status == 0)
+        try Connection(path: workspace.root + "/var/usage.sqlite", mode: .readWrite).execute("DELETE FROM usage WHERE seq = 2")
+        let verify = try workspace.run("usage", "verify")
+        #expect(verify.status == 1 && verify.stderr.contains("truncated"), "\(verify.stderr)")
+    }
+
     @Test("usage invoice sums the period per consumer × dataset and refuses a tampered ledger")
     func invoice() throws {
         let workspace = try CLIWorkspace()

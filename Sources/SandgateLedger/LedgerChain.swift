@@ -1,0 +1,206 @@
+import Crypto
+import Foundation
+
+/// The keyed hash chain of the ledger and its anchor (docs/CONTRACT.md §7).
+///
+/// Every record carries `record_hash = HMAC-SHA256(ledger key, canonical bytes)`, where the
+/// canonical bytes include `prev_hash`. The encoding is typed and length-prefixed, independent of
+/// any export format: changing how a field is printed never changes a hash.
+public enum LedgerChain {
+    /// The chain version of records written by this code (column `chain`). Records of version 1
+    /// (unkeyed SHA-256 over export text, before issue 12) still verify as they were written.
+    public static let keyedVersion: Int64 = 2
+
+    /// `SGLR2`, then per field a tag and its bytes: `i` + 8-byte big-endian two's-complement
+    /// integer, `t` + 4-byte big-endian byte length + UTF-8 bytes, `b` + one byte 0 or 1. Fields
+    /// in this order: prev_hash, seq, query_id, started_at, finished_at, consumer, dataset,
+    /// dataset_version, policy_version, status, error_code, rows, cells, bytes, masked_cells,
+    /// suppressed_groups, truncated, vm_steps, elapsed_us, cost_micros, currency, sql_sha256, sql,
+    /// rewritten_sql.
+    public static func canonicalBytes(_ r: UsageRecord) -> [UInt8] {
+        var encoder = CanonicalEncoder(magic: "SGLR2")
+        encoder.text(r.prevHash)
+        encoder.integer(r.seq)
+        encoder.text(r.queryID)
+        encoder.integer(r.startedAt)
+        encoder.integer(r.finishedAt)
+        encoder.text(r.consumer)
+        encoder.text(r.dataset)
+        encoder.text(r.datasetVersion)
+        encoder.text(r.policyVersion)
+        encoder.text(r.status.rawValue)
+        encoder.text(r.errorCode)
+        encoder.integer(r.rows)
+        encoder.integer(r.cells)
+        encoder.integer(r.bytes)
+        encoder.integer(r.maskedCells)
+        encoder.integer(r.suppressedGroups)
+        encoder.bool(r.truncated)
+        encoder.integer(r.vmSteps)
+        encoder.integer(r.elapsedMicroseconds)
+        encoder.integer(r.costMicros)
+        encoder.text(r.currency)
+        encoder.text(r.sqlSHA256)
+        encoder.text(r.sql)
+        encoder.text(r.rewrittenSQL)
+        return encoder.bytes
+    }
+
+    /// The keyed hash of a record (its `prevHash` and `seq` set), lower-case hex.
+    public static func keyedHash(of record: UsageRecord, key: SymmetricKey) -> String {
+        Hex.encode(HMAC<SHA256>.authenticationCode(for: canonicalBytes(record), using: key))
+    }
+
+    /// The version-1 hash (before issue 12): unkeyed SHA-256 of `prev_hash` and the export text
+    /// of each field as `<length>:<bytes>`. Kept only to verify records written then.
+    public static func legacyHash(of record: UsageRecord) -> String {
+        var hasher = SHA256()
+        hasher.update(data: Array(record.prevHash.utf8))
+        var fields = record.exportFields
+        fields.removeLast(2)
+        fields.append(record.sql)
+        fields.append(record.rewrittenSQL)
+        for field in fields {
+            let bytes = Array(field.utf8)
+            hasher.update(data: Array("\(bytes.count):".utf8))
+            hasher.update(data: bytes)
+        }
+        return Hex.encode(hasher.finalize())
+    }
+}
+
+/// Typed, length-prefixed bytes for hashing (see `LedgerChain.canonicalBytes`).
+struct CanonicalEncoder {
+    private(set) var bytes: [UInt8]
+
+    init(magic: String) { bytes = Array(magic.utf8) }
+
+    mutating func integer(_ value: Int64) {
+        bytes.append(UInt8(ascii: "i"))
+        withUnsafeBytes(of: UInt64(bitPattern: value).bigEndian) { bytes.append(contentsOf: $0) }
+    }
+
+    mutating func text(_ value: String) {
+        bytes.append(UInt8(ascii: "t"))
+        let utf8 = Array(value.utf8)
+        withUnsafeBytes(of: UInt32(truncatingIfNeeded: utf8.count).bigEndian) { bytes.append(contentsOf: $0) }
+        bytes.append(contentsOf: utf8)
+    }
+
+    mutating func bool(_ value: Bool) {
+        bytes.append(UInt8(ascii: "b"))
+        bytes.append(value ? 1 : 0)
+    }
+}
+
+/// The ledger key: 32 random bytes in `<state>/usage.key`, mode 0600, created on first use and
+/// never written anywhere else (not to logs, records or exports).
+enum LedgerKey {
+    /// Reads the key, or creates it (exclusively, so two processes agree on one key). Returns the
+    /// key and whether this call created it.
+    static func loadOrCreate(path: String) throws(LedgerError) -> (SymmetricKey, created: Bool) {
+        if let key = try read(path: path) { return (key, false) }
+        var bytes = [UInt8](repeating: 0, count: 32)
+        var generator = SystemRandomNumberGenerator()
+        for index in bytes.indices { bytes[index] = generator.next() }
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        if descriptor < 0 {
+            // Another process created it first: use theirs.
+            if errno == EEXIST, let key = try read(path: path) { return (key, false) }
+            throw LedgerError("cannot create the ledger key \(path)")
+        }
+        defer { close(descriptor) }
+        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        guard written == bytes.count, fsync(descriptor) == 0 else { throw LedgerError("cannot write the ledger key \(path)") }
+        return (SymmetricKey(data: bytes), true)
+    }
+
+    static func read(path: String) throws(LedgerError) -> SymmetricKey? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        guard let data = FileManager.default.contents(atPath: path), data.count == 32 else {
+            throw LedgerError("the ledger key \(path) is unreadable or not 32 bytes")
+        }
+        return SymmetricKey(data: data)
+    }
+}
+
+/// The anchor outside the ledger: `(node_id, seq, hash)` of the chain's tail, MACed with the
+/// ledger key, in `<state>/usage.checkpoint`. Written after every group commit and on close, so
+/// deleting the last records (or all of them) no longer verifies.
+public struct LedgerCheckpoint: Sendable, Equatable {
+    public let nodeID: String
+    /// The last committed record's `seq` and `record_hash` (0 and the genesis hash when empty).
+    public let seq: Int64
+    public let hash: String
+    /// The first record of the keyed chain; records before it are version 1 (pre-issue 12).
+    public let firstKeyedSeq: Int64
+
+    static let magic = "sandgate-ledger-checkpoint/1"
+
+    func mac(key: SymmetricKey) -> String {
+        var encoder = CanonicalEncoder(magic: "SGCP1")
+        encoder.text(nodeID)
+        encoder.integer(seq)
+        encoder.text(hash)
+        encoder.integer(firstKeyedSeq)
+        return Hex.encode(HMAC<SHA256>.authenticationCode(for: encoder.bytes, using: key))
+    }
+
+    /// One line: `sandgate-ledger-checkpoint/1 <node_id> <seq> <hash> <first_keyed_seq> <mac>`.
+    func line(key: SymmetricKey) -> String {
+        "\(Self.magic) \(nodeID) \(seq) \(hash) \(firstKeyedSeq) \(mac(key: key))\n"
+    }
+
+    /// Parses and authenticates a checkpoint file; nil when it is missing.
+    static func read(path: String, key: SymmetricKey) throws(LedgerError) -> LedgerCheckpoint? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let parts = String(decoding: data, as: UTF8.self).split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        guard parts.count == 6, parts[0] == magic, let seq = Int64(parts[2]), let first = Int64(parts[4]) else {
+            throw LedgerError("the checkpoint \(path) is malformed")
+        }
+        let checkpoint = LedgerCheckpoint(nodeID: parts[1], seq: seq, hash: parts[3], firstKeyedSeq: first)
+        guard constantTimeEqual(checkpoint.mac(key: key), parts[5]) else {
+            throw LedgerError("the checkpoint \(path) does not verify under the ledger key")
+        }
+        return checkpoint
+    }
+
+    /// Replaces the checkpoint atomically (temporary file, fsync, rename) unless the one on disk
+    /// is already at or past `seq`: several processes may append to one ledger.
+    func write(path: String, key: SymmetricKey) throws(LedgerError) {
+        let lock = open(path + ".lock", O_RDWR | O_CREAT, 0o600)
+        guard lock >= 0 else { throw LedgerError("cannot open \(path).lock") }
+        defer { close(lock) }
+        flock(lock, LOCK_EX)
+        defer { flock(lock, LOCK_UN) }
+        if let current = try? Self.read(path: path, key: key), current.seq >= seq { return }
+        let temporary = path + ".tmp"
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        guard descriptor >= 0 else { throw LedgerError("cannot write \(temporary)") }
+        let bytes = Array(line(key: key).utf8)
+        let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+        let synced = fsync(descriptor)
+        close(descriptor)
+        guard written == bytes.count, synced == 0, rename(temporary, path) == 0 else {
+            throw LedgerError("cannot write the checkpoint \(path)")
+        }
+    }
+}
+
+/// Compares two strings in time independent of where they differ.
+func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+    let x = Array(a.utf8), y = Array(b.utf8)
+    guard x.count == y.count else { return false }
+    var difference: UInt8 = 0
+    for index in x.indices { difference |= x[index] ^ y[index] }
+    return difference == 0
+}
+
+/// Why `usage verify` refused a ledger: the first record that does not verify (or nil when the
+/// problem is the anchor itself) and what is wrong.
+public struct LedgerProblem: Sendable, Equatable, CustomStringConvertible {
+    public let seq: Int64?
+    public let reason: String
+
+    public var description: String { seq.map { "seq \($0): \(reason)" } ?? reason }
+}

@@ -1,0 +1,169 @@
+import Foundation
+@testable import SandgateCore
+import SandgateLedger
+import SandgatePolicy
+import SandgateTestSupport
+import Testing
+
+/// A consumers.yaml with `kate` (quota 3 queries a day) and `ops` (role: operator).
+let kateConsumers = """
+    consumers:
+      kate:
+        key_sha256: \(TestWorkspace.demoKeyHash)
+        grants:
+          retail: { max_rows: 5, daily_queries: 3, daily_rows: 10 }
+      ops:
+        key_sha256: \(TestWorkspace.demoKeyHash)
+        role: operator
+        grants: {}
+    """
+
+/// issue 12 item 2: one canonical identity, compared as bytes.
+@Suite struct IdentityTests {
+    static let lookAlikes = ["\u{212A}ate", "Kate", "KATE", "ｋａｔｅ", "ka\u{301}te", "kate\u{200B}", "k\u{0430}te"]
+
+    @Test("look-alike names never authenticate, even with the right key", arguments: lookAlikes)
+    func lookAlikesAtAuthentication(name: String) throws {
+        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let gateway = try workspace.gateway()
+        defer { withExtendedLifetime(workspace) {} }
+        #expect(gateway.authenticate(consumer: "kate", key: TestWorkspace.demoKey) == "kate")
+        #expect(gateway.authenticate(consumer: name, key: TestWorkspace.demoKey) == nil)
+    }
+
+    @Test("a look-alike name is refused by the gateway and recorded under its own bounded bytes, not charged to kate", arguments: lookAlikes)
+    func lookAlikesAtTheGateway(name: String) throws {
+        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let gateway = try workspace.gateway()
+        defer { withExtendedLifetime(workspace) {} }
+        for _ in 0..<5 {
+            #expect(gateway.query("SELECT city FROM customers LIMIT 2", as: name).error?.code == .authFailed)
+        }
+        #expect(gateway.query("SELECT city FROM customers LIMIT 2", as: "kate").error == nil)
+        var records: [UsageRecord] = []
+        try gateway.ledger.records { records.append($0); return true }
+        #expect(records.filter { $0.consumer == "kate" }.count == 1, "only kate's own query is kate's")
+        #expect(records.prefix(5).allSatisfy { Array($0.consumer.utf8) == Array(name.utf8) && $0.errorCode == "auth_failed" })
+        #expect(try gateway.ledger.usage(consumer: "kate", dataset: "retail", since: 0).queries == 1)
+    }
+
+    @Test("a failed login's name is stored cut to 64 bytes")
+    func failedLoginNameBounded() throws {
+        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let gateway = try workspace.gateway()
+        defer { withExtendedLifetime(workspace) {} }
+        gateway.recordAuthenticationFailure(consumer: "a" + String(repeating: "\u{301}", count: 500_000), source: "127.0.0.1")
+        var stored: UsageRecord?
+        try gateway.ledger.records { stored = $0; return false }
+        #expect(try #require(stored).consumer.utf8.count <= UsageRecord.nameLimit)
+        #expect(try #require(stored).sql.isEmpty)
+    }
+
+    @Test("a 300 KB query is stored cut to 64 KiB by bytes; sql_sha256 is of the full text")
+    func longSQLBounded() throws {
+        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let gateway = try workspace.gateway()
+        defer { withExtendedLifetime(workspace) {} }
+        let sql = "SELECT '" + String(repeating: "王", count: 100_000) + "'"
+        let response = gateway.query(sql, as: "kate")
+        var stored: UsageRecord?
+        try gateway.ledger.records { stored = $0; return false }
+        let record = try #require(stored)
+        #expect(record.queryID == response.usage.queryID)
+        #expect(record.sql.utf8.count <= UsageRecord.sqlLimit && record.sql.utf8.count > UsageRecord.sqlLimit - 4)
+        #expect(record.sqlSHA256 == Gateway.sha256Hex(sql))
+        #expect(record.rewrittenSQL.utf8.count <= UsageRecord.sqlLimit)
+    }
+
+    @Test("role: operator is known to the gateway")
+    func roles() throws {
+        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let gateway = try workspace.gateway()
+        defer { withExtendedLifetime(workspace) {} }
+        #expect(gateway.role(of: "ops") == .operator)
+        #expect(gateway.role(of: "kate") == .consumer)
+        #expect(gateway.role(of: "\u{212A}ate") == .consumer)
+    }
+}
+
+/// issue 12 items 1 and 7: reloads that cannot fail open, and revocations that always apply.
+@Suite struct ConsumerReloadTests {
+    @Test("revoking a consumer takes effect while another consumer's entry is invalid")
+    func revocationWithAnInvalidEntry() throws {
+        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let gateway = try workspace.gateway()
+        #expect(gateway.query("SELECT city FROM customers LIMIT 1", as: "kate").error == nil)
+        // kate is removed; ops's entry is broken at the same time.
+        try workspace.write("consumers.yaml", """
+            consumers:
+              ops:
+                key_sha256: not-a-hash
+                role: operator
+                grants: {}
+            """)
+        let changes = gateway.reload()
+        #expect(changes.contains { $0.contains("invalid parts keep their previous version") })
+        #expect(gateway.query("SELECT city FROM customers LIMIT 1", as: "kate").error?.code == .authFailed)
+        #expect(gateway.authenticate(consumer: "kate", key: TestWorkspace.demoKey) == nil)
+        #expect(gateway.authenticate(consumer: "ops", key: TestWorkspace.demoKey) == "ops", "the invalid entry keeps its previous version")
+    }
+
+    @Test("deleting a dataset file does not break the consumer file: its grants are warnings")
+    func deletedDatasetGrant() throws {
+        let workspace = try TestWorkspace(consumers: kateConsumers)
+        try workspace.write("second.yaml", "source: ../retail.sqlite\ntables:\n  customers:\n    columns: { city: {} }\n")
+        let withSecond = kateConsumers.replacing("daily_rows: 10 }", with: "daily_rows: 10 }\n      second: {}")
+        try workspace.write("consumers.yaml", withSecond)
+        let gateway = try workspace.gateway()
+        #expect(gateway.query("SELECT city FROM customers LIMIT 1", as: "kate", dataset: "second").error == nil)
+        try FileManager.default.removeItem(atPath: workspace.policies + "/second.yaml")
+        // Now kate is narrowed at the same time: the narrowing must apply.
+        try workspace.write("consumers.yaml", withSecond.replacing("max_rows: 5", with: "max_rows: 1"))
+        gateway.reload()
+        #expect(gateway.diagnostics.isEmpty, "\(gateway.diagnostics)")
+        let response = gateway.query("SELECT city FROM customers LIMIT 3", as: "kate")
+        #expect(response.result?.rowCount == 1)
+    }
+
+    @Test("an edit that empties a grant leaves the previous grant in force, never an unlimited one")
+    func emptiedGrant() throws {
+        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let gateway = try workspace.gateway()
+        try workspace.write("consumers.yaml", kateConsumers.replacing("retail: { max_rows: 5, daily_queries: 3, daily_rows: 10 }", with: "retail:"))
+        gateway.reload()
+        let response = gateway.query("SELECT city FROM customers LIMIT 50", as: "kate")
+        #expect(response.result?.rowCount == 5)
+    }
+
+    @Test("the watcher reloads a changed file only after it stopped changing for the settle interval")
+    func settleInterval() throws {
+        let workspace = try TestWorkspace()
+        let gateway = try workspace.gateway()
+        let before = try #require(gateway.runtime("retail")).policy.version
+        let settle: Duration = .seconds(1)
+        let watcher = PolicyWatcher(gateway: gateway, interval: .milliseconds(20), settle: settle)
+        defer { watcher.stop() }
+        // Rewritten every 30 ms for 1.5 s: it never settles, so nothing is reloaded. (A step
+        // whose gap since the last write reached the settle interval — a stalled machine — proves
+        // nothing and is not checked.)
+        var lastWrite = ContinuousClock.now
+        var checked = 0
+        for step in 0..<50 {
+            try workspace.write("retail.yaml", TestWorkspace.retailPolicy + "\n# edit \(step)\n")
+            let written = ContinuousClock.now
+            let gap = written - lastWrite
+            lastWrite = written
+            Thread.sleep(forTimeInterval: 0.03)
+            if gap < settle / 2, ContinuousClock.now - written < settle / 2 {
+                checked += 1
+                #expect(gateway.runtime("retail")?.policy.version == before, "reloaded while still changing (step \(step))")
+            }
+        }
+        #expect(checked > 10)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while gateway.runtime("retail")?.policy.version == before, ContinuousClock.now < deadline {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        #expect(gateway.runtime("retail")?.policy.version != before, "reloaded once settled")
+    }
+}

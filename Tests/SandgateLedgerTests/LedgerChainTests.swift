@@ -1,0 +1,246 @@
+import Crypto
+import Foundation
+import SandgateLedger
+import SandgateSQLite
+import Testing
+
+/// A ledger in its own directory (the key and the checkpoint live beside the file).
+func temporaryLedgerDirectory() throws -> String {
+    let directory = NSTemporaryDirectory() + "sandgate-ledger-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    return directory + "/usage.sqlite"
+}
+
+/// Rewrites every record through `edit`, then recomputes the whole chain as an attacker without
+/// the ledger key would: with a key of their own.
+func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) throws {
+    let ledger = try Ledger(path: path)
+    var records: [UsageRecord] = []
+    try ledger.records { records.append($0); return true }
+    edit(&records)
+    let db = try Connection(path: path, mode: .readWrite)
+    try db.execute("DELETE FROM usage")
+    let forgedKey = SymmetricKey(size: .bits256)
+    var previous = Ledger.genesisHash
+    for (index, var record) in records.enumerated() {
+        record.seq = Int64(index + 1)
+        record.prevHash = previous
+        record.recordHash = LedgerChain.keyedHash(of: record, key: forgedKey)
+        previous = record.recordHash
+        try db.execute("""
+            INSERT INTO usage VALUES (\(record.seq), '\(record.queryID)', \(record.startedAt), \(record.finishedAt), '\(record.consumer)',
+            '\(record.dataset)', '', '', '\(record.status.rawValue)', '', \(record.rows), 0, 0, 0, 0, 0, 0, 0, \(record.costMicros), '',
+            '', '\(record.prevHash)', '\(record.recordHash)', '', '', 2)
+            """)
+    }
+}
+
+@Suite struct LedgerChainTests {
+    /// docs/CONTRACT.md §7: this record under the key 00 01 … 1f has this hash. The expected value
+    /// was computed independently (Python's hmac over the documented encoding).
+    @Test("the canonical encoding and keyed hash match the documented test vector")
+    func testVector() {
+        var record = sampleRecord(1)
+        record.seq = 1
+        record.prevHash = Ledger.genesisHash
+        let key = SymmetricKey(data: Array(0..<32) as [UInt8])
+        #expect(LedgerChain.canonicalBytes(record).count == 344)
+        #expect(Array(LedgerChain.canonicalBytes(record).prefix(6)) == Array("SGLR2t".utf8))
+        #expect(LedgerChain.keyedHash(of: record, key: key) == "4d2cba4b8fba11d030f832e04b79944dc8886d5351e0df2e0e2d4d476105a542")
+    }
+
+    @Test("the key is 32 bytes with mode 0600 and the checkpoint follows every commit")
+    func keyAndCheckpoint() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        let attributes = try FileManager.default.attributesOfItem(atPath: ledger.keyPath)
+        #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
+        #expect((attributes[.size] as? NSNumber)?.intValue == 32)
+        for index in 1...3 { _ = try ledger.append(sampleRecord(index)) }
+        ledger.sync()
+        let text = try String(contentsOfFile: ledger.checkpointPath, encoding: .utf8)
+        let parts = text.split(separator: " ")
+        #expect(parts.first == "sandgate-ledger-checkpoint/1")
+        #expect(parts[2] == "3")
+        #expect(try ledger.verify() == nil)
+        ledger.close()
+        #expect(try Ledger(path: path).verify() == nil)
+    }
+
+    @Test("deleting the last record is detected as truncation")
+    func lastRecordDeleted() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        for index in 1...5 { _ = try ledger.append(sampleRecord(index)) }
+        ledger.sync()
+        try Connection(path: path, mode: .readWrite).execute("DELETE FROM usage WHERE seq = 5")
+        let problem = try #require(try Ledger(path: path).verify())
+        #expect(problem.seq == 5)
+        #expect(problem.reason.contains("truncated"))
+    }
+
+    @Test("deleting every record is detected")
+    func allRecordsDeleted() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        for index in 1...5 { _ = try ledger.append(sampleRecord(index)) }
+        ledger.sync()
+        try Connection(path: path, mode: .readWrite).execute("DELETE FROM usage")
+        let problem = try #require(try Ledger(path: path).verify())
+        #expect(problem.reason.contains("truncated"))
+    }
+
+    @Test("zeroing costs and recomputing every hash without the key is detected")
+    func wholesaleRecomputation() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        for index in 1...5 { _ = try ledger.append(sampleRecord(index)) }
+        try recomputeWithoutKey(path) { records in
+            for index in records.indices { records[index].costMicros = 0 }
+        }
+        #expect(try Ledger(path: path).verify()?.seq == 1)
+    }
+
+    @Test("deleting a record, renumbering and recomputing without the key is detected")
+    func deletionRenumbered() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        for index in 1...5 { _ = try ledger.append(sampleRecord(index)) }
+        try recomputeWithoutKey(path) { records in records.remove(at: 2) }
+        #expect(try Ledger(path: path).verify() != nil)
+    }
+
+    @Test("deleting a record in the middle is detected at the next one")
+    func deletionInTheMiddle() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        for index in 1...5 { _ = try ledger.append(sampleRecord(index)) }
+        try Connection(path: path, mode: .readWrite).execute("DELETE FROM usage WHERE seq = 3")
+        #expect(try ledger.verify()?.seq == 4)
+    }
+
+    @Test("reordering two records is detected")
+    func reorder() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        for index in 1...5 { _ = try ledger.append(sampleRecord(index)) }
+        let db = try Connection(path: path, mode: .readWrite)
+        try db.execute("UPDATE usage SET seq = 100 WHERE seq = 2; UPDATE usage SET seq = 2 WHERE seq = 3; UPDATE usage SET seq = 3 WHERE seq = 100")
+        #expect(try ledger.verify()?.seq == 2)
+    }
+
+    @Test("an edited field is detected at its seq")
+    func edit() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        for index in 1...5 { _ = try ledger.append(sampleRecord(index)) }
+        try Connection(path: path, mode: .readWrite).execute("UPDATE usage SET consumer = 'someone-else' WHERE seq = 4")
+        #expect(try ledger.verify()?.seq == 4)
+    }
+
+    @Test("a deleted or forged checkpoint is detected")
+    func checkpointTampering() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        for index in 1...3 { _ = try ledger.append(sampleRecord(index)) }
+        ledger.sync()
+        let original = try String(contentsOfFile: ledger.checkpointPath, encoding: .utf8)
+        try original.replacingOccurrences(of: " 3 ", with: " 2 ").write(toFile: ledger.checkpointPath, atomically: true, encoding: .utf8)
+        #expect(try ledger.verify()?.reason.contains("does not verify under the ledger key") == true)
+        try FileManager.default.removeItem(atPath: ledger.checkpointPath)
+        #expect(try ledger.verify()?.reason.contains("missing") == true)
+        // A writer opened without its checkpoint never re-anchors the chain by itself.
+        let reopened = try Ledger(path: path)
+        #expect(reopened.anchorFailure != nil)
+        _ = try reopened.append(sampleRecord(4))
+        #expect(try reopened.verify() != nil)
+    }
+
+    @Test("truncation while the ledger is open stops the anchoring and stays reported")
+    func truncationWhileOpen() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        for index in 1...5 { _ = try ledger.append(sampleRecord(index)) }
+        ledger.sync()
+        try Connection(path: path, mode: .readWrite).execute("DELETE FROM usage WHERE seq >= 4")
+        _ = try ledger.append(sampleRecord(6))
+        ledger.sync()
+        #expect(ledger.anchorFailure?.contains("anchored at seq 5") == true)
+        #expect(try ledger.verify() != nil)
+    }
+
+    /// Ledgers written before the keyed chain keep verifying: the first open anchors their tail,
+    /// and the first keyed record's MAC covers the last legacy hash.
+    @Test("a version-1 ledger keeps verifying, and editing its old records is still detected")
+    func legacyLedger() throws {
+        let path = try temporaryLedgerDirectory()
+        let db = try Connection(path: path, mode: .readWriteCreate)
+        try db.execute("""
+            CREATE TABLE usage (seq INTEGER PRIMARY KEY, query_id TEXT NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,
+            consumer TEXT NOT NULL, dataset TEXT NOT NULL, dataset_version TEXT NOT NULL, policy_version TEXT NOT NULL, status TEXT NOT NULL,
+            error_code TEXT NOT NULL, rows INTEGER NOT NULL, cells INTEGER NOT NULL, bytes INTEGER NOT NULL, masked_cells INTEGER NOT NULL,
+            suppressed_groups INTEGER NOT NULL, truncated INTEGER NOT NULL, vm_steps INTEGER NOT NULL, elapsed_us INTEGER NOT NULL,
+            cost_micros INTEGER NOT NULL, currency TEXT NOT NULL, sql_sha256 TEXT NOT NULL, prev_hash TEXT NOT NULL, record_hash TEXT NOT NULL,
+            sql TEXT NOT NULL, rewritten_sql TEXT NOT NULL)
+            """)
+        var previous = Ledger.genesisHash
+        for index in 1...3 {
+            var record = sampleRecord(index)
+            record.seq = Int64(index)
+            record.prevHash = previous
+            record.recordHash = LedgerChain.legacyHash(of: record)
+            previous = record.recordHash
+            try db.execute("""
+                INSERT INTO usage VALUES (\(index), '\(record.queryID)', \(record.startedAt), \(record.finishedAt), 'analyst-a', 'retail', 'd', 'p',
+                'ok', '', \(record.rows), \(record.cells), 10, 1, 0, 0, 100, 5, 1020, 'CNY', '\(record.sqlSHA256)', '\(record.prevHash)',
+                '\(record.recordHash)', 'SELECT "x", ''y,z''\n', 'SELECT 1')
+                """)
+        }
+        let ledger = try Ledger(path: path)
+        #expect(try ledger.verify() == nil)
+        _ = try ledger.append(sampleRecord(4))
+        #expect(try ledger.verify() == nil)
+        try db.execute("UPDATE usage SET cost_micros = 0 WHERE seq = 2")
+        #expect(try ledger.verify()?.seq == 2)
+    }
+
+    @Test("every stored text field is cut by bytes on a UTF-8 boundary")
+    func boundedRecords() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        var record = sampleRecord(1)
+        record.consumer = "e" + String(repeating: "\u{301}", count: 300_000)   // one Character, 600 KB
+        record.sql = String(repeating: "王", count: 100_000)                  // 300 KB
+        record.rewrittenSQL = String(repeating: "x", count: 70_000)
+        record.queryID = String(repeating: "€", count: 1_000)
+        let stored = try ledger.append(record)
+        var read: UsageRecord?
+        try ledger.records { read = $0; return false }
+        let back = try #require(read)
+        #expect(back == stored)
+        #expect(back.consumer.utf8.count <= UsageRecord.nameLimit && Array(back.consumer.unicodeScalars.prefix(2)) == ["e", "\u{301}"])
+        #expect(back.sql.utf8.count <= UsageRecord.sqlLimit && back.sql.utf8.count > UsageRecord.sqlLimit - 3)
+        #expect(back.sql.unicodeScalars.allSatisfy { $0 == "王" })
+        #expect(back.rewrittenSQL.utf8.count == UsageRecord.sqlLimit)
+        #expect(back.queryID.utf8.count <= UsageRecord.fieldLimit)
+        #expect(try ledger.verify() == nil)
+    }
+
+    @Test("UTF-8 prefixes never split a scalar", arguments: [
+        ("abc", 2, "ab"), ("王王", 4, "王"), ("王王", 3, "王"), ("王", 2, ""), ("e\u{301}\u{301}", 3, "e\u{301}"), ("😀x", 4, "😀"),
+    ])
+    func utf8Prefix(text: String, bytes: Int, expected: String) {
+        #expect(UTF8Text.prefix(text, maxBytes: bytes) == expected)
+    }
+
+    @Test("CSV exports neutralise formula prefixes; plain numbers stay numbers", arguments: [
+        ("=HYPERLINK(\"http://x\",\"y\")", "\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\""), ("+1+2", "'+1+2"), ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tcmd", "'\tcmd"), ("\r=1", "\"'\r=1\""), ("-5", "-5"), ("-1.5", "-1.5"), ("analyst-a", "analyst-a"), ("a,b", "\"a,b\""),
+    ])
+    func formulaNeutralisation(field: String, expected: String) {
+        #expect(CSV.field(field, spreadsheetSafe: true) == expected)
+        var record = sampleRecord(1)
+        record.consumer = field
+        #expect(UsageExport.csvLine(record).contains("," + expected + ","))
+    }
+}

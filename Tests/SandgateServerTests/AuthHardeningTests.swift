@@ -1,0 +1,125 @@
+import Foundation
+import NIOCore
+import SandgateCore
+import SandgateLedger
+import SandgateServer
+import SandgateSQLite
+import SandgateTestSupport
+import Synchronization
+import Testing
+
+/// A workspace with `kate` (3 queries a day) and `ops` (role: operator), both with the demo key.
+func kateWorkspace() throws -> TestWorkspace {
+    try TestWorkspace(consumers: """
+        consumers:
+          kate:
+            key_sha256: \(TestWorkspace.demoKeyHash)
+            grants:
+              retail: { max_rows: 5, daily_queries: 3, daily_rows: 10 }
+          ops:
+            key_sha256: \(TestWorkspace.demoKeyHash)
+            role: operator
+            grants:
+              retail: {}
+        """)
+}
+
+/// issue 12 items 2, 3 and 7 at the JSON-lines front end.
+@Suite struct AuthHardeningTests {
+    @Test("look-alike names are refused at auth with the right key", arguments: [
+        "\\u212Aate", "Kate", "\\uff4b\\uff41\\uff54\\uff45", "ka\\u0301te", "KATE", "kate\\u0000",
+    ])
+    func lookAlikes(escaped: String) throws {
+        let harness = try ServerHarness(workspace: try kateWorkspace())
+        let client = try harness.client()
+        let answer = try client.request(#"{"op":"auth","consumer":"\#(escaped)","key":"\#(TestWorkspace.demoKey)"}"#)
+        #expect(errorCode(answer) == "auth_failed", "\(answer)")
+        #expect(errorCode(try client.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#)) == "auth_failed")
+        let good = object(try client.request(#"{"op":"auth","consumer":"kate","key":"\#(TestWorkspace.demoKey)"}"#))
+        #expect(good["consumer"] as? String == "kate")
+    }
+
+    @Test("a success from an address does not reset that address's failures")
+    func successDoesNotReset() throws {
+        let harness = try ServerHarness(workspace: try kateWorkspace())
+        let client = try harness.client()
+        for _ in 0..<3 { _ = try client.request(#"{"op":"auth","consumer":"kate","key":"guess"}"#) }
+        // A valid login as another consumer from the same address...
+        #expect(object(try client.request(#"{"op":"auth","consumer":"ops","key":"\#(TestWorkspace.demoKey)"}"#))["ok"] as? Bool == true)
+        // ...leaves the address's back-off in force (3 failures: 400 ms).
+        let started = ContinuousClock.now
+        _ = try client.request(#"{"op":"auth","consumer":"kate","key":"guess"}"#)
+        #expect(ContinuousClock.now - started >= .milliseconds(350))
+    }
+
+    @Test("stats shows a consumer its own figures and an operator the server's")
+    func statsScope() throws {
+        let harness = try ServerHarness(workspace: try kateWorkspace())
+        let kate = try harness.authenticated("kate")
+        let ops = try harness.authenticated("ops")
+        _ = try kate.request(#"{"op":"query","dataset":"retail","sql":"SELECT city FROM customers LIMIT 1"}"#)
+        _ = try kate.request(#"{"op":"query","dataset":"retail","sql":"SELECT city FROM customers LIMIT 1"}"#)
+        _ = try ops.request(#"{"op":"query","dataset":"retail","sql":"SELECT city FROM customers LIMIT 1"}"#)
+        let own = object(try kate.request(#"{"op":"stats"}"#))
+        #expect(own["scope"] as? String == "consumer" && own["consumer"] as? String == "kate")
+        #expect((own["queries"] as? [String: Any])?["total"] as? Int == 2)
+        #expect(own["connections"] == nil && own["ledger_pending"] == nil)
+        let server = object(try ops.request(#"{"op":"stats"}"#))
+        #expect(server["scope"] as? String == "server")
+        #expect((server["queries"] as? [String: Any])?["total"] as? Int == 3)
+        #expect(server["connections"] as? Int == 2)
+    }
+
+    /// The documented bound (docs/CONTRACT.md §7): unauthenticated clients add at most
+    /// `authRecordsTotal + authRecordTrackedAddresses + 1` records per interval; from one
+    /// address, at most `authRecordsPerAddress + 1`. Each failed-login record is at most
+    /// `failedLoginRecordBound` bytes on disk.
+    @Test("a flood of failed logins with 1 MB names from 64 connections keeps the ledger under its bound")
+    func failedLoginFlood() throws {
+        let harness = try ServerHarness(workspace: try kateWorkspace()) { configuration in
+            configuration.maxAuthDelay = .milliseconds(1)   // the delay must not be what bounds the ledger
+            configuration.authRecordInterval = .seconds(1)
+            configuration.workers = 2
+        }
+        let ledgerPath = harness.workspace.state + "/usage.sqlite"
+        let name = String(repeating: "e\u{301}", count: 333_000)   // ~1 MB of combining accents
+        let line = #"{"op":"auth","consumer":"\#(name)","key":"guess"}"#
+        #expect(line.utf8.count < 1 << 20 && line.utf8.count > 990_000)
+        let attempts = Atomic<Int>(0)
+        let started = ContinuousClock.now
+        let duration: Duration = .seconds(4)
+        let port = harness.port
+        DispatchQueue.concurrentPerform(iterations: 64) { _ in
+            guard let client = try? LineClient(host: "127.0.0.1", port: port, timeoutSeconds: 30) else { return }
+            while ContinuousClock.now - started < duration {
+                guard let answer = try? client.request(line), errorCode(answer) == "auth_failed" else { return }
+                attempts.add(1, ordering: .relaxed)
+            }
+        }
+        let elapsed = ContinuousClock.now - started
+        harness.server.shutdown(grace: .seconds(2))   // writes the pending summaries
+        var records = 0, summaries = 0, textBytes = 0
+        try harness.gateway.ledger.records { record in
+            records += 1
+            if record.consumer.isEmpty { summaries += 1 }
+            textBytes += record.consumer.utf8.count + record.rewrittenSQL.utf8.count + record.sql.utf8.count
+            return true
+        }
+        let intervals = Int((elapsed / .seconds(1)).rounded(.up)) + 1
+        let configuration = ServerConfiguration()
+        let bound = intervals * (configuration.authRecordsPerAddress + 1)
+        let db = try Connection(path: ledgerPath, mode: .readWrite)
+        try db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        let bytes = (try FileManager.default.attributesOfItem(atPath: ledgerPath)[.size] as? NSNumber)?.intValue ?? .max
+        print("failed-login flood: \(attempts.load(ordering: .relaxed)) attempts in \(elapsed), \(records) records (\(summaries) summaries), ledger \(bytes) bytes; bound \(bound) records")
+        #expect(attempts.load(ordering: .relaxed) > records, "the flood must exceed what is recorded one by one")
+        #expect(records <= bound)
+        #expect(summaries >= 1)
+        #expect(textBytes <= records * 200)
+        #expect(bytes <= 64 * 1024 + records * failedLoginRecordBound, "\(bytes) bytes for \(records) records")
+        #expect(try harness.gateway.ledger.verify() == nil)
+    }
+}
+
+/// The most bytes one failed-login record takes on disk (documented in docs/CONTRACT.md §7).
+let failedLoginRecordBound = 1024
