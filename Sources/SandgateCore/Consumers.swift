@@ -99,7 +99,7 @@ extension ResponseFormat {
         }.joined(separator: ",")
         let limits = description.limits, pricing = description.pricing
         output += "],\"limits\":{\"max_rows\":\(limits.maxRows),\"timeout_ms\":\(limits.timeoutMilliseconds),\"max_vm_steps\":\(limits.maxVMSteps),\"max_result_bytes\":\(limits.maxResultBytes)}"
-        output += ",\"pricing\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps)}}"
+        output += ",\"pricing\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps),\"per_mib\":\(pricing.perMiB)}}"
         return output
     }
 

@@ -47,7 +47,7 @@ extension Gateway {
         return .success(Explanation(
             sql: Renderer.render(checked.select), rules: rules, limits: limits, pricing: pricing,
             minimumCostMicros: pricing.cost(rows: 0, vmSteps: 0),
-            maximumCostMicros: pricing.cost(rows: limits.maxRows, vmSteps: limits.maxVMSteps)))
+            maximumCostMicros: pricing.cost(rows: limits.maxRows, vmSteps: limits.maxVMSteps, bytes: limits.maxResultBytes)))
     }
 }
 
@@ -65,7 +65,7 @@ extension ResponseFormat {
             let limits = explanation.limits
             output += ",\"limits\":{\"max_rows\":\(limits.maxRows),\"timeout_ms\":\(limits.timeoutMilliseconds),\"max_vm_steps\":\(limits.maxVMSteps),\"max_result_bytes\":\(limits.maxResultBytes)}"
             let pricing = explanation.pricing
-            output += ",\"quote\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps),\"min_cost_micros\":\(explanation.minimumCostMicros),\"max_cost_micros\":\(explanation.maximumCostMicros)}"
+            output += ",\"quote\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps),\"per_mib\":\(pricing.perMiB),\"min_cost_micros\":\(explanation.minimumCostMicros),\"max_cost_micros\":\(explanation.maximumCostMicros)}"
         }
         return output + "}"
     }
@@ -75,7 +75,7 @@ extension ResponseFormat {
         var output = "SQL that would run:\n  \(explanation.sql)\nRules:\n"
         for rule in explanation.rules { output += "  - \(rule)\n" }
         let pricing = explanation.pricing
-        output += "Price (micro-\(pricing.currency)): \(pricing.perQuery) per query + \(pricing.perRow) per row + \(pricing.perMillionVMSteps) per started million VM steps\n"
+        output += "Price (micro-\(pricing.currency)): \(pricing.perQuery) per query + \(pricing.perRow) per row + \(pricing.perMillionVMSteps) per started million VM steps + \(pricing.perMiB) per started MiB of results\n"
         output += "  quote: from \(explanation.minimumCostMicros) to at most \(explanation.maximumCostMicros); nothing was run or charged\n"
         return output
     }

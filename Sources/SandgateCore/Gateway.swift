@@ -328,7 +328,7 @@ public final class Gateway: Sendable {
             // The exact count goes to the record only (see UsageSummary.suppressedGroups).
             usage.suppressedGroups = plan.isAggregatePlan ? nil : 0
             usage.vmSteps = plan.isAggregatePlan ? meteredBase + Int64(result.rowCount) : execution.vmSteps
-            usage.costMicros = runtime.policy.pricing.cost(rows: rows, vmSteps: usage.vmSteps)
+            usage.costMicros = runtime.policy.pricing.cost(rows: rows, vmSteps: usage.vmSteps, bytes: result.valueBytes)
             record.status = .ok
             record.rows = Int64(rows)
             record.cells = Int64(result.cellCount)

@@ -104,7 +104,7 @@ public enum PolicyLoader {
 
     static let topKeys: Set<String> = ["dataset", "description", "owner", "source", "limits", "pricing", "tables"]
     static let limitKeys: Set<String> = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes"]
-    static let pricingKeys: Set<String> = ["currency", "per_query", "per_row", "per_million_vm_steps"]
+    static let pricingKeys: Set<String> = ["currency", "per_query", "per_row", "per_million_vm_steps", "per_mib"]
     static let tableKeys: Set<String> = ["access", "row_filter", "columns", "privacy_unit", "min_group_size", "small_groups"]
     static let columnKeys: Set<String> = ["role", "mask", "aggregates"]
     static let maskKeys: Set<String> = ["pattern", "replace", "flags", "on_no_match"]
@@ -206,7 +206,8 @@ public enum PolicyLoader {
             guard let value = fields[key]?.value else { return 0 }
             return reader.integer(value, what: key, range: range) ?? 0
         }
-        return Pricing(currency: currency, perQuery: price("per_query"), perRow: price("per_row"), perMillionVMSteps: price("per_million_vm_steps"))
+        return Pricing(currency: currency, perQuery: price("per_query"), perRow: price("per_row"),
+                       perMillionVMSteps: price("per_million_vm_steps"), perMiB: price("per_mib"))
     }
 
     static func readTable(_ name: String, keyNode: Node, node: Node, reader: inout YAMLReader) -> TablePolicy? {

@@ -88,26 +88,36 @@ public struct Pricing: Sendable, Hashable {
     public let perQuery: Int64
     public let perRow: Int64
     public let perMillionVMSteps: Int64
+    /// Per MiB of result bytes (`bytes` meter), charged pro rata and rounded up to a whole
+    /// micro-unit: a few wide rows cost what they carry.
+    public let perMiB: Int64
 
     public static let free = Pricing(currency: "CNY", perQuery: 0, perRow: 0, perMillionVMSteps: 0)
 
-    public init(currency: String, perQuery: Int64, perRow: Int64, perMillionVMSteps: Int64) {
+    public init(currency: String, perQuery: Int64, perRow: Int64, perMillionVMSteps: Int64, perMiB: Int64 = 0) {
         self.currency = currency
         self.perQuery = perQuery
         self.perRow = perRow
         self.perMillionVMSteps = perMillionVMSteps
+        self.perMiB = perMiB
     }
 
-    /// The price of a query that returned `rows` rows after `vmSteps` instructions, saturating
-    /// instead of overflowing. Steps are charged per started million.
-    public func cost(rows: Int, vmSteps: Int64) -> Int64 {
-        let rowPart = perRow.multipliedReportingOverflow(by: Int64(rows))
+    /// The price of a query that returned `rows` rows and `bytes` bytes after `vmSteps`
+    /// instructions, saturating instead of overflowing. Steps are charged per started million,
+    /// bytes pro rata (rounded up).
+    public func cost(rows: Int, vmSteps: Int64, bytes: Int = 0) -> Int64 {
         let millions = vmSteps / 1_000_000 + (vmSteps % 1_000_000 == 0 ? 0 : 1)
-        let stepPart = perMillionVMSteps.multipliedReportingOverflow(by: millions)
-        guard !rowPart.overflow, !stepPart.overflow else { return .max }
-        let sum = perQuery.addingReportingOverflow(rowPart.partialValue)
-        let total = sum.partialValue.addingReportingOverflow(stepPart.partialValue)
-        return sum.overflow || total.overflow ? .max : total.partialValue
+        let byteProduct = perMiB.multipliedReportingOverflow(by: Int64(max(0, bytes)))
+        guard !byteProduct.overflow else { return .max }
+        let bytePart = byteProduct.partialValue / (1 << 20) + (byteProduct.partialValue % (1 << 20) == 0 ? 0 : 1)
+        var total: Int64 = perQuery
+        for part in [perRow.multipliedReportingOverflow(by: Int64(rows)), perMillionVMSteps.multipliedReportingOverflow(by: millions), (partialValue: bytePart, overflow: false)] {
+            guard !part.overflow else { return .max }
+            let sum = total.addingReportingOverflow(part.partialValue)
+            guard !sum.overflow else { return .max }
+            total = sum.partialValue
+        }
+        return total
     }
 }
 

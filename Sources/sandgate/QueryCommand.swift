@@ -199,7 +199,7 @@ struct DescribeCommand: ParsableCommand {
                 let limits = description.limits
                 output += "  limits: max_rows \(limits.maxRows), timeout_ms \(limits.timeoutMilliseconds), max_vm_steps \(limits.maxVMSteps), max_result_bytes \(limits.maxResultBytes)\n"
                 let pricing = description.pricing
-                output += "  pricing (micro-\(pricing.currency)): per_query \(pricing.perQuery), per_row \(pricing.perRow), per_million_vm_steps \(pricing.perMillionVMSteps)\n"
+                output += "  pricing (micro-\(pricing.currency)): per_query \(pricing.perQuery), per_row \(pricing.perRow), per_million_vm_steps \(pricing.perMillionVMSteps), per_mib \(pricing.perMiB)\n"
                 for table in description.tables {
                     output += "  table \(table.name) (access: \(table.access)"
                     if let size = table.minGroupSize { output += ", min_group_size \(size)" }

@@ -129,5 +129,11 @@ let validPolicy = """
         #expect(pricing.cost(rows: 8, vmSteps: 1) == 1660)
         #expect(pricing.cost(rows: 8, vmSteps: 2_000_000) == 2160)
         #expect(Pricing(currency: "CNY", perQuery: 1, perRow: .max, perMillionVMSteps: 0).cost(rows: 2, vmSteps: 0) == .max)
+        // Bytes pro rata per MiB, rounded up; a 50 MB answer costs what it carries.
+        let bytes = Pricing(currency: "CNY", perQuery: 1000, perRow: 20, perMillionVMSteps: 500, perMiB: 20_000)
+        #expect(bytes.cost(rows: 0, vmSteps: 0, bytes: 1) == 1001)
+        #expect(bytes.cost(rows: 0, vmSteps: 0, bytes: 1 << 20) == 21_000)
+        #expect(bytes.cost(rows: 1, vmSteps: 1, bytes: 50_000_000) == 1000 + 20 + 500 + 953_675)
+        #expect(Pricing(currency: "CNY", perQuery: 0, perRow: 0, perMillionVMSteps: 0, perMiB: .max).cost(rows: 0, vmSteps: 0, bytes: 3) == .max)
     }
 }
