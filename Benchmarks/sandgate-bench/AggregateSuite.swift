@@ -10,7 +10,6 @@
 
 import Foundation
 import SandgateCore
-import SandgateFixtures
 
 let aggregatePolicy = """
     source: ../retail-ROWS.sqlite
@@ -45,12 +44,7 @@ let aggregateQueries: [(label: String, dataset: String, sql: String)] = [
 
 func aggregateGateway(_ options: Options, timeoutMilliseconds: Int = 600_000) throws -> Gateway {
     let fm = FileManager.default
-    try fm.createDirectory(atPath: options.directory, withIntermediateDirectories: true)
-    let fixture = "\(options.directory)/retail-\(options.rows).sqlite"
-    if !fm.fileExists(atPath: fixture) {
-        print("generating \(fixture) …")
-        try RetailFixture.generate(customers: options.rows, path: fixture)
-    }
+    try ensureFixture(options)
     let policies = "\(options.directory)/aggregate-policies-\(options.rows)-\(timeoutMilliseconds)"
     try fm.createDirectory(atPath: policies, withIntermediateDirectories: true)
     let text = aggregatePolicy.replacing("ROWS", with: String(options.rows)).replacing("TIMEOUT", with: String(timeoutMilliseconds))

@@ -51,6 +51,16 @@ struct BenchError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+/// The deterministic retail fixture of `options.rows` customers in `options.directory`, made once.
+func ensureFixture(_ options: Options) throws {
+    try FileManager.default.createDirectory(atPath: options.directory, withIntermediateDirectories: true)
+    let fixture = "\(options.directory)/retail-\(options.rows).sqlite"
+    if !FileManager.default.fileExists(atPath: fixture) {
+        print("generating \(fixture) …")
+        try RetailFixture.generate(customers: options.rows, path: fixture)
+    }
+}
+
 func seconds(_ body: () throws -> Void) rethrows -> Double {
     let start = DispatchTime.now().uptimeNanoseconds
     try body()
@@ -125,12 +135,7 @@ do {
     default: throw BenchError("--suite takes masks, aggregate or functions")
     }
     let fm = FileManager.default
-    try fm.createDirectory(atPath: options.directory, withIntermediateDirectories: true)
-    let fixture = "\(options.directory)/retail-\(options.rows).sqlite"
-    if !fm.fileExists(atPath: fixture) {
-        print("generating \(fixture) …")
-        try RetailFixture.generate(customers: options.rows, path: fixture)
-    }
+    try ensureFixture(options)
     let policies = "\(options.directory)/policies-\(options.rows)"
     try fm.createDirectory(atPath: policies, withIntermediateDirectories: true)
     try policyText.replacing("ROWS", with: String(options.rows)).write(toFile: "\(policies)/retail.yaml", atomically: true, encoding: .utf8)
