@@ -52,6 +52,46 @@ import Testing
     }
 }
 
+/// Red team: thousands of small pipelined requests on a few connections (no login needed for
+/// `ping`) held the event loop for seconds; each connection now gives the loop back every few
+/// answers.
+@Suite struct PipelineFairnessTests {
+    @Test("pipelined pings from three connections do not stall another client's ping")
+    func pipelinedFlood() throws {
+        let harness = try ServerHarness()
+        let port = harness.port
+        let count = 20_000
+        let burst = [UInt8](String(repeating: #"{"op":"ping"}"# + "\n", count: count).utf8)
+        let stop = Atomic<Bool>(false)
+        let threads = (0..<3).map { _ in
+            Thread {
+                guard let client = try? LineClient(host: "127.0.0.1", port: port, timeoutSeconds: 30) else { return }
+                // Send a burst, then read its answers (the socket buffers hold a burst either way).
+                while !stop.load(ordering: .relaxed) {
+                    guard (try? client.send(bytes: burst)) != nil else { return }
+                    for _ in 0..<count { guard (try? client.readLine()) != nil else { return } }
+                }
+            }
+        }
+        threads.forEach { $0.start() }
+        Thread.sleep(forTimeInterval: 0.5)
+        let client = try harness.client()
+        var latencies: [Duration] = []
+        for _ in 0..<60 {
+            let started = ContinuousClock.now
+            let answer = try client.request(#"{"op":"ping"}"#)
+            latencies.append(ContinuousClock.now - started)
+            #expect(answer.contains(#""pong":true"#))
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        stop.store(true, ordering: .relaxed)
+        latencies.sort()
+        let p99 = latencies[latencies.count * 99 / 100]
+        print("ping during 3 connections of pipelined pings: p50 \(latencies[latencies.count / 2]), p99 \(p99), max \(latencies.last ?? .zero)")
+        #expect(p99 < .milliseconds(250))
+    }
+}
+
 /// The request parser that replaced `JSONDecoder` (one pass, bounded depth).
 @Suite struct RequestParserTests {
     @Test("valid JSON parses to the expected value", arguments: [
