@@ -61,6 +61,12 @@ public final class Ledger: @unchecked Sendable {
         checkpointPath = stem + ".checkpoint"
         do {
             writer = try Connection(path: path, mode: .readWriteCreate)
+            // A trigger planted in the file (`RAISE(IGNORE)` on insert) must not swallow records
+            // while results go out (red team); views and schema tricks get no say either.
+            writer.set(.enableTrigger, false)
+            writer.set(.enableView, false)
+            writer.set(.defensive, true)
+            writer.set(.trustedSchema, false)
             writer.setBusyTimeout(milliseconds: 10_000)
             try writer.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
             try writer.execute(Self.schema)
@@ -72,7 +78,12 @@ public final class Ledger: @unchecked Sendable {
                 try writer.execute("ALTER TABLE usage ADD COLUMN chain INTEGER NOT NULL DEFAULT 1")
             }
             reader = try Connection(path: path, mode: .readWrite)
+            reader.set(.enableTrigger, false)
+            reader.set(.enableView, false)
+            reader.set(.trustedSchema, false)
             reader.setBusyTimeout(milliseconds: 10_000)
+            // Consumers' SQL is in here: readable by the gateway's user only.
+            chmod(path, 0o600)
         } catch {
             throw LedgerError("cannot open \(path): \(error.message)")
         }
@@ -270,6 +281,8 @@ public final class Ledger: @unchecked Sendable {
                 insert.reset()
                 try insert.bind(Self.columnValues(record) + [.integer(LedgerChain.keyedVersion)])
                 _ = try insert.step()
+                // No record, no result: anything but exactly one stored row fails the batch.
+                guard writer.changes == 1 else { throw LedgerError("the ledger did not store record \(record.seq)") }
                 written.append(.success(record))
             }
             try writer.execute("COMMIT")

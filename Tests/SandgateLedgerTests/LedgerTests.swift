@@ -32,6 +32,20 @@ func sampleRecord(_ index: Int, consumer: String = "analyst-a", startedAt: Int64
         #expect(try ledger.verify() == nil)
     }
 
+    @Test("red team: a trigger planted in the ledger file cannot swallow records; the file is private")
+    func plantedTrigger() throws {
+        let path = temporaryLedgerPath()
+        _ = try Ledger(path: path)
+        try Connection(path: path, mode: .readWrite).execute("CREATE TRIGGER swallow BEFORE INSERT ON usage BEGIN SELECT RAISE(IGNORE); END;")
+        let ledger = try Ledger(path: path)
+        let stored = try ledger.append(sampleRecord(1))
+        var seen: [Int64] = []
+        try ledger.records { seen.append($0.seq); return true }
+        #expect(seen == [stored.seq])
+        var info = stat()
+        #expect(stat(path, &info) == 0 && info.st_mode & 0o077 == 0)
+    }
+
     @Test("tampering with a record is detected at its seq")
     func tampering() throws {
         let path = temporaryLedgerPath()
