@@ -205,8 +205,11 @@ public final class Gateway: Sendable {
         }
 
         var record = UsageRecord(
-            queryID: queryID, startedAt: started, finishedAt: started, consumer: consumer?.name ?? request.consumer,
-            dataset: runtime?.policy.name ?? request.dataset, datasetVersion: runtime?.snapshot.sha256 ?? "",
+            queryID: queryID, startedAt: started, finishedAt: started,
+            // A refused consumer name is kept (cut to 64 bytes) for the audit; an unknown dataset
+            // is recorded as "" (red team: any string became its own invoice line and log text).
+            consumer: consumer?.name ?? request.consumer,
+            dataset: runtime?.policy.name ?? "", datasetVersion: runtime?.snapshot.sha256 ?? "",
             policyVersion: runtime?.policy.version ?? "", status: .refused, errorCode: "", rows: 0, cells: 0,
             bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
             costMicros: 0, currency: runtime?.policy.pricing.currency ?? "", sqlSHA256: Self.sha256Hex(request.sql),

@@ -8,7 +8,7 @@ public enum CSV {
     /// left alone: they are values, not formulas.
     public static func field(_ text: String, spreadsheetSafe: Bool = false) -> String {
         var value = text
-        if spreadsheetSafe, let first = text.utf8.first, formulaStarts.contains(first), !isPlainNumber(text) {
+        if spreadsheetSafe, let first = text.unicodeScalars.first, startsFormula(first), !isPlainNumber(text) {
             value = "'" + text
         }
         guard value.utf8.contains(where: { $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: "\"") || $0 == 0x0A || $0 == 0x0D }) else { return value }
@@ -28,7 +28,14 @@ public enum CSV {
         fields.map { field($0, spreadsheetSafe: spreadsheetSafe) }.joined(separator: ",") + "\r\n"
     }
 
-    private static let formulaStarts: Set<UInt8> = [UInt8(ascii: "="), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "@"), 0x09, 0x0D]
+    /// `=`, `+`, `-`, `@`, their fullwidth forms, and every control character (a reader that
+    /// drops a leading NUL or newline would leave the next character first).
+    private static func startsFormula(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.value {
+        case 0x3D, 0x2B, 0x2D, 0x40, 0xFF1D, 0xFF0B, 0xFF0D, 0xFF20, 0x00...0x1F, 0x7F: true
+        default: false
+        }
+    }
 
     /// `-?digits[.digits]`: a number a spreadsheet reads as a number, never as a formula.
     private static func isPlainNumber(_ text: String) -> Bool {

@@ -486,3 +486,16 @@ enum ReleaseModel {
         #expect(aggregate.result?.rows == expected, "\(String(describing: aggregate.error))")
     }
 }
+
+/// Red team: a consumer's unknown dataset name never reaches the ledger or invoices as text.
+@Suite struct UnknownDatasetRecordTests {
+    @Test("an unknown dataset is refused and recorded as an empty dataset", arguments: ["Retail", "ret\u{0430}il", "retail\u{0}", "-5\n=1+1", String(repeating: "x", count: 100)])
+    func recordedEmpty(dataset: String) throws {
+        let workspace = try TestWorkspace()
+        let gateway = try workspace.gateway()
+        #expect(gateway.query("SELECT 1", dataset: dataset).error?.code == .unknownDataset)
+        var recorded: [String] = []
+        try gateway.ledger.records { recorded.append($0.dataset); return true }
+        #expect(recorded == [""])
+    }
+}

@@ -140,3 +140,24 @@ func sampleRecord(_ index: Int, consumer: String = "analyst-a", startedAt: Int64
         #expect(JSONText.quoted("a\"b\\c\n\u{01}王") == "\"a\\\"b\\\\c\\n\\u0001王\"")
     }
 }
+
+/// Red team: control characters and fullwidth signs at the start of a field are neutralised too.
+@Suite struct SpreadsheetSafeCSVTests {
+    @Test("fields a spreadsheet could run as formulas get a leading quote", arguments: [
+        "\u{0}=1+1", "\n=1+1", "\r=1+1", "\t=1+1", "＝1+1", "＋1", "－1", "＠SUM(A1)", "=HYPERLINK(\"x\")", "@x", "+1+1", "-1+1",
+    ])
+    func neutralised(text: String) {
+        let field = CSV.field(text, spreadsheetSafe: true)
+        #expect(field.hasPrefix("'") || field.hasPrefix("\"'"), "\(field.debugDescription)")
+    }
+
+    @Test("plain values and numbers stay as they are", arguments: ["-5", "1.5", "analyst-a", "retail", ""])
+    func untouched(text: String) {
+        #expect(CSV.field(text, spreadsheetSafe: true) == text)
+    }
+
+    @Test("a quote followed by a combining mark is doubled (quoting by scalar)")
+    func combiningMark() {
+        #expect(CSV.field("a\"\u{0301},b") == "\"a\"\"\u{0301},b\"")
+    }
+}
