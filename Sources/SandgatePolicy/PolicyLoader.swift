@@ -383,7 +383,10 @@ public enum PolicyLoader {
         let version: String
         switch document(path: path) {
         case .success(let loaded): (root, version) = loaded
-        case .failure(let errors): return ConsumerFile(unreadable: errors.diagnostics)
+        case .failure(let errors):
+            var file = ConsumerFile(unreadable: errors.diagnostics)
+            file.scannedNames = (try? String(contentsOfFile: path, encoding: .utf8)).flatMap(ConsumerFile.scanConsumerNames)
+            return file
         }
         var reader = YAMLReader(file: path)
         guard let top = reader.fields(root, what: "consumers.yaml", allowed: ["consumers"]),
@@ -484,6 +487,9 @@ public struct ConsumerFile: Sendable {
     public var invalidEntries: Set<String> = []
     /// Grants that did not validate, by consumer.
     public var invalidGrants: [String: Set<String>] = [:]
+    /// For a file YAML cannot parse (a duplicate key, say): the consumer names found by reading
+    /// its lines, when its layout is the usual block style; nil when they cannot be told.
+    public var scannedNames: Set<String>?
 
     init(directory: ConsumerDirectory, readable: Bool) {
         self.directory = directory
@@ -497,12 +503,41 @@ public struct ConsumerFile: Sendable {
 
     public var isValid: Bool { diagnostics.isEmpty }
 
+    /// The keys of the block mapping under a top-level `consumers:` line, read line by line; nil
+    /// when the file does not have that shape (flow style, no such line, odd indentation).
+    static func scanConsumerNames(_ text: String) -> Set<String>? {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { $0.hasSuffix("\r") ? $0.dropLast() : $0 }
+        guard let start = lines.firstIndex(where: { $0.hasPrefix("consumers:") && $0.dropFirst(10).allSatisfy { $0 == " " } }) else { return nil }
+        var names: Set<String> = []
+        var indent: Int?
+        for line in lines[(start + 1)...] {
+            let trimmed = line.drop { $0 == " " }
+            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
+            let width = line.count - trimmed.count
+            if width == 0 { break }
+            if line.contains("\t") { return nil }
+            if indent == nil { indent = width }
+            guard width >= (indent ?? width) else { return nil }
+            guard width == indent else { continue }
+            guard let colon = trimmed.firstIndex(of: ":") else { return nil }
+            var name = trimmed[..<colon].trimmingCharacters(in: .whitespaces)
+            if name.count >= 2, let first = name.first, first == name.last, first == "\"" || first == "'" { name = String(name.dropFirst().dropLast()) }
+            names.insert(name)
+        }
+        return names
+    }
+
     /// The directory to put in force when `previous` was in force before. A consumer the file no
     /// longer declares is removed and a grant it no longer lists is gone, even when other parts
     /// of the file are invalid; an invalid part keeps its previous version, or is left out if it
     /// is new. A file that cannot be read at all keeps `previous` (nothing is known about it).
     public func merged(over previous: ConsumerDirectory?) -> ConsumerDirectory {
-        guard readable else { return previous ?? .empty }
+        guard readable else {
+            // Even a file that does not parse revokes: a consumer whose name no longer appears
+            // goes (red team: a duplicate key elsewhere kept a removed consumer logging in).
+            guard let previous, let names = scannedNames else { return previous ?? .empty }
+            return ConsumerDirectory(consumers: previous.consumers.filter { names.contains($0.key) }, version: previous.version)
+        }
         guard !isValid else { return directory }
         var consumers = directory.consumers
         for name in invalidEntries {

@@ -108,6 +108,21 @@ let kateConsumers = """
         #expect(gateway.authenticate(consumer: "ops", key: TestWorkspace.demoKey) == "ops", "the invalid entry keeps its previous version")
     }
 
+    @Test("red team: revoking a consumer takes effect even when a duplicate key makes the file unparsable", arguments: [
+        "consumers:\n  ops:\n    key_sha256: HASH\n    role: operator\n    grants:\n      retail: { max_rows: 200, max_rows: 100 }\n",
+        "consumers:\n  ops:\n    key_sha256: HASH\n    grants: {}\n  ops:\n    key_sha256: HASH\n    grants: {}\n",
+    ])
+    func revocationWithAnUnparsableFile(text: String) throws {
+        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let gateway = try workspace.gateway()
+        #expect(gateway.authenticate(consumer: "kate", key: TestWorkspace.demoKey) == "kate")
+        try workspace.write("consumers.yaml", text.replacing("HASH", with: TestWorkspace.demoKeyHash))
+        gateway.reload()
+        #expect(gateway.authenticate(consumer: "kate", key: TestWorkspace.demoKey) == nil, "kate was removed")
+        #expect(gateway.query("SELECT city FROM customers LIMIT 1", as: "kate").error?.code == .authFailed)
+        #expect(gateway.authenticate(consumer: "ops", key: TestWorkspace.demoKey) == "ops", "ops keeps its previous version")
+    }
+
     @Test("deleting a dataset file does not break the consumer file: its grants are warnings")
     func deletedDatasetGrant() throws {
         let workspace = try TestWorkspace(consumers: kateConsumers)

@@ -275,9 +275,12 @@ let keyHash = String(repeating: "ab", count: 32)
         #expect(merged.consumers["d"] == nil)
     }
 
-    @Test("a file that cannot be read at all keeps the previous directory")
+    @Test("a file YAML cannot parse still revokes the consumers it no longer names (fail closed); the rest keep their previous version")
     func unreadable() throws {
         let merged = try Self.merge("consumers:\n  a: [\n")
-        #expect(merged.consumers.count == 3)
+        #expect(Set(merged.consumers.keys) == ["a"])
+        #expect(merged.consumers["a"]?.grants["retail"]?.maxRows != nil)
+        // When the names cannot be told (flow style), nothing is known: the previous directory stays.
+        #expect(try Self.merge("consumers: { a: [\n").consumers.count == 3)
     }
 }
