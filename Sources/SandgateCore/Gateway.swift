@@ -21,6 +21,8 @@ public final class Gateway: Sendable {
         var datasets: [String: DatasetRuntime]
         var consumers: ConsumerDirectory
         var diagnostics: [PolicyDiagnostic]
+        /// Files whose version in force ends with `...` (`PolicyLoadResult.sealed`).
+        var sealed: Set<String> = []
     }
 
     /// Loads policies, validates them against their data, snapshots every valid dataset and opens
@@ -58,15 +60,23 @@ public final class Gateway: Sendable {
         var diagnostics = loaded.diagnostics
         var datasets: [String: DatasetRuntime] = [:]
         var changes: [String] = []
+        var sealed: Set<String> = []
         for name in loaded.datasetFiles.sorted() {
             let old = previous?.datasets[name]
-            guard let policy = loaded.datasets[name] else {
+            // A version in force that ends with `...` is replaced only by one that does too: a
+            // prefix of a file (an editor rewriting it in place, a crash, a full disk) can be
+            // valid YAML and protect less — a mask key not written yet, a row filter cut short.
+            let unsealedEdit = old != nil && previous?.sealed.contains(name) == true && !loaded.sealed.contains(name)
+                && loaded.datasets[name]?.version != old?.policy.version
+            guard let policy = loaded.datasets[name], !unsealedEdit else {
                 if let old {
                     datasets[name] = old
-                    changes.append("\(name): invalid edit ignored, policy \(old.policy.version.prefix(12)) stays in force")
+                    if previous?.sealed.contains(name) == true { sealed.insert(name) }
+                    changes.append("\(name): \(unsealedEdit ? "edit without the closing '...' line ignored (half-written?)" : "invalid edit ignored"), policy \(old.policy.version.prefix(12)) stays in force")
                 }
                 continue
             }
+            if loaded.sealed.contains(name) { sealed.insert(name) }
             do throws(GatewayError) {
                 let snapshot = try Snapshotter.snapshot(source: policy.sourcePath, dataset: name, stateDirectory: configuration.stateDirectory)
                 if let old, old.policy.version == policy.version, old.snapshot == snapshot {
@@ -99,7 +109,18 @@ public final class Gateway: Sendable {
         }
         // Part by part: a removal or a narrowed grant takes effect even when another entry is
         // invalid; an invalid entry keeps its previous version (or stays out if it is new).
-        let consumers = loaded.consumerFile?.merged(over: previous?.consumers) ?? loaded.consumers
+        var consumers = loaded.consumerFile?.merged(over: previous?.consumers) ?? loaded.consumers
+        if let previous, previous.sealed.contains(PolicyLoader.consumersFileName), !loaded.sealed.contains(PolicyLoader.consumersFileName),
+           consumers.version != previous.consumers.version {
+            // Not closed with `...` (half-written?): only revocations apply, nothing is widened.
+            let names = loaded.consumerFile?.readable == true ? Set(loaded.consumerFile?.declared ?? [])
+                : loaded.consumerFile?.scannedNames ?? Set(previous.consumers.consumers.keys)
+            consumers = ConsumerDirectory(consumers: previous.consumers.consumers.filter { names.contains($0.key) }, version: previous.consumers.version)
+            sealed.insert(PolicyLoader.consumersFileName)
+            changes.append("consumers.yaml: edit without the closing '...' line: only removals of consumers apply")
+        } else if loaded.sealed.contains(PolicyLoader.consumersFileName) {
+            sealed.insert(PolicyLoader.consumersFileName)
+        }
         if let file = loaded.consumerFile, !file.isValid, previous != nil {
             changes.append("consumers.yaml: " + (file.readable ? "invalid parts keep their previous version, the rest is in force" : "unreadable edit ignored, the previous version stays in force"))
         } else if previous.map({ $0.consumers.version != consumers.version }) ?? false {
@@ -108,7 +129,7 @@ public final class Gateway: Sendable {
         for diagnostic in diagnostics {
             logger.error("policy problem", metadata: ["at": "\(diagnostic.location)", "problem": "\(diagnostic.message)"])
         }
-        return (GatewayState(datasets: datasets, consumers: consumers, diagnostics: diagnostics), changes)
+        return (GatewayState(datasets: datasets, consumers: consumers, diagnostics: diagnostics, sealed: sealed), changes)
     }
 
     /// Re-reads the policies and swaps the new state in atomically. Queries already running keep

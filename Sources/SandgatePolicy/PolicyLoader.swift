@@ -18,6 +18,10 @@ public struct PolicyLoadResult: Sendable {
     public var consumerFile: ConsumerFile?
     /// False when `consumers.yaml` exists but does not validate as a whole.
     public var consumersValid: Bool { consumerFile?.isValid ?? true }
+    /// Datasets (and `consumers.yaml`) whose loaded version ends with the YAML document end
+    /// marker `...`: once such a version is in force, a reload accepts only a version that ends
+    /// with it too, so a half-written file is never put in force (`PolicyLoader.isSealed`).
+    public var sealed: Set<String> = []
 }
 
 /// Reads `Policies/*.yaml` into typed, immutable policies, checking structure, types, ranges,
@@ -45,6 +49,12 @@ public enum PolicyLoader {
             case .success(let policy):
                 result.datasets[policy.name] = policy
                 result.warnings += policy.warnings
+                if isSealed(path: path, version: policy.version) {
+                    result.sealed.insert(policy.name)
+                } else {
+                    result.warnings.append(PolicyDiagnostic(SourceLocation(file: path, line: 1, column: 1),
+                        "the file does not end with the line '...': add it, so that a reload never puts a half-written file in force"))
+                }
             case .failure(let errors): result.diagnostics += errors.diagnostics
             }
         }
@@ -52,11 +62,29 @@ public enum PolicyLoader {
         if FileManager.default.fileExists(atPath: consumersPath) {
             let file = loadConsumers(path: consumersPath, knownDatasets: datasetNames)
             result.consumerFile = file
+            if file.readable, isSealed(path: consumersPath, version: file.directory.version) { result.sealed.insert(consumersFileName) }
             result.consumers = file.merged(over: nil)
             result.diagnostics += file.diagnostics
             result.warnings += file.warnings
         }
         return result
+    }
+
+    /// True when the file at `path`, as of `version`, ends with the YAML document end marker
+    /// `...` on a line of its own (trailing blank lines and spaces aside). A file that changed
+    /// since `version` was read counts as not sealed (the next reload reads it again).
+    public static func isSealed(path: String, version: String) -> Bool {
+        guard case .success(let (text, current)) = read(path: path), current == version else { return false }
+        return isSealed(text)
+    }
+
+    public static func isSealed(_ text: String) -> Bool {
+        let lines = text.split(whereSeparator: \.isNewline).map { line -> String in
+            // A comment may follow the marker (`...  # end of file`).
+            let content = line.firstIndex(of: "#").map { line[..<$0] } ?? line[...]
+            return content.trimmingCharacters(in: .whitespaces)
+        }
+        return lines.last(where: { !$0.isEmpty }) == "..."
     }
 
     /// The composed YAML tree of `path` and the SHA-256 of its bytes (the version).

@@ -62,9 +62,13 @@ struct ConsumerCommand: ParsableCommand {
 
             let original = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
             var text = original ?? "consumers:\n"
+            // A file closed with `...` stays closed: the new entry goes before that line.
+            let sealed = PolicyLoader.isSealed(text)
+            if sealed, let end = text.range(of: "\n...", options: .backwards) { text = String(text[..<end.lowerBound]) }
             if !text.hasSuffix("\n") { text += "\n" }
             if original.map({ !$0.contains("consumers:") }) ?? false { text += "consumers:\n" }
             text += block
+            if sealed || original == nil { text += "...\n" }
             do {
                 try text.write(toFile: path, atomically: true, encoding: .utf8)
             } catch {

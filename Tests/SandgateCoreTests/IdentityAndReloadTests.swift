@@ -2,6 +2,7 @@ import Foundation
 @testable import SandgateCore
 import SandgateLedger
 import SandgatePolicy
+import SandgateSQLite
 import SandgateTestSupport
 import Testing
 
@@ -121,6 +122,46 @@ let kateConsumers = """
         #expect(gateway.authenticate(consumer: "kate", key: TestWorkspace.demoKey) == nil, "kate was removed")
         #expect(gateway.query("SELECT city FROM customers LIMIT 1", as: "kate").error?.code == .authFailed)
         #expect(gateway.authenticate(consumer: "ops", key: TestWorkspace.demoKey) == "ops", "ops keeps its previous version")
+    }
+
+    /// The red team's layout: protective keys after others, so a prefix is valid and weaker.
+    static let sealedPolicy = """
+        dataset: retail
+        source: ../retail.sqlite
+        tables:
+          customers:
+            columns:
+              city: {}
+              phone:
+                role: visible
+                mask: phone_cn
+            row_filter: status = 'active' AND city <> 'Beijing'
+        ...
+        """
+
+    @Test("red team: once a file closed with '...' is in force, no prefix of its next version is put in force")
+    func sealedPrefixes() throws {
+        let workspace = try TestWorkspace(policy: Self.sealedPolicy)
+        let gateway = try workspace.gateway()
+        let protected = gateway.query("SELECT phone, city FROM customers")
+        let rows = try #require(protected.result?.rows, "\(String(describing: protected.error))")
+        func isProtected(_ row: [SQLValue]) -> Bool {
+            guard case .text(let phone) = row[0], case .text(let city) = row[1] else { return false }
+            return phone.contains("****") && city != "Beijing"
+        }
+        #expect(!rows.isEmpty && rows.allSatisfy(isProtected))
+        let version = gateway.runtime("retail")?.policy.version
+        let bytes = Array(Self.sealedPolicy.utf8)
+        for length in stride(from: 1, to: bytes.count - 1, by: 2) {
+            try String(decoding: bytes[..<length], as: UTF8.self).write(toFile: workspace.policies + "/retail.yaml", atomically: false, encoding: .utf8)
+            gateway.reload()
+            #expect(gateway.runtime("retail")?.policy.version == version, "a prefix of \(length) bytes was put in force")
+            let now = gateway.query("SELECT phone, city FROM customers").result?.rows ?? []
+            #expect(now.count == rows.count && now.allSatisfy(isProtected), "prefix of \(length) bytes changed what is released")
+        }
+        // The whole file (closed again) reloads as usual.
+        try Self.sealedPolicy.replacing("city <> 'Beijing'", with: "city <> 'Shanghai'").write(toFile: workspace.policies + "/retail.yaml", atomically: true, encoding: .utf8)
+        #expect(gateway.reload().contains { $0.hasPrefix("retail: policy") })
     }
 
     @Test("deleting a dataset file does not break the consumer file: its grants are warnings")

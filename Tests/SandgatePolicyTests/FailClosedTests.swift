@@ -209,7 +209,9 @@ let keyHash = String(repeating: "ab", count: 32)
         let result = try PolicyDirectory(["retail.yaml": yaml]).load()
         #expect(result.diagnostics.isEmpty)
         #expect(result.datasets["retail"] != nil)
-        #expect(result.warnings.count == 3)
+        // min, max, the small threshold, and the missing closing '...' line.
+        #expect(result.warnings.count == 4)
+        #expect(result.warnings.contains { $0.message.contains("does not end with the line '...'") })
         #expect(result.warnings.contains { $0.message.contains("min on measure 't.amount' releases one individual's value") && $0.location.line == 9 })
         #expect(result.warnings.contains { $0.message.contains("below 5") && $0.location.line == 6 })
     }
