@@ -71,6 +71,7 @@ let kateConsumers = """
         try gateway.ledger.records { stored = $0; return false }
         let record = try #require(stored)
         #expect(record.queryID == response.usage.queryID)
+        #expect(response.isOK, "\(String(describing: response.error))")
         #expect(record.sql.utf8.count <= UsageRecord.sqlLimit && record.sql.utf8.count > UsageRecord.sqlLimit - 4)
         #expect(record.sqlSHA256 == Gateway.sha256Hex(sql))
         #expect(record.rewrittenSQL.utf8.count <= UsageRecord.sqlLimit)

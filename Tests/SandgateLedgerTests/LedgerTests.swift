@@ -161,3 +161,18 @@ func sampleRecord(_ index: Int, consumer: String = "analyst-a", startedAt: Int64
         #expect(CSV.field("a\"\u{0301},b") == "\"a\"\"\u{0301},b\"")
     }
 }
+
+@Suite struct RefusedRecordTests {
+    @Test("a refused request keeps only 2 KiB of its SQL and no rewritten SQL")
+    func refusedSQLCut() throws {
+        let ledger = try Ledger(path: temporaryLedgerPath())
+        var record = sampleRecord(1)
+        record.status = .refused
+        record.errorCode = "no_such_table"
+        record.sql = "SELECT 1 FROM nosuch /*" + String(repeating: "x", count: 140_000) + "*/"
+        let stored = try ledger.append(record)
+        #expect(stored.sql.utf8.count == UsageRecord.refusedSQLLimit)
+        #expect(stored.rewrittenSQL.isEmpty)
+        #expect(try ledger.verify() == nil)
+    }
+}
