@@ -455,10 +455,12 @@ public enum PolicyLoader {
             if let grantsNode = fields["grants"]?.value,
                let grantEntries = reader.entries(grantsNode, what: "grants of consumer '\(entry.key)'", whenEmpty: "write `grants: {}` for none") {
                 for grant in grantEntries {
-                    if !knownDatasets.contains(grant.key) {
+                    let before = reader.diagnostics.count
+                    if !Name.isValid(grant.key) {
+                        reader.report(grant.keyNode, "dataset name '\(grant.key)' is not valid: \(Name.rule)")
+                    } else if !knownDatasets.contains(grant.key) {
                         reader.warn(grant.keyNode, "grant for dataset '\(grant.key)', which has no policy file (it takes effect if one appears)")
                     }
-                    let before = reader.diagnostics.count
                     let value = readGrant(grant.value, reader: &reader)
                     if let value, reader.diagnostics.count == before {
                         grants[grant.key] = value
