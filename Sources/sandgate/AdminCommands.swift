@@ -160,6 +160,12 @@ struct UsageCommand: ParsableCommand {
         func run() throws {
             let path = (common.state as NSString).appendingPathComponent("usage.sqlite")
             guard FileManager.default.fileExists(atPath: path) else { throw Failure("no ledger at \(path)") }
+            // A check must not repair what it checks: without its key a ledger cannot verify,
+            // and opening it would create a new key.
+            let keyPath = (path as NSString).deletingPathExtension + ".key"
+            guard FileManager.default.fileExists(atPath: keyPath) else {
+                throw Failure("the ledger does not verify: its key \(keyPath) is missing")
+            }
             do {
                 let ledger = try Ledger(path: path)
                 if let problem = try ledger.verify() {
