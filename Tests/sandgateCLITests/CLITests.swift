@@ -254,6 +254,11 @@ struct CLIError: Error { let message: String; init(_ message: String) { self.mes
         try Connection(path: workspace.root + "/var/usage.sqlite", mode: .readWrite).execute("DELETE FROM usage WHERE seq = 2")
         let verify = try workspace.run("usage", "verify")
         #expect(verify.status == 1 && verify.stderr.contains("truncated"), "\(verify.stderr)")
+        // Without its key the ledger cannot verify, and verify does not make a new one.
+        try FileManager.default.removeItem(atPath: workspace.root + "/var/usage.key")
+        let keyless = try workspace.run("usage", "verify")
+        #expect(keyless.status == 1 && keyless.stderr.contains("key"), "\(keyless.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: workspace.root + "/var/usage.key"))
     }
 
     @Test("usage invoice sums the period per consumer × dataset and refuses a tampered ledger")
