@@ -368,6 +368,7 @@ public final class Gateway: Sendable {
             if !failure.detail.isEmpty {
                 logger.debug("query failed in SQLite", metadata: ["query_id": "\(record.queryID)", "sqlite": "\(failure.detail)"])
             }
+            if plan.isAggregatePlan { usage.suppressedGroups = nil }
             if !failure.executed { return refuse(failure.error) }
             // Work was done: charged per query and per step, no rows.
             usage.vmSteps = plan.isAggregatePlan ? meteredBase : failure.vmSteps

@@ -79,12 +79,14 @@ public enum PolicyLoader {
     }
 
     public static func isSealed(_ text: String) -> Bool {
-        let lines = text.split(whereSeparator: \.isNewline).map { line -> String in
-            // A comment may follow the marker (`...  # end of file`).
-            let content = line.firstIndex(of: "#").map { line[..<$0] } ?? line[...]
-            return content.trimmingCharacters(in: .whitespaces)
+        // The marker starts its line (an indented `  ...` is content of a block scalar); a
+        // comment may follow it (`...  # end of file`).
+        guard let last = text.split(whereSeparator: \.isNewline).last(where: { !$0.allSatisfy(\.isWhitespace) }), last.hasPrefix("...") else {
+            return false
         }
-        return lines.last(where: { !$0.isEmpty }) == "..."
+        let rest = last.dropFirst(3)
+        let content = rest.firstIndex(of: "#").map { rest[..<$0] } ?? rest[...]
+        return content.allSatisfy { $0 == " " || $0 == "\t" } && (rest.isEmpty || rest.first == " " || rest.first == "\t")
     }
 
     /// The composed YAML tree of `path` and the SHA-256 of its bytes (the version).

@@ -232,6 +232,24 @@ enum ReleaseModel {
         #expect(ReleaseModel.signature(withRows) == ReleaseModel.signature(withoutRows))
     }
 
+    @Test("red team round 2: long parameters cannot turn a withheld row into a size error")
+    func parameterSizeCap() throws {
+        let workspace = try TestWorkspace()
+        let gateway = try workspace.gateway()
+        let stamp = try #require(try ReleaseModel.raw(workspace.source, "SELECT created_at FROM orders ORDER BY order_id LIMIT 1").first?.first)
+        guard case .text(let present) = stamp else { Issue.record("fixture"); return }
+        let keys = (1...10).map { "iif(created_at = ?2, substr(?1, \($0)), '')" }.joined(separator: ", ")
+        let sql = "SELECT channel, count(*) FROM orders GROUP BY channel, \(keys)"
+        let huge = gateway.query(sql, parameters: .positional([.text(String(repeating: "A", count: 950_000)), .text(present)]))
+        #expect(huge.error?.code == .badRequest && huge.error?.message.contains("1024 bytes") == true, "\(String(describing: huge.error))")
+        let small = String(repeating: "A", count: 1000)
+        let withRow = gateway.query(sql, parameters: .positional([.text(small), .text(present)]))
+        let withoutRow = gateway.query(sql, parameters: .positional([.text(small), .text("1999-01-01 00:00:00")]))
+        // Both answer (moving one order out of a released group is differencing, documented).
+        #expect(withRow.isOK, "\(String(describing: withRow.error))")
+        #expect(withoutRow.isOK, "\(String(describing: withoutRow.error))")
+    }
+
     @Test("red team: count(DISTINCT unit) also works after USING")
     func countDistinctAfterUsing() throws {
         let workspace = try TestWorkspace()
@@ -449,6 +467,19 @@ enum ReleaseModel {
         // 102 of 120 rows used: 50 more packed rows would pass the quota.
         let third = gateway.query("SELECT group_concat(name) FROM (SELECT name FROM customers LIMIT 50)")
         #expect(third.error?.code == .rowsLimitExceeded, "\(String(describing: third.error))")
+    }
+
+    @Test("red team round 2: window frames and scalar subqueries count what they carry", arguments: [
+        "SELECT json_array(min(phone) OVER (ORDER BY customer_id ROWS BETWEEN 200 FOLLOWING AND 200 FOLLOWING), min(phone) OVER (ORDER BY customer_id ROWS BETWEEN 400 FOLLOWING AND 400 FOLLOWING)) FROM customers LIMIT 200",
+        "SELECT json_array(" + (0..<3).map { group in
+            "json_array(" + (0..<30).map { "(SELECT phone FROM customers LIMIT 1 OFFSET \(group * 30 + $0))" }.joined(separator: ", ") + ")"
+        }.joined(separator: ", ") + ")",
+        "SELECT max(phone) OVER () FROM customers LIMIT 1",
+    ])
+    func framesAndSubqueries(sql: String) throws {
+        let workspace = try TestWorkspace(consumers: TestWorkspace.consumers(grant: "{ max_rows: 50 }"))
+        let response = try workspace.gateway().query(sql)
+        #expect(response.error?.code == .rowsLimitExceeded, "\(String(describing: response.error))")
     }
 
     @Test("recursion cannot carry every row into one value")

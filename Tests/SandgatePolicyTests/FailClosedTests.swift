@@ -286,3 +286,16 @@ let keyHash = String(repeating: "ab", count: 32)
         #expect(try Self.merge("consumers: { a: [\n").consumers.count == 3)
     }
 }
+
+/// The closing `...` line: only a marker at the start of the last line counts (red team round 2:
+/// an indented `  ...` inside a block scalar was taken for it).
+@Suite struct ClosingLineTests {
+    @Test("what counts as a closed file", arguments: [
+        ("a: 1\n...\n", true), ("a: 1\n...   # end of file\n", true), ("a: 1\r\n...\r\n", true), ("a: 1\n...\n\n  \n", true),
+        ("a: 1\n  ...\n", false), ("d: |\n  text\n  ...\n", false), ("a: 1\n....\n", false), ("a: 1\n... x\n", false),
+        ("a: 1\n# ...\n", false), ("a: 1\n...\nb: 2\n", false), ("", false),
+    ])
+    func sealed(text: String, expected: Bool) {
+        #expect(PolicyLoader.isSealed(text) == expected, "\(text.debugDescription)")
+    }
+}

@@ -81,22 +81,27 @@ struct Checker {
             plan: ExecutionPlan(packsRows: packed != select, tables: Self.publishedTables(in: select, policy: policy)))
     }
 
-    /// Window functions that copy another row's value into this row.
-    static let valueCopyingWindowFunctions: Set<String> = ["lag", "lead", "first_value", "last_value", "nth_value"]
-
     /// Wraps the first argument of every concatenating aggregate (and of every window function
     /// that copies other rows' values) in `__sg_packed`, which counts the rows packed into one
     /// row against the row limit (DESIGN.md §3, rows tables).
     static func countingPackedRows(_ select: Select) -> Select {
         func packs(_ call: FunctionCall) -> Bool {
             let name = call.name.lowercased()
-            return valueRevealingAggregates.contains(name) || (call.over != nil && valueCopyingWindowFunctions.contains(name))
+            // Any window function with an argument can copy other rows' values into this row
+            // (`min(x) OVER (ROWS BETWEEN 200 FOLLOWING AND 200 FOLLOWING)` is `lead`).
+            return valueRevealingAggregates.contains(name) || (call.over != nil && name != "ntile")
+        }
+        func counted(_ expr: Expr) -> Expr {
+            .function(FunctionCall(name: PlanCounters.packed, distinct: false, star: false, arguments: [expr], filter: nil, over: nil))
         }
         func pack(_ node: Expr) -> Expr? {
+            // A scalar subquery brings one row's value (or an aggregate) into this row each time
+            // it is evaluated: 1,500 of them carried 1,493 customers in one cell (red team).
+            if case .subquery(let inner) = node { return counted(.subquery(inner.transformingExpressions(pack))) }
             guard case .function(var call) = node, packs(call), !call.arguments.isEmpty else { return nil }
             call.arguments = call.arguments.map { $0.transformingDeep(pack) }
             call.filter = call.filter.map { $0.transformingDeep(pack) }
-            call.arguments[0] = .function(FunctionCall(name: PlanCounters.packed, distinct: false, star: false, arguments: [call.arguments[0]], filter: nil, over: nil))
+            call.arguments[0] = counted(call.arguments[0])
             return .function(call)
         }
         return select.transformingExpressions(pack)

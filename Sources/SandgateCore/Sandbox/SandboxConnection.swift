@@ -221,9 +221,16 @@ final class SandboxConnection {
         budget.arm(maxSteps: plan.isAggregatePlan ? .max : limits.maxVMSteps, timeoutMilliseconds: limits.timeoutMilliseconds)
         defer { budget.disarm() }
         counters.reset(packedLimit: rowLimit)
-        let lengthLimit = min(limits.maxResultBytes, ResultStorage.maximumValueLength)
+        // An aggregate plan's stage 1 holds rows of every group, withheld ones too: a value-size
+        // error there would say that such a row exists (red team: ten 1 MB keys), so its limit is
+        // SQLite's own maximum, its parameters are small (below), and what the consumer gets is
+        // still bounded by `max_result_bytes` as rows are collected.
+        let lengthLimit = plan.isAggregatePlan ? Self.aggregatePlanLengthLimit : min(limits.maxResultBytes, ResultStorage.maximumValueLength)
         budget.lengthLimit = lengthLimit
         connection.setLimit(.length, Int32(clamping: lengthLimit))
+        if plan.isAggregatePlan, let error = Self.oversizedParameter(parameters) {
+            return failure(error, executed: false)
+        }
 
         func failure(_ error: GatewayError, executed: Bool, steps: Int64 = 0, detail: String = "") -> Result<Execution, ExecutionFailure> {
             .failure(ExecutionFailure(error: error, vmSteps: steps, executed: executed, detail: detail))
@@ -268,6 +275,8 @@ final class SandboxConnection {
         var maskedCells = 0
         var truncated = false
         do {
+            let valueLimit = min(limits.maxResultBytes, ResultStorage.maximumValueLength)
+            var oversized = false
             while try statement.step() {
                 if result.rowCount >= rowLimit {
                     truncated = true
@@ -280,12 +289,19 @@ final class SandboxConnection {
                     case .null: result.appendNull()
                     case .integer: result.appendInteger(statement.integer(at: column))
                     case .real: result.appendReal(statement.real(at: column))
-                    case .text: statement.withBytes(at: column) { result.appendBytes($0, isText: true) }
-                    case .blob: statement.withBytes(at: column) { result.appendBytes($0, isText: false) }
+                    case .text, .blob:
+                        // Under an aggregate plan's raised length limit a released value may be
+                        // longer than a result can hold: refused, never cut.
+                        let fits = statement.withBytes(at: column) { bytes -> Bool in
+                            guard bytes.count <= valueLimit else { return false }
+                            result.appendBytes(bytes, isText: type == .text)
+                            return true
+                        }
+                        if !fits { result.appendNull(); oversized = true }
                     }
                 }
                 result.endRow()
-                if result.valueBytes > limits.maxResultBytes {
+                if oversized || result.valueBytes > limits.maxResultBytes {
                     return failure(GatewayError(
                         .resultTooLarge, "the result exceeds \(limits.maxResultBytes) bytes",
                         hint: "select fewer columns or rows, or aggregate"), executed: true, steps: statement.virtualMachineSteps)
@@ -349,6 +365,33 @@ final class SandboxConnection {
         return nil
     }
 
+    /// `SQLITE_LIMIT_LENGTH` while an aggregate plan runs (SQLite's compile-time maximum is 1e9).
+    static let aggregatePlanLengthLimit = 1_000_000_000
+    /// Longest text or blob parameter of a query on an aggregate table.
+    static let aggregateParameterBytes = 1024
+
+    static func oversizedParameter(_ parameters: QueryParameters) -> GatewayError? {
+        let values: [SQLValue]
+        switch parameters {
+        case .none: return nil
+        case .positional(let list): values = list
+        case .named(let map): values = Array(map.values)
+        }
+        for value in values {
+            let size: Int
+            switch value {
+            case .text(let text): size = text.utf8.count
+            case .blob(let bytes): size = bytes.count
+            default: size = 0
+            }
+            if size > aggregateParameterBytes {
+                return GatewayError(.badRequest, "a parameter of a query on an aggregate table is longer than \(aggregateParameterBytes) bytes",
+                                    hint: "parameters there are for filter values: dates, channels, cities")
+            }
+        }
+        return nil
+    }
+
     /// Maps a prepare failure to the consumer's error, preferring what the authorizer recorded.
     private func prepareError(_ error: SQLiteError) -> GatewayError {
         if let denial = authorizer.firstDenial {
@@ -366,6 +409,9 @@ final class SandboxConnection {
         }
         let message = error.message
         if error.isTooBig { return GatewayError(.requestTooLarge, "the query text is too long") }
+        if error.isOutOfMemory || message.contains("out of memory") {
+            return GatewayError(.requestTooLarge, "the query is too complex to prepare", hint: "split it into smaller queries")
+        }
         if message.hasPrefix("no such table") { return GatewayError(.noSuchTable, message, hint: "`sandgate describe` lists the tables you can query") }
         if message.hasPrefix("no such column") { return GatewayError(.noSuchColumn, message, hint: "`sandgate describe` lists the columns you can query") }
         if message.hasPrefix("no such function") {
