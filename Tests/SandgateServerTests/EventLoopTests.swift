@@ -34,17 +34,8 @@ import Testing
         }
         threads.forEach { $0.start() }
         Thread.sleep(forTimeInterval: 0.5)
-        let client = try harness.client()
-        var latencies: [Duration] = []
-        for _ in 0..<100 {
-            let started = ContinuousClock.now
-            let answer = try client.request(#"{"op":"ping"}"#)
-            latencies.append(ContinuousClock.now - started)
-            #expect(answer.contains(#""pong":true"#))
-            Thread.sleep(forTimeInterval: 0.02)
-        }
+        let latencies = try pingLatencies(try harness.client(), count: 100)
         stop.store(true, ordering: .relaxed)
-        latencies.sort()
         let p50 = latencies[latencies.count / 2], p99 = latencies[latencies.count * 99 / 100], worst = latencies.last ?? .zero
         print("ping during a flood of 8 x 1 MiB lines (\(flooded.load(ordering: .relaxed)) decoded): p50 \(p50), p99 \(p99), max \(worst)")
         // Generous for a debug build on a shared 2-core machine; the benchmark reports the real p99.
@@ -75,21 +66,25 @@ import Testing
         }
         threads.forEach { $0.start() }
         Thread.sleep(forTimeInterval: 0.5)
-        let client = try harness.client()
-        var latencies: [Duration] = []
-        for _ in 0..<60 {
-            let started = ContinuousClock.now
-            let answer = try client.request(#"{"op":"ping"}"#)
-            latencies.append(ContinuousClock.now - started)
-            #expect(answer.contains(#""pong":true"#))
-            Thread.sleep(forTimeInterval: 0.02)
-        }
+        let latencies = try pingLatencies(try harness.client(), count: 60)
         stop.store(true, ordering: .relaxed)
-        latencies.sort()
         let p99 = latencies[latencies.count * 99 / 100]
         print("ping during 3 connections of pipelined pings: p50 \(latencies[latencies.count / 2]), p99 \(p99), max \(latencies.last ?? .zero)")
         #expect(p99 < .milliseconds(250))
     }
+}
+
+/// `count` pings 20 ms apart on `client`, each answered; their latencies, sorted.
+func pingLatencies(_ client: LineClient, count: Int) throws -> [Duration] {
+    var latencies: [Duration] = []
+    for _ in 0..<count {
+        let started = ContinuousClock.now
+        let answer = try client.request(#"{"op":"ping"}"#)
+        latencies.append(ContinuousClock.now - started)
+        #expect(answer.contains(#""pong":true"#))
+        Thread.sleep(forTimeInterval: 0.02)
+    }
+    return latencies.sorted()
 }
 
 /// The request parser that replaced `JSONDecoder` (one pass, bounded depth).
