@@ -10,6 +10,7 @@
 
 import Foundation
 import SandgateCore
+import SandgatePolicy
 
 let aggregatePolicy = """
     source: ../retail-ROWS.sqlite
@@ -116,7 +117,7 @@ func runFunctionSuite(_ options: Options) throws {
         var outcome = ""
         var times: [Double] = []
         for _ in 0..<max(1, min(options.runs, 5)) {
-            times.append(try seconds {
+            times.append(seconds {
                 let response = gateway.run(QueryRequest(consumer: "bench", dataset: "retail", sql: sql))
                 outcome = response.error.map { $0.code.rawValue } ?? "ok"
             })

@@ -14,6 +14,7 @@
 import Foundation
 import SandgateCore
 import SandgateFixtures
+import SandgatePolicy
 import SandgateSQLite
 
 struct Options {
