@@ -15,6 +15,7 @@ public final class Gateway: Sendable {
     let logger: Logger
     private let state: Mutex<GatewayState>
     private let quotas = QuotaBook()
+    private let refusals = RefusalMeter()
 
     /// The datasets and consumers in force; replaced as a whole on reload.
     struct GatewayState: Sendable {
@@ -198,6 +199,7 @@ public final class Gateway: Sendable {
     /// with a usage record behind it; if the record cannot be written, no result is released.
     public func run(_ request: QueryRequest) -> QueryResponse {
         let pending = execute(request)
+        if let unrecorded = summarizedRefusal(pending) { return unrecorded }
         do {
             return complete(pending, stored: .success(try ledger.append(pending.record)))
         } catch {
@@ -210,7 +212,49 @@ public final class Gateway: Sendable {
     /// so that many queries share one group commit).
     public func run(_ request: QueryRequest, completion: @escaping @Sendable (QueryResponse) -> Void) {
         let pending = execute(request)
+        if let unrecorded = summarizedRefusal(pending) { return completion(unrecorded) }
         ledger.append(pending.record) { [self] stored in completion(complete(pending, stored: stored)) }
+    }
+
+    /// Refusals cost nothing, so a consumer's refusals past `RefusalMeter.recordedPerWindow` in a
+    /// minute are not recorded one by one: they are answered (a refusal carries no data) and
+    /// counted into one summary record when the consumer's next minute begins. So no consumer
+    /// can grow the ledger by more than about 120 × 2.6 KiB a minute with refusals (red team:
+    /// 243 MB a minute). Returns the response when `pending` is such a refusal.
+    func summarizedRefusal(_ pending: PendingResponse) -> QueryResponse? {
+        guard pending.record.status == .refused, !pending.record.consumer.isEmpty,
+              Name.isValid(pending.record.consumer) else { return nil }
+        let minute = pending.record.startedAt / 60_000_000
+        let (record, summary) = refusals.admit(consumer: pending.record.consumer, minute: minute)
+        if let summary {
+            appendRefusalSummary(consumer: pending.record.consumer, count: summary.count, minute: summary.minute)
+        }
+        guard !record else { return nil }
+        var response = complete(pending, stored: .success(pending.record))
+        response.usage.seq = 0
+        return response
+    }
+
+    /// Writes the summary records of refusals not yet summarised (at shutdown).
+    public func flushRefusalSummaries() {
+        for (consumer, count, minute) in refusals.drain() {
+            appendRefusalSummary(consumer: consumer, count: count, minute: minute)
+        }
+    }
+
+    private func appendRefusalSummary(consumer: String, count: Int, minute: Int64) {
+        let at = minute * 60_000_000
+        let record = UsageRecord(
+            queryID: Self.newQueryID(), startedAt: at, finishedAt: at + 59_999_999, consumer: consumer,
+            dataset: "", datasetVersion: "", policyVersion: "", status: .refused, errorCode: "refusals_summarized",
+            rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
+            costMicros: 0, currency: "", sqlSHA256: "", sql: "",
+            rewrittenSQL: "\(count) more refused requests of \(consumer) in this minute, not recorded one by one").bounded()
+        do {
+            _ = try ledger.append(record)
+        } catch {
+            logger.error("ledger append failed for a refusal summary", metadata: ["error": "\(error.message)"])
+        }
     }
 
     /// Grant, check, execute, meter and price; the record is not written yet.
@@ -408,5 +452,45 @@ public final class Gateway: Sendable {
 
     static func sha256Hex(_ text: String) -> String {
         Hex.encode(SHA256.hash(data: Array(text.utf8)))
+    }
+}
+
+/// Per consumer and minute: how many refusals were recorded one by one, and how many were not.
+final class RefusalMeter: Sendable {
+    /// Refusals of one consumer recorded one by one per minute.
+    static let recordedPerWindow = 120
+
+    private struct Window {
+        var minute: Int64
+        var recorded = 0
+        var unrecorded = 0
+    }
+
+    private let windows = Mutex<[String: Window]>([:])
+
+    /// Whether this refusal is recorded, and the summary of an earlier minute that is now due.
+    func admit(consumer: String, minute: Int64) -> (record: Bool, summary: (count: Int, minute: Int64)?) {
+        windows.withLock { windows in
+            var summary: (count: Int, minute: Int64)?
+            var window = windows[consumer] ?? Window(minute: minute)
+            if window.minute != minute {
+                if window.unrecorded > 0 { summary = (window.unrecorded, window.minute) }
+                window = Window(minute: minute)
+            }
+            let record = window.recorded < Self.recordedPerWindow
+            if record { window.recorded += 1 } else { window.unrecorded += 1 }
+            windows[consumer] = window
+            if windows.count > 100_000 { windows = windows.filter { $0.value.minute == minute } }
+            return (record, summary)
+        }
+    }
+
+    /// Every unrecorded count, cleared.
+    func drain() -> [(consumer: String, count: Int, minute: Int64)] {
+        windows.withLock { windows in
+            let due = windows.compactMap { consumer, window in window.unrecorded > 0 ? (consumer, window.unrecorded, window.minute) : nil }
+            windows.removeAll()
+            return due
+        }
     }
 }

@@ -77,7 +77,7 @@ public struct UsageRecord: Sendable, Hashable {
 
     /// `sql` and `rewritten_sql` are stored cut to this many bytes (`sql_sha256` is of the full text).
     public static let sqlLimit = 65_536
-    /// A refused request's `sql` is stored cut to this many bytes (and no rewritten SQL): refusals
+    /// A refused request's `sql` and `rewritten_sql` are stored cut to this many bytes: refusals
     /// cost nothing, so they must not be a cheap way to fill the ledger (red team: 243 MB a
     /// minute of 64 KiB refusals).
     public static let refusedSQLLimit = 2_048
@@ -105,8 +105,7 @@ public struct UsageRecord: Sendable, Hashable {
         // A refusal is known by its code (a record still being built has none yet).
         let refused = record.status == .refused && !record.errorCode.isEmpty
         cut(&record.sql, refused ? Self.refusedSQLLimit : Self.sqlLimit)
-        cut(&record.rewrittenSQL, Self.sqlLimit)
-        if refused { record.rewrittenSQL = "" }
+        cut(&record.rewrittenSQL, refused ? Self.refusedSQLLimit : Self.sqlLimit)
         return record
     }
 

@@ -70,6 +70,7 @@ public final class JSONLinesServer: Sendable {
         for summary in services.state.drainFailureSummaries() {
             services.gateway.recordAuthenticationFailureSummary(source: summary.source, count: summary.count, seconds: seconds)
         }
+        services.gateway.flushRefusalSummaries()
         services.logger.info("stopped")
     }
 

@@ -5,6 +5,7 @@ import SandgatePolicy
 import SandgateSQL
 import SandgateSQLite
 import SandgateTestSupport
+import Synchronization
 import Testing
 
 /// The release model of DESIGN.md §3 against the attacks of issue 7: each attack is either refused
@@ -528,5 +529,28 @@ enum ReleaseModel {
         var recorded: [String] = []
         try gateway.ledger.records { recorded.append($0.dataset); return true }
         #expect(recorded == [""])
+    }
+}
+
+/// Red team: refusals cost nothing, so past 120 a minute a consumer's refusals are summarised.
+@Suite struct RefusalSummaryTests {
+    @Test("past 120 refusals in a minute, the rest are answered and summarised in one record")
+    func summarised() throws {
+        let workspace = try TestWorkspace()
+        let clock = Mutex<Int64>(1_795_000_020_000_000)
+        let gateway = try workspace.gateway(now: { clock.withLock { $0 } })
+        for _ in 0..<130 {
+            #expect(gateway.query("SELECT nope FROM customers").error?.code == .noSuchColumn)
+        }
+        #expect(gateway.query("SELECT city FROM customers LIMIT 1").isOK, "answers are never summarised")
+        clock.withLock { $0 += 60_000_000 }
+        #expect(gateway.query("SELECT nope FROM customers").error?.code == .noSuchColumn)
+        var records: [UsageRecord] = []
+        try gateway.ledger.records { records.append($0); return true }
+        #expect(records.filter { $0.errorCode == "no_such_column" }.count == 121)
+        let summary = try #require(records.first { $0.errorCode == "refusals_summarized" })
+        #expect(summary.consumer == "analyst-a" && summary.rewrittenSQL.hasPrefix("10 more refused requests"))
+        #expect(records.filter { $0.status == .ok }.count == 1)
+        #expect(try gateway.ledger.verify() == nil)
     }
 }
