@@ -87,7 +87,7 @@ func kateWorkspace() throws -> TestWorkspace {
         #expect(line.utf8.count < 1 << 20 && line.utf8.count > 990_000)
         let attempts = Atomic<Int>(0)
         let started = ContinuousClock.now
-        let duration: Duration = .seconds(4)
+        let duration: Duration = .seconds(10)   // the flood: 64 connections for 10 s
         let port = harness.port
         DispatchQueue.concurrentPerform(iterations: 64) { _ in
             guard let client = try? LineClient(host: "127.0.0.1", port: port, timeoutSeconds: 30) else { return }
