@@ -11,7 +11,9 @@ import Synchronization
 /// price → record → release. A result leaves only after its usage record is committed.
 public final class Gateway: Sendable {
     public let configuration: GatewayConfiguration
-    public let ledger: Ledger
+    /// Where usage records go (`Ledger`, the SQLite file in the state directory, unless the
+    /// configuration names another store).
+    public let ledger: any LedgerStore
     let logger: Logger
     private let state: Mutex<GatewayState>
     private let quotas = QuotaBook()
@@ -39,7 +41,11 @@ public final class Gateway: Sendable {
             throw GatewayError(.internal, "cannot create the state directory \(configuration.stateDirectory)")
         }
         do {
-            ledger = try Ledger(path: (configuration.stateDirectory as NSString).appendingPathComponent("usage.sqlite"))
+            if let open = configuration.ledger {
+                ledger = try open()
+            } else {
+                ledger = try Ledger(path: (configuration.stateDirectory as NSString).appendingPathComponent("usage.sqlite"))
+            }
         } catch {
             throw GatewayError(.internal, error.description)
         }

@@ -1,4 +1,5 @@
 import Foundation
+import SandgateLedger
 
 /// How a gateway is set up. Every field has a documented default.
 public struct GatewayConfiguration: Sendable {
@@ -12,14 +13,18 @@ public struct GatewayConfiguration: Sendable {
     public var sqliteHeapLimitBytes: Int64
     /// The clock, in microseconds since the Unix epoch (UTC); injected so tests control "today".
     public var now: @Sendable () -> Int64
+    /// Opens the usage ledger; nil: `Ledger`, the SQLite file `usage.sqlite` in the state directory.
+    public var ledger: (@Sendable () throws(LedgerError) -> any LedgerStore)?
 
     public init(
         policiesDirectory: String = "Policies",
         stateDirectory: String = "var",
         poolSize: Int = ProcessInfo.processInfo.activeProcessorCount,
         sqliteHeapLimitBytes: Int64 = 4 << 30,
-        now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) }
+        now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1_000_000) },
+        ledger: (@Sendable () throws(LedgerError) -> any LedgerStore)? = nil
     ) {
+        self.ledger = ledger
         self.policiesDirectory = policiesDirectory
         self.stateDirectory = stateDirectory
         self.poolSize = poolSize

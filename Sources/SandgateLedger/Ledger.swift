@@ -21,7 +21,7 @@ public struct LedgerError: Error, Sendable, CustomStringConvertible {
 ///
 /// `@unchecked Sendable`: the write connection is used only by the writer thread, the queue only
 /// under `condition`, and the read connection only under `readLock`.
-public final class Ledger: @unchecked Sendable {
+public final class Ledger: LedgerStore, @unchecked Sendable {
     public typealias Completion = @Sendable (Result<UsageRecord, LedgerError>) -> Void
 
     public let path: String
@@ -381,17 +381,14 @@ public final class Ledger: @unchecked Sendable {
         }
     }
 
-    /// Calls `visit` for each record matching the filter, in `seq` order, until it returns false.
-    public func records(
-        from: Int64? = nil, to: Int64? = nil, consumer: String? = nil, dataset: String? = nil,
-        _ visit: (UsageRecord) -> Bool
-    ) throws(LedgerError) {
+    /// Calls `visit` for each record matching `filter`, in `seq` order, until it returns false.
+    public func scan(_ filter: RecordFilter, _ visit: (UsageRecord) -> Bool) throws(LedgerError) {
         var clauses: [String] = []
         var parameters: [SQLValue] = []
-        if let from { clauses.append("started_at >= ?"); parameters.append(.integer(from)) }
-        if let to { clauses.append("started_at < ?"); parameters.append(.integer(to)) }
-        if let consumer { clauses.append("consumer = ?"); parameters.append(.text(consumer)) }
-        if let dataset { clauses.append("dataset = ?"); parameters.append(.text(dataset)) }
+        if let from = filter.from { clauses.append("started_at >= ?"); parameters.append(.integer(from)) }
+        if let to = filter.to { clauses.append("started_at < ?"); parameters.append(.integer(to)) }
+        if let consumer = filter.consumer { clauses.append("consumer = ?"); parameters.append(.text(consumer)) }
+        if let dataset = filter.dataset { clauses.append("dataset = ?"); parameters.append(.text(dataset)) }
         try scan(where: clauses.isEmpty ? "1" : clauses.joined(separator: " AND "), parameters: parameters) { record, _ in visit(record) }
     }
 

@@ -3,6 +3,7 @@ import Foundation
 import SandgateLedger
 import SandgatePolicy
 import SandgateTestSupport
+import Synchronization
 import Testing
 
 /// DESIGN.md §7: one record per request, refusals included, with counts that match the result.
@@ -118,4 +119,41 @@ final class RowCounter: @unchecked Sendable {
     private let lock = NSLock()
     private(set) var total = 0
     func add(_ rows: Int) { lock.lock(); total += rows; lock.unlock() }
+}
+
+/// The ledger seam: the gateway works through `LedgerStore`, and with a store that cannot make a
+/// record durable, no result is released (DESIGN.md §2.1: no usage record, no result).
+@Suite struct LedgerSeamTests {
+    /// A store whose every append fails (a full disk, a lost database connection).
+    final class FailingStore: LedgerStore, @unchecked Sendable {
+        let nodeID = "test"
+        let anchorFailure: String? = nil
+        let pendingCount = 0
+        func append(_ record: UsageRecord, completion: @escaping Ledger.Completion) { completion(.failure(LedgerError("disk full"))) }
+        func append(_ record: UsageRecord) throws(LedgerError) -> UsageRecord { throw LedgerError("disk full") }
+        func usage(consumer: String, dataset: String, since: Int64) throws(LedgerError) -> (queries: Int64, rows: Int64) { (0, 0) }
+        func scan(_ filter: RecordFilter, _ visit: (UsageRecord) -> Bool) throws(LedgerError) {}
+        func verify() throws(LedgerError) -> LedgerProblem? { nil }
+        func sync() {}
+        func close() {}
+    }
+
+    @Test("a record that cannot be written withholds the result, through either run")
+    func noRecordNoResult() throws {
+        let workspace = try TestWorkspace()
+        let gateway = try Gateway(configuration: GatewayConfiguration(
+            policiesDirectory: workspace.policies, stateDirectory: workspace.state, poolSize: 1, ledger: { FailingStore() }))
+        let blocking = gateway.query("SELECT city FROM customers LIMIT 3")
+        #expect(blocking.error?.code == .internal)
+        #expect(blocking.result == nil)
+        let done = DispatchSemaphore(value: 0)
+        let box = Mutex<QueryResponse?>(nil)
+        gateway.run(QueryRequest(consumer: "analyst-a", dataset: "retail", sql: "SELECT city FROM customers LIMIT 3")) { response in
+            box.withLock { $0 = response }
+            done.signal()
+        }
+        done.wait()
+        let completed = try #require(box.withLock { $0 })
+        #expect(completed.error?.code == .internal && completed.result == nil)
+    }
 }
