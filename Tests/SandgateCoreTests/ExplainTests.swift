@@ -56,3 +56,33 @@ import Testing
         #expect((object["quote"] as? [String: Any])?["max_cost_micros"] as? Int == 30000)
     }
 }
+
+/// Errors that say what would work: the nearest visible name, and whether a function exists.
+@Suite struct SuggestionTests {
+    @Test("misspellings get the nearest visible name; unknown functions are no_such_function", arguments: [
+        ("SELECT * FROM custmers", ErrorCode.noSuchTable, "did you mean customers?"),
+        ("SELECT citty FROM customers", .noSuchColumn, "did you mean city?"),
+        ("SELECT c.emial FROM customers c", .noSuchColumn, "did you mean email?"),
+        ("SELECT uper(city) FROM customers", .noSuchFunction, "did you mean upper?"),
+        ("SELECT channel, median(amount) FROM orders GROUP BY channel", .noSuchFunction, "SQLite has no median()"),
+        ("SELECT count(*) FROM orders WHERE lenght(channel) > 3", .noSuchFunction, "did you mean length?"),
+        ("SELECT load_extension('x')", .functionNotAllowed, "analyst guide"),
+        ("SELECT chanel, count(*) FROM orders GROUP BY chanel", .noSuchColumn, "did you mean channel?"),
+    ])
+    func suggestion(sql: String, code: ErrorCode, hint: String) throws {
+        let workspace = try TestWorkspace()
+        let error = try #require(try workspace.gateway().query(sql).error)
+        #expect(error.code == code, "\(sql) → \(error)")
+        #expect(error.hint.contains(hint), "\(sql) → \(error.hint)")
+    }
+
+    @Test("a hidden column gets the same answer as an unknown one (suggestions come from visible names)")
+    func hiddenNamesAreNotSuggested() throws {
+        let workspace = try TestWorkspace()
+        let gateway = try workspace.gateway()
+        // `status` is visible, `salary` does not exist; no hidden name is ever offered.
+        let error = try #require(gateway.query("SELECT customer_idd FROM customers").error)
+        #expect(error.hint.contains("did you mean customer_id?"))
+        #expect(!error.hint.contains("order_id"))
+    }
+}

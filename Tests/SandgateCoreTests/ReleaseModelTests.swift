@@ -111,7 +111,7 @@ enum ReleaseModel {
         ("SELECT count(*) FROM orders WHERE length(strftime('\(String(repeating: "%J", count: 60))', created_at)) >= 0", .shapeNotAllowed),
         ("SELECT channel COLLATE NOCASE, count(*) FROM orders GROUP BY channel COLLATE NOCASE", .shapeNotAllowed),
         // Internal names.
-        ("SELECT __sg_tally(count(*), 10) FROM orders", .functionNotAllowed),
+        ("SELECT __sg_tally(count(*), 10) FROM orders", .noSuchFunction),
         ("SELECT count(*) FROM __sg_g", .noSuchTable),
         ("SELECT count(*) AS __sg_n FROM orders", .syntaxError),
     ])

@@ -201,7 +201,7 @@ struct AggregatePlanner {
             if let schema { throw GatewayError(.noSuchTable, "no such table: \(schema).\(name)", hint: "write table names without a schema") }
             if hint != nil { throw GatewayError(.shapeNotAllowed, "INDEXED BY and NOT INDEXED are not available", hint: "indexes are not part of the published dataset") }
             guard let table = policy.table(named: name) else {
-                throw GatewayError(.noSuchTable, "no such table: \(name)", hint: "`sandgate describe` lists the tables you can query")
+                throw GatewayError(.noSuchTable, "no such table: \(name)", hint: Suggestions.tableHint(name, policy: policy))
             }
             let relationName = alias ?? table.name
             if relations.contains(where: { equalNames($0.name, relationName) }) {
@@ -345,16 +345,16 @@ struct AggregatePlanner {
         let found: [Bound]
         if let table = reference.table {
             guard let index = relations.firstIndex(where: { equalNames($0.name, table) }) else {
-                throw GatewayError(.noSuchColumn, "no such column: \(table).\(reference.column)", hint: columnHint())
+                throw GatewayError(.noSuchColumn, "no such column: \(table).\(reference.column)", hint: columnHint(missing: reference.column))
             }
             guard let column = relations[index].column(reference.column) else {
-                throw GatewayError(.noSuchColumn, "no such column: \(table).\(reference.column)", hint: columnHint([index]))
+                throw GatewayError(.noSuchColumn, "no such column: \(table).\(reference.column)", hint: columnHint([index], missing: reference.column))
             }
             found = [Bound(relation: index, column: column)]
         } else {
             found = relations.indices.compactMap { index in relations[index].column(reference.column).map { Bound(relation: index, column: $0) } }
             guard !found.isEmpty else {
-                throw GatewayError(.noSuchColumn, "no such column: \(reference.column)", hint: columnHint())
+                throw GatewayError(.noSuchColumn, "no such column: \(reference.column)", hint: columnHint(missing: reference.column))
             }
             if found.count > 1, !Set(found.map(\.relation)).isSubset(of: merged[reference.column.lowercased()] ?? []) {
                 throw GatewayError(.syntaxError, "ambiguous column name: \(reference.column)")
@@ -364,9 +364,10 @@ struct AggregatePlanner {
         return found
     }
 
-    private func columnHint(_ indices: [Int]? = nil) -> String {
+    private func columnHint(_ indices: [Int]? = nil, missing: String) -> String {
         let names = (indices ?? Array(relations.indices)).flatMap { relations[$0].columns.map(\.name) }
-        return names.isEmpty ? "`sandgate describe` lists the columns you can query" : "columns here: " + names.prefix(20).joined(separator: ", ")
+        return names.isEmpty ? "`sandgate describe` lists the columns you can query"
+            : Suggestions.didYouMean(missing, among: names) + "columns here: " + names.prefix(20).joined(separator: ", ")
     }
 
     /// The expression with every column written `relation.column`, in the case the policy uses.
@@ -456,6 +457,7 @@ struct AggregatePlanner {
             if Checker.valueRevealingAggregates.contains(name) { throw Self.concatenating(call.name) }
             if Checker.isAggregate(call) { throw GatewayError(.syntaxError, "misuse of aggregate function \(call.name)()") }
             if StageOneFunctions.nonDeterministic.contains(name) || StageOneFunctions.readsClock(call) { throw Self.nonDeterministic("\(call.name)()") }
+            if !FunctionAllowlist.allows(name), !FunctionRules.boundedFunctions.contains(name) { throw Suggestions.functionError(call.name) }
             guard let arity = StageOneFunctions.arities[name], arity.contains(call.arguments.count), !call.distinct, !call.star, call.filter == nil else {
                 throw GatewayError(.functionNotAllowed, "function \(call.name)() is not allowed in WHERE or GROUP BY of a query on an aggregate table",
                                    hint: "allowed there: " + StageOneFunctions.arities.keys.sorted().joined(separator: ", "))
@@ -542,8 +544,9 @@ struct AggregatePlanner {
             if Checker.valueRevealingAggregates.contains(name) { throw Self.concatenating(call.name) }
             if Checker.isAggregate(call) { return Self.column("__sg_a\(try aggregate(call))") }
             if StageOneFunctions.nonDeterministic.contains(name) || StageOneFunctions.readsClock(call) { throw Self.nonDeterministic("\(call.name)()") }
-            guard FunctionAllowlist.allows(name) || FunctionRules.boundedFunctions.contains(name), !call.distinct, call.filter == nil else {
-                throw GatewayError(.functionNotAllowed, "function \(call.name)() is not allowed", hint: "see the list of allowed functions in the analyst guide")
+            guard FunctionAllowlist.allows(name) || FunctionRules.boundedFunctions.contains(name) else { throw Suggestions.functionError(call.name) }
+            guard !call.distinct, call.filter == nil else {
+                throw GatewayError(.functionNotAllowed, "DISTINCT and FILTER apply to aggregates, not to \(call.name)()")
             }
             try FunctionRules.check(call)
             return nil

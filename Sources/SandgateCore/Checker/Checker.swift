@@ -335,7 +335,7 @@ struct Checker {
                 return [Relation(name: alias ?? name, columns: common.columns, table: nil)]
             }
             guard let table = policy.table(named: name) else {
-                throw GatewayError(.noSuchTable, "no such table: \(name)", hint: "`sandgate describe` lists the tables you can query")
+                throw GatewayError(.noSuchTable, "no such table: \(name)", hint: Suggestions.tableHint(name, policy: policy))
             }
             // Aggregate tables are planned by AggregatePlanner; meeting one here is a bug: fail closed.
             guard table.access == .rows else {
@@ -464,7 +464,7 @@ struct Checker {
             if let table = reference.table {
                 if let relation = level.relations.first(where: { equalNames($0.name, table) }) {
                     guard let column = relation.column(reference.column) else {
-                        throw GatewayError(.noSuchColumn, "no such column: \(table).\(reference.column)", hint: hint(for: [relation]))
+                        throw GatewayError(.noSuchColumn, "no such column: \(table).\(reference.column)", hint: hint(for: [relation], missing: reference.column))
                     }
                     return ResolvedColumn(relation: relation, column: column, depth: depth)
                 }
@@ -487,13 +487,13 @@ struct Checker {
             depth += 1
         }
         let name = reference.table.map { "\($0).\(reference.column)" } ?? reference.column
-        throw GatewayError(.noSuchColumn, "no such column: \(name)", hint: hint(for: scope.relations))
+        throw GatewayError(.noSuchColumn, "no such column: \(name)", hint: hint(for: scope.relations, missing: reference.column))
     }
 
-    func hint(for relations: [Relation]) -> String {
+    func hint(for relations: [Relation], missing: String) -> String {
         let names = relations.flatMap { relation in relation.columns.map(\.name) }
         guard !names.isEmpty else { return "`sandgate describe` lists the columns you can query" }
-        return "columns here: " + names.prefix(20).joined(separator: ", ")
+        return Suggestions.didYouMean(missing, among: names) + "columns here: " + names.prefix(20).joined(separator: ", ")
     }
 
     mutating func checkExpr(_ expr: Expr, scope: Scope, site: Site) throws(GatewayError) -> ExprInfo {
@@ -554,7 +554,7 @@ struct Checker {
                     RelationColumn(name: $0.name, masked: $0.mask != nil, table: published, policy: $0)
                 }, table: published)
             } else {
-                throw GatewayError(.noSuchTable, "no such table: \(table)", hint: "`sandgate describe` lists the tables you can query")
+                throw GatewayError(.noSuchTable, "no such table: \(table)", hint: Suggestions.tableHint(table, policy: policy))
             }
             info.masked = info.masked || relation.columns.contains { $0.masked }
         case .isNull(let operand, _):
@@ -591,7 +591,7 @@ struct Checker {
         let isAggregate = Self.isAggregate(call)
         let isWindow = call.over != nil
         guard FunctionAllowlist.allows(name) || FunctionRules.boundedFunctions.contains(name) else {
-            throw GatewayError(.functionNotAllowed, "function \(call.name)() is not allowed", hint: "see the list of allowed functions in the analyst guide")
+            throw Suggestions.functionError(call.name)
         }
         try FunctionRules.check(call)
         var info = ExprInfo()
