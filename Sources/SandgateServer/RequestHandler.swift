@@ -256,23 +256,29 @@ final class RequestHandler: ChannelInboundHandler {
         // A name outside the one ASCII spelling is refused before any lookup; it still counts as
         // a failure of the address (but not of a consumer name, so junk cannot grow that table).
         let validName = Name.isValid(name)
-        let delay = state.authDelay(address: address, consumer: validName ? name : "")
         let workers = services.workers
-        let answer = eventLoop.scheduleTask(in: delay) {}.futureResult.flatMap {
-            workers.runIfActive(eventLoop: eventLoop) { () -> String? in
-                if validName, let declared = gateway.authenticate(consumer: name, key: key) {
-                    state.authSucceeded(consumer: declared)
-                    return declared
-                }
-                state.authFailed(address: address, consumer: validName ? name : nil)
-                let admission = state.admitFailureRecord(address: address)
-                let seconds = Int(state.configuration.authRecordInterval.nanoseconds / 1_000_000_000)
-                for summary in admission.summaries {
-                    gateway.recordAuthenticationFailureSummary(source: summary.source, count: summary.count, seconds: seconds)
-                }
-                if admission.record { gateway.recordAuthenticationFailure(consumer: name, source: address) }
-                return nil
+        // The key is checked first and a right key answered at once; only failures wait out the
+        // back-off. Otherwise anyone who knows a consumer's name could keep that consumer's own
+        // logins waiting (red team). A connection answers one request at a time, so the wait
+        // still paces guesses.
+        let checked = workers.runIfActive(eventLoop: eventLoop) { () -> String? in
+            if validName, let declared = gateway.authenticate(consumer: name, key: key) {
+                state.authSucceeded(consumer: declared)
+                return declared
             }
+            state.authFailed(address: address, consumer: validName ? name : nil)
+            let admission = state.admitFailureRecord(address: address)
+            let seconds = Int(state.configuration.authRecordInterval.nanoseconds / 1_000_000_000)
+            for summary in admission.summaries {
+                gateway.recordAuthenticationFailureSummary(source: summary.source, count: summary.count, seconds: seconds)
+            }
+            if admission.record { gateway.recordAuthenticationFailure(consumer: name, source: address) }
+            return nil
+        }
+        let answer = checked.hop(to: eventLoop).flatMap { declared -> EventLoopFuture<String?> in
+            if let declared { return eventLoop.makeSucceededFuture(declared) }
+            let delay = state.authDelay(address: address, consumer: validName ? name : "")
+            return eventLoop.scheduleTask(in: delay) { nil as String? }.futureResult
         }
         return answer.hop(to: eventLoop).assumeIsolated().map { [self] declared -> String in
             guard let declared else {

@@ -52,6 +52,22 @@ func kateWorkspace() throws -> TestWorkspace {
         #expect(ContinuousClock.now - started >= .milliseconds(350))
     }
 
+    @Test("red team: failed guesses against a consumer's name do not delay that consumer's own login")
+    func rightKeyIsNotDelayed() throws {
+        let harness = try ServerHarness(workspace: try kateWorkspace())
+        let attacker = try harness.client()
+        for _ in 0..<5 { _ = try attacker.request(#"{"op":"auth","consumer":"kate","key":"guess"}"#) }
+        // Failures wait out the back-off (5 failures: 1.6 s)...
+        var started = ContinuousClock.now
+        _ = try attacker.request(#"{"op":"auth","consumer":"kate","key":"guess"}"#)
+        #expect(ContinuousClock.now - started >= .milliseconds(1_000))
+        // ...the right key, from another connection, is answered at once.
+        let kate = try harness.client()
+        started = ContinuousClock.now
+        #expect(object(try kate.request(#"{"op":"auth","consumer":"kate","key":"\#(TestWorkspace.demoKey)"}"#))["ok"] as? Bool == true)
+        #expect(ContinuousClock.now - started < .milliseconds(500))
+    }
+
     @Test("stats shows a consumer its own figures and an operator the server's")
     func statsScope() throws {
         let harness = try ServerHarness(workspace: try kateWorkspace())
