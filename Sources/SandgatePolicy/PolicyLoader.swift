@@ -49,7 +49,7 @@ public enum PolicyLoader {
             case .success(let policy):
                 result.datasets[policy.name] = policy
                 result.warnings += policy.warnings
-                if isSealed(path: path, version: policy.version) {
+                if policy.sealed {
                     result.sealed.insert(policy.name)
                 } else {
                     result.warnings.append(PolicyDiagnostic(SourceLocation(file: path, line: 1, column: 1),
@@ -62,7 +62,7 @@ public enum PolicyLoader {
         if FileManager.default.fileExists(atPath: consumersPath) {
             let file = loadConsumers(path: consumersPath, knownDatasets: datasetNames)
             result.consumerFile = file
-            if file.readable, isSealed(path: consumersPath, version: file.directory.version) { result.sealed.insert(consumersFileName) }
+            if file.sealed { result.sealed.insert(consumersFileName) }
             result.consumers = file.merged(over: nil)
             result.diagnostics += file.diagnostics
             result.warnings += file.warnings
@@ -70,14 +70,8 @@ public enum PolicyLoader {
         return result
     }
 
-    /// True when the file at `path`, as of `version`, ends with the YAML document end marker
-    /// `...` on a line of its own (trailing blank lines and spaces aside). A file that changed
-    /// since `version` was read counts as not sealed (the next reload reads it again).
-    public static func isSealed(path: String, version: String) -> Bool {
-        guard case .success(let (text, current)) = read(path: path), current == version else { return false }
-        return isSealed(text)
-    }
-
+    /// True when `text` ends with the YAML document end marker `...` starting its last line
+    /// (trailing blank lines aside).
     public static func isSealed(_ text: String) -> Bool {
         // The marker starts its line (an indented `  ...` is content of a block scalar); a
         // comment may follow it (`...  # end of file`).
@@ -89,9 +83,10 @@ public enum PolicyLoader {
         return content.allSatisfy { $0 == " " || $0 == "\t" } && (rest.isEmpty || rest.first == " " || rest.first == "\t")
     }
 
-    /// The composed YAML tree of `path` and the SHA-256 of its bytes (the version).
-    static func document(path: String) -> Result<(Node, String), PolicyErrors> {
-        read(path: path).flatMap { text, version in compose(text, file: path).map { ($0, version) } }
+    /// The composed YAML tree of `path`, the SHA-256 of its bytes (the version), and whether
+    /// that text ends with the closing `...` line.
+    static func document(path: String) -> Result<(Node, String, sealed: Bool), PolicyErrors> {
+        read(path: path).flatMap { text, version in compose(text, file: path).map { ($0, version, isSealed(text)) } }
     }
 
     static func read(path: String) -> Result<(String, String), PolicyErrors> {
@@ -144,8 +139,9 @@ public enum PolicyLoader {
     public static func loadDataset(path: String) -> Result<DatasetPolicy, PolicyErrors> {
         let root: Node
         let version: String
+        let sealed: Bool
         switch document(path: path) {
-        case .success(let loaded): (root, version) = loaded
+        case .success(let loaded): (root, version, sealed) = loaded
         case .failure(let errors): return .failure(errors)
         }
         var reader = YAMLReader(file: path)
@@ -198,7 +194,7 @@ public enum PolicyLoader {
         return .success(DatasetPolicy(
             name: fileName, description: description, owner: owner, sourcePath: sourcePath, limits: limits,
             pricing: pricing, tables: tables, version: version, file: path, sourceLocation: sourceLocation,
-            warnings: reader.warnings))
+            warnings: reader.warnings, sealed: sealed))
     }
 
     static func readLimits(_ node: Node?, reader: inout YAMLReader) -> DatasetLimits {
@@ -411,8 +407,9 @@ public enum PolicyLoader {
     public static func loadConsumers(path: String, knownDatasets: Set<String>) -> ConsumerFile {
         let root: Node
         let version: String
+        let sealed: Bool
         switch document(path: path) {
-        case .success(let loaded): (root, version) = loaded
+        case .success(let loaded): (root, version, sealed) = loaded
         case .failure(let errors):
             var file = ConsumerFile(unreadable: errors.diagnostics)
             file.scannedNames = (try? String(contentsOfFile: path, encoding: .utf8)).flatMap(ConsumerFile.scanConsumerNames)
@@ -426,6 +423,7 @@ public enum PolicyLoader {
             return ConsumerFile(unreadable: reader.diagnostics)
         }
         var file = ConsumerFile(directory: ConsumerDirectory(consumers: [:], version: version), readable: true)
+        file.sealed = sealed
         var consumers: [String: Consumer] = [:]
         for entry in entries {
             file.declared.insert(entry.key)
@@ -513,6 +511,8 @@ public struct ConsumerFile: Sendable {
     /// False when the file as a whole could not be read (YAML syntax, no `consumers:` mapping):
     /// then nothing can be known about which consumers it declares.
     public var readable: Bool
+    /// The file ends with the closing `...` line (`PolicyLoader.isSealed`).
+    public var sealed = false
     /// Every consumer name the file declares, valid or not.
     public var declared: Set<String> = []
     /// Consumers whose entry (name, key, role or grants mapping) did not validate.

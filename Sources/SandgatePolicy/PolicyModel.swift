@@ -18,13 +18,16 @@ public struct DatasetPolicy: Sendable {
     public let sourceLocation: SourceLocation
     /// Risky but valid choices found while loading (printed by `policy check`).
     public let warnings: [PolicyDiagnostic]
+    /// The file ends with the closing `...` line (`PolicyLoader.isSealed`).
+    public let sealed: Bool
 
     public init(
         name: String, description: String, owner: String, sourcePath: String, limits: DatasetLimits,
         pricing: Pricing, tables: [TablePolicy], version: String, file: String, sourceLocation: SourceLocation,
-        warnings: [PolicyDiagnostic] = []
+        warnings: [PolicyDiagnostic] = [], sealed: Bool = false
     ) {
         self.warnings = warnings
+        self.sealed = sealed
         self.name = name
         self.description = description
         self.owner = owner
