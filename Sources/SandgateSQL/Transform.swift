@@ -66,10 +66,6 @@ extension Select {
     /// tables' own names are not resolved: a CTE named like a table counts as that table).
     public var referencedTables: [String] {
         var names: [String] = []
-        _ = transformingExpressions { node in
-            if case .inTable(_, _, let table, _, _) = node { names.append(table) }
-            return nil
-        }
         func visit(_ select: Select) {
             for table in select.with?.tables ?? [] { visit(table.select) }
             visit(select.body)
@@ -91,9 +87,11 @@ extension Select {
             }
         }
         visit(self)
-        // Subqueries inside expressions.
+        // `IN table` and the FROM clauses of subqueries inside expressions (the walk enters
+        // nested subqueries itself).
         _ = transformingExpressions { node in
             switch node {
+            case .inTable(_, _, let table, _, _): names.append(table)
             case .subquery(let select), .exists(let select), .inSelect(_, let select, _): visit(select)
             default: break
             }

@@ -76,9 +76,7 @@ struct Checker {
             }
         }
         let packed = Self.countingPackedRows(select)
-        return CheckedQuery(
-            select: packed, maskedOutputs: columns.map(\.masked), rules: rules,
-            plan: ExecutionPlan(packsRows: packed != select, tables: Self.publishedTables(in: select, policy: policy)))
+        return CheckedQuery(select: packed, maskedOutputs: columns.map(\.masked), rules: rules, plan: ExecutionPlan(packsRows: packed != select))
     }
 
     /// Wraps the first argument of every concatenating aggregate (and of every window function
@@ -107,13 +105,6 @@ struct Checker {
         return select.transformingExpressions(pack)
     }
 
-    static func publishedTables(in select: Select, policy: DatasetPolicy) -> [String] {
-        var names: [String] = []
-        for name in select.referencedTables {
-            if let table = policy.table(named: name), !names.contains(table.name) { names.append(table.name) }
-        }
-        return names
-    }
 
     mutating func note(_ rule: String) {
         if !rules.contains(rule) { rules.append(rule) }

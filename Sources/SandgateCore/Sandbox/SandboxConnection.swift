@@ -15,7 +15,7 @@ struct ExecutionPlan: Sendable {
     /// The query packs rows into values (`group_concat`, `json_group_array`, …) through the
     /// internal counting function: each packed input row counts as a row.
     var packsRows = false
-    /// Published tables the query reads (for the metered steps of aggregate plans).
+    /// Published tables an aggregate plan reads (for its metered steps).
     var tables: [String] = []
 }
 
