@@ -339,6 +339,13 @@ struct AggregatePlanner {
 
     /// Resolves a column reference to every relation it names (two for a merged USING column).
     private mutating func resolve(_ reference: ColumnReference) throws(GatewayError) -> [Bound] {
+        let found = try find(reference)
+        for bound in found { use(bound) }
+        return found
+    }
+
+    /// `resolve` without noting the columns as used (for canonical forms and rendering).
+    private func find(_ reference: ColumnReference) throws(GatewayError) -> [Bound] {
         if let schema = reference.schema {
             throw GatewayError(.noSuchTable, "no such table: \(schema).\(reference.table ?? "")", hint: "write table names without a schema")
         }
@@ -360,7 +367,6 @@ struct AggregatePlanner {
                 throw GatewayError(.syntaxError, "ambiguous column name: \(reference.column)")
             }
         }
-        for bound in found { use(bound) }
         return found
     }
 
@@ -378,10 +384,9 @@ struct AggregatePlanner {
         }
     }
 
-    /// `resolve` without side effects (for rendering after the checks).
+    /// The first relation a reference names (for rendering after the checks).
     private func lookup(_ reference: ColumnReference) throws(GatewayError) -> Bound {
-        var copy = self
-        guard let first = try copy.resolve(reference).first else { throw GatewayError(.noSuchColumn, "no such column: \(reference.column)") }
+        guard let first = try find(reference).first else { throw GatewayError(.noSuchColumn, "no such column: \(reference.column)") }
         return first
     }
 

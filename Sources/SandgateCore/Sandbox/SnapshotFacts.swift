@@ -28,13 +28,14 @@ public struct SnapshotFacts: Sendable, Equatable {
         var facts = SnapshotFacts()
         for table in policy.tables {
             let name = table.name.lowercased()
-            let quoted = identifier(table.name)
+            let quoted = Renderer.identifier(table.name)
             if case .integer(let count)? = try db.rows("SELECT count(*) FROM \(quoted)").first?.first {
                 facts.rowCounts[name] = count
             }
             facts.uniqueKeys[name] = try uniqueKeys(of: table.name, in: db)
             for column in table.columns where column.role == .measure && column.aggregates.contains("sum") {
-                let row = try db.rows("SELECT min(\(identifier(column.name))), max(\(identifier(column.name))), count(\(identifier(column.name))) FROM \(quoted)").first ?? []
+                let measure = Renderer.identifier(column.name)
+                let row = try db.rows("SELECT min(\(measure)), max(\(measure)), count(\(measure)) FROM \(quoted)").first ?? []
                 guard row.count == 3, case .integer(let count) = row[2] else { continue }
                 var largest = 0.0
                 for value in row.prefix(2) {
@@ -68,6 +69,4 @@ public struct SnapshotFacts: Sendable, Equatable {
         }
         return keys
     }
-
-    static func identifier(_ name: String) -> String { Renderer.identifier(name) }
 }
