@@ -30,27 +30,31 @@ extension Gateway {
     /// Writes a refused `auth_failed` record for a failed authentication. The name is whatever
     /// the client sent, so only its first `UsageRecord.nameLimit` bytes are kept.
     public func recordAuthenticationFailure(consumer: String, source: String) {
-        appendAuthenticationRecord(consumer: consumer, detail: "auth from \(source)")
+        let now = configuration.now()
+        appendUnmeteredRefusal(consumer: consumer, code: ErrorCode.authFailed.rawValue, during: now...now, detail: "auth from \(source)")
     }
 
     /// Writes one summary record for `count` failed authentications from `source` that were not
     /// recorded one by one (the server rate-limits them, so no client can grow the ledger faster
     /// than a fixed number of records per interval).
     public func recordAuthenticationFailureSummary(source: String, count: Int, seconds: Int) {
-        appendAuthenticationRecord(consumer: "", detail: "auth from \(source): \(count) more failures in \(seconds) s, not recorded one by one")
+        let now = configuration.now()
+        appendUnmeteredRefusal(consumer: "", code: ErrorCode.authFailed.rawValue, during: now...now,
+                               detail: "auth from \(source): \(count) more failures in \(seconds) s, not recorded one by one")
     }
 
-    private func appendAuthenticationRecord(consumer: String, detail: String) {
-        let now = configuration.now()
+    /// Appends a refused record that meters nothing (a failed login, a summary of refusals not
+    /// recorded one by one), naming the consumers file in force, with `detail` in `rewritten_sql`.
+    func appendUnmeteredRefusal(consumer: String, code: String, during time: ClosedRange<Int64>, detail: String) {
         let record = UsageRecord(
-            queryID: Self.newQueryID(), startedAt: now, finishedAt: now, consumer: consumer,
-            dataset: "", datasetVersion: "", policyVersion: consumers.version, status: .refused, errorCode: ErrorCode.authFailed.rawValue,
+            queryID: Self.newQueryID(), startedAt: time.lowerBound, finishedAt: time.upperBound, consumer: consumer,
+            dataset: "", datasetVersion: "", policyVersion: consumers.version, status: .refused, errorCode: code,
             rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
             costMicros: 0, currency: "", sqlSHA256: "", sql: "", rewrittenSQL: detail).bounded()
         do {
             _ = try ledger.append(record)
         } catch {
-            logger.error("ledger append failed for an authentication failure", metadata: ["error": "\(error.message)"])
+            logger.error("ledger append failed for a refused record", metadata: ["code": "\(code)", "error": "\(error.message)"])
         }
     }
 

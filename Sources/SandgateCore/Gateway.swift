@@ -249,18 +249,9 @@ public final class Gateway: Sendable {
     }
 
     private func appendRefusalSummary(consumer: String, count: Int, minute: Int64) {
-        let at = minute * 60_000_000
-        let record = UsageRecord(
-            queryID: Self.newQueryID(), startedAt: at, finishedAt: at + 59_999_999, consumer: consumer,
-            dataset: "", datasetVersion: "", policyVersion: "", status: .refused, errorCode: "refusals_summarized",
-            rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
-            costMicros: 0, currency: "", sqlSHA256: "", sql: "",
-            rewrittenSQL: "\(count) more refused requests of \(consumer) in this minute, not recorded one by one").bounded()
-        do {
-            _ = try ledger.append(record)
-        } catch {
-            logger.error("ledger append failed for a refusal summary", metadata: ["error": "\(error.message)"])
-        }
+        let start = minute * 60_000_000
+        appendUnmeteredRefusal(consumer: consumer, code: "refusals_summarized", during: start...(start + 59_999_999),
+                               detail: "\(count) more refused requests of \(consumer) in this minute, not recorded one by one")
     }
 
     /// Grant, check, execute, meter and price; the record is not written yet.
