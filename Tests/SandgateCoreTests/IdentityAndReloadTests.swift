@@ -6,26 +6,13 @@ import SandgateSQLite
 import SandgateTestSupport
 import Testing
 
-/// A consumers.yaml with `kate` (quota 3 queries a day) and `ops` (role: operator).
-let kateConsumers = """
-    consumers:
-      kate:
-        key_sha256: \(TestWorkspace.demoKeyHash)
-        grants:
-          retail: { max_rows: 5, daily_queries: 3, daily_rows: 10 }
-      ops:
-        key_sha256: \(TestWorkspace.demoKeyHash)
-        role: operator
-        grants: {}
-    """
-
 /// issue 12 item 2: one canonical identity, compared as bytes.
 @Suite struct IdentityTests {
     static let lookAlikes = ["\u{212A}ate", "Kate", "KATE", "ｋａｔｅ", "ka\u{301}te", "kate\u{200B}", "k\u{0430}te"]
 
     @Test("look-alike names never authenticate, even with the right key", arguments: lookAlikes)
     func lookAlikesAtAuthentication(name: String) throws {
-        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let workspace = try TestWorkspace(consumers: TestWorkspace.kateConsumers)
         let gateway = try workspace.gateway()
         defer { withExtendedLifetime(workspace) {} }
         #expect(gateway.authenticate(consumer: "kate", key: TestWorkspace.demoKey) == "kate")
@@ -34,7 +21,7 @@ let kateConsumers = """
 
     @Test("a look-alike name is refused by the gateway and recorded under its own bounded bytes, not charged to kate", arguments: lookAlikes)
     func lookAlikesAtTheGateway(name: String) throws {
-        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let workspace = try TestWorkspace(consumers: TestWorkspace.kateConsumers)
         let gateway = try workspace.gateway()
         defer { withExtendedLifetime(workspace) {} }
         for _ in 0..<5 {
@@ -50,7 +37,7 @@ let kateConsumers = """
 
     @Test("a failed login's name is stored cut to 64 bytes")
     func failedLoginNameBounded() throws {
-        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let workspace = try TestWorkspace(consumers: TestWorkspace.kateConsumers)
         let gateway = try workspace.gateway()
         defer { withExtendedLifetime(workspace) {} }
         gateway.recordAuthenticationFailure(consumer: "a" + String(repeating: "\u{301}", count: 500_000), source: "127.0.0.1")
@@ -62,7 +49,7 @@ let kateConsumers = """
 
     @Test("a 300 KB query is stored cut to 64 KiB by bytes; sql_sha256 is of the full text")
     func longSQLBounded() throws {
-        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let workspace = try TestWorkspace(consumers: TestWorkspace.kateConsumers)
         let gateway = try workspace.gateway()
         defer { withExtendedLifetime(workspace) {} }
         let sql = "SELECT '" + String(repeating: "王", count: 100_000) + "'"
@@ -79,7 +66,7 @@ let kateConsumers = """
 
     @Test("role: operator is known to the gateway")
     func roles() throws {
-        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let workspace = try TestWorkspace(consumers: TestWorkspace.kateConsumers)
         let gateway = try workspace.gateway()
         defer { withExtendedLifetime(workspace) {} }
         #expect(gateway.role(of: "ops") == .operator)
@@ -92,7 +79,7 @@ let kateConsumers = """
 @Suite struct ConsumerReloadTests {
     @Test("revoking a consumer takes effect while another consumer's entry is invalid")
     func revocationWithAnInvalidEntry() throws {
-        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let workspace = try TestWorkspace(consumers: TestWorkspace.kateConsumers)
         let gateway = try workspace.gateway()
         #expect(gateway.query("SELECT city FROM customers LIMIT 1", as: "kate").error == nil)
         // kate is removed; ops's entry is broken at the same time.
@@ -115,7 +102,7 @@ let kateConsumers = """
         "consumers:\n  ops:\n    key_sha256: HASH\n    grants: {}\n  ops:\n    key_sha256: HASH\n    grants: {}\n",
     ])
     func revocationWithAnUnparsableFile(text: String) throws {
-        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let workspace = try TestWorkspace(consumers: TestWorkspace.kateConsumers)
         let gateway = try workspace.gateway()
         #expect(gateway.authenticate(consumer: "kate", key: TestWorkspace.demoKey) == "kate")
         try workspace.write("consumers.yaml", text.replacing("HASH", with: TestWorkspace.demoKeyHash))
@@ -167,9 +154,9 @@ let kateConsumers = """
 
     @Test("deleting a dataset file does not break the consumer file: its grants are warnings")
     func deletedDatasetGrant() throws {
-        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let workspace = try TestWorkspace(consumers: TestWorkspace.kateConsumers)
         try workspace.write("second.yaml", "source: ../retail.sqlite\ntables:\n  customers:\n    columns: { city: {} }\n")
-        let withSecond = kateConsumers.replacing("daily_rows: 10 }", with: "daily_rows: 10 }\n      second: {}")
+        let withSecond = TestWorkspace.kateConsumers.replacing("daily_rows: 10 }", with: "daily_rows: 10 }\n      second: {}")
         try workspace.write("consumers.yaml", withSecond)
         let gateway = try workspace.gateway()
         #expect(gateway.query("SELECT city FROM customers LIMIT 1", as: "kate", dataset: "second").error == nil)
@@ -184,9 +171,9 @@ let kateConsumers = """
 
     @Test("an edit that empties a grant leaves the previous grant in force, never an unlimited one")
     func emptiedGrant() throws {
-        let workspace = try TestWorkspace(consumers: kateConsumers)
+        let workspace = try TestWorkspace(consumers: TestWorkspace.kateConsumers)
         let gateway = try workspace.gateway()
-        try workspace.write("consumers.yaml", kateConsumers.replacing("retail: { max_rows: 5, daily_queries: 3, daily_rows: 10 }", with: "retail:"))
+        try workspace.write("consumers.yaml", TestWorkspace.kateConsumers.replacing("retail: { max_rows: 5, daily_queries: 3, daily_rows: 10 }", with: "retail:"))
         gateway.reload()
         let response = gateway.query("SELECT city FROM customers LIMIT 50", as: "kate")
         #expect(response.result?.rowCount == 5)

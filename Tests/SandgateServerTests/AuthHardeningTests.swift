@@ -8,20 +8,9 @@ import SandgateTestSupport
 import Synchronization
 import Testing
 
-/// A workspace with `kate` (3 queries a day) and `ops` (role: operator), both with the demo key.
+/// A workspace with `kate` and `ops` (`TestWorkspace.kateConsumers`).
 func kateWorkspace() throws -> TestWorkspace {
-    try TestWorkspace(consumers: """
-        consumers:
-          kate:
-            key_sha256: \(TestWorkspace.demoKeyHash)
-            grants:
-              retail: { max_rows: 5, daily_queries: 3, daily_rows: 10 }
-          ops:
-            key_sha256: \(TestWorkspace.demoKeyHash)
-            role: operator
-            grants:
-              retail: {}
-        """)
+    try TestWorkspace(consumers: TestWorkspace.kateConsumers)
 }
 
 /// issue 12 items 2, 3 and 7 at the JSON-lines front end.

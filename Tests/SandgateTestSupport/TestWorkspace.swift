@@ -72,6 +72,21 @@ public final class TestWorkspace {
         """
     }
 
+    /// `kate` (3 queries, 10 rows a day, 5 rows a query) and `ops` (role: operator), both with
+    /// the demo key: for quota, identity and role tests.
+    public static let kateConsumers = """
+        consumers:
+          kate:
+            key_sha256: \(demoKeyHash)
+            grants:
+              retail: { max_rows: 5, daily_queries: 3, daily_rows: 10 }
+          ops:
+            key_sha256: \(demoKeyHash)
+            role: operator
+            grants:
+              retail: {}
+        """
+
     public init(policy: String = TestWorkspace.retailPolicy, consumers: String = TestWorkspace.consumers()) throws {
         root = NSTemporaryDirectory() + "sandgate-test-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: root + "/Policies", withIntermediateDirectories: true)
