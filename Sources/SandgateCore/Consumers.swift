@@ -85,33 +85,3 @@ extension Gateway {
         return datasetNames.filter { grants[$0] != nil }
     }
 }
-
-extension ResponseFormat {
-    /// A dataset description as JSON (the `describe` op).
-    public static func json(_ description: DatasetDescription) -> String {
-        var output = "{\"dataset\":\(JSONText.quoted(description.dataset)),\"description\":\(JSONText.quoted(description.description)),\"owner\":\(JSONText.quoted(description.owner)),\"tables\":["
-        output += description.tables.map { table in
-            var text = "{\"name\":\(JSONText.quoted(table.name)),\"access\":\(JSONText.quoted(table.access)),\"row_filter\":\(table.rowFilter)"
-            if let size = table.minGroupSize { text += ",\"min_group_size\":\(size)" }
-            text += ",\"columns\":[" + table.columns.map { column in
-                var item = "{\"name\":\(JSONText.quoted(column.name)),\"role\":\(JSONText.quoted(column.role))"
-                if let mask = column.mask { item += ",\"mask\":\(JSONText.quoted(mask))" }
-                if !column.aggregates.isEmpty { item += ",\"aggregates\":[" + column.aggregates.map(JSONText.quoted).joined(separator: ",") + "]" }
-                return item + "}"
-            }.joined(separator: ",") + "]}"
-            return text
-        }.joined(separator: ",")
-        let limits = description.limits, pricing = description.pricing
-        output += "],\"limits\":{\"max_rows\":\(limits.maxRows),\"timeout_ms\":\(limits.timeoutMilliseconds),\"max_vm_steps\":\(limits.maxVMSteps),\"max_result_bytes\":\(limits.maxResultBytes)}"
-        output += ",\"pricing\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps),\"per_mib\":\(pricing.perMiB)}}"
-        return output
-    }
-
-    /// An error object `{"id":…,"ok":false,"error":{…}}` without usage (protocol-level errors).
-    public static func error(_ error: GatewayError, id: String? = nil) -> String {
-        var output = "{"
-        if let id { output += "\"id\":\(id)," }
-        output += "\"ok\":false,\"error\":{\"code\":\(JSONText.quoted(error.code.rawValue)),\"message\":\(JSONText.quoted(error.message)),\"hint\":\(JSONText.quoted(error.hint))}}"
-        return output
-    }
-}

@@ -18,6 +18,38 @@ public struct Explanation: Sendable {
 }
 
 extension Gateway {
+    /// The columns `request` would return, with the types their declarations give (expressions:
+    /// `ColumnType` with nothing seen, which is text). Same grant and checks as `run`; nothing is
+    /// executed or charged.
+    public func columns(_ request: QueryRequest) -> Result<[(name: String, type: ColumnType)], GatewayError> {
+        guard let consumer = Name.isValid(request.consumer) ? consumers.consumers[request.consumer] : nil else {
+            return .failure(GatewayError(.authFailed, "unknown consumer '\(request.consumer)'"))
+        }
+        guard let runtime = Name.isValid(request.dataset) ? runtime(request.dataset) : nil else {
+            return .failure(GatewayError(.unknownDataset, "no dataset named '\(request.dataset)'"))
+        }
+        guard consumer.grants[request.dataset] != nil else {
+            return .failure(GatewayError(.notGranted, "consumer '\(consumer.name)' has no grant for dataset '\(request.dataset)'"))
+        }
+        guard request.sql.utf8.count <= Self.maxSQLBytes else {
+            return .failure(GatewayError(.requestTooLarge, "the query is longer than \(Self.maxSQLBytes) bytes"))
+        }
+        let prepared: PreparedQuery
+        switch runtime.prepare(request.sql) {
+        case .success(let query): prepared = query
+        case .failure(let error): return .failure(error)
+        }
+        do {
+            return try runtime.pool.withConnection { sandbox in
+                sandbox.columns(sql: prepared.rendered, plan: prepared.plan).map { columns in
+                    columns.map { ($0.name, ColumnType(declared: $0.declared, seen: [], temporalValues: true)) }
+                }
+            }
+        } catch {
+            return .failure(error)
+        }
+    }
+
     /// Explains `request` for its consumer: the same grant and checks as `run`, without executing.
     public func explain(_ request: QueryRequest) -> Result<Explanation, GatewayError> {
         guard let consumer = consumers.consumers[request.consumer] else {
@@ -48,35 +80,5 @@ extension Gateway {
             sql: Renderer.render(checked.select), rules: rules, limits: limits, pricing: pricing,
             minimumCostMicros: pricing.cost(rows: 0, vmSteps: 0),
             maximumCostMicros: pricing.cost(rows: limits.maxRows, vmSteps: limits.maxVMSteps, bytes: limits.maxResultBytes)))
-    }
-}
-
-extension ResponseFormat {
-    /// The explanation as one JSON object (`{"ok":true,"sql":…}`), or an error object.
-    public static func json(_ outcome: Result<Explanation, GatewayError>, id: String? = nil) -> String {
-        var output = "{"
-        if let id { output += "\"id\":\(id)," }
-        switch outcome {
-        case .failure(let error):
-            output += "\"ok\":false,\"error\":{\"code\":\(JSONText.quoted(error.code.rawValue)),\"message\":\(JSONText.quoted(error.message)),\"hint\":\(JSONText.quoted(error.hint))}"
-        case .success(let explanation):
-            output += "\"ok\":true,\"sql\":" + JSONText.quoted(explanation.sql)
-            output += ",\"rules\":[" + explanation.rules.map(JSONText.quoted).joined(separator: ",") + "]"
-            let limits = explanation.limits
-            output += ",\"limits\":{\"max_rows\":\(limits.maxRows),\"timeout_ms\":\(limits.timeoutMilliseconds),\"max_vm_steps\":\(limits.maxVMSteps),\"max_result_bytes\":\(limits.maxResultBytes)}"
-            let pricing = explanation.pricing
-            output += ",\"quote\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps),\"per_mib\":\(pricing.perMiB),\"min_cost_micros\":\(explanation.minimumCostMicros),\"max_cost_micros\":\(explanation.maximumCostMicros)}"
-        }
-        return output + "}"
-    }
-
-    /// The explanation for people.
-    public static func text(_ explanation: Explanation) -> String {
-        var output = "SQL that would run:\n  \(explanation.sql)\nRules:\n"
-        for rule in explanation.rules { output += "  - \(rule)\n" }
-        let pricing = explanation.pricing
-        output += "Price (micro-\(pricing.currency)): \(pricing.perQuery) per query + \(pricing.perRow) per row + \(pricing.perMillionVMSteps) per started million VM steps + \(pricing.perMiB) per started MiB of results\n"
-        output += "  quote: from \(explanation.minimumCostMicros) to at most \(explanation.maximumCostMicros); nothing was run or charged\n"
-        return output
     }
 }

@@ -376,7 +376,8 @@ public final class Gateway: Sendable {
         let outcome: Result<Execution, ExecutionFailure>
         do {
             outcome = try runtime.pool.withConnection { sandbox in
-                sandbox.execute(sql: rendered, parameters: request.parameters, limits: limits, rowLimit: rowLimit, plan: plan)
+                sandbox.execute(sql: rendered, parameters: request.parameters, limits: limits, rowLimit: rowLimit, plan: plan,
+                                cancellation: request.cancellation)
             }
         } catch {
             return refuse(error)

@@ -20,6 +20,8 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     /// Concatenating aggregates would carry more rows' values than the row limit.
     case rowsLimitExceeded = "rows_limit_exceeded"
     case requestTooLarge = "request_too_large"
+    /// The client cancelled the running query (PostgreSQL's CancelRequest).
+    case cancelled
     case badRequest = "bad_request"
     case unavailable
     case `internal`
@@ -27,7 +29,7 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     /// True for codes that mean "refused before anything ran" (priced 0 in the ledger).
     public var isRefusal: Bool {
         switch self {
-        case .budgetExceeded, .timeout, .resultTooLarge, .rowsLimitExceeded, .internal: false
+        case .budgetExceeded, .timeout, .cancelled, .resultTooLarge, .rowsLimitExceeded, .internal: false
         default: true
         }
     }

@@ -6,6 +6,9 @@ import SandgateSQLite
 /// A result is built by one thread (`ResultBuilder`) and never changes afterwards.
 public struct QueryResult: Sendable {
     public let columns: [String]
+    /// One per column: what the source declares and what the values are (for front ends that
+    /// type their columns, such as PostgreSQL's RowDescription).
+    public let columnTypes: [ColumnType]
     public let rowCount: Int
     /// Bytes of values: text and blob lengths, 8 per number, 0 per NULL (the `bytes` meter).
     public let valueBytes: Int
@@ -13,8 +16,8 @@ public struct QueryResult: Sendable {
 
     public var cellCount: Int { storage.cellCount }
 
-    /// A cell whose bytes stay valid as long as the result exists.
-    enum Cell {
+    /// A cell whose bytes stay valid as long as the result exists (no allocation per cell).
+    public enum Cell {
         case null
         case integer(Int64)
         case real(Double)
@@ -23,6 +26,9 @@ public struct QueryResult: Sendable {
     }
 
     func cell(_ index: Int) -> Cell { storage.cell(index) }
+
+    /// The cell at `row`, `column`; its bytes are valid while the result lives.
+    public func cell(row: Int, column: Int) -> Cell { storage.cell(row * columns.count + column) }
 
     /// The value at `row`, `column` (allocates; for tests, tables and small results).
     public func value(row: Int, column: Int) -> SQLValue {
@@ -44,22 +50,39 @@ public struct QueryResult: Sendable {
 /// Collects a result row by row; `finish` hands out the immutable `QueryResult`.
 struct ResultBuilder {
     let columns: [String]
+    private let declaredTypes: [String?]
+    /// Storage classes seen so far, per column.
+    private var seen: [StorageClasses]
+    /// Per column declared as a date or timestamp: whether every text value so far has that shape.
+    private var temporalShape: [Bool]
+    private var column = 0
     private(set) var rowCount = 0
     private(set) var valueBytes = 0
     private let storage = ResultStorage()
 
-    init(columns: [String]) { self.columns = columns }
+    init(columns: [String], declaredTypes: [String?]? = nil) {
+        self.columns = columns
+        let declared = declaredTypes ?? Array(repeating: nil, count: columns.count)
+        self.declaredTypes = declared
+        seen = Array(repeating: [], count: columns.count)
+        temporalShape = declared.map { ColumnType.temporalKind(declared: $0) != nil }
+    }
 
-    mutating func appendNull() { storage.append(kind: ResultStorage.null, payload: 0) }
+    mutating func appendNull() {
+        storage.append(kind: ResultStorage.null, payload: 0)
+        see(.null)
+    }
 
     mutating func appendInteger(_ value: Int64) {
         storage.append(kind: ResultStorage.integer, payload: UInt64(bitPattern: value))
         valueBytes += 8
+        see(.integer)
     }
 
     mutating func appendReal(_ value: Double) {
         storage.append(kind: ResultStorage.real, payload: value.bitPattern)
         valueBytes += 8
+        see(.real)
     }
 
     /// Copies text or blob bytes; values are at most `ResultStorage.maximumValueLength` long
@@ -67,12 +90,108 @@ struct ResultBuilder {
     mutating func appendBytes(_ bytes: UnsafeRawBufferPointer, isText: Bool) {
         storage.appendBytes(bytes, kind: isText ? ResultStorage.text : ResultStorage.blob)
         valueBytes += bytes.count
+        if isText, column < temporalShape.count, temporalShape[column], !ColumnType.hasTemporalShape(bytes) {
+            temporalShape[column] = false
+        }
+        see(isText ? .text : .blob)
     }
 
-    mutating func endRow() { rowCount += 1 }
+    @inline(__always) private mutating func see(_ storageClass: StorageClasses) {
+        if column < seen.count { seen[column].formUnion(storageClass) }
+        column += 1
+    }
+
+    mutating func endRow() {
+        rowCount += 1
+        column = 0
+    }
 
     func finish() -> QueryResult {
-        QueryResult(columns: columns, rowCount: rowCount, valueBytes: valueBytes, storage: storage)
+        let types = (0..<columns.count).map { index in
+            ColumnType(declared: declaredTypes[index], seen: seen[index], temporalValues: temporalShape[index])
+        }
+        return QueryResult(columns: columns, columnTypes: types, rowCount: rowCount, valueBytes: valueBytes, storage: storage)
+    }
+}
+
+/// The SQLite storage classes that occurred in a column.
+public struct StorageClasses: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    public static let null = StorageClasses(rawValue: 1)
+    public static let integer = StorageClasses(rawValue: 2)
+    public static let real = StorageClasses(rawValue: 4)
+    public static let text = StorageClasses(rawValue: 8)
+    public static let blob = StorageClasses(rawValue: 16)
+}
+
+/// A result column's type: what the source schema declares (nil for expressions and masked
+/// columns) and the storage classes of its values. `kind` is the one type every value fits,
+/// so a front end that declares column types before the rows never declares one a value breaks.
+public struct ColumnType: Sendable, Hashable {
+    public let declared: String?
+    public let seen: StorageClasses
+    /// For a column declared as a date or timestamp: every text value has that shape.
+    let temporalValues: Bool
+
+    public init(declared: String?, seen: StorageClasses, temporalValues: Bool = false) {
+        self.declared = declared
+        self.seen = seen
+        self.temporalValues = temporalValues
+    }
+
+    public enum Kind: String, Sendable {
+        case integer, real, text, blob, date, timestamp
+    }
+
+    public var kind: Kind {
+        let values = seen.subtracting(.null)
+        if let temporal = Self.temporalKind(declared: declared), temporalValues, values.isSubset(of: [.text]) { return temporal }
+        if values.isEmpty {
+            // Only NULLs: the declaration decides, else text.
+            switch declared.map(Self.affinity) {
+            case .integer?: return .integer
+            case .real?: return .real
+            case .blob?: return .blob
+            default: return .text
+            }
+        }
+        if values.isSubset(of: [.integer]) { return .integer }
+        if values.isSubset(of: [.integer, .real]) { return .real }
+        if values == .blob { return .blob }
+        return .text
+    }
+
+    /// SQLite's affinity rules (§3.1 of its datatype page), for declared types.
+    static func affinity(_ declared: String) -> Kind {
+        let upper = declared.uppercased()
+        if upper.contains("INT") { return .integer }
+        if upper.contains("CHAR") || upper.contains("CLOB") || upper.contains("TEXT") { return .text }
+        if upper.contains("BLOB") || upper.isEmpty { return .blob }
+        if upper.contains("REAL") || upper.contains("FLOA") || upper.contains("DOUB") { return .real }
+        return .text
+    }
+
+    /// `date` for DATE, `timestamp` for DATETIME/TIMESTAMP declarations.
+    static func temporalKind(declared: String?) -> Kind? {
+        guard let upper = declared?.uppercased() else { return nil }
+        if upper.hasPrefix("TIMESTAMP") || upper.hasPrefix("DATETIME") { return .timestamp }
+        if upper == "DATE" { return .date }
+        return nil
+    }
+
+    /// `YYYY-MM-DD`, optionally followed by ` HH:MM:SS` and a fraction: the ISO shapes PostgreSQL's
+    /// date and timestamp input accepts. Other text in such a column makes it text.
+    static func hasTemporalShape(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        func digits(_ range: Range<Int>) -> Bool { range.allSatisfy { bytes[$0] >= 0x30 && bytes[$0] <= 0x39 } }
+        guard bytes.count >= 10, digits(0..<4), bytes[4] == 0x2D, digits(5..<7), bytes[7] == 0x2D, digits(8..<10) else { return false }
+        let month = Int(bytes[5] - 0x30) * 10 + Int(bytes[6] - 0x30), day = Int(bytes[8] - 0x30) * 10 + Int(bytes[9] - 0x30)
+        guard (1...12).contains(month), (1...31).contains(day) else { return false }
+        if bytes.count == 10 { return true }
+        guard bytes.count >= 19, bytes[10] == 0x20 || bytes[10] == 0x54, digits(11..<13), bytes[13] == 0x3A, digits(14..<16),
+              bytes[16] == 0x3A, digits(17..<19) else { return false }
+        if bytes.count == 19 { return true }
+        return bytes[19] == 0x2E && bytes.count > 20 && digits(20..<bytes.count)
     }
 }
 

@@ -1,4 +1,5 @@
 import SandgateSQLite
+import Synchronization
 
 /// Values bound to a query's parameters: positional for `?`/`?NNN`, named for `:name`, `@name`, `$name`.
 public enum QueryParameters: Sendable, Equatable {
@@ -14,13 +15,26 @@ public struct QueryRequest: Sendable {
     public var dataset: String
     public var sql: String
     public var parameters: QueryParameters
+    /// Set by the front end to stop the query while it runs (PostgreSQL's CancelRequest).
+    public var cancellation: Cancellation?
 
-    public init(consumer: String, dataset: String, sql: String, parameters: QueryParameters = .none) {
+    public init(consumer: String, dataset: String, sql: String, parameters: QueryParameters = .none, cancellation: Cancellation? = nil) {
         self.consumer = consumer
         self.dataset = dataset
         self.sql = sql
         self.parameters = parameters
+        self.cancellation = cancellation
     }
+}
+
+/// A flag a front end raises to stop a running query; the sandbox looks at it with the clock.
+public final class Cancellation: Sendable {
+    private let flag = Atomic<Bool>(false)
+    public init() {}
+    public func cancel() { flag.store(true, ordering: .relaxed) }
+    public var isCancelled: Bool { flag.load(ordering: .relaxed) }
+    /// Lowers the flag before the next query of the same session.
+    public func reset() { flag.store(false, ordering: .relaxed) }
 }
 
 /// The metered facts about one request, as the response's `usage` object shows them.

@@ -28,10 +28,10 @@ public enum RetailFixture {
                 CREATE TABLE customers (
                     customer_id INTEGER PRIMARY KEY, name TEXT NOT NULL, phone TEXT NOT NULL,
                     id_card TEXT NOT NULL, email TEXT NOT NULL, city TEXT NOT NULL,
-                    birth_date TEXT NOT NULL, status TEXT NOT NULL, salary INTEGER NOT NULL);
+                    birth_date DATE NOT NULL, status TEXT NOT NULL, salary INTEGER NOT NULL);
                 CREATE TABLE orders (
                     order_id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES customers(customer_id),
-                    amount REAL NOT NULL, channel TEXT NOT NULL, created_at TEXT NOT NULL);
+                    amount REAL NOT NULL, channel TEXT NOT NULL, created_at TIMESTAMP NOT NULL);
                 BEGIN;
                 """)
             guard let insertCustomer = try db.prepare("INSERT INTO customers VALUES (?,?,?,?,?,?,?,?,?)"),

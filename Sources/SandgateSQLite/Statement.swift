@@ -24,6 +24,12 @@ public final class Statement {
         return String(cString: name)
     }
 
+    /// The declared type of result column `index` when it is a plain column of a table (through
+    /// views and subqueries), nil for expressions (`sqlite3_column_decltype`).
+    public func declaredType(at index: Int) -> String? {
+        sqlite3_column_decltype(handle, Int32(index)).map { String(cString: $0) }
+    }
+
     /// True when the statement cannot write to the database (`sqlite3_stmt_readonly`).
     public var isReadOnly: Bool { sqlite3_stmt_readonly(handle) != 0 }
 

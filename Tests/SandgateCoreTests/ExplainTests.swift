@@ -44,17 +44,6 @@ import Testing
         #expect(gateway.explain(QueryRequest(consumer: "analyst-b", dataset: "retail", sql: "SELECT 1")).failureCode == .notGranted)
         #expect(gateway.explain(QueryRequest(consumer: "nobody", dataset: "retail", sql: "SELECT 1")).failureCode == .authFailed)
     }
-
-    @Test("the JSON form is one object with sql, rules, limits and quote")
-    func json() throws {
-        let workspace = try TestWorkspace()
-        let outcome = try workspace.gateway().explain(QueryRequest(consumer: "analyst-a", dataset: "retail", sql: "SELECT city FROM customers"))
-        let object = try #require(try JSONSerialization.jsonObject(with: Data(ResponseFormat.json(outcome, id: "\"9\"").utf8)) as? [String: Any])
-        #expect(object["id"] as? String == "9")
-        #expect(object["ok"] as? Bool == true)
-        #expect((object["sql"] as? String)?.hasPrefix("SELECT \"city\"") == true)
-        #expect((object["quote"] as? [String: Any])?["max_cost_micros"] as? Int == 30000)
-    }
 }
 
 /// Errors that say what would work: the nearest visible name, and whether a function exists.

@@ -13,11 +13,16 @@ import Testing
 enum ReleaseModel {
     /// The response as the consumer sees it, without what legitimately differs between two runs.
     static func signature(_ response: QueryResponse) -> String {
-        var copy = response
-        copy.usage.queryID = ""
-        copy.usage.seq = 0
-        copy.usage.elapsedMicroseconds = 0
-        return ResponseFormat.json(copy)
+        var usage = response.usage
+        usage.queryID = ""
+        usage.seq = 0
+        usage.elapsedMicroseconds = 0
+        let outcome: String
+        switch response.outcome {
+        case .success(let result): outcome = "\(result.columns) \(result.columnTypes.map(\.kind)) \(result.rows)"
+        case .failure(let error): outcome = "\(error.code) \(error.message) \(error.hint)"
+        }
+        return "\(outcome) \(response.truncated) \(response.truncatedBy ?? "") \(usage)"
     }
 
     static func raw(_ path: String, _ sql: String) throws -> [[SQLValue]] {

@@ -211,14 +211,31 @@ final class SandboxConnection {
         return encoded + "?mode=ro&immutable=1"
     }
 
+    /// The result columns `sql` would have, from preparing it without running it: names and
+    /// declared types (a front end that must describe a statement before it runs).
+    func columns(sql: String, plan: ExecutionPlan) -> Result<[(name: String, declared: String?)], GatewayError> {
+        authorizer.reset(allowAggregateTables: plan.isAggregatePlan, allowPlanFunctions: plan.isAggregatePlan || plan.packsRows)
+        defer { authorizer.reset(allowAggregateTables: false, allowPlanFunctions: false) }
+        do {
+            guard let statement = try connection.prepareSingle(sql).statement else {
+                return .failure(GatewayError(.syntaxError, "the query is empty"))
+            }
+            return .success((0..<statement.columnCount).map { (statement.columnName(at: $0), statement.declaredType(at: $0)) })
+        } catch {
+            return .failure(prepareError(error))
+        }
+    }
+
     /// Runs `sql` (rendered by sandgate from a checked query) within `limits`, returning at most
     /// `rowLimit` rows.
-    func execute(sql: String, parameters: QueryParameters, limits: DatasetLimits, rowLimit: Int, plan: ExecutionPlan = ExecutionPlan()) -> Result<Execution, ExecutionFailure> {
+    func execute(sql: String, parameters: QueryParameters, limits: DatasetLimits, rowLimit: Int, plan: ExecutionPlan = ExecutionPlan(),
+                 cancellation: Cancellation? = nil) -> Result<Execution, ExecutionFailure> {
         authorizer.reset(allowAggregateTables: plan.isAggregatePlan, allowPlanFunctions: plan.isAggregatePlan || plan.packsRows)
         defer { authorizer.reset(allowAggregateTables: false, allowPlanFunctions: false) }
         // Aggregate plans are budgeted by their metered steps before they run (Gateway); only the
         // clock stops them here.
-        budget.arm(maxSteps: plan.isAggregatePlan ? .max : limits.maxVMSteps, timeoutMilliseconds: limits.timeoutMilliseconds)
+        budget.arm(maxSteps: plan.isAggregatePlan ? .max : limits.maxVMSteps, timeoutMilliseconds: limits.timeoutMilliseconds,
+                   cancellation: cancellation)
         defer { budget.disarm() }
         counters.reset(packedLimit: rowLimit)
         // An aggregate plan's stage 1 holds rows of every group, withheld ones too: a value-size
@@ -269,7 +286,8 @@ final class SandboxConnection {
             return failure(error, executed: false)
         }
 
-        var result = ResultBuilder(columns: (0..<statement.columnCount).map { statement.columnName(at: $0) })
+        var result = ResultBuilder(columns: (0..<statement.columnCount).map { statement.columnName(at: $0) },
+                                   declaredTypes: (0..<statement.columnCount).map { statement.declaredType(at: $0) })
         let columnCount = statement.columnCount
         let masked = (0..<columnCount).map { $0 < plan.maskedOutputs.count && plan.maskedOutputs[$0] }
         var maskedCells = 0
@@ -431,6 +449,8 @@ final class SandboxConnection {
         if counters.packedExceeded { return packedRowsError(rowLimit) }
         if error.isInterrupt || budget.stopReason != .none {
             switch budget.stopReason {
+            case .cancelled:
+                return GatewayError(.cancelled, "the query was cancelled by the client")
             case .time:
                 return GatewayError(.timeout, "the query ran longer than \(limits.timeoutMilliseconds) ms", hint: "add filters or aggregate")
             default:
@@ -446,7 +466,7 @@ final class SandboxConnection {
 
 /// Step and time budget, checked by SQLite's progress handler every `interval` instructions.
 final class BudgetState {
-    enum StopReason { case none, steps, time }
+    enum StopReason { case none, steps, time, cancelled }
     /// Small enough that a statement whose rows each cost milliseconds (an 8 MB value built per row)
     /// still looks at the clock every few rows.
     static let interval: Int32 = 100
@@ -454,6 +474,7 @@ final class BudgetState {
     private var steps: Int64 = 0
     private var maxSteps: Int64 = .max
     private var deadline: UInt64 = .max
+    private var cancellation: Cancellation?
     private(set) var stopReason = StopReason.none
     /// `SQLITE_LIMIT_LENGTH` of the running statement, for functions that build values.
     var lengthLimit = ResultStorage.maximumValueLength
@@ -463,12 +484,17 @@ final class BudgetState {
     /// For functions that watch the clock themselves: true (and the stop reason set) once the
     /// deadline has passed.
     func deadlinePassed() -> Bool {
+        if cancellation?.isCancelled == true {
+            stopReason = .cancelled
+            return true
+        }
         guard DispatchTime.now().uptimeNanoseconds > deadline else { return false }
         stopReason = .time
         return true
     }
 
-    func arm(maxSteps: Int64, timeoutMilliseconds: Int) {
+    func arm(maxSteps: Int64, timeoutMilliseconds: Int, cancellation: Cancellation? = nil) {
+        self.cancellation = cancellation
         steps = 0
         self.maxSteps = maxSteps
         deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMilliseconds) * 1_000_000
@@ -476,6 +502,7 @@ final class BudgetState {
     }
 
     func disarm() {
+        cancellation = nil
         maxSteps = .max
         deadline = .max
     }
@@ -487,11 +514,7 @@ final class BudgetState {
             stopReason = .steps
             return true
         }
-        if DispatchTime.now().uptimeNanoseconds > deadline {
-            stopReason = .time
-            return true
-        }
-        return false
+        return deadlinePassed()
     }
 }
 

@@ -1,8 +1,11 @@
 import Foundation
+import SandgateCore
 import SandgateLedger
+import SandgatePolicy
 import SandgateSQLite
 
-/// Renders responses as the JSON object of DESIGN.md §5, as CSV and as a readable table.
+/// Renders the core's typed responses as the JSON objects of DESIGN.md §5, as CSV and as a
+/// readable table: the encoding belongs to the front ends, not to the core.
 public enum ResponseFormat {
     /// The §5 response object on one line (no trailing newline). `id` is the request's id as JSON
     /// text (a string literal or a number), echoed when given.
@@ -15,6 +18,11 @@ public enum ResponseFormat {
             for (index, column) in result.columns.enumerated() {
                 if index > 0 { output += "," }
                 JSONText.appendString(column, to: &output)
+            }
+            output += "],\"types\":["
+            for (index, type) in result.columnTypes.enumerated() {
+                if index > 0 { output += "," }
+                output += "\"" + type.kind.rawValue + "\""
             }
             output += "],\"rows\":["
             appendRows(result, to: &output)
@@ -50,12 +58,11 @@ public enum ResponseFormat {
     /// Appends `[v,…],[v,…]` straight from the result's byte chunks.
     static func appendRows(_ result: QueryResult, to output: inout String) {
         let width = result.columns.count
-        var index = 0
         for row in 0..<result.rowCount {
             output += row == 0 ? "[" : ",["
             for column in 0..<width {
                 if column > 0 { output += "," }
-                switch result.cell(index) {
+                switch result.cell(row: row, column: column) {
                 case .null: output += "null"
                 case .integer(let value): output += String(value)
                 case .real(let value): output += jsonNumber(value)
@@ -65,7 +72,6 @@ public enum ResponseFormat {
                     output += base64(bytes)
                     output += "\"}"
                 }
-                index += 1
             }
             output += "]"
         }
@@ -104,7 +110,7 @@ public enum ResponseFormat {
         case .integer(let number): return String(number)
         case .real(let number): return "\(number)"
         case .text(let text): return text
-        case .blob(let bytes): return "x'" + bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined() + "'"
+        case .blob(let bytes): return "x'" + Hex.encode(bytes) + "'"
         }
     }
 
@@ -158,5 +164,65 @@ public enum ResponseFormat {
         if usage.suppressedGroups == nil { line += ", groups below the threshold are withheld" }
         if response.truncated { line += " — truncated by \(response.truncatedBy ?? "max_rows")" }
         return line
+    }
+}
+
+extension ResponseFormat {
+    /// A dataset description as JSON (the `describe` op).
+    public static func json(_ description: DatasetDescription) -> String {
+        var output = "{\"dataset\":\(JSONText.quoted(description.dataset)),\"description\":\(JSONText.quoted(description.description)),\"owner\":\(JSONText.quoted(description.owner)),\"tables\":["
+        output += description.tables.map { table in
+            var text = "{\"name\":\(JSONText.quoted(table.name)),\"access\":\(JSONText.quoted(table.access)),\"row_filter\":\(table.rowFilter)"
+            if let size = table.minGroupSize { text += ",\"min_group_size\":\(size)" }
+            text += ",\"columns\":[" + table.columns.map { column in
+                var item = "{\"name\":\(JSONText.quoted(column.name)),\"role\":\(JSONText.quoted(column.role))"
+                if let mask = column.mask { item += ",\"mask\":\(JSONText.quoted(mask))" }
+                if !column.aggregates.isEmpty { item += ",\"aggregates\":[" + column.aggregates.map(JSONText.quoted).joined(separator: ",") + "]" }
+                return item + "}"
+            }.joined(separator: ",") + "]}"
+            return text
+        }.joined(separator: ",")
+        let limits = description.limits, pricing = description.pricing
+        output += "],\"limits\":{\"max_rows\":\(limits.maxRows),\"timeout_ms\":\(limits.timeoutMilliseconds),\"max_vm_steps\":\(limits.maxVMSteps),\"max_result_bytes\":\(limits.maxResultBytes)}"
+        output += ",\"pricing\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps),\"per_mib\":\(pricing.perMiB)}}"
+        return output
+    }
+
+    /// An error object `{"id":…,"ok":false,"error":{…}}` without usage (protocol-level errors).
+    public static func error(_ error: GatewayError, id: String? = nil) -> String {
+        var output = "{"
+        if let id { output += "\"id\":\(id)," }
+        output += "\"ok\":false,\"error\":{\"code\":\(JSONText.quoted(error.code.rawValue)),\"message\":\(JSONText.quoted(error.message)),\"hint\":\(JSONText.quoted(error.hint))}}"
+        return output
+    }
+}
+
+extension ResponseFormat {
+    /// The explanation as one JSON object (`{"ok":true,"sql":…}`), or an error object.
+    public static func json(_ outcome: Result<Explanation, GatewayError>, id: String? = nil) -> String {
+        var output = "{"
+        if let id { output += "\"id\":\(id)," }
+        switch outcome {
+        case .failure(let error):
+            output += "\"ok\":false,\"error\":{\"code\":\(JSONText.quoted(error.code.rawValue)),\"message\":\(JSONText.quoted(error.message)),\"hint\":\(JSONText.quoted(error.hint))}"
+        case .success(let explanation):
+            output += "\"ok\":true,\"sql\":" + JSONText.quoted(explanation.sql)
+            output += ",\"rules\":[" + explanation.rules.map(JSONText.quoted).joined(separator: ",") + "]"
+            let limits = explanation.limits
+            output += ",\"limits\":{\"max_rows\":\(limits.maxRows),\"timeout_ms\":\(limits.timeoutMilliseconds),\"max_vm_steps\":\(limits.maxVMSteps),\"max_result_bytes\":\(limits.maxResultBytes)}"
+            let pricing = explanation.pricing
+            output += ",\"quote\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps),\"per_mib\":\(pricing.perMiB),\"min_cost_micros\":\(explanation.minimumCostMicros),\"max_cost_micros\":\(explanation.maximumCostMicros)}"
+        }
+        return output + "}"
+    }
+
+    /// The explanation for people.
+    public static func text(_ explanation: Explanation) -> String {
+        var output = "SQL that would run:\n  \(explanation.sql)\nRules:\n"
+        for rule in explanation.rules { output += "  - \(rule)\n" }
+        let pricing = explanation.pricing
+        output += "Price (micro-\(pricing.currency)): \(pricing.perQuery) per query + \(pricing.perRow) per row + \(pricing.perMillionVMSteps) per started million VM steps + \(pricing.perMiB) per started MiB of results\n"
+        output += "  quote: from \(explanation.minimumCostMicros) to at most \(explanation.maximumCostMicros); nothing was run or charged\n"
+        return output
     }
 }
