@@ -40,6 +40,7 @@ let package = Package(
                 "CPCRE2",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -61,7 +62,7 @@ let package = Package(
         .target(
             name: "SandgateServer",
             dependencies: [
-                "SandgateCore", "SandgatePolicy", "SandgateLedger", "SandgateSQLite",
+                "SandgateCore", "SandgatePolicy", "SandgateLedger", "SandgateSQLite", "SandgateSQL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -397,7 +397,7 @@ public enum PolicyLoader {
 
     // MARK: Consumers
 
-    static let consumerKeys: Set<String> = ["key_sha256", "grants", "role"]
+    static let consumerKeys: Set<String> = ["key_sha256", "scram_sha256", "grants", "role"]
     static let grantKeys: Set<String> = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes", "daily_queries", "daily_rows"]
 
     /// Loads `consumers.yaml` part by part: each consumer entry and each of its grants validates
@@ -447,6 +447,13 @@ public enum PolicyLoader {
             } else if fields["key_sha256"] == nil {
                 reader.report(entry.keyNode, "consumer '\(entry.key)' needs 'key_sha256'")
             }
+            var scram: SCRAMVerifier?
+            if let value = fields["scram_sha256"]?.value, let text = reader.string(value, what: "scram_sha256") {
+                scram = SCRAMVerifier(text)
+                if scram == nil {
+                    reader.report(value, "scram_sha256 must be PostgreSQL's SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> (`sandgate consumer add` writes it)")
+                }
+            }
             let role = fields["role"].flatMap {
                 reader.choice($0.value, what: "role", as: ConsumerRole.self, options: ["consumer", "operator"])
             } ?? .consumer
@@ -478,7 +485,7 @@ public enum PolicyLoader {
                 file.invalidEntries.insert(entry.key)
                 continue
             }
-            consumers[entry.key] = Consumer(name: entry.key, keySHA256: keyHash, grants: grants, role: role)
+            consumers[entry.key] = Consumer(name: entry.key, keySHA256: keyHash, scram: scram, grants: grants, role: role)
         }
         file.directory = ConsumerDirectory(consumers: consumers, version: version)
         file.diagnostics = reader.diagnostics
@@ -581,7 +588,7 @@ public struct ConsumerFile: Sendable {
             for dataset in datasets {
                 grants[dataset] = previous?.consumers[name]?.grants[dataset]
             }
-            consumers[name] = Consumer(name: current.name, keySHA256: current.keySHA256, grants: grants, role: current.role)
+            consumers[name] = Consumer(name: current.name, keySHA256: current.keySHA256, scram: current.scram, grants: grants, role: current.role)
         }
         return ConsumerDirectory(consumers: consumers, version: directory.version)
     }

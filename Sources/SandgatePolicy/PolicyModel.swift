@@ -224,12 +224,16 @@ public struct Consumer: Sendable {
     public let name: String
     /// Lower-case hex SHA-256 of the API key; the key itself is never stored.
     public let keySHA256: String
+    /// The SCRAM-SHA-256 verifier of the same key, for PostgreSQL-protocol logins (optional:
+    /// without it the consumer can use the JSON-lines protocol only).
+    public let scram: SCRAMVerifier?
     public let grants: [String: Grant]
     public let role: ConsumerRole
 
-    public init(name: String, keySHA256: String, grants: [String: Grant], role: ConsumerRole = .consumer) {
+    public init(name: String, keySHA256: String, scram: SCRAMVerifier? = nil, grants: [String: Grant], role: ConsumerRole = .consumer) {
         self.name = name
         self.keySHA256 = keySHA256
+        self.scram = scram
         self.grants = grants
         self.role = role
     }

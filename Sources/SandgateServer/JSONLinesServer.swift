@@ -12,6 +12,8 @@ public final class JSONLinesServer: Sendable {
     private let configuration: ServerConfiguration
     private let group: MultiThreadedEventLoopGroup
     private let services: ServerServices
+    /// Running PostgreSQL backends (CancelRequest), shared by the PostgreSQL listener.
+    let backends = PGBackends()
     private let channel = Mutex<(any Channel)?>(nil)
     private let stopped = Mutex(false)
 
@@ -58,6 +60,7 @@ public final class JSONLinesServer: Sendable {
         guard stopped.withLock({ stopped in defer { stopped = true }; return !stopped }) else { return }
         let listening = channel.withLock { $0 }
         try? listening?.close().wait()
+        try? postgresChannel.withLock({ $0 })?.close().wait()
         let deadline = ContinuousClock.now + grace
         while services.state.totalInFlight > 0, ContinuousClock.now < deadline {
             Thread.sleep(forTimeInterval: 0.01)
@@ -73,6 +76,34 @@ public final class JSONLinesServer: Sendable {
         services.gateway.flushRefusalSummaries()
         services.logger.info("stopped")
     }
+
+    /// Starts the PostgreSQL-protocol listener (DESIGN.md §6) on `host`:`port`, sharing this
+    /// server's gateway, workers and governance (connection caps, login back-off, in-flight caps);
+    /// returns the port bound. Closed by `shutdown`.
+    public func startPostgres(host: String, port: Int) throws -> Int {
+        let services = self.services, backends = self.backends, configuration = self.configuration
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 256)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: ChannelOptions.Types.WriteBufferWaterMark(low: 256 * 1024, high: 1024 * 1024))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: configuration.idleTimeout),
+                        ByteToMessageHandler(PGFrontendDecoder(maxMessageBytes: Gateway.maxSQLBytes + 64 * 1024)),
+                        PGSession(services: services, backends: backends),
+                    ])
+                }
+            }
+        let bound = try bootstrap.bind(host: host, port: port).wait()
+        postgresChannel.withLock { $0 = bound }
+        let actual = bound.localAddress?.port ?? port
+        services.logger.info("listening", metadata: ["address": "\(host):\(actual)", "protocol": "postgresql"])
+        return actual
+    }
+
+    private let postgresChannel = Mutex<(any Channel)?>(nil)
 
     /// Open connections and queries in flight (for tests and the `stats` op).
     public var connections: Int { services.state.connections }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import SandgateLedger
 import Logging
@@ -7,7 +8,8 @@ import SandgateCore
 import SandgatePolicy
 import SandgateSQLite
 
-/// What every connection shares.
+/// What every connection of every front end shares: the gateway, the worker pools and the
+/// governance state (connection caps, login back-off, in-flight caps, unsent bytes).
 struct ServerServices: Sendable {
     let gateway: Gateway
     let workers: NIOThreadPool
@@ -15,6 +17,20 @@ struct ServerServices: Sendable {
     let decoders: NIOThreadPool
     let state: ServerState
     let logger: Logger
+    /// Salts the decoy SCRAM verifiers of names without one (random per process).
+    let pgSecret: [UInt8] = (0..<32).map { _ in UInt8.random(in: 0...255) }
+
+    /// Counts a failed login against the address (and a valid consumer name) and writes its
+    /// ledger record, or counts it into the interval's summary (ServerConfiguration.authRecordInterval).
+    func loginFailed(address: String, name: String) {
+        state.authFailed(address: address, consumer: Name.isValid(name) ? name : nil)
+        let admission = state.admitFailureRecord(address: address)
+        let seconds = Int(state.configuration.authRecordInterval.nanoseconds / 1_000_000_000)
+        for summary in admission.summaries {
+            gateway.recordAuthenticationFailureSummary(source: summary.source, count: summary.count, seconds: seconds)
+        }
+        if admission.record { gateway.recordAuthenticationFailure(consumer: name, source: address) }
+    }
 }
 
 /// One connection of the JSON-lines protocol (DESIGN.md §5): requests are answered one at a
@@ -257,6 +273,7 @@ final class RequestHandler: ChannelInboundHandler {
         // a failure of the address (but not of a consumer name, so junk cannot grow that table).
         let validName = Name.isValid(name)
         let workers = services.workers
+        let services = self.services
         // The key is checked first and a right key answered at once; only failures wait out the
         // back-off. Otherwise anyone who knows a consumer's name could keep that consumer's own
         // logins waiting (red team). A connection answers one request at a time, so the wait
@@ -266,13 +283,7 @@ final class RequestHandler: ChannelInboundHandler {
                 state.authSucceeded(consumer: declared)
                 return declared
             }
-            state.authFailed(address: address, consumer: validName ? name : nil)
-            let admission = state.admitFailureRecord(address: address)
-            let seconds = Int(state.configuration.authRecordInterval.nanoseconds / 1_000_000_000)
-            for summary in admission.summaries {
-                gateway.recordAuthenticationFailureSummary(source: summary.source, count: summary.count, seconds: seconds)
-            }
-            if admission.record { gateway.recordAuthenticationFailure(consumer: name, source: address) }
+            services.loginFailed(address: address, name: name)
             return nil
         }
         let answer = checked.hop(to: eventLoop).flatMap { declared -> EventLoopFuture<String?> in

@@ -58,7 +58,9 @@ struct ConsumerCommand: ParsableCommand {
             if let dailyQueries { limits.append("daily_queries: \(dailyQueries)") }
             if let dailyRows { limits.append("daily_rows: \(dailyRows)") }
             let grantLines = grant.map { "      \($0): { \(limits.joined(separator: ", ")) }\n" }.joined()
-            let block = "  \(name):\n    key_sha256: \(hash)\n    grants:\n" + grantLines
+            // The SCRAM verifier of the same key lets the consumer log in over the PostgreSQL protocol.
+            guard let scram = SCRAMVerifier.make(password: key) else { throw Failure("internal: cannot derive the SCRAM verifier") }
+            let block = "  \(name):\n    key_sha256: \(hash)\n    scram_sha256: \"\(scram.text)\"\n    grants:\n" + grantLines
 
             let original = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
             var text = original ?? "consumers:\n"

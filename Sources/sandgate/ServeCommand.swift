@@ -15,7 +15,7 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "JSON-lines listen address, HOST:PORT.")
     var listen = "127.0.0.1:7878"
 
-    @Option(help: "PostgreSQL wire listen address (not built yet; accepted and ignored with a warning).")
+    @Option(help: "PostgreSQL wire protocol listen address, HOST:PORT (psql, psycopg, JDBC; user = consumer, dbname = dataset, password = API key).")
     var pgListen: String?
 
     @Option(help: "Sandbox workers (default: number of cores).")
@@ -29,6 +29,7 @@ struct ServeCommand: ParsableCommand {
 
     func validate() throws {
         guard Address(listen) != nil else { throw ValidationError("--listen must be HOST:PORT") }
+        if let pgListen, Address(pgListen) == nil { throw ValidationError("--pg-listen must be HOST:PORT") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }
         guard (1...100_000).contains(maxConnections) else { throw ValidationError("--max-connections must be between 1 and 100000") }
         guard (1...10_000).contains(maxInFlightPerConsumer) else { throw ValidationError("--max-in-flight-per-consumer must be between 1 and 10000") }
@@ -45,7 +46,6 @@ struct ServeCommand: ParsableCommand {
             throw Failure("\(error.code.rawValue): \(error.message)")
         }
         gateway.warmUp()
-        if pgListen != nil { logger.warning("the PostgreSQL front end is not built yet; --pg-listen is ignored") }
         let watcher = PolicyWatcher(gateway: gateway)
         guard let address = Address(listen) else { throw ValidationError("--listen must be HOST:PORT") }
         let server = JSONLinesServer(
@@ -60,8 +60,18 @@ struct ServeCommand: ParsableCommand {
         } catch {
             throw Failure("unavailable: cannot listen on \(listen): \(error)")
         }
+        var postgres = ""
+        if let pgListen, let pgAddress = Address(pgListen) {
+            do {
+                let pgPort = try server.startPostgres(host: pgAddress.host, port: pgAddress.port)
+                postgres = "\n  psql: psql 'host=\(pgAddress.host) port=\(pgPort) user=analyst-a dbname=retail'   (password: the consumer's API key)"
+            } catch {
+                server.shutdown()
+                throw Failure("unavailable: cannot listen on \(pgListen) (--pg-listen): \(error)")
+            }
+        }
         writeOut("""
-            sandgate is serving \(gateway.datasetNames.joined(separator: ", ")) on \(address.host):\(port) (JSON lines).
+            sandgate is serving \(gateway.datasetNames.joined(separator: ", ")) on \(address.host):\(port) (JSON lines)\(postgres.isEmpty ? "" : " and PostgreSQL").\(postgres)
             Try:  printf '%s\\n' '{"op":"auth","consumer":"analyst-a","key":"…"}' '{"id":1,"op":"query","dataset":"retail","sql":"SELECT city, count(*) FROM customers GROUP BY city"}' | nc \(address.host) \(port)
               or: SANDGATE_KEY=… sandgate query --connect \(address.host):\(port) --as analyst-a --dataset retail "SELECT …"
             Stop with Ctrl-C.

@@ -20,6 +20,8 @@ public final class TestWorkspace {
     public static let demoKey = "test-key-analyst-a"
     /// SHA-256 of `demoKey`.
     public static let demoKeyHash = "1db41e4d7854a958fd3c87aadce961438b497de04445012a4bbf470fe583b1eb"
+    /// SCRAM-SHA-256 verifier of `demoKey` (PostgreSQL-protocol logins).
+    public static let demoKeySCRAM = "SCRAM-SHA-256$4096:ixPPTNTCNAClCLpVTdwpkw==$N0adHfg0Abqx+nLkeT4lWFaqidvSNvJFsLFBiSIOGWQ=:IQG7Hn4OMssKAfzk6UWOfQn0B4YVKjcLRCGT9zfwG0g="
 
     public static let retailPolicy = """
         dataset: retail
@@ -64,6 +66,7 @@ public final class TestWorkspace {
         consumers:
           analyst-a:
             key_sha256: \(demoKeyHash)
+            scram_sha256: "\(demoKeySCRAM)"
             grants:
               retail: \(grant)
           analyst-b:
@@ -78,6 +81,7 @@ public final class TestWorkspace {
         consumers:
           kate:
             key_sha256: \(demoKeyHash)
+            scram_sha256: "\(demoKeySCRAM)"
             grants:
               retail: { max_rows: 5, daily_queries: 3, daily_rows: 10 }
           ops:

@@ -15,11 +15,16 @@ public struct SnapshotFacts: Sendable, Equatable {
     public var uniqueKeys: [String: [Set<String>]]
     /// `table.column` (lower-cased) of measures whose integer sum can pass 2⁶³ − 1.
     public var overflowingSums: Set<String>
+    /// Declared types of the published tables' columns (lower-cased table and column names):
+    /// what front ends that type their columns declare for them.
+    public var declaredTypes: [String: [String: String]]
 
-    public init(rowCounts: [String: Int64] = [:], uniqueKeys: [String: [Set<String>]] = [:], overflowingSums: Set<String> = []) {
+    public init(rowCounts: [String: Int64] = [:], uniqueKeys: [String: [Set<String>]] = [:], overflowingSums: Set<String> = [],
+                declaredTypes: [String: [String: String]] = [:]) {
         self.rowCounts = rowCounts
         self.uniqueKeys = uniqueKeys
         self.overflowingSums = overflowingSums
+        self.declaredTypes = declaredTypes
     }
 
     /// Reads the facts of every published table of `policy` from the snapshot at `path`.
@@ -33,6 +38,11 @@ public struct SnapshotFacts: Sendable, Equatable {
                 facts.rowCounts[name] = count
             }
             facts.uniqueKeys[name] = try uniqueKeys(of: table.name, in: db)
+            for row in try db.rows("SELECT name, type FROM pragma_table_info(?)", [.text(table.name)]) {
+                if row.count == 2, case .text(let column) = row[0], case .text(let type) = row[1] {
+                    facts.declaredTypes[name, default: [:]][column.lowercased()] = type
+                }
+            }
             for column in table.columns where column.role == .measure && column.aggregates.contains("sum") {
                 let measure = Renderer.identifier(column.name)
                 let row = try db.rows("SELECT min(\(measure)), max(\(measure)), count(\(measure)) FROM \(quoted)").first ?? []

@@ -1,0 +1,413 @@
+import Foundation
+import SandgateSQL
+
+/// PostgreSQL spellings that analysts and client libraries type, turned into SQLite's where SQLite
+/// has an equivalent. Works on tokens (strings, identifiers and comments are never rewritten
+/// inside); the result still goes through sandgate's own parser and checker, so a translation
+/// can never widen what a query may do.
+enum PGDialect {
+    struct Token: Equatable {
+        enum Kind { case word, quotedIdentifier, string, number, parameter, symbol, space, comment }
+        var kind: Kind
+        var text: String
+
+        var upper: String { kind == .word ? text.uppercased() : text }
+        var isSpace: Bool { kind == .space || kind == .comment }
+    }
+
+    /// Splits SQL into tokens; `E'…'` strings become plain SQL strings with their escapes applied.
+    static func tokenize(_ sql: String) -> [Token] {
+        let s = Array(sql.unicodeScalars)
+        var tokens: [Token] = []
+        var i = 0
+        func text(_ from: Int, _ to: Int) -> String { String(String.UnicodeScalarView(s[from..<to])) }
+        while i < s.count {
+            let c = s[i]
+            let start = i
+            if c == " " || c == "\t" || c == "\n" || c == "\r" || c == "\u{0C}" {
+                while i < s.count, [" ", "\t", "\n", "\r", "\u{0C}"].contains(s[i]) { i += 1 }
+                tokens.append(Token(kind: .space, text: text(start, i)))
+            } else if c == "-", i + 1 < s.count, s[i + 1] == "-" {
+                while i < s.count, s[i] != "\n" { i += 1 }
+                tokens.append(Token(kind: .comment, text: text(start, i)))
+            } else if c == "/", i + 1 < s.count, s[i + 1] == "*" {
+                i += 2
+                var depth = 1
+                while i < s.count, depth > 0 {
+                    if s[i] == "*", i + 1 < s.count, s[i + 1] == "/" { depth -= 1; i += 2 } else if s[i] == "/", i + 1 < s.count, s[i + 1] == "*" { depth += 1; i += 2 } else { i += 1 }
+                }
+                tokens.append(Token(kind: .comment, text: text(start, min(i, s.count))))
+            } else if (c == "E" || c == "e"), i + 1 < s.count, s[i + 1] == "'" {
+                i += 2
+                var value = String.UnicodeScalarView()
+                while i < s.count {
+                    if s[i] == "\\", i + 1 < s.count {
+                        let next = s[i + 1]
+                        switch next {
+                        case "n": value.append("\n")
+                        case "t": value.append("\t")
+                        case "r": value.append("\r")
+                        case "b": value.append("\u{08}")
+                        case "f": value.append("\u{0C}")
+                        default: value.append(next)
+                        }
+                        i += 2
+                    } else if s[i] == "'" {
+                        if i + 1 < s.count, s[i + 1] == "'" { value.append("'"); i += 2 } else { i += 1; break }
+                    } else {
+                        value.append(s[i]); i += 1
+                    }
+                }
+                tokens.append(Token(kind: .string, text: "'" + String(value).replacingOccurrences(of: "'", with: "''") + "'"))
+            } else if c == "'" {
+                i += 1
+                while i < s.count {
+                    if s[i] == "'" {
+                        if i + 1 < s.count, s[i + 1] == "'" { i += 2 } else { i += 1; break }
+                    } else { i += 1 }
+                }
+                tokens.append(Token(kind: .string, text: text(start, i)))
+            } else if c == "\"" {
+                i += 1
+                while i < s.count {
+                    if s[i] == "\"" {
+                        if i + 1 < s.count, s[i + 1] == "\"" { i += 2 } else { i += 1; break }
+                    } else { i += 1 }
+                }
+                tokens.append(Token(kind: .quotedIdentifier, text: text(start, i)))
+            } else if c == "$", i + 1 < s.count, s[i + 1].properties.numericType != nil || ("0"..."9").contains(s[i + 1]) {
+                i += 1
+                while i < s.count, ("0"..."9").contains(s[i]) { i += 1 }
+                tokens.append(Token(kind: .parameter, text: text(start, i)))
+            } else if c.properties.isAlphabetic || c == "_" {
+                while i < s.count, s[i].properties.isAlphabetic || s[i] == "_" || ("0"..."9").contains(s[i]) || s[i] == "$" { i += 1 }
+                tokens.append(Token(kind: .word, text: text(start, i)))
+            } else if ("0"..."9").contains(c) || (c == "." && i + 1 < s.count && ("0"..."9").contains(s[i + 1])) {
+                while i < s.count, ("0"..."9").contains(s[i]) || s[i] == "." || s[i] == "e" || s[i] == "E"
+                    || ((s[i] == "+" || s[i] == "-") && (s[i - 1] == "e" || s[i - 1] == "E")) { i += 1 }
+                tokens.append(Token(kind: .number, text: text(start, i)))
+            } else {
+                // Operators: PostgreSQL's multi-character ones that matter here.
+                for op in ["::", "!~*", "!~", "~*", "<>", "!=", "<=", ">=", "||"] where text(i, min(s.count, i + op.unicodeScalars.count)) == op {
+                    i += op.unicodeScalars.count
+                    break
+                }
+                if i == start { i += 1 }
+                tokens.append(Token(kind: .symbol, text: text(start, i)))
+            }
+        }
+        return tokens
+    }
+
+    static func render(_ tokens: [Token]) -> String { tokens.map(\.text).joined() }
+
+    /// Splits a simple-query string into statements at semicolons outside strings and comments.
+    static func statements(_ sql: String) -> [String] {
+        var statements: [String] = []
+        var current: [Token] = []
+        for token in tokenize(sql) {
+            if token.kind == .symbol, token.text == ";" {
+                statements.append(render(current))
+                current = []
+            } else {
+                current.append(token)
+            }
+        }
+        statements.append(render(current))
+        return statements.filter { !$0.allSatisfy { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" } }
+    }
+
+    /// The index of the token that starts the primary expression ending at `end` (a literal, a
+    /// name chain such as `a.b`, or a parenthesised group with the function name before it).
+    static func primaryStart(_ tokens: [Token], end: Int) -> Int {
+        var index = end
+        while index > 0, tokens[index].isSpace { index -= 1 }
+        if tokens[index].text == ")" {
+            var depth = 0
+            while index >= 0 {
+                if tokens[index].text == ")" { depth += 1 } else if tokens[index].text == "(" {
+                    depth -= 1
+                    if depth == 0 { break }
+                }
+                index -= 1
+            }
+            var before = index - 1
+            while before >= 0, tokens[before].isSpace { before -= 1 }
+            if before >= 0, tokens[before].kind == .word || tokens[before].kind == .quotedIdentifier,
+               !["AND", "OR", "NOT", "IN", "SELECT", "WHERE", "ON", "WHEN", "THEN", "ELSE", "BY", "AS", "IS", "ANY", "ALL", "EXISTS"].contains(tokens[before].upper) {
+                index = before
+            }
+        }
+        // Name chains: a.b.c
+        while index >= 2, tokens[index - 1].text == ".", tokens[index - 2].kind == .word || tokens[index - 2].kind == .quotedIdentifier {
+            index -= 2
+        }
+        return max(index, 0)
+    }
+
+    /// `x::type` → `CAST(x AS type)` (SQLite's names) or a catalog lookup for reg* types;
+    /// `ILIKE` → `LIKE` (SQLite's LIKE ignores ASCII case), `LIMIT ALL` → no limit, `now()` →
+    /// `CURRENT_TIMESTAMP`.
+    static func translate(_ tokens: [Token], catalog: Bool = false) -> [Token] {
+        var out: [Token] = []
+        var index = 0
+        while index < tokens.count {
+            let token = tokens[index]
+            if token.kind == .symbol, token.text == "::", !out.isEmpty {
+                // The target type: words, dots, brackets and parenthesised sizes.
+                var next = index + 1
+                while next < tokens.count, tokens[next].isSpace { next += 1 }
+                var typeWords: [String] = []
+                while next < tokens.count, tokens[next].kind == .word || tokens[next].kind == .quotedIdentifier {
+                    typeWords.append(tokens[next].text.lowercased().trimmingCharacters(in: "\""))
+                    next += 1
+                    // A schema-qualified name (pg_catalog.regtype).
+                    if next + 1 < tokens.count, tokens[next].text == ".", tokens[next + 1].kind == .word || tokens[next + 1].kind == .quotedIdentifier {
+                        next += 1
+                        continue
+                    }
+                    // "double precision", "character varying", "timestamp without time zone"
+                    var look = next
+                    while look < tokens.count, tokens[look].isSpace { look += 1 }
+                    if look < tokens.count, ["PRECISION", "VARYING", "WITHOUT", "WITH", "TIME", "ZONE"].contains(tokens[look].upper) { next = look } else { break }
+                }
+                var look = next
+                while look < tokens.count, tokens[look].isSpace { look += 1 }
+                if look < tokens.count, tokens[look].text == "(" {
+                    while look < tokens.count, tokens[look].text != ")" { look += 1 }
+                    next = look + 1
+                }
+                if next < tokens.count, tokens[next].text == "[" { next = min(tokens.count, next + 2) }
+                let type = typeWords.last ?? ""
+                let start = primaryStart(out, end: out.count - 1)
+                let operand = Array(out[start...])
+                out.removeSubrange(start...)
+                let operandText = render(operand)
+                if let function = catalog ? Self.catalogCast[type] : nil {
+                    out.append(Token(kind: .word, text: "\(function)(\(operandText))"))
+                } else if let sqlite = Self.castTypes[type] {
+                    out.append(Token(kind: .word, text: "CAST(\(operandText) AS \(sqlite))"))
+                } else {
+                    // No SQLite equivalent that would not change the value: keep the operand.
+                    out.append(contentsOf: operand)
+                }
+                index = next
+                continue
+            }
+            if token.kind == .word {
+                switch token.upper {
+                case "ILIKE":
+                    out.append(Token(kind: .word, text: "LIKE"))
+                    index += 1
+                    continue
+                case "ALL" where out.last(where: { !$0.isSpace })?.upper == "LIMIT":
+                    // LIMIT ALL: no limit.
+                    out.append(Token(kind: .number, text: "-1"))
+                    index += 1
+                    continue
+                case "NOW":
+                    var next = index + 1
+                    while next < tokens.count, tokens[next].isSpace { next += 1 }
+                    if next + 1 < tokens.count, tokens[next].text == "(", tokens[next + 1].text == ")" {
+                        out.append(Token(kind: .word, text: "CURRENT_TIMESTAMP"))
+                        index = next + 2
+                        continue
+                    }
+                default: break
+                }
+            }
+            out.append(token)
+            index += 1
+        }
+        return out
+    }
+
+    /// PostgreSQL type names → SQLite CAST types that give the same value.
+    static let castTypes: [String: String] = [
+        "int": "INTEGER", "int2": "INTEGER", "int4": "INTEGER", "int8": "INTEGER", "integer": "INTEGER", "bigint": "INTEGER",
+        "smallint": "INTEGER", "oid": "INTEGER", "numeric": "NUMERIC", "decimal": "NUMERIC", "float": "REAL", "float4": "REAL",
+        "float8": "REAL", "real": "REAL", "precision": "REAL", "text": "TEXT", "varchar": "TEXT", "varying": "TEXT",
+        "char": "TEXT", "character": "TEXT", "name": "TEXT", "bpchar": "TEXT", "bytea": "BLOB", "boolean": "INTEGER", "bool": "INTEGER",
+    ]
+
+    /// Catalog-only casts: names looked up in the emulated catalog.
+    static let catalogCast: [String: String] = ["regclass": "sg_regclass", "regtype": "sg_regtype", "regproc": "sg_regproc", "regnamespace": "sg_regnamespace"]
+}
+
+extension String {
+    func trimmingCharacters(in character: Character) -> String {
+        var text = Substring(self)
+        while text.first == character { text = text.dropFirst() }
+        while text.last == character { text = text.dropLast() }
+        return String(text)
+    }
+}
+
+extension PGDialect {
+    /// Catalog queries: on top of `translate`, PostgreSQL's regex operators (`~`, `!~`, `~*`,
+    /// `OPERATOR(pg_catalog.~)`), `COLLATE pg_catalog.default`, `= ANY(ARRAY[…])`, schema-qualified
+    /// function names, `reg*` casts and the session's name words.
+    /// `~`, `!~`, `~*`, `!~*` as SQLite's REGEXP and MATCH operators (PGCatalog defines both).
+    static func regexOperator(_ token: Token) -> Token? {
+        guard token.kind == .symbol else { return nil }
+        switch token.text {
+        case "~": return Token(kind: .word, text: " REGEXP ")
+        case "!~": return Token(kind: .word, text: " NOT REGEXP ")
+        case "~*": return Token(kind: .word, text: " MATCH ")
+        case "!~*": return Token(kind: .word, text: " NOT MATCH ")
+        default: return nil
+        }
+    }
+
+    /// PostgreSQL functions with a SQLite aggregate of the same meaning.
+    static let catalogFunctionNames = ["string_agg": "group_concat", "array_agg": "group_concat", "bool_or": "max", "bool_and": "min"]
+
+    static func catalogSQL(_ sql: String, consumer: String, dataset: String) -> String {
+        var tokens = tokenize(sql)
+        var out: [Token] = []
+        var index = 0
+        func nextIndex(_ from: Int) -> Int {
+            var next = from
+            while next < tokens.count, tokens[next].isSpace { next += 1 }
+            return next
+        }
+        while index < tokens.count {
+            let token = tokens[index]
+            // OPERATOR(pg_catalog.~) → ~
+            if token.upper == "OPERATOR", tokens.count > nextIndex(index + 1), tokens[nextIndex(index + 1)].text == "(" {
+                var close = nextIndex(index + 1)
+                while close < tokens.count, tokens[close].text != ")" { close += 1 }
+                let inner = tokens[(nextIndex(index + 1) + 1)..<min(close, tokens.count)].filter { !$0.isSpace }
+                if let op = inner.last { out.append(regexOperator(op) ?? op) }
+                index = close + 1
+                continue
+            }
+            // ARRAY(SELECT …) → (SELECT …): the first element (the emulated catalog's arrays are
+            // empty or single).
+            if token.upper == "ARRAY", nextIndex(index + 1) < tokens.count, tokens[nextIndex(index + 1)].text == "(" {
+                index += 1
+                continue
+            }
+            // Array subscripts x[i] and slices: the emulated catalog has no arrays.
+            if token.text == "[", let previous = out.last(where: { !$0.isSpace }),
+               previous.kind == .word || previous.kind == .quotedIdentifier || previous.text == ")", previous.upper != "ARRAY" {
+                var depth = 0
+                var close = index
+                while close < tokens.count {
+                    if tokens[close].text == "[" { depth += 1 } else if tokens[close].text == "]" {
+                        depth -= 1
+                        if depth == 0 { break }
+                    }
+                    close += 1
+                }
+                index = close + 1
+                continue
+            }
+            // Set-returning functions in FROM: one row (the catalog tables they index are empty).
+            if token.kind == .word, ["generate_series", "unnest", "generate_subscripts"].contains(token.text.lowercased()),
+               nextIndex(index + 1) < tokens.count, tokens[nextIndex(index + 1)].text == "(",
+               out.last(where: { !$0.isSpace }).map({ $0.upper == "FROM" || $0.text == "," || $0.upper == "JOIN" }) == true {
+                var depth = 0
+                var close = nextIndex(index + 1)
+                while close < tokens.count {
+                    if tokens[close].text == "(" { depth += 1 } else if tokens[close].text == ")" {
+                        depth -= 1
+                        if depth == 0 { break }
+                    }
+                    close += 1
+                }
+                out.append(Token(kind: .word, text: "(SELECT NULL AS value)"))
+                index = close + 1
+                continue
+            }
+            if token.kind == .word, let renamed = Self.catalogFunctionNames[token.text.lowercased()],
+               nextIndex(index + 1) < tokens.count, tokens[nextIndex(index + 1)].text == "(" {
+                out.append(Token(kind: .word, text: renamed))
+                index += 1
+                continue
+            }
+            // COLLATE pg_catalog.default / COLLATE "C"
+            if token.upper == "COLLATE" {
+                var next = nextIndex(index + 1)
+                while next < tokens.count, tokens[next].kind == .word || tokens[next].kind == .quotedIdentifier || tokens[next].text == "." { next += 1 }
+                index = next
+                continue
+            }
+            // pg_catalog.fn( → fn(
+            if token.kind == .word, token.text.lowercased() == "pg_catalog", index + 2 < tokens.count, tokens[index + 1].text == ".",
+               nextIndex(index + 3) < tokens.count, tokens[nextIndex(index + 3)].text == "(" {
+                index += 2
+                continue
+            }
+            if token.kind == .word, !(out.last?.text == "."), nextIndex(index + 1) >= tokens.count || tokens[nextIndex(index + 1)].text != "(" {
+                switch token.text.lowercased() {
+                case "current_user", "session_user", "user", "current_role":
+                    if token.text.lowercased() != "user" || out.last(where: { !$0.isSpace })?.upper != "AS" {
+                        out.append(Token(kind: .string, text: Renderer.string(consumer)))
+                        index += 1
+                        continue
+                    }
+                case "current_catalog":
+                    out.append(Token(kind: .string, text: Renderer.string(dataset)))
+                    index += 1
+                    continue
+                case "current_schema":
+                    out.append(Token(kind: .string, text: "'public'"))
+                    index += 1
+                    continue
+                default: break
+                }
+            }
+            // = ANY (ARRAY[…]) / = ANY ('{…}') → IN (…); <> ALL (…) → NOT IN (…)
+            if token.kind == .word, token.upper == "ANY" || token.upper == "ALL",
+               let previous = out.lastIndex(where: { !$0.isSpace }), ["=", "<>", "!="].contains(out[previous].text),
+               nextIndex(index + 1) < tokens.count, tokens[nextIndex(index + 1)].text == "(" {
+                let negate = out[previous].text != "="
+                out.removeSubrange(previous...)
+                out.append(Token(kind: .space, text: " "))
+                out.append(Token(kind: .word, text: negate ? "NOT IN" : "IN"))
+                index = nextIndex(index + 1)
+                // Drop ARRAY and turn its brackets into nothing.
+                var depth = 0
+                var close = index
+                while close < tokens.count {
+                    if tokens[close].text == "(" { depth += 1 } else if tokens[close].text == ")" {
+                        depth -= 1
+                        if depth == 0 { break }
+                    }
+                    close += 1
+                }
+                var inner: [Token] = []
+                var position = index + 1
+                while position < min(close, tokens.count) {
+                    let piece = tokens[position]
+                    if piece.upper == "ARRAY" || piece.text == "[" || piece.text == "]" { position += 1; continue }
+                    if piece.kind == .string, piece.text.hasPrefix("'{"), piece.text.hasSuffix("}'") {
+                        // '{r,p}' array literal → 'r','p'
+                        let body = piece.text.dropFirst(2).dropLast(2)
+                        inner.append(Token(kind: .string, text: body.split(separator: ",").map { Renderer.string(String($0).trimmingCharacters(in: "\"")) }.joined(separator: ",")))
+                        position += 1
+                        // Skip a ::type[] after the literal.
+                        continue
+                    }
+                    inner.append(piece)
+                    position += 1
+                }
+                out.append(Token(kind: .symbol, text: "("))
+                out.append(contentsOf: translate(inner, catalog: true))
+                out.append(Token(kind: .symbol, text: ")"))
+                index = close + 1
+                continue
+            }
+            if let op = regexOperator(token) {
+                out.append(op)
+                index += 1
+                continue
+            }
+            out.append(token)
+            index += 1
+        }
+        tokens = translate(out, catalog: true)
+        return render(tokens)
+    }
+}

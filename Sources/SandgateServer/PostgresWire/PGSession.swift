@@ -1,0 +1,876 @@
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SandgateCore
+import SandgatePolicy
+import SandgateSQLite
+import Synchronization
+
+/// Running backends by process id, for CancelRequest (which arrives on a new connection).
+final class PGBackends: Sendable {
+    private let table = Mutex<[Int32: (secret: Int32, cancellation: Cancellation)]>([:])
+
+    func register(cancellation: Cancellation) -> (processID: Int32, secret: Int32) {
+        table.withLock { table in
+            var processID: Int32
+            repeat { processID = Int32.random(in: 1...Int32.max) } while table[processID] != nil
+            let secret = Int32.random(in: Int32.min...Int32.max)
+            table[processID] = (secret, cancellation)
+            return (processID, secret)
+        }
+    }
+
+    func unregister(_ processID: Int32) { _ = table.withLock { $0.removeValue(forKey: processID) } }
+
+    /// Cancels the backend's running query when the secret matches (silently otherwise, as PostgreSQL does).
+    func cancel(processID: Int32, secret: Int32) {
+        let entry = table.withLock { $0[processID] }
+        if let entry, entry.secret == secret { entry.cancellation.cancel() }
+    }
+}
+
+/// Holds a session's catalog for use on worker threads: the session runs one request at a time,
+/// so the catalog is never used by two threads at once.
+final class CatalogBox: @unchecked Sendable {
+    var catalog: PGCatalog?
+}
+
+/// One PostgreSQL-protocol connection (DESIGN.md §6): startup, SCRAM-SHA-256, then simple and
+/// extended queries, one message at a time, every query through `Gateway.run`.
+final class PGSession: ChannelInboundHandler {
+    typealias InboundIn = PGFrontendMessage
+    typealias OutboundOut = ByteBuffer
+
+    static let serverVersion = "15.0"
+
+    private enum Phase {
+        case startup
+        case saslInitial
+        case saslContinue(SCRAMExchange)
+        case ready
+        case closing
+    }
+
+    /// What a prepared statement is.
+    private enum Command {
+        case query(sql: String)
+        case catalog(sql: String)
+        case utility(tag: String)
+        case show(name: String)
+        case empty
+    }
+
+    private struct Statement {
+        let command: Command
+        let parameterTypes: [Int32]
+        let parameterCount: Int
+    }
+
+    private enum Rows {
+        case data(QueryResult, QueryResponse)
+        /// A gateway query that failed: the response carries its usage.
+        case failed(QueryResponse)
+        case catalog(PGCatalog.Answer)
+    }
+
+    private struct Portal {
+        let statement: Statement
+        let parameters: [SQLValue]
+        let resultFormats: [Int16]
+        var rows: Rows?
+        var error: GatewayError?
+        var cursor = 0
+    }
+
+    private let services: ServerServices
+    private let backends: PGBackends
+    private var phase = Phase.startup
+    private var queue = CircularBuffer<PGFrontendMessage>()
+    private var busy = false
+    private var accepted = false
+    private var address = "unknown"
+    private var consumer = ""
+    private var dataset = ""
+    private var processID: Int32 = 0
+    private var statements: [String: Statement] = [:]
+    private var portals: [String: Portal] = [:]
+    private var skipUntilSync = false
+    private var inTransaction = false
+    private var notices = true
+    private let cancellation = Cancellation()
+    private let catalog = CatalogBox()
+    private var output: ByteBuffer
+
+    init(services: ServerServices, backends: PGBackends) {
+        self.services = services
+        self.backends = backends
+        output = ByteBufferAllocator().buffer(capacity: 4096)
+    }
+
+    // MARK: Connection lifecycle
+
+    func channelActive(context: ChannelHandlerContext) {
+        address = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        accepted = services.state.openConnection(address: address, channel: context.channel)
+        guard accepted else {
+            // Before the startup packet a client reads only an ErrorResponse.
+            fatal(context, "53300", "too many connections", hint: "try again later")
+            return
+        }
+        let channel = context.channel
+        context.eventLoop.assumeIsolated().scheduleTask(in: services.state.configuration.loginTimeout) { [weak self] in
+            if let self, self.accepted, self.consumer.isEmpty { channel.close(promise: nil) }
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if accepted { services.state.closeConnection(address: address, channel: context.channel) }
+        accepted = false
+        if processID != 0 { backends.unregister(processID) }
+        cancellation.cancel()
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        services.logger.debug("pgwire connection error", metadata: ["address": "\(address)", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard accepted else { return }
+        queue.append(unwrapInboundIn(data))
+        if queue.count >= 64 { context.channel.setOption(ChannelOptions.autoRead, value: false).whenComplete { _ in } }
+        processNext(context: context)
+    }
+
+    private func processNext(context: ChannelHandlerContext) {
+        guard !busy, context.channel.isActive, let message = queue.popFirst() else { return }
+        if queue.count < 32 { context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
+        busy = true
+        let done = handle(message, context: context)
+        done.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] _ in
+            busy = false
+            processNext(context: context)
+        }
+    }
+
+    // MARK: Output
+
+    private func flush(_ context: ChannelHandlerContext) {
+        guard output.readableBytes > 0 else { return }
+        let bytes = output.readableBytes, state = services.state, owner = consumer.isEmpty ? nil : consumer
+        state.unsent(bytes, consumer: owner)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenComplete { _ in state.sent(bytes, consumer: owner) }
+        context.writeAndFlush(wrapOutboundOut(output), promise: written)
+        output = context.channel.allocator.buffer(capacity: 4096)
+    }
+
+    private func readyForQuery(_ context: ChannelHandlerContext) {
+        output.writePGMessage(UInt8(ascii: "Z")) { $0.writeInteger(UInt8(ascii: self.inTransaction ? "T" : "I")) }
+        flush(context)
+    }
+
+    private func writeError(_ severity: String = "ERROR", _ code: String, _ message: String, hint: String = "") {
+        output.writePGMessage(UInt8(ascii: "E")) { buffer in
+            Self.fields(&buffer, severity: severity, code: code, message: message, hint: hint)
+        }
+    }
+
+    private static func fields(_ buffer: inout ByteBuffer, severity: String, code: String, message: String, hint: String) {
+        for (field, value) in [("S", severity), ("V", severity), ("C", code), ("M", message)] {
+            buffer.writeInteger(UInt8(ascii: Unicode.Scalar(field)!))
+            buffer.writePGString(value)
+        }
+        if !hint.isEmpty {
+            buffer.writeInteger(UInt8(ascii: "H"))
+            buffer.writePGString(hint)
+        }
+        buffer.writeInteger(UInt8(0))
+    }
+
+    private func writeError(_ error: GatewayError) {
+        writeError("ERROR", Self.sqlState(error.code), "\(error.code.rawValue): \(error.message)", hint: error.hint)
+    }
+
+    /// An error that ends the connection (before or during authentication).
+    private func fatal(_ context: ChannelHandlerContext, _ code: String, _ message: String, hint: String = "") {
+        phase = .closing
+        writeError("FATAL", code, message, hint: hint)
+        flush(context)
+        context.close(promise: nil)
+    }
+
+    static func sqlState(_ code: ErrorCode) -> String {
+        switch code {
+        case .authFailed: "28P01"
+        case .notGranted, .columnNotAllowed, .functionNotAllowed, .aggregateRequired, .shapeNotAllowed, .notASelect: "42501"
+        case .unknownDataset: "3D000"
+        case .syntaxError: "42601"
+        case .noSuchTable: "42P01"
+        case .noSuchColumn: "42703"
+        case .noSuchFunction: "42883"
+        case .budgetExceeded, .resultTooLarge, .rowsLimitExceeded, .requestTooLarge: "54000"
+        case .timeout, .cancelled: "57014"
+        case .quotaExceeded: "53400"
+        case .badRequest: "22000"
+        case .unavailable: "57P03"
+        case .internal: "XX000"
+        }
+    }
+
+    // MARK: Messages
+
+    private func handle(_ message: PGFrontendMessage, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+        let loop = context.eventLoop
+        let done = loop.makeSucceededVoidFuture()
+        if case .closing = phase { return done }
+        switch message {
+        case .malformed(let reason):
+            fatal(context, "08P01", "protocol violation: \(reason)")
+            return done
+        case .terminate:
+            phase = .closing
+            context.close(promise: nil)
+            return done
+        default: break
+        }
+        switch phase {
+        case .startup:
+            startup(message, context: context)
+            return done
+        case .saslInitial, .saslContinue:
+            return authenticate(message, context: context)
+        case .closing:
+            return done
+        case .ready:
+            break
+        }
+        if skipUntilSync {
+            if case .sync = message {
+                skipUntilSync = false
+                portals[""] = nil
+                readyForQuery(context)
+            }
+            return done
+        }
+        switch message {
+        case .query(let sql):
+            return simpleQuery(sql, context: context)
+        case .parse(let name, let sql, let types):
+            if !name.isEmpty, statements[name] != nil {
+                return failExtended(context, "42P05", "prepared statement \"\(name)\" already exists")
+            }
+            guard sql.utf8.count <= Gateway.maxSQLBytes else {
+                return failExtended(context, GatewayError(.requestTooLarge, "the query is longer than \(Gateway.maxSQLBytes) bytes"))
+            }
+            guard statements.count < 1000 else {
+                return failExtended(context, "53400", "more than 1000 prepared statements on this connection", hint: "DEALLOCATE some")
+            }
+            let statement = Statement(command: classify(sql), parameterTypes: types, parameterCount: Self.parameterCount(sql))
+            statements[name] = statement
+            output.writePGMessage(UInt8(ascii: "1")) { _ in }
+            return done
+        case .bind(let portalName, let statementName, let formats, let values, let resultFormats):
+            guard let statement = statements[statementName] else {
+                return failExtended(context, "26000", "prepared statement \"\(statementName)\" does not exist")
+            }
+            guard formats.count <= 1 || formats.count == values.count else {
+                return failExtended(context, "08P01", "Bind has \(formats.count) parameter formats for \(values.count) values")
+            }
+            var parameters: [SQLValue] = []
+            for (index, value) in values.enumerated() {
+                let format = formats.isEmpty ? 0 : formats.count == 1 ? formats[0] : formats[index]
+                let type = index < statement.parameterTypes.count ? statement.parameterTypes[index] : 0
+                switch PGValueDecoder.decode(value, type: type, binary: format == 1) {
+                case .success(let decoded): parameters.append(decoded)
+                case .failure(let error): return failExtended(context, error)
+                }
+            }
+            if !portalName.isEmpty, portals[portalName] != nil {
+                return failExtended(context, "42P03", "portal \"\(portalName)\" already exists")
+            }
+            portals[portalName] = Portal(statement: statement, parameters: parameters, resultFormats: resultFormats)
+            output.writePGMessage(UInt8(ascii: "2")) { _ in }
+            return done
+        case .describe(let kind, let name):
+            if kind == UInt8(ascii: "S") {
+                guard let statement = statements[name] else {
+                    return failExtended(context, "26000", "prepared statement \"\(name)\" does not exist")
+                }
+                return describeStatement(statement, context: context)
+            }
+            guard portals[name] != nil else { return failExtended(context, "34000", "portal \"\(name)\" does not exist") }
+            return run(portal: name, context: context).assumeIsolated().map { [self] in
+                guard let portal = portals[name] else { return }
+                if let error = portal.error {
+                    writeError(error)
+                    skipUntilSync = true
+                    return
+                }
+                describe(portal)
+            }.nonisolated()
+        case .execute(let name, let maxRows):
+            guard portals[name] != nil else { return failExtended(context, "34000", "portal \"\(name)\" does not exist") }
+            return run(portal: name, context: context).assumeIsolated().map { [self] in
+                guard var portal = portals[name] else { return }
+                if let error = portal.error {
+                    writeError(error)
+                    if case .failed(let response)? = portal.rows { notice(response) }
+                    skipUntilSync = true
+                    portals[name] = nil
+                    return
+                }
+                let complete = sendRows(&portal, limit: maxRows > 0 ? Int(maxRows) : Int.max)
+                portals[name] = portal
+                if !complete {
+                    output.writePGMessage(UInt8(ascii: "s")) { _ in }
+                    return
+                }
+                finish(portal)
+            }.nonisolated()
+        case .close(let kind, let name):
+            if kind == UInt8(ascii: "S") { statements[name] = nil } else { portals[name] = nil }
+            output.writePGMessage(UInt8(ascii: "3")) { _ in }
+            return done
+        case .sync:
+            portals[""] = nil
+            readyForQuery(context)
+            return done
+        case .flush:
+            flush(context)
+            return done
+        case .authentication:
+            return failExtended(context, "08P01", "unexpected authentication message")
+        case .unknown(let type):
+            fatal(context, "08P01", "unsupported message type '\(Unicode.Scalar(type).escaped(asASCII: true))'",
+                  hint: "sandgate speaks the simple and extended query protocols; COPY and function calls are not available")
+            return done
+        default:
+            fatal(context, "08P01", "unexpected message")
+            return done
+        }
+    }
+
+    private func failExtended(_ context: ChannelHandlerContext, _ code: String, _ message: String, hint: String = "") -> EventLoopFuture<Void> {
+        writeError("ERROR", code, message, hint: hint)
+        skipUntilSync = true
+        return context.eventLoop.makeSucceededVoidFuture()
+    }
+
+    private func failExtended(_ context: ChannelHandlerContext, _ error: GatewayError) -> EventLoopFuture<Void> {
+        writeError(error)
+        skipUntilSync = true
+        return context.eventLoop.makeSucceededVoidFuture()
+    }
+
+    // MARK: Startup and authentication
+
+    private func startup(_ message: PGFrontendMessage, context: ChannelHandlerContext) {
+        switch message {
+        case .sslRequest, .gssEncRequest:
+            // No TLS on this listener: the client continues in plain text or gives up (sslmode=require).
+            var buffer = context.channel.allocator.buffer(capacity: 1)
+            buffer.writeInteger(UInt8(ascii: "N"))
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        case .cancel(let processID, let secret):
+            backends.cancel(processID: processID, secret: secret)
+            phase = .closing
+            context.close(promise: nil)
+        case .unsupportedProtocol(let version):
+            fatal(context, "0A000", "unsupported frontend protocol \(version >> 16).\(version & 0xFFFF): sandgate speaks 3.0")
+        case .startup(let parameters):
+            guard let user = parameters["user"], !user.isEmpty else {
+                return fatal(context, "28000", "no user name given", hint: "connect with user = your consumer name and dbname = the dataset")
+            }
+            consumerClaim = user
+            dataset = parameters["database"].flatMap { $0.isEmpty ? nil : $0 } ?? user
+            if let options = parameters["options"] { applyOptions(options) }
+            applicationName = parameters["application_name"] ?? ""
+            output.writePGMessage(UInt8(ascii: "R")) { buffer in
+                buffer.writeInteger(Int32(10))
+                buffer.writePGString("SCRAM-SHA-256")
+                buffer.writeInteger(UInt8(0))
+            }
+            flush(context)
+            phase = .saslInitial
+        default:
+            fatal(context, "08P01", "expected a startup packet")
+        }
+    }
+
+    private var consumerClaim = ""
+    private var applicationName = ""
+
+    /// `-c name=value` pairs of the startup `options` parameter (PGOPTIONS).
+    private func applyOptions(_ options: String) {
+        let words = options.split(separator: " ")
+        var index = 0
+        while index < words.count {
+            var setting = Substring("")
+            if words[index] == "-c", index + 1 < words.count { setting = words[index + 1]; index += 2 } else if words[index].hasPrefix("-c") { setting = words[index].dropFirst(2); index += 1 } else if words[index].hasPrefix("--") { setting = words[index].dropFirst(2); index += 1 } else { index += 1; continue }
+            let parts = setting.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { set(String(parts[0]), String(parts[1])) }
+        }
+    }
+
+    private func set(_ name: String, _ value: String) {
+        switch name.lowercased() {
+        case "client_min_messages":
+            notices = !["warning", "error", "log", "fatal", "panic"].contains(value.lowercased().trimmingCharacters(in: "'"))
+        case "sandgate.notices":
+            notices = !["off", "false", "0"].contains(value.lowercased().trimmingCharacters(in: "'"))
+        default: break
+        }
+    }
+
+    private func authenticate(_ message: PGFrontendMessage, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+        let loop = context.eventLoop
+        guard case .authentication(var body) = message else {
+            fatal(context, "08P01", "expected a SASL message during authentication")
+            return loop.makeSucceededVoidFuture()
+        }
+        switch phase {
+        case .saslInitial:
+            guard let mechanism = body.readPGString(), let length = body.readInteger(as: Int32.self), length >= 0,
+                  let data = body.readBytes(length: Int(length)) else {
+                fatal(context, "08P01", "malformed SASLInitialResponse")
+                return loop.makeSucceededVoidFuture()
+            }
+            guard mechanism == "SCRAM-SHA-256" else {
+                fatal(context, "28000", "SASL mechanism \(mechanism.prefix(40)) is not supported", hint: "use SCRAM-SHA-256 (no channel binding)")
+                return loop.makeSucceededVoidFuture()
+            }
+            let known = Name.isValid(consumerClaim) ? services.gateway.consumers.consumers[consumerClaim] : nil
+            switch SCRAMExchange.start(clientFirst: data, verifier: known?.scram, name: consumerClaim, secret: services.pgSecret) {
+            case .failure(let failure):
+                fatal(context, "08P01", failure.reason)
+            case .success(let exchange):
+                output.writePGMessage(UInt8(ascii: "R")) { buffer in
+                    buffer.writeInteger(Int32(11))
+                    buffer.writeString(exchange.serverFirst)
+                }
+                flush(context)
+                phase = .saslContinue(exchange)
+            }
+            return loop.makeSucceededVoidFuture()
+        case .saslContinue(let exchange):
+            let data = body.readBytes(length: body.readableBytes) ?? []
+            let name = consumerClaim, address = address, services = services
+            if let signature = exchange.finish(clientFinal: data), let declared = services.gateway.consumers.consumers[name], declared.scram != nil {
+                services.state.authSucceeded(consumer: declared.name)
+                services.state.authenticated(context.channel, address: address)
+                consumer = declared.name
+                guard services.gateway.consumers.consumers[consumer]?.grants[dataset] != nil, services.gateway.runtime(dataset) != nil else {
+                    let granted = services.gateway.grantedDatasets(consumer: consumer)
+                    fatal(context, "3D000", "database \"\(dataset.prefix(64))\" does not exist or is not granted to \(consumer)",
+                          hint: granted.isEmpty ? "no dataset is granted to you" : "connect with dbname = one of: " + granted.joined(separator: ", "))
+                    return loop.makeSucceededVoidFuture()
+                }
+                output.writePGMessage(UInt8(ascii: "R")) { buffer in
+                    buffer.writeInteger(Int32(12))
+                    buffer.writeString("v=" + Data(signature).base64EncodedString())
+                }
+                output.writePGMessage(UInt8(ascii: "R")) { $0.writeInteger(Int32(0)) }
+                let parameters = [
+                    ("application_name", applicationName), ("client_encoding", "UTF8"), ("DateStyle", "ISO, MDY"),
+                    ("default_transaction_read_only", "on"), ("in_hot_standby", "off"), ("integer_datetimes", "on"),
+                    ("IntervalStyle", "postgres"), ("is_superuser", "off"), ("server_encoding", "UTF8"),
+                    ("server_version", Self.serverVersion), ("session_authorization", consumer),
+                    ("standard_conforming_strings", "on"), ("TimeZone", "UTC"),
+                ]
+                for (key, value) in parameters {
+                    output.writePGMessage(UInt8(ascii: "S")) { buffer in
+                        buffer.writePGString(key)
+                        buffer.writePGString(value)
+                    }
+                }
+                let key = backends.register(cancellation: cancellation)
+                processID = key.processID
+                output.writePGMessage(UInt8(ascii: "K")) { buffer in
+                    buffer.writeInteger(key.processID)
+                    buffer.writeInteger(key.secret)
+                }
+                phase = .ready
+                readyForQuery(context)
+                return loop.makeSucceededVoidFuture()
+            }
+            // Failures are counted and recorded on a worker, then answered after the back-off.
+            phase = .closing
+            let recorded = services.workers.runIfActive(eventLoop: loop) { services.loginFailed(address: address, name: name) }
+            return recorded.flatMap { _ in
+                loop.scheduleTask(in: services.state.authDelay(address: address, consumer: Name.isValid(name) ? name : "")) {}.futureResult
+            }.hop(to: loop).assumeIsolated().map { [self] in
+                phase = .ready
+                fatal(context, "28P01", "password authentication failed for user \"\(name.prefix(64))\"",
+                      hint: "the password is your sandgate API key; a consumer logs in over PostgreSQL only with a scram_sha256 verifier in consumers.yaml (`sandgate consumer add` writes one)")
+            }.nonisolated()
+        default:
+            return loop.makeSucceededVoidFuture()
+        }
+    }
+
+    // MARK: Queries
+
+    private func classify(_ sql: String) -> Command {
+        let tokens = PGDialect.tokenize(sql)
+        let words = tokens.filter { !$0.isSpace }
+        guard let first = words.first else { return .empty }
+        switch first.upper {
+        case "SET", "RESET":
+            if first.upper == "SET", words.count >= 3 {
+                let name = words[1].upper == "SESSION" || words[1].upper == "LOCAL" ? (words.count > 2 ? words[2].text : "") : words[1].text
+                let valueIndex = words.firstIndex { $0.text == "=" || $0.upper == "TO" }.map { $0 + 1 } ?? words.count
+                if valueIndex < words.count { set(name, words[valueIndex].text) }
+            }
+            return .utility(tag: first.upper)
+        case "BEGIN", "START": return .utility(tag: "BEGIN")
+        case "COMMIT", "END": return .utility(tag: "COMMIT")
+        case "ROLLBACK", "ABORT": return .utility(tag: words.count > 1 && words[1].upper == "TO" ? "ROLLBACK" : "ROLLBACK")
+        case "DISCARD": return .utility(tag: "DISCARD ALL")
+        case "DEALLOCATE": return .utility(tag: "DEALLOCATE")
+        case "SAVEPOINT": return .utility(tag: "SAVEPOINT")
+        case "RELEASE": return .utility(tag: "RELEASE")
+        case "LISTEN", "UNLISTEN": return .utility(tag: first.upper)
+        case "SHOW":
+            let name = words.dropFirst().map(\.text).joined(separator: " ").lowercased()
+            return .show(name: name)
+        default:
+            if PGCatalog.isCatalogQuery(tokens) {
+                return .catalog(sql: PGDialect.catalogSQL(sql, consumer: consumer, dataset: dataset))
+            }
+            return .query(sql: PGDialect.render(PGDialect.translate(tokens)))
+        }
+    }
+
+    /// The highest `$n` in `sql`.
+    static func parameterCount(_ sql: String) -> Int {
+        PGDialect.tokenize(sql).reduce(0) { highest, token in
+            token.kind == .parameter ? max(highest, Int(token.text.dropFirst()) ?? 0) : highest
+        }
+    }
+
+    private func simpleQuery(_ sql: String, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+        let loop = context.eventLoop
+        let pieces = PGDialect.statements(sql)
+        guard !pieces.isEmpty else {
+            output.writePGMessage(UInt8(ascii: "I")) { _ in }
+            readyForQuery(context)
+            return loop.makeSucceededVoidFuture()
+        }
+        // Each statement runs on its own, metered and recorded, as PostgreSQL runs them; the
+        // first error ends the string.
+        var chain = loop.makeSucceededFuture(true)
+        for piece in pieces {
+            chain = chain.flatMap { [self] carryOn -> EventLoopFuture<Bool> in
+                guard carryOn else { return loop.makeSucceededFuture(false) }
+                let statement = Statement(command: classify(piece), parameterTypes: [], parameterCount: 0)
+                portals[""] = Portal(statement: statement, parameters: [], resultFormats: [])
+                return run(portal: "", context: context).hop(to: loop).assumeIsolated().map { [self] () -> Bool in
+                    guard var portal = portals[""] else { return false }
+                    portals[""] = nil
+                    if let error = portal.error {
+                        writeError(error)
+                        if case .failed(let response)? = portal.rows { notice(response) }
+                        return false
+                    }
+                    describe(portal)
+                    _ = sendRows(&portal, limit: .max)
+                    finish(portal)
+                    flushIfLarge(context)
+                    return true
+                }.nonisolated()
+            }
+        }
+        return chain.hop(to: loop).assumeIsolated().map { [self] _ in readyForQuery(context) }.nonisolated()
+    }
+
+    private func flushIfLarge(_ context: ChannelHandlerContext) {
+        if output.readableBytes > 256 * 1024 { flush(context) }
+    }
+
+    /// Runs the portal's command once (on a worker), keeping its rows or error in the portal.
+    private func run(portal name: String, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+        let loop = context.eventLoop
+        guard let portal = portals[name], portal.rows == nil, portal.error == nil else { return loop.makeSucceededVoidFuture() }
+        let parameters = portal.parameters
+        switch portal.statement.command {
+        case .empty, .utility:
+            return loop.makeSucceededVoidFuture()
+        case .show(let setting):
+            let value = Self.showValue(setting, consumer: consumer)
+            portals[name]?.rows = .catalog(PGCatalog.Answer(columns: [PGColumn(name: setting, type: .text)], rows: [[.text(value)]]))
+            return loop.makeSucceededVoidFuture()
+        case .catalog(let sql):
+            let box = catalog, gateway = services.gateway, dataset = dataset, consumer = consumer
+            return services.workers.runIfActive(eventLoop: loop) { () -> Result<PGCatalog.Answer, GatewayError> in
+                if box.catalog == nil {
+                    guard case .success(let description) = gateway.describe(dataset: dataset, consumer: consumer) else {
+                        return .failure(GatewayError(.unavailable, "the dataset's description is not available"))
+                    }
+                    do {
+                        box.catalog = try PGCatalog(description: description, declaredTypes: gateway.runtime(dataset)?.facts.declaredTypes ?? [:], consumer: consumer)
+                    } catch {
+                        return .failure(GatewayError(.internal, "cannot build the catalog"))
+                    }
+                }
+                return box.catalog?.run(sql, parameters: parameters) ?? .failure(GatewayError(.internal, "no catalog"))
+            }.hop(to: loop).assumeIsolated().map { [self] outcome in
+                switch outcome {
+                case .success(let answer): portals[name]?.rows = .catalog(answer)
+                case .failure(let error):
+                    services.logger.debug("catalog query refused", metadata: ["sql": "\(sql.prefix(4000))", "error": "\(error.message)"])
+                    portals[name]?.error = error
+                }
+            }.nonisolated()
+        case .query(let sql):
+            let state = services.state
+            if let refusal = state.unsentRefusal(consumer: consumer) {
+                portals[name]?.error = refusal
+                return loop.makeSucceededVoidFuture()
+            }
+            guard state.beginQuery(consumer: consumer) else {
+                portals[name]?.error = GatewayError(.quotaExceeded, "too many queries in flight for \(consumer) (limit \(state.configuration.maxInFlightPerConsumer))")
+                return loop.makeSucceededVoidFuture()
+            }
+            var bound: QueryParameters = .none
+            if !parameters.isEmpty {
+                var named: [String: SQLValue] = [:]
+                for (index, value) in parameters.enumerated() { named[String(index + 1)] = value }
+                bound = .named(named)
+            }
+            cancellation.reset()
+            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, parameters: bound, cancellation: cancellation)
+            let promise = loop.makePromise(of: QueryResponse?.self)
+            let started = DispatchTime.now().uptimeNanoseconds, consumer = consumer, gateway = services.gateway
+            services.workers.submit { workerState in
+                guard workerState == .active else { return promise.succeed(nil) }
+                gateway.run(request) { response in promise.succeed(response) }
+            }
+            return promise.futureResult.hop(to: loop).assumeIsolated().map { [self] response in
+                guard let response else {
+                    state.endQuery(consumer: consumer, outcome: "unavailable", elapsedMicros: 0)
+                    portals[name]?.error = GatewayError(.unavailable, "the gateway is shutting down")
+                    return
+                }
+                state.endQuery(consumer: consumer, outcome: response.error?.code.rawValue ?? "ok", elapsedMicros: Int64((DispatchTime.now().uptimeNanoseconds - started) / 1000))
+                switch response.outcome {
+                case .success(let result): portals[name]?.rows = .data(result, response)
+                case .failure(let error):
+                    portals[name]?.error = error
+                    portals[name]?.rows = .failed(response)
+                }
+            }.nonisolated()
+        }
+    }
+
+    static func showValue(_ name: String, consumer: String) -> String {
+        switch name {
+        case "server_version": serverVersion
+        case "server_version_num": "150000"
+        case "client_encoding", "server_encoding": "UTF8"
+        case "datestyle": "ISO, MDY"
+        case "timezone": "UTC"
+        case "integer_datetimes", "standard_conforming_strings", "default_transaction_read_only", "transaction_read_only": "on"
+        case "transaction isolation level", "transaction_isolation", "default_transaction_isolation": "read committed"
+        case "search_path": "public"
+        case "max_identifier_length": "63"
+        case "session_authorization", "session authorization": consumer
+        case "lc_collate", "lc_ctype": "C.UTF-8"
+        default: ""
+        }
+    }
+
+    private func columns(of portal: Portal) -> [PGColumn]? {
+        switch portal.rows {
+        case .data(let result, _)?:
+            return zip(result.columns, result.columnTypes).map { PGColumn(name: $0, type: PGType($1.kind)) }
+        case .catalog(let answer)?:
+            return answer.columns
+        case .failed?, nil:
+            return nil
+        }
+    }
+
+    private func formats(_ portal: Portal, count: Int) -> [Bool] {
+        (0..<count).map { index in
+            let format = portal.resultFormats.isEmpty ? 0 : portal.resultFormats.count == 1 ? portal.resultFormats[0] : (index < portal.resultFormats.count ? portal.resultFormats[index] : 0)
+            return format == 1
+        }
+    }
+
+    /// RowDescription for a portal that returns rows, else NoData.
+    private func describe(_ portal: Portal) {
+        guard let columns = columns(of: portal) else {
+            if case .query = portal.statement.command {} else { output.writePGMessage(UInt8(ascii: "n")) { _ in } }
+            return
+        }
+        writeRowDescription(columns, binary: formats(portal, count: columns.count))
+    }
+
+    private func writeRowDescription(_ columns: [PGColumn], binary: [Bool]) {
+        output.writePGMessage(UInt8(ascii: "T")) { buffer in
+            buffer.writeInteger(Int16(clamping: columns.count))
+            for (index, column) in columns.enumerated() {
+                buffer.writePGString(column.name)
+                buffer.writeInteger(Int32(0))
+                buffer.writeInteger(Int16(0))
+                buffer.writeInteger(column.type.rawValue)
+                buffer.writeInteger(column.type.size)
+                buffer.writeInteger(Int32(-1))
+                buffer.writeInteger(Int16(index < binary.count && binary[index] ? 1 : 0))
+            }
+        }
+    }
+
+    private func describeStatement(_ statement: Statement, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+        let loop = context.eventLoop
+        output.writePGMessage(UInt8(ascii: "t")) { buffer in
+            let count = max(statement.parameterCount, statement.parameterTypes.count)
+            buffer.writeInteger(Int16(clamping: count))
+            for index in 0..<count {
+                let declared = index < statement.parameterTypes.count ? statement.parameterTypes[index] : 0
+                buffer.writeInteger(declared == 0 ? PGType.text.rawValue : declared)
+            }
+        }
+        switch statement.command {
+        case .query(let sql):
+            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql)
+            let gateway = services.gateway
+            return services.workers.runIfActive(eventLoop: loop) { gateway.columns(request) }.hop(to: loop).assumeIsolated().map { [self] outcome in
+                switch outcome {
+                case .success(let columns):
+                    writeRowDescription(columns.map { PGColumn(name: $0.name, type: PGType($0.type.kind)) }, binary: [])
+                case .failure(let error):
+                    writeError(error)
+                    skipUntilSync = true
+                }
+            }.nonisolated()
+        case .show(let name):
+            writeRowDescription([PGColumn(name: name, type: .text)], binary: [])
+        case .catalog:
+            // Described by running it with NULL parameters on the catalog (it holds no data).
+            var portal = Portal(statement: statement, parameters: Array(repeating: .null, count: statement.parameterCount), resultFormats: [])
+            let name = "\u{0}describe"
+            portals[name] = portal
+            return run(portal: name, context: context).hop(to: loop).assumeIsolated().map { [self] in
+                portal = portals.removeValue(forKey: name) ?? portal
+                if let error = portal.error {
+                    writeError(error)
+                    skipUntilSync = true
+                } else {
+                    describe(portal)
+                }
+            }.nonisolated()
+        default:
+            output.writePGMessage(UInt8(ascii: "n")) { _ in }
+        }
+        return loop.makeSucceededVoidFuture()
+    }
+
+    /// DataRows from the portal's cursor, at most `limit`; true when the rows are all sent.
+    private func sendRows(_ portal: inout Portal, limit: Int) -> Bool {
+        guard let columns = columns(of: portal) else { return true }
+        let binary = formats(portal, count: columns.count)
+        switch portal.rows {
+        case .data(let result, _)?:
+            let end = portal.cursor + min(limit, result.rowCount - portal.cursor)
+            for row in portal.cursor..<end {
+                output.writePGMessage(UInt8(ascii: "D")) { buffer in
+                    buffer.writeInteger(Int16(clamping: columns.count))
+                    for column in 0..<columns.count {
+                        PGValueEncoder.write(result.cell(row: row, column: column), type: columns[column].type, binary: binary[column], into: &buffer)
+                    }
+                }
+            }
+            portal.cursor = end
+            return end >= result.rowCount
+        case .catalog(let answer)?:
+            let end = portal.cursor + min(limit, answer.rows.count - portal.cursor)
+            for row in answer.rows[portal.cursor..<end] {
+                output.writePGMessage(UInt8(ascii: "D")) { buffer in
+                    buffer.writeInteger(Int16(clamping: columns.count))
+                    for (column, value) in row.enumerated() {
+                        Self.write(value, type: columns[column].type, binary: binary[column], into: &buffer)
+                    }
+                }
+            }
+            portal.cursor = end
+            return end >= answer.rows.count
+        case .failed?, nil:
+            return true
+        }
+    }
+
+    static func write(_ value: SQLValue, type: PGType, binary: Bool, into buffer: inout ByteBuffer) {
+        switch value {
+        case .null: PGValueEncoder.write(.null, type: type, binary: binary, into: &buffer)
+        case .integer(let number):
+            if binary {
+                switch type {
+                case .int2: return PGValueEncoder.field(&buffer) { $0.writeInteger(Int16(truncatingIfNeeded: number)) }
+                case .int4, .oid: return PGValueEncoder.field(&buffer) { $0.writeInteger(Int32(truncatingIfNeeded: number)) }
+                case .char: return PGValueEncoder.field(&buffer) { $0.writeInteger(UInt8(truncatingIfNeeded: number)) }
+                default: break
+                }
+            }
+            PGValueEncoder.write(.integer(number), type: type, binary: binary, into: &buffer)
+        case .real(let number):
+            if binary, type == .float4 { return PGValueEncoder.field(&buffer) { $0.writeInteger(Float(number).bitPattern) } }
+            PGValueEncoder.write(.real(number), type: type, binary: binary, into: &buffer)
+        case .text(var text):
+            if type == .bool, !binary { text = (text == "1" || text == "t") ? "t" : "f" }
+            text.withUTF8 { PGValueEncoder.write(.text(UnsafeRawBufferPointer($0)), type: type, binary: binary, into: &buffer) }
+        case .blob(let bytes):
+            bytes.withUnsafeBytes { PGValueEncoder.write(.blob($0), type: type, binary: binary, into: &buffer) }
+        }
+    }
+
+    /// CommandComplete and the usage notice.
+    private func finish(_ portal: Portal) {
+        let tag: String
+        switch portal.statement.command {
+        case .utility(let command):
+            tag = command
+            if command == "BEGIN" { inTransaction = true }
+            if command == "COMMIT" || command == "ROLLBACK" { inTransaction = false }
+        case .empty:
+            output.writePGMessage(UInt8(ascii: "I")) { _ in }
+            return
+        case .show:
+            tag = "SHOW"
+        default:
+            tag = "SELECT \(portal.cursor)"
+        }
+        if case .data(_, let response)? = portal.rows { notice(response) }
+        output.writePGMessage(UInt8(ascii: "C")) { $0.writePGString(tag) }
+    }
+
+    /// The usage summary of a gateway query, as a NoticeResponse (unless the client asked for none).
+    private func notice(_ response: QueryResponse) {
+        guard notices, !response.usage.queryID.isEmpty else { return }
+        let usage = response.usage
+        var text = "sandgate: query \(usage.queryID), \(usage.rows) row(s), \(usage.maskedCells) masked cell(s), cost \(usage.costMicros) micro-\(usage.currency)"
+        if let suppressed = usage.suppressedGroups {
+            if suppressed > 0 { text += ", \(suppressed) group(s) below the threshold withheld" }
+        } else {
+            text += ", groups below the threshold are withheld"
+        }
+        if response.truncated { text += ", truncated by \(response.truncatedBy ?? "max_rows")" }
+        output.writePGMessage(UInt8(ascii: "N")) { buffer in
+            Self.fields(&buffer, severity: "NOTICE", code: "00000", message: text, hint: "")
+        }
+    }
+}
+
