@@ -33,7 +33,7 @@ final class PGCatalog {
             let word = token.text.lowercased().trimmingCharacters(in: "\"")
             if word == "pg_catalog" || word == "information_schema" || catalogTables.contains(word) { return true }
             if ["version", "current_schema", "current_schemas", "current_database", "pg_backend_pid", "current_setting",
-                "pg_is_in_recovery", "has_table_privilege", "pg_encoding_to_char", "format_type", "set_config"].contains(word),
+                "pg_is_in_recovery", "has_table_privilege", "pg_encoding_to_char", "format_type", "set_config", "to_regtype", "to_regclass"].contains(word),
                tokens.dropFirst(index + 1).first(where: { !$0.isSpace })?.text == "(" { return true }
             if ["current_user", "session_user", "current_catalog"].contains(word) { return true }
         }
@@ -265,6 +265,7 @@ final class PGCatalog {
         try constant("pg_table_is_visible", 1, .integer(1))
         try constant("pg_type_is_visible", 1, .integer(1))
         try constant("pg_function_is_visible", 1, .integer(1))
+        try constant("pg_collation_is_visible", 1, .integer(1))
         for (name, count) in [("has_table_privilege", 2), ("has_table_privilege", 3), ("has_schema_privilege", 2), ("has_schema_privilege", 3),
                               ("has_database_privilege", 2), ("has_database_privilege", 3), ("has_column_privilege", 3), ("has_column_privilege", 4)] {
             try constant(name, Int32(count), .integer(1))
@@ -300,6 +301,27 @@ final class PGCatalog {
             var value = (try? self.connection.scalar("SELECT setting FROM pg_settings WHERE lower(name) = lower(?)", [.text(key)]))
                 .flatMap { if case .text(let text) = $0 { text } else { nil } } ?? ""
             value.withUTF8 { result.setText($0) }
+        }
+        // oid::regclass::text and friends: the object's name.
+        for (name, query) in [("sg_regclass_name", "SELECT relname FROM pg_class WHERE oid = ?"), ("sg_regtype_name", "SELECT typname FROM pg_type WHERE oid = ?"),
+                              ("sg_regproc_name", "SELECT proname FROM pg_proc WHERE oid = ?"), ("sg_regnamespace_name", "SELECT nspname FROM pg_namespace WHERE oid = ?")] {
+            try db.createFunction(name: name, argumentCount: 1, deterministic: true) { [unowned self] arguments, result in
+                guard arguments.type(at: 0) == .integer else { return result.setArgument(arguments, at: 0) }
+                if case .text(var text)? = try? self.connection.scalar(query, [.integer(arguments.integer(at: 0))]) {
+                    text.withUTF8 { result.setText($0) }
+                } else {
+                    result.setNull()
+                }
+            }
+        }
+        for (name, query) in [("to_regtype", "SELECT oid FROM pg_type WHERE typname = ?"), ("to_regclass", "SELECT oid FROM pg_class WHERE relname = ?"),
+                              ("to_regnamespace", "SELECT oid FROM pg_namespace WHERE nspname = ?")] {
+            try db.createFunction(name: name, argumentCount: 1, deterministic: true) { [unowned self] arguments, result in
+                guard arguments.type(at: 0) != .null else { return result.setNull() }
+                let text = arguments.withText(at: 0) { String(decoding: $0, as: UTF8.self) }
+                let bare = text.split(separator: ".").last.map(String.init)?.trimmingCharacters(in: "\"") ?? text
+                if case .integer(let oid)? = try? self.connection.scalar(query, [.text(bare)]) { result.setInteger(oid) } else { result.setNull() }
+            }
         }
         for name in ["sg_regclass", "sg_regtype", "sg_regproc", "sg_regnamespace"] {
             try db.createFunction(name: name, argumentCount: 1, deterministic: true) { [unowned self] arguments, result in

@@ -183,7 +183,12 @@ enum PGDialect {
                 let operand = Array(out[start...])
                 out.removeSubrange(start...)
                 let operandText = render(operand)
-                if let function = catalog ? Self.catalogCast[type] : nil {
+                if catalog, operand.count == 1, operand[0].text.hasPrefix("sg_reg"), ["text", "varchar", "name"].contains(type),
+                   let open = operand[0].text.firstIndex(of: "(") {
+                    // reg*::text is the object's name.
+                    let call = operand[0].text
+                    out.append(Token(kind: .word, text: call[..<open] + "_name" + call[open...]))
+                } else if let function = catalog ? Self.catalogCast[type] : nil {
                     out.append(Token(kind: .word, text: "\(function)(\(operandText))"))
                 } else if let sqlite = Self.castTypes[type] {
                     out.append(Token(kind: .word, text: "CAST(\(operandText) AS \(sqlite))"))
@@ -260,7 +265,7 @@ extension PGDialect {
     }
 
     /// PostgreSQL functions with a SQLite aggregate of the same meaning.
-    static let catalogFunctionNames = ["string_agg": "group_concat", "array_agg": "group_concat", "bool_or": "max", "bool_and": "min"]
+    static let catalogFunctionNames = ["json_build_object": "json_object", "jsonb_build_object": "json_object", "string_agg": "group_concat", "array_agg": "group_concat", "bool_or": "max", "bool_and": "min"]
 
     static func catalogSQL(_ sql: String, consumer: String, dataset: String) -> String {
         var tokens = tokenize(sql)
