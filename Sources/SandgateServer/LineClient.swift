@@ -89,6 +89,20 @@ public final class LineClient {
         }
     }
 
+    /// Reads exactly `count` bytes, or nil when the server closed the connection first (tests of
+    /// the PostgreSQL protocol read its binary messages with this).
+    public func read(count: Int) throws -> [UInt8]? {
+        while pending.count < count {
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let received = chunk.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+            if received == 0 { return nil }
+            guard received > 0 else { throw ClientError(description: "receive failed or timed out") }
+            pending += chunk[..<received]
+        }
+        defer { pending.removeSubrange(..<count) }
+        return Array(pending[..<count])
+    }
+
     /// Sends a request object and returns the response line.
     public func request(_ line: String) throws -> String {
         try send(line)

@@ -12,6 +12,8 @@ final class ServerHarness {
     let gateway: Gateway
     let server: JSONLinesServer
     let port: Int
+    /// The PostgreSQL-protocol listener's port.
+    let pgPort: Int
     let logs: LogCollector
 
     init(
@@ -29,6 +31,7 @@ final class ServerHarness {
         configure(&configuration)
         server = JSONLinesServer(gateway: gateway, configuration: configuration, logger: logger)
         port = try server.start()
+        pgPort = try server.startPostgres(host: "127.0.0.1", port: 0)
     }
 
     deinit {

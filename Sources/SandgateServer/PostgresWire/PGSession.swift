@@ -585,7 +585,8 @@ final class PGSession: ChannelInboundHandler {
                         if case .failed(let response)? = portal.rows { notice(response) }
                         return false
                     }
-                    describe(portal)
+                    // Simple query: RowDescription only for statements that return rows (no NoData).
+                    if let columns = columns(of: portal) { writeRowDescription(columns, binary: []) }
                     _ = sendRows(&portal, limit: .max)
                     finish(portal)
                     flushIfLarge(context)

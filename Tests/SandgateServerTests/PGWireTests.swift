@@ -1,0 +1,159 @@
+import Foundation
+import NIOCore
+import SandgateCore
+import SandgateServer
+import SandgateTestSupport
+import Testing
+
+/// The PostgreSQL front end (DESIGN.md §6) over a real socket, with a hand-written client so
+/// that every byte is the test's choice.
+@Suite struct PGWireTests {
+    @Test("SCRAM login, then a typed result, the usage notice, SELECT n and ReadyForQuery")
+    func loginAndQuery() throws {
+        let harness = try ServerHarness()
+        let client = try PGTestClient(port: harness.pgPort)
+        let login = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        #expect(login.types.hasPrefix("RR"), "SASLFinal then AuthenticationOk")
+        #expect(login.types.hasSuffix("KZ"))
+        #expect(login.contains { $0.typeCharacter == "S" && String(decoding: $0.body, as: UTF8.self).hasPrefix("server_version\u{0}15") })
+
+        let answer = try client.query("SELECT city, count(*) AS n, 1.5 AS r FROM customers WHERE city = 'Shanghai' GROUP BY city")
+        #expect(answer.types == "TDNCZ")
+        #expect(answer.typeOIDs == [25, 20, 701])
+        #expect(answer.rows.first?.first == "Shanghai")
+        #expect(answer.first { $0.typeCharacter == "C" }.map { String(decoding: $0.body.dropLast(), as: UTF8.self) } == "SELECT 1")
+        let notice = try #require(answer.first { $0.typeCharacter == "N" }).fields
+        #expect(notice["M"]?.contains("cost") == true && notice["M"]?.contains("query ") == true)
+    }
+
+    @Test("a wrong key, an unknown user and a consumer without a verifier all fail the same way, with a hint")
+    func failedLogins() throws {
+        let harness = try ServerHarness(workspace: TestWorkspace(consumers: TestWorkspace.consumers()))
+        for (user, key) in [("analyst-a", "wrong"), ("nobody", TestWorkspace.demoKey), ("analyst-b", TestWorkspace.demoKey)] {
+            let client = try PGTestClient(port: harness.pgPort)
+            let answer = try client.login(user: user, password: key)
+            let error = try #require(answer.error, "\(user)")
+            #expect(error["C"] == "28P01")
+            #expect(error["M"] == "password authentication failed for user \"\(user)\"")
+            #expect(error["H"]?.contains("scram_sha256") == true)
+            #expect(try client.read() == nil, "the connection is closed")
+        }
+    }
+
+    @Test("refusals carry SQLSTATE, the sandgate code and its hint; the session goes on")
+    func refusals() throws {
+        let harness = try ServerHarness()
+        let client = try PGTestClient(port: harness.pgPort)
+        _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        for (sql, state, code) in [
+            ("SELECT salary FROM customers", "42703", "no_such_column"),
+            ("SELECT * FROM custmers", "42P01", "no_such_table"),
+            ("SELECT amount FROM orders", "42501", "aggregate_required"),
+            ("SELEC 1", "42601", "syntax_error"),
+            ("DELETE FROM customers", "42501", "not_a_select"),
+        ] {
+            let answer = try client.query(sql)
+            let error = try #require(answer.error, "\(sql)")
+            #expect(error["C"] == state, "\(sql)")
+            #expect(error["M"]?.hasPrefix(code + ": ") == true, "\(sql): \(error["M"] ?? "")")
+            #expect(answer.last?.typeCharacter == "Z")
+        }
+        #expect(try client.query("SELECT 1 AS one").rows == [["1"]])
+    }
+
+    @Test("several statements in one string run one by one, each metered; the first error stops the rest")
+    func multipleStatements() throws {
+        let harness = try ServerHarness()
+        let client = try PGTestClient(port: harness.pgPort)
+        _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        let answer = try client.query("SELECT 1 AS a; SELECT 'x;y' AS b; SELECT nope FROM customers; SELECT 3 AS c")
+        #expect(answer.rows == [["1"], ["x;y"]])
+        #expect(answer.filter { $0.typeCharacter == "N" }.count == 3, "two results and the refusal are metered")
+        #expect(answer.error?["C"] == "42703")
+        #expect(try client.query("").types == "IZ", "EmptyQueryResponse")
+        #expect(try client.query("BEGIN; SET search_path = public; COMMIT").types == "CCCZ")
+    }
+
+    @Test("extended protocol: binary parameters, Describe, Execute with a row limit and PortalSuspended")
+    func extended() throws {
+        let harness = try ServerHarness()
+        let client = try PGTestClient(port: harness.pgPort)
+        _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        // Parse "s1" with an int8 parameter, Bind it in binary, Describe the portal, Execute 2 rows at a time.
+        try client.send("P", PGTestClient.cString("s1") + PGTestClient.cString("SELECT city FROM customers WHERE length(city) > $1 ORDER BY city LIMIT 3")
+                        + PGTestClient.int16(1) + PGTestClient.int32(20))
+        try client.send("B", PGTestClient.cString("") + PGTestClient.cString("s1") + PGTestClient.int16(1) + PGTestClient.int16(1)
+                        + PGTestClient.int16(1) + PGTestClient.int32(8) + withUnsafeBytes(of: Int64(2).bigEndian) { Array($0) } + PGTestClient.int16(0))
+        try client.send("D", [UInt8(ascii: "P")] + PGTestClient.cString(""))
+        try client.send("E", PGTestClient.cString("") + PGTestClient.int32(2))
+        try client.send("E", PGTestClient.cString("") + PGTestClient.int32(2))
+        try client.send("S", [])
+        let answer = try client.readUntilReady()
+        #expect(answer.types == "12TDDsDNCZ")
+        #expect(answer.rows.count == 3)
+
+        // Describe of the statement names its parameter and the columns, before anything runs.
+        try client.send("D", [UInt8(ascii: "S")] + PGTestClient.cString("s1"))
+        try client.send("S", [])
+        let described = try client.readUntilReady()
+        #expect(described.types == "tTZ")
+        // An error skips to Sync.
+        try client.send("B", PGTestClient.cString("") + PGTestClient.cString("missing") + PGTestClient.int16(0) + PGTestClient.int16(0) + PGTestClient.int16(0))
+        try client.send("E", PGTestClient.cString("") + PGTestClient.int32(0))
+        try client.send("S", [])
+        let skipped = try client.readUntilReady()
+        #expect(skipped.types == "EZ")
+        #expect(skipped.error?["C"] == "26000")
+    }
+
+    @Test("bad bytes get an ErrorResponse or a closed connection; other connections keep working", arguments: [
+        ("negative length", PGTestClient.int32(8) + PGTestClient.int32(80_877_103) + [UInt8(ascii: "Q")] + PGTestClient.int32(-5)),
+        ("huge length", [UInt8(ascii: "Q")] + PGTestClient.int32(0x7FFF_FFFF)),
+        ("10 MB startup packet", PGTestClient.int32(10_000_000) + PGTestClient.int32(196_608) + Array(repeating: UInt8(ascii: "a"), count: 1000)),
+        ("query before the startup packet", [UInt8(ascii: "Q")] + PGTestClient.int32(9) + PGTestClient.cString("x1234")),
+        ("old protocol", PGTestClient.int32(8) + PGTestClient.int32(131_072)),
+        ("truncated startup", PGTestClient.int32(20) + PGTestClient.int32(196_608)),
+    ])
+    func robustness(name: String, bytes: [UInt8]) throws {
+        let harness = try ServerHarness { $0.loginTimeout = .seconds(2) }
+        let bad = try PGTestClient(port: harness.pgPort)
+        try bad.connection.send(bytes: bytes)
+        var closedOrError = false
+        for _ in 0..<4 {
+            guard let message = try? bad.read() else { closedOrError = true; break }
+            if message.typeCharacter == "E" { closedOrError = true; break }
+        }
+        #expect(closedOrError, "\(name)")
+        let good = try PGTestClient(port: harness.pgPort)
+        #expect(try good.login(user: "analyst-a", password: TestWorkspace.demoKey).types.hasSuffix("Z"))
+        #expect(try good.query("SELECT 1 AS one").rows == [["1"]])
+    }
+
+    @Test("a message type the server does not speak closes the session with 08P01")
+    func unknownMessage() throws {
+        let harness = try ServerHarness()
+        let client = try PGTestClient(port: harness.pgPort)
+        _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        try client.send("d", [1, 2, 3])  // CopyData outside COPY
+        let error = try #require(try client.read())
+        #expect(error.fields["C"] == "08P01")
+        #expect(try client.read() == nil)
+    }
+
+    @Test("CancelRequest with the BackendKeyData stops the running query with 57014")
+    func cancel() throws {
+        let harness = try ServerHarness()
+        let client = try PGTestClient(port: harness.pgPort)
+        let login = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        let key = try #require(login.first { $0.typeCharacter == "K" })
+        try client.send("Q", PGTestClient.cString("SELECT hex(zeroblob(4000000)) LIKE ('%' || hex(zeroblob(498)) || '1%')"))
+        Thread.sleep(forTimeInterval: 0.3)
+        let canceller = try PGTestClient(port: harness.pgPort)
+        try canceller.connection.send(bytes: PGTestClient.int32(16) + PGTestClient.int32(80_877_102) + key.body)
+        let started = Date()
+        let answer = try client.readUntilReady()
+        #expect(answer.error?["C"] == "57014")
+        #expect(answer.error?["M"]?.hasPrefix("cancelled: ") == true)
+        #expect(Date().timeIntervalSince(started) < 1.5, "well before the 2 s timeout")
+    }
+}
