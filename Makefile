@@ -4,13 +4,24 @@ FIXTURE      := Fixtures/retail.sqlite
 FIXTURE_ROWS ?= 5000
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libsqlite3-dev libpcre2-dev
+## What the real-client tests need: psql, pgjdbc and a JDK, a Python venv (psycopg, pandas, SQLAlchemy).
+CLIENT_APT   := postgresql-client libpostgresql-jdbc-java openjdk-17-jdk-headless python3-venv
+LISTEN       ?= 127.0.0.1:7878
+PG_LISTEN    ?= 127.0.0.1:5433
 
-.PHONY: deps build fixture serve demo test bench load clean
+.PHONY: deps client-deps build fixture serve demo test bench load clean
 
 ## Installs the C libraries with apt when they are missing.
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
+
+## Real PostgreSQL clients for the tests (apt and a virtual environment in .venv).
+client-deps:
+	@missing=""; for p in $(CLIENT_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
+	@[ -x .venv/bin/python ] || python3 -m venv .venv
+	@.venv/bin/python -c "import psycopg, psycopg2, pandas, sqlalchemy" 2>/dev/null || .venv/bin/pip install -q -r Tests/clients/requirements.txt
 
 build: deps
 	$(SWIFT) build
@@ -19,17 +30,19 @@ build: deps
 fixture: build
 	@[ -f $(FIXTURE) ] || .build/debug/sandgate fixtures generate --rows $(FIXTURE_ROWS) --out $(FIXTURE)
 
-## The gateway on the shipped policies: JSON lines on 127.0.0.1:7878 (Ctrl-C stops it).
+## The gateway on the shipped policies: JSON lines on $(LISTEN), PostgreSQL on $(PG_LISTEN) (Ctrl-C stops it).
 serve: fixture
-	.build/debug/sandgate serve --policies Policies --state var --listen 127.0.0.1:7878
+	.build/debug/sandgate serve --policies Policies --state var --listen $(LISTEN) --pg-listen $(PG_LISTEN)
 
 ## A tour of `sandgate query`, `explain`, `describe` and the ledger, without a server.
 demo: fixture
 	./Scripts/demo.sh
 
-test: deps
+test: deps client-deps
 	$(SWIFT) build
 	$(SWIFT) test
+	@[ -f $(FIXTURE) ] || .build/debug/sandgate fixtures generate --rows $(FIXTURE_ROWS) --out $(FIXTURE)
+	Tests/clients/run.sh .build/debug/sandgate
 
 ## Release-build benchmark of issue 2 (masking cost); ROWS=1000000 by default.
 bench: deps
