@@ -54,6 +54,21 @@ public struct UsageSummary: Sendable, Equatable {
     public var currency: String
     /// The ledger position of the record written for this request.
     public var seq: Int64
+
+    public init(queryID: String, rows: Int, cells: Int, bytes: Int, maskedCells: Int, suppressedGroups: Int?, vmSteps: Int64,
+                elapsedMicroseconds: Int64, costMicros: Int64, currency: String, seq: Int64) {
+        self.queryID = queryID
+        self.rows = rows
+        self.cells = cells
+        self.bytes = bytes
+        self.maskedCells = maskedCells
+        self.suppressedGroups = suppressedGroups
+        self.vmSteps = vmSteps
+        self.elapsedMicroseconds = elapsedMicroseconds
+        self.costMicros = costMicros
+        self.currency = currency
+        self.seq = seq
+    }
 }
 
 /// The gateway's answer: a result with its usage, or an error with its usage.

@@ -3,8 +3,8 @@ import NIOCore
 import SandgateLedger
 import SandgateSQLite
 
-/// A decoded JSON value of a request line.
-enum JSONValue: Equatable, Sendable {
+/// A decoded JSON value of a request line (and of responses, for the remote command).
+public enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
     case integer(Int64)
@@ -21,15 +21,29 @@ enum JSONValue: Equatable, Sendable {
     /// beyond the depth limit, no thrown errors on the hot path: Foundation's `JSONDecoder` with
     /// a recursive `Decodable` took 11 s of a debug build for one 1 MiB line of nested objects,
     /// which is what let one client stall the event loop (issue 12 item 4).
-    static func parse(_ bytes: ByteBufferView) -> JSONValue? {
-        var parser = JSONLineParser(bytes: Array(bytes))
+    static func parse(_ bytes: ByteBufferView) -> JSONValue? { parse(bytes: Array(bytes)) }
+
+    public static func parse(text: String) -> JSONValue? { parse(bytes: Array(text.utf8)) }
+
+    static func parse(bytes: [UInt8]) -> JSONValue? {
+        var parser = JSONLineParser(bytes: bytes)
         guard let value = parser.value(depth: 0) else { return nil }
         parser.skipWhitespace()
         return parser.atEnd ? value : nil
     }
 
-    var string: String? {
+    public var string: String? {
         if case .string(let value) = self { return value }
+        return nil
+    }
+
+    public var items: [JSONValue] {
+        if case .array(let values) = self { return values }
+        return []
+    }
+
+    public var fields: [String: JSONValue]? {
+        if case .object(let values) = self { return values }
         return nil
     }
 

@@ -159,10 +159,14 @@ public enum ResponseFormat {
 
     /// One line summarising usage, for the table format.
     public static func usageLine(_ response: QueryResponse) -> String {
-        let usage = response.usage
+        usageLine(response.usage, truncatedBy: response.truncated ? response.truncatedBy ?? "max_rows" : nil)
+    }
+
+    /// The same line from the figures alone (the remote command rebuilds them from the JSON).
+    public static func usageLine(_ usage: UsageSummary, truncatedBy: String?) -> String {
         var line = "\(usage.rows) row(s), \(usage.maskedCells) masked cell(s), \(usage.vmSteps) VM steps, \(String(format: "%.2f", Double(usage.elapsedMicroseconds) / 1000)) ms, cost \(usage.costMicros) micro-\(usage.currency), query \(usage.queryID)"
         if usage.suppressedGroups == nil { line += ", groups below the threshold are withheld" }
-        if response.truncated { line += " — truncated by \(response.truncatedBy ?? "max_rows")" }
+        if let truncatedBy { line += " — truncated by \(truncatedBy)" }
         return line
     }
 }

@@ -60,7 +60,7 @@ struct QueryCommand: ParsableCommand {
         switch format {
         case .json:
             writeOut(ResponseFormat.json(response) + "\n")
-            if let error = response.error { throw Failure("\(error.code.rawValue): \(error.message)") }
+            if let error = response.error { throw Failure("\(error.code.rawValue): \(error.message)\(error.hint.isEmpty ? "" : " (hint: \(error.hint))")") }
         case .csv, .table:
             guard let result = response.result else {
                 let error = response.error ?? GatewayError(.internal, "no result")
@@ -93,22 +93,43 @@ extension QueryCommand {
         } catch {
             throw Failure("unavailable: \(error)")
         }
-        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+        // sandgate's own JSON reader: Foundation's rounds some doubles on Linux (the last digits
+        // of an avg differed from the local command's).
+        guard case .object(let object)? = JSONValue.parse(text: line) else {
             throw Failure("internal: the gateway sent an unreadable response")
         }
         if format == .json {
             writeOut(line + "\n")
         }
-        guard object["ok"] as? Bool == true else {
-            let error = object["error"] as? [String: Any]
-            throw Failure("\(error?["code"] as? String ?? "internal"): \(error?["message"] as? String ?? "")")
+        guard object["ok"] == .bool(true) else {
+            // The same text as the local command: code, message and hint.
+            let error = object["error"]?.fields ?? [:]
+            let hint = error["hint"]?.string ?? ""
+            throw Failure("\(error["code"]?.string ?? "internal"): \(error["message"]?.string ?? "")\(hint.isEmpty ? "" : " (hint: \(hint))")")
         }
         guard format != .json else { return }
-        let columns = object["columns"] as? [String] ?? []
-        let rows = (object["rows"] as? [[Any]] ?? []).map { $0.map(Self.value) }
-        let usage = object["usage"] as? [String: Any] ?? [:]
-        let summary = "\(usage["rows"] ?? 0) row(s), \(usage["masked_cells"] ?? 0) masked cell(s), cost \(usage["cost_micros"] ?? 0) micro-\(usage["currency"] ?? ""), query \(usage["query_id"] ?? "")"
-            + ((object["truncated"] as? Bool) == true ? " — truncated" : "")
+        let columns = object["columns"]?.items.compactMap(\.string) ?? []
+        let types = object["types"]?.items.compactMap(\.string) ?? []
+        let rows = (object["rows"]?.items ?? []).map { row in
+            row.items.enumerated().map { Self.value($0.element, type: $0.offset < types.count ? types[$0.offset] : nil) }
+        }
+        let usage = object["usage"]?.fields ?? [:]
+        func number(_ key: String) -> Int64 {
+            switch usage[key] {
+            case .integer(let value)?: value
+            case .real(let value)?: Int64(value)
+            default: 0
+            }
+        }
+        var elapsed = 0.0
+        if case .real(let value)? = usage["elapsed_ms"] { elapsed = value } else { elapsed = Double(number("elapsed_ms")) }
+        let figures = UsageSummary(
+            queryID: usage["query_id"]?.string ?? "", rows: Int(number("rows")), cells: Int(number("cells")), bytes: Int(number("bytes")),
+            maskedCells: Int(number("masked_cells")), suppressedGroups: usage["suppressed_groups"] == .null ? nil : Int(number("suppressed_groups")),
+            vmSteps: number("vm_steps"), elapsedMicroseconds: Int64(elapsed * 1000),
+            costMicros: number("cost_micros"), currency: usage["currency"]?.string ?? "", seq: number("seq"))
+        let truncatedBy = object["truncated"] == .bool(true) ? object["truncated_by"]?.string ?? "max_rows" : nil
+        let summary = ResponseFormat.usageLine(figures, truncatedBy: truncatedBy)
         if format == .csv {
             writeOut(ResponseFormat.csv(columns: columns, rows: rows))
             FileHandle.standardError.write(Data((summary + "\n").utf8))
@@ -117,16 +138,17 @@ extension QueryCommand {
         }
     }
 
-    static func value(_ json: Any) -> SQLValue {
+    /// A JSON value as the SQL value the local command would print (`types` tells a real 2.0
+    /// from the integer 2).
+    static func value(_ json: JSONValue, type: String?) -> SQLValue {
         switch json {
-        case is NSNull: return .null
-        case let number as NSNumber:
-            let text = number.stringValue
-            if !text.contains("."), !text.contains("e"), let integer = Int64(text) { return .integer(integer) }
-            return .real(number.doubleValue)
-        case let string as String: return .text(string)
-        case let object as [String: Any]:
-            if let encoded = object["base64"] as? String, let data = Data(base64Encoded: encoded) { return .blob(Array(data)) }
+        case .integer(let value): return type == "real" ? .real(Double(value)) : .integer(value)
+        case .real(let value): return .real(value)
+        case .string(let value) where type == "real" && (value == "Infinity" || value == "-Infinity"): return .real(value == "Infinity" ? .infinity : -.infinity)
+        case .string(let value): return .text(value)
+        case .bool(let value): return .integer(value ? 1 : 0)
+        case .object(let fields):
+            if case .string(let encoded)? = fields["base64"], let data = Data(base64Encoded: encoded) { return .blob(Array(data)) }
             return .null
         default: return .null
         }

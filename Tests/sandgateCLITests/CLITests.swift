@@ -200,9 +200,22 @@ struct CLIError: Error { let message: String; init(_ message: String) { self.mes
                                  in: workspace.root, environment: ["SANDGATE_KEY": "sg_demo_analyst_a_2026"])
         #expect(remote.status == 0, "\(remote.stderr)")
         #expect(remote.stdout == local.stdout)
+        // Remote parity: the table, the usage line (VM steps, withheld groups, truncation), doubles
+        // to the last digit, and refusals with their hints are what the local command prints.
+        func normalized(_ text: String) -> String {
+            text.replacing(/query [0-9a-f]{32}/, with: "query Q").replacing(/[0-9.]+ ms/, with: "T ms")
+        }
+        for sql in ["SELECT c.city, count(*) AS n, avg(o.amount) AS a FROM orders o JOIN customers c ON o.customer_id = c.customer_id GROUP BY c.city ORDER BY n DESC",
+                    "SELECT name, birth_date FROM customers", "SELECT salary FROM customers"] {
+            let here = try workspace.run("query", "--dataset", "retail", "--as", "analyst-a", sql)
+            let there = try CLI.run(["query", "--connect", "127.0.0.1:\(port)", "--dataset", "retail", "--as", "analyst-a", sql],
+                                    in: workspace.root, environment: ["SANDGATE_KEY": "sg_demo_analyst_a_2026"])
+            #expect(normalized(there.stdout) == normalized(here.stdout), "\(sql)")
+            #expect(there.stderr == here.stderr && there.status == here.status, "\(sql)")
+        }
         let refused = try CLI.run(["query", "--connect", "127.0.0.1:\(port)", "--dataset", "retail", "--as", "analyst-a", "SELECT salary FROM customers"],
                                   in: workspace.root, environment: ["SANDGATE_KEY": "sg_demo_analyst_a_2026"])
-        #expect(refused.status == 1 && refused.stderr.contains("no_such_column"))
+        #expect(refused.status == 1 && refused.stderr.contains("no_such_column") && refused.stderr.contains("hint: columns here"))
         let wrongKey = try CLI.run(["query", "--connect", "127.0.0.1:\(port)", "--dataset", "retail", "--as", "analyst-a", "SELECT 1"],
                                    in: workspace.root, environment: ["SANDGATE_KEY": "nope"])
         #expect(wrongKey.status == 1 && wrongKey.stderr.contains("auth_failed"))
