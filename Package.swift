@@ -65,6 +65,7 @@ let package = Package(
                 "SandgateCore", "SandgatePolicy", "SandgateLedger", "SandgateSQLite", "SandgateSQL",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -135,7 +136,7 @@ let package = Package(
 if Context.environment["SANDGATE_FUZZ"] != nil {
     package.targets.append(.executableTarget(
         name: "sandgate-fuzz",
-        dependencies: ["SandgateCore", "SandgatePolicy", "SandgateSQL"],
+        dependencies: ["SandgateCore", "SandgatePolicy", "SandgateSQL", "SandgateServer"],
         path: "Fuzz/sandgate-fuzz",
         swiftSettings: swiftSettings
     ))

@@ -11,6 +11,7 @@ import Foundation
 import SandgateCore
 import SandgatePolicy
 import SandgateSQL
+import SandgateServer
 
 /// The demo policy, loaded once from `SANDGATE_FUZZ_POLICY` (default `Policies/retail.yaml`).
 let fuzzPolicy: DatasetPolicy = {
@@ -27,9 +28,24 @@ let fuzzFacts = SnapshotFacts(
     uniqueKeys: ["customers": [["customer_id"]], "orders": [["order_id"]]],
     overflowingSums: ["orders.amount"])
 
+/// Which front end to fuzz: `sql` (the default: parser, checker, renderer), `pgwire` (the
+/// PostgreSQL message decoder and SQL translation) or `jsonlines` (line framer and request parser).
+let fuzzTarget = ProcessInfo.processInfo.environment["SANDGATE_FUZZ_TARGET"] ?? "sql"
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    let text = String(decoding: UnsafeBufferPointer(start: data, count: data == nil ? 0 : size), as: UTF8.self)
+    let bytes = Array(UnsafeBufferPointer(start: data, count: data == nil ? 0 : size))
+    switch fuzzTarget {
+    case "pgwire":
+        WireFuzzing.postgres(bytes)
+        return 0
+    case "jsonlines":
+        WireFuzzing.jsonLines(bytes)
+        return 0
+    default:
+        break
+    }
+    let text = String(decoding: bytes, as: UTF8.self)
     // 1. The parser's own fixed point, on everything it accepts.
     if let select = try? Parser.parseSelect(text) {
         let rendered = Renderer.render(select)

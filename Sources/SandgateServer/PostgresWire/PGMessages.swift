@@ -37,7 +37,10 @@ struct PGFrontendDecoder: ByteToMessageDecoder {
     private var startup = true
     private var failed = false
 
-    init(maxMessageBytes: Int) { self.maxMessageBytes = maxMessageBytes }
+    init(maxMessageBytes: Int, startup: Bool = true) {
+        self.maxMessageBytes = maxMessageBytes
+        self.startup = startup
+    }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard !failed else {
