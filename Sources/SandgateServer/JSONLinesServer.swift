@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SandgateCore
+import ServiceLifecycle
 import Synchronization
 
 /// The JSON-lines front end (DESIGN.md §5) on SwiftNIO: framing and short lines on the event
@@ -29,7 +30,7 @@ public final class JSONLinesServer: Sendable {
     }
 
     /// Binds and starts accepting; returns the port actually bound (useful with port 0).
-    public func start() throws -> Int {
+    public func start() async throws -> Int {
         let services = self.services
         let configuration = self.configuration
         let bootstrap = ServerBootstrap(group: group)
@@ -46,7 +47,7 @@ public final class JSONLinesServer: Sendable {
                     ])
                 }
             }
-        let bound = try bootstrap.bind(host: configuration.host, port: configuration.port).wait()
+        let bound = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         channel.withLock { $0 = bound }
         let port = bound.localAddress?.port ?? configuration.port
         services.logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "workers": "\(configuration.workers)"])
@@ -55,23 +56,21 @@ public final class JSONLinesServer: Sendable {
 
     /// Stops accepting, lets queries in flight finish (up to `grace`), then closes everything.
     /// Ledger appends are synchronous, so every released result's record is already durable.
-    /// Idempotent: a second call returns at once (its event loops are gone by then).
-    public func shutdown(grace: Duration = .seconds(10)) {
+    /// Idempotent: a second call returns at once.
+    public func shutdown(grace: Duration = .seconds(10)) async {
         guard stopped.withLock({ stopped in defer { stopped = true }; return !stopped }) else { return }
-        let listening = channel.withLock { $0 }
-        try? listening?.close().wait()
-        try? postgresChannel.withLock({ $0 })?.close().wait()
-        let deadline = ContinuousClock.now + grace
-        while services.state.totalInFlight > 0, ContinuousClock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.01)
+        for listening in [channel.withLock { $0 }, postgresChannel.withLock { $0 }] {
+            try? await listening?.close().get()
         }
-        try? group.syncShutdownGracefully()
-        try? services.workers.syncShutdownGracefully()
-        try? services.decoders.syncShutdownGracefully()
+        let seconds = grace.components.seconds, fraction = grace.components.attoseconds / 1_000_000_000
+        await services.state.waitUntilIdle(grace: .nanoseconds(seconds * 1_000_000_000 + fraction), on: group.next())
+        try? await group.shutdownGracefully()
+        try? await services.workers.shutdownGracefully()
+        try? await services.decoders.shutdownGracefully()
         // Failed logins counted but not yet summarised in the ledger.
-        let seconds = Int(configuration.authRecordInterval.nanoseconds / 1_000_000_000)
+        let interval = Int(configuration.authRecordInterval.nanoseconds / 1_000_000_000)
         for summary in services.state.drainFailureSummaries() {
-            services.gateway.recordAuthenticationFailureSummary(source: summary.source, count: summary.count, seconds: seconds)
+            services.gateway.recordAuthenticationFailureSummary(source: summary.source, count: summary.count, seconds: interval)
         }
         services.gateway.flushRefusalSummaries()
         services.logger.info("stopped")
@@ -80,7 +79,7 @@ public final class JSONLinesServer: Sendable {
     /// Starts the PostgreSQL-protocol listener (DESIGN.md §6) on `host`:`port`, sharing this
     /// server's gateway, workers and governance (connection caps, login back-off, in-flight caps);
     /// returns the port bound. Closed by `shutdown`.
-    public func startPostgres(host: String, port: Int) throws -> Int {
+    public func startPostgres(host: String, port: Int) async throws -> Int {
         let services = self.services, backends = self.backends, configuration = self.configuration
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
@@ -96,7 +95,7 @@ public final class JSONLinesServer: Sendable {
                     ])
                 }
             }
-        let bound = try bootstrap.bind(host: host, port: port).wait()
+        let bound = try await bootstrap.bind(host: host, port: port).get()
         postgresChannel.withLock { $0 = bound }
         let actual = bound.localAddress?.port ?? port
         services.logger.info("listening", metadata: ["address": "\(host):\(actual)", "protocol": "postgresql"])
@@ -107,4 +106,14 @@ public final class JSONLinesServer: Sendable {
 
     /// Open connections and queries in flight (for tests and the `stats` op).
     public var connections: Int { services.state.connections }
+}
+
+/// As a service (swift-service-lifecycle): the listeners are bound before the group runs (so the
+/// command can print the ports); `run` waits for graceful shutdown (SIGINT/SIGTERM through the
+/// ServiceGroup), then stops accepting and lets the queries in flight finish.
+extension JSONLinesServer: Service {
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown()
+    }
 }

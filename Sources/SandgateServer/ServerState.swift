@@ -24,6 +24,9 @@ final class ServerState: Sendable {
         var unsentByConsumer: [String: Int] = [:]
         var all = Figures()
         var byConsumer: [String: Figures] = [:]
+        /// Shutdown waits for the queries in flight: resumed when the count reaches 0.
+        var idleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        var nextWaiter = 0
     }
 
     /// The `stats` figures, server-wide and per consumer.
@@ -130,12 +133,32 @@ final class ServerState: Sendable {
     }
 
     func endQuery(consumer: String, outcome: String, elapsedMicros: Int64) {
-        counters.withLock { state in
+        let waiters = counters.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.inFlight[consumer, default: 1] -= 1
             if state.inFlight[consumer] == 0 { state.inFlight[consumer] = nil }
             state.totalInFlight -= 1
             state.all.query(outcome: outcome, elapsedMicros: elapsedMicros)
             state.byConsumer[consumer, default: Figures()].query(outcome: outcome, elapsedMicros: elapsedMicros)
+            guard state.totalInFlight == 0 else { return [] }
+            defer { state.idleWaiters.removeAll() }
+            return Array(state.idleWaiters.values)
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    /// Returns when no query is in flight, or after `grace` on `eventLoop` (shutdown: no polling).
+    func waitUntilIdle(grace: TimeAmount, on eventLoop: any EventLoop) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let id = counters.withLock { state -> Int? in
+                guard state.totalInFlight > 0 else { return nil }
+                state.nextWaiter += 1
+                state.idleWaiters[state.nextWaiter] = continuation
+                return state.nextWaiter
+            }
+            guard let id else { return continuation.resume() }
+            eventLoop.scheduleTask(in: grace) { [self] in
+                counters.withLock { $0.idleWaiters.removeValue(forKey: id) }?.resume()
+            }
         }
     }
 

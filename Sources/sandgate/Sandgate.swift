@@ -45,11 +45,15 @@ struct Failure: Error, CustomStringConvertible {
 /// Exit codes of DESIGN.md §4: 0 ok, 1 refused or failed, 2 bad usage.
 @main
 enum Main {
-    static func main() {
+    static func main() async {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         do {
             var command = try Sandgate.parseAsRoot()
-            try command.run()
+            if var asynchronous = command as? any AsyncParsableCommand {
+                try await asynchronous.run()
+            } else {
+                try command.run()
+            }
         } catch let failure as Failure {
             FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
             exit(1)

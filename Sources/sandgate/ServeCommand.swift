@@ -4,8 +4,10 @@ import Logging
 import SandgateCore
 import SandgateLedger
 import SandgateServer
+import ServiceLifecycle
+import UnixSignals
 
-struct ServeCommand: ParsableCommand {
+struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Run the gateway: JSON lines over TCP, policies reloaded live, graceful shutdown on SIGINT/SIGTERM.")
@@ -35,7 +37,7 @@ struct ServeCommand: ParsableCommand {
         guard (1...10_000).contains(maxInFlightPerConsumer) else { throw ValidationError("--max-in-flight-per-consumer must be between 1 and 10000") }
     }
 
-    func run() throws {
+    func run() async throws {
         var logger = Logger(label: "sandgate")
         logger.logLevel = common.verbose ? .debug : .info
         let gateway: Gateway
@@ -56,17 +58,17 @@ struct ServeCommand: ParsableCommand {
             logger: logger)
         let port: Int
         do {
-            port = try server.start()
+            port = try await server.start()
         } catch {
             throw Failure("unavailable: cannot listen on \(listen): \(error)")
         }
         var postgres = ""
         if let pgListen, let pgAddress = Address(pgListen) {
             do {
-                let pgPort = try server.startPostgres(host: pgAddress.host, port: pgAddress.port)
+                let pgPort = try await server.startPostgres(host: pgAddress.host, port: pgAddress.port)
                 postgres = "\n  psql: psql 'host=\(pgAddress.host) port=\(pgPort) user=analyst-a dbname=retail'   (password: the consumer's API key)"
             } catch {
-                server.shutdown()
+                await server.shutdown()
                 throw Failure("unavailable: cannot listen on \(pgListen) (--pg-listen): \(error)")
             }
         }
@@ -77,22 +79,20 @@ struct ServeCommand: ParsableCommand {
             Stop with Ctrl-C.
 
             """)
-        let stop = DispatchSemaphore(value: 0)
-        var sources: [any DispatchSourceSignal] = []
-        for signalNumber in [SIGINT, SIGTERM] {
-            signal(signalNumber, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signalNumber, queue: .global())
-            source.setEventHandler { stop.signal() }
-            source.resume()
-            sources.append(source)
+        // SIGINT/SIGTERM end the group gracefully: the server stops accepting and finishes the
+        // queries in flight, then the watcher stops and the ledger closes.
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            logger.error("service group ended", metadata: ["error": "\(error)"])
         }
-        stop.wait()
-        logger.info("shutting down: finishing queries in flight")
+        logger.info("stopped accepting; queries in flight finished")
         watcher.stop()
-        server.shutdown()
+        await server.shutdown()
         // The last checkpoint anchors the chain's tail (docs/CONTRACT.md §7).
         gateway.ledger.close()
-        sources.forEach { $0.cancel() }
     }
 }
 

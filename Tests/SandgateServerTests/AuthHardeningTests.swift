@@ -18,8 +18,8 @@ func kateWorkspace() throws -> TestWorkspace {
     @Test("look-alike names are refused at auth with the right key", arguments: [
         "\\u212Aate", "Kate", "\\uff4b\\uff41\\uff54\\uff45", "ka\\u0301te", "KATE", "kate\\u0000",
     ])
-    func lookAlikes(escaped: String) throws {
-        let harness = try ServerHarness(workspace: try kateWorkspace())
+    func lookAlikes(escaped: String) async throws {
+        let harness = try await ServerHarness(workspace: try kateWorkspace())
         let client = try harness.client()
         let answer = try client.request(#"{"op":"auth","consumer":"\#(escaped)","key":"\#(TestWorkspace.demoKey)"}"#)
         #expect(errorCode(answer) == "auth_failed", "\(answer)")
@@ -29,8 +29,8 @@ func kateWorkspace() throws -> TestWorkspace {
     }
 
     @Test("a success from an address does not reset that address's failures")
-    func successDoesNotReset() throws {
-        let harness = try ServerHarness(workspace: try kateWorkspace())
+    func successDoesNotReset() async throws {
+        let harness = try await ServerHarness(workspace: try kateWorkspace())
         let client = try harness.client()
         for _ in 0..<3 { _ = try client.request(#"{"op":"auth","consumer":"kate","key":"guess"}"#) }
         // A valid login as another consumer from the same address...
@@ -42,8 +42,8 @@ func kateWorkspace() throws -> TestWorkspace {
     }
 
     @Test("red team: failed guesses against a consumer's name do not delay that consumer's own login")
-    func rightKeyIsNotDelayed() throws {
-        let harness = try ServerHarness(workspace: try kateWorkspace())
+    func rightKeyIsNotDelayed() async throws {
+        let harness = try await ServerHarness(workspace: try kateWorkspace())
         let attacker = try harness.client()
         for _ in 0..<5 { _ = try attacker.request(#"{"op":"auth","consumer":"kate","key":"guess"}"#) }
         // Failures wait out the back-off (5 failures: 1.6 s)...
@@ -58,8 +58,8 @@ func kateWorkspace() throws -> TestWorkspace {
     }
 
     @Test("stats shows a consumer its own figures and an operator the server's")
-    func statsScope() throws {
-        let harness = try ServerHarness(workspace: try kateWorkspace())
+    func statsScope() async throws {
+        let harness = try await ServerHarness(workspace: try kateWorkspace())
         let kate = try harness.authenticated("kate")
         let ops = try harness.authenticated("ops")
         _ = try kate.request(#"{"op":"query","dataset":"retail","sql":"SELECT city FROM customers LIMIT 1"}"#)
@@ -80,8 +80,8 @@ func kateWorkspace() throws -> TestWorkspace {
     /// address, at most `authRecordsPerAddress + 1`. Each failed-login record is at most
     /// `failedLoginRecordBound` bytes on disk.
     @Test("a flood of failed logins with 1 MB names from 64 connections keeps the ledger under its bound")
-    func failedLoginFlood() throws {
-        let harness = try ServerHarness(workspace: try kateWorkspace()) { configuration in
+    func failedLoginFlood() async throws {
+        let harness = try await ServerHarness(workspace: try kateWorkspace()) { configuration in
             configuration.maxAuthDelay = .milliseconds(1)   // the delay must not be what bounds the ledger
             configuration.authRecordInterval = .seconds(1)
             configuration.workers = 2
@@ -102,7 +102,7 @@ func kateWorkspace() throws -> TestWorkspace {
             }
         }
         let elapsed = ContinuousClock.now - started
-        harness.server.shutdown(grace: .seconds(2))   // writes the pending summaries
+        await harness.server.shutdown(grace: .seconds(2))   // writes the pending summaries
         var records = 0, summaries = 0, textBytes = 0
         try harness.gateway.ledger.records { record in
             records += 1

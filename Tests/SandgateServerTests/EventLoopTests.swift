@@ -16,8 +16,8 @@ import Testing
     }()
 
     @Test("eight connections streaming 1 MiB lines of nested JSON do not stall another client's ping")
-    func pingDuringFlood() throws {
-        let harness = try ServerHarness()
+    func pingDuringFlood() async throws {
+        let harness = try await ServerHarness()
         let port = harness.port
         let line = Self.floodLine
         #expect(line.utf8.count < 1 << 20)
@@ -33,7 +33,7 @@ import Testing
             }
         }
         threads.forEach { $0.start() }
-        Thread.sleep(forTimeInterval: 0.5)
+        try await Task.sleep(for: .seconds(0.5))
         let latencies = try pingLatencies(try harness.client(), count: 100)
         stop.store(true, ordering: .relaxed)
         let p50 = latencies[latencies.count / 2], p99 = latencies[latencies.count * 99 / 100], worst = latencies.last ?? .zero
@@ -48,8 +48,8 @@ import Testing
 /// answers.
 @Suite struct PipelineFairnessTests {
     @Test("pipelined pings from three connections do not stall another client's ping")
-    func pipelinedFlood() throws {
-        let harness = try ServerHarness()
+    func pipelinedFlood() async throws {
+        let harness = try await ServerHarness()
         let port = harness.port
         let count = 20_000
         let burst = [UInt8](String(repeating: #"{"op":"ping"}"# + "\n", count: count).utf8)
@@ -65,7 +65,7 @@ import Testing
             }
         }
         threads.forEach { $0.start() }
-        Thread.sleep(forTimeInterval: 0.5)
+        try await Task.sleep(for: .seconds(0.5))
         let latencies = try pingLatencies(try harness.client(), count: 60)
         stop.store(true, ordering: .relaxed)
         let p99 = latencies[latencies.count * 99 / 100]
@@ -128,18 +128,18 @@ struct JSONValueBox: Sendable, CustomTestStringConvertible {
 /// issue 12 item 5 (connection bounds): connections that never log in cannot lock anyone out.
 @Suite struct UnauthenticatedConnectionTests {
     @Test("a connection that does not log in within the login timeout is closed; a logged-in one stays")
-    func loginTimeout() throws {
-        let harness = try ServerHarness { $0.loginTimeout = .milliseconds(300) }
+    func loginTimeout() async throws {
+        let harness = try await ServerHarness { $0.loginTimeout = .milliseconds(300) }
         let idle = try harness.client()
         let working = try harness.authenticated()
-        Thread.sleep(forTimeInterval: 0.8)
+        try await Task.sleep(for: .seconds(0.8))
         #expect(try idle.readLine() == nil, "closed by the server")
         #expect(object(try working.request(#"{"op":"ping"}"#))["ok"] as? Bool == true)
     }
 
     @Test("idle unauthenticated connections from other addresses never lock out a client that logs in")
-    func noLockout() throws {
-        let harness = try ServerHarness { configuration in
+    func noLockout() async throws {
+        let harness = try await ServerHarness { configuration in
             configuration.maxUnauthenticatedPerAddress = 4
             configuration.maxUnauthenticatedConnections = 8
         }
@@ -164,8 +164,8 @@ struct JSONValueBox: Sendable, CustomTestStringConvertible {
 /// issue 12 item 5 (memory): clients that do not read cannot make the server hold unbounded bytes.
 @Suite struct UnsentBytesTests {
     @Test("a consumer whose responses are not read gets quota_exceeded until it reads; stats counts the bytes")
-    func nonReadingConsumer() throws {
-        let harness = try ServerHarness { $0.maxUnsentBytesPerConsumer = 512 * 1024 }
+    func nonReadingConsumer() async throws {
+        let harness = try await ServerHarness { $0.maxUnsentBytesPerConsumer = 512 * 1024 }
         let stuck = try harness.authenticated()
         let sql = "SELECT printf('%.1000c', 'a'), printf('%.1000c', 'b'), printf('%.1000c', 'c'), printf('%.1000c', 'd'), printf('%.1000c', 'e') FROM customers LIMIT 200"
         let request = #"{"op":"query","dataset":"retail","sql":"\#(sql)"}"#
@@ -176,7 +176,7 @@ struct JSONValueBox: Sendable, CustomTestStringConvertible {
         let deadline = ContinuousClock.now + .seconds(20)
         while !refused, ContinuousClock.now < deadline {
             refused = errorCode(try other.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#)) == "quota_exceeded"
-            if !refused { Thread.sleep(forTimeInterval: 0.1) }
+            if !refused { try await Task.sleep(for: .seconds(0.1)) }
         }
         #expect(refused, "the unread bytes must stop new queries of that consumer")
         // Reading everything releases them.

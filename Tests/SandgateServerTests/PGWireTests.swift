@@ -3,14 +3,15 @@ import NIOCore
 import SandgateCore
 import SandgateServer
 import SandgateTestSupport
+import Synchronization
 import Testing
 
 /// The PostgreSQL front end (DESIGN.md §6) over a real socket, with a hand-written client so
 /// that every byte is the test's choice.
 @Suite struct PGWireTests {
     @Test("SCRAM login, then a typed result, the usage notice, SELECT n and ReadyForQuery")
-    func loginAndQuery() throws {
-        let harness = try ServerHarness()
+    func loginAndQuery() async throws {
+        let harness = try await ServerHarness()
         let client = try PGTestClient(port: harness.pgPort)
         let login = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
         #expect(login.types.hasPrefix("RR"), "SASLFinal then AuthenticationOk")
@@ -27,8 +28,8 @@ import Testing
     }
 
     @Test("a wrong key, an unknown user and a consumer without a verifier all fail the same way, with a hint")
-    func failedLogins() throws {
-        let harness = try ServerHarness(workspace: TestWorkspace(consumers: TestWorkspace.consumers()))
+    func failedLogins() async throws {
+        let harness = try await ServerHarness(workspace: TestWorkspace(consumers: TestWorkspace.consumers()))
         for (user, key) in [("analyst-a", "wrong"), ("nobody", TestWorkspace.demoKey), ("analyst-b", TestWorkspace.demoKey)] {
             let client = try PGTestClient(port: harness.pgPort)
             let answer = try client.login(user: user, password: key)
@@ -41,8 +42,8 @@ import Testing
     }
 
     @Test("refusals carry SQLSTATE, the sandgate code and its hint; the session goes on")
-    func refusals() throws {
-        let harness = try ServerHarness()
+    func refusals() async throws {
+        let harness = try await ServerHarness()
         let client = try PGTestClient(port: harness.pgPort)
         _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
         for (sql, state, code) in [
@@ -62,8 +63,8 @@ import Testing
     }
 
     @Test("several statements in one string run one by one, each metered; the first error stops the rest")
-    func multipleStatements() throws {
-        let harness = try ServerHarness()
+    func multipleStatements() async throws {
+        let harness = try await ServerHarness()
         let client = try PGTestClient(port: harness.pgPort)
         _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
         let answer = try client.query("SELECT 1 AS a; SELECT 'x;y' AS b; SELECT nope FROM customers; SELECT 3 AS c")
@@ -75,8 +76,8 @@ import Testing
     }
 
     @Test("extended protocol: binary parameters, Describe, Execute with a row limit and PortalSuspended")
-    func extended() throws {
-        let harness = try ServerHarness()
+    func extended() async throws {
+        let harness = try await ServerHarness()
         let client = try PGTestClient(port: harness.pgPort)
         _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
         // Parse "s1" with an int8 parameter, Bind it in binary, Describe the portal, Execute 2 rows at a time.
@@ -114,8 +115,8 @@ import Testing
         ("old protocol", PGTestClient.int32(8) + PGTestClient.int32(131_072)),
         ("truncated startup", PGTestClient.int32(20) + PGTestClient.int32(196_608)),
     ])
-    func robustness(name: String, bytes: [UInt8]) throws {
-        let harness = try ServerHarness { $0.loginTimeout = .seconds(2) }
+    func robustness(name: String, bytes: [UInt8]) async throws {
+        let harness = try await ServerHarness { $0.loginTimeout = .seconds(2) }
         let bad = try PGTestClient(port: harness.pgPort)
         try bad.connection.send(bytes: bytes)
         var closedOrError = false
@@ -130,8 +131,8 @@ import Testing
     }
 
     @Test("a message type the server does not speak closes the session with 08P01")
-    func unknownMessage() throws {
-        let harness = try ServerHarness()
+    func unknownMessage() async throws {
+        let harness = try await ServerHarness()
         let client = try PGTestClient(port: harness.pgPort)
         _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
         try client.send("d", [1, 2, 3])  // CopyData outside COPY
@@ -141,19 +142,30 @@ import Testing
     }
 
     @Test("CancelRequest with the BackendKeyData stops the running query with 57014")
-    func cancel() throws {
-        let harness = try ServerHarness()
+    func cancel() async throws {
+        let harness = try await ServerHarness()
         let client = try PGTestClient(port: harness.pgPort)
         let login = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
         let key = try #require(login.first { $0.typeCharacter == "K" })
         try client.send("Q", PGTestClient.cString("SELECT hex(zeroblob(4000000)) LIKE ('%' || hex(zeroblob(498)) || '1%')"))
-        Thread.sleep(forTimeInterval: 0.3)
-        let canceller = try PGTestClient(port: harness.pgPort)
-        try canceller.connection.send(bytes: PGTestClient.int32(16) + PGTestClient.int32(80_877_102) + key.body)
+        // A cancel that arrives before the query runs is lost (as in PostgreSQL): keep sending
+        // one every 100 ms until the answer is in.
         let started = Date()
+        let done = Atomic<Bool>(false)
+        let port = harness.pgPort, keyBody = key.body
+        let canceller = Thread {
+            while !done.load(ordering: .relaxed) {
+                Thread.sleep(forTimeInterval: 0.1)
+                if let connection = try? PGTestClient(port: port) {
+                    try? connection.connection.send(bytes: PGTestClient.int32(16) + PGTestClient.int32(80_877_102) + keyBody)
+                }
+            }
+        }
+        canceller.start()
         let answer = try client.readUntilReady()
+        done.store(true, ordering: .relaxed)
         #expect(answer.error?["C"] == "57014")
-        #expect(answer.error?["M"]?.hasPrefix("cancelled: ") == true)
+        #expect(answer.error?["M"]?.hasPrefix("cancelled: ") == true, "\(answer.error?["M"] ?? "")")
         #expect(Date().timeIntervalSince(started) < 1.5, "well before the 2 s timeout")
     }
 }

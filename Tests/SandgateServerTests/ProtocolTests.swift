@@ -8,8 +8,8 @@ import Testing
 /// DESIGN.md §5 over a real socket.
 @Suite struct ProtocolTests {
     @Test("every op answers")
-    func everyOp() throws {
-        let harness = try ServerHarness()
+    func everyOp() async throws {
+        let harness = try await ServerHarness()
         let client = try harness.client()
         #expect(object(try client.request(#"{"id":1,"op":"ping"}"#))["ok"] as? Bool == true)
         let auth = object(try client.request(#"{"op":"auth","consumer":"analyst-a","key":"\#(TestWorkspace.demoKey)"}"#))
@@ -47,16 +47,16 @@ import Testing
         (#"{"op":"query","dataset":"retail","sql":"SELECT ?","params":"x"}"#, "bad_request"),
         (#"{"op":"auth","consumer":5}"#, "bad_request"),
     ])
-    func malformed(line: String, code: String) throws {
-        let harness = try ServerHarness()
+    func malformed(line: String, code: String) async throws {
+        let harness = try await ServerHarness()
         let client = try harness.authenticated()
         #expect(errorCode(try client.request(line)) == code, "\(line)")
         #expect(object(try client.request(#"{"op":"ping"}"#))["ok"] as? Bool == true)
     }
 
     @Test("a 2 MiB line is refused as too large and the connection stays usable")
-    func hugeLine() throws {
-        let harness = try ServerHarness()
+    func hugeLine() async throws {
+        let harness = try await ServerHarness()
         let client = try harness.authenticated()
         let sql = "SELECT '" + String(repeating: "x", count: 2 << 20) + "'"
         try client.send(#"{"op":"query","dataset":"retail","sql":"\#(sql)"}"#)
@@ -65,8 +65,8 @@ import Testing
     }
 
     @Test("binary garbage gets errors, never a crash; other clients keep being served")
-    func garbage() throws {
-        let harness = try ServerHarness()
+    func garbage() async throws {
+        let harness = try await ServerHarness()
         let bad = try harness.client()
         var random = SystemRandomNumberGenerator()
         var bytes = (0..<65536).map { _ in UInt8.random(in: 0...255, using: &random) }
@@ -84,8 +84,8 @@ import Testing
     }
 
     @Test("a line split across many writes is one request")
-    func splitLine() throws {
-        let harness = try ServerHarness()
+    func splitLine() async throws {
+        let harness = try await ServerHarness()
         let client = try harness.authenticated()
         let line = Array(#"{"id":"split","op":"query","dataset":"retail","sql":"SELECT 40 + 2"}"#.utf8) + [UInt8(ascii: "\n")]
         for byte in line {
@@ -98,8 +98,8 @@ import Testing
     }
 
     @Test("pipelined requests in one write are answered in order")
-    func pipelined() throws {
-        let harness = try ServerHarness()
+    func pipelined() async throws {
+        let harness = try await ServerHarness()
         let client = try harness.authenticated()
         let lines = (0..<50).map { #"{"id":\#($0),"op":"query","dataset":"retail","sql":"SELECT \#($0)"}"# }
         try client.send(bytes: Array((lines.joined(separator: "\n") + "\r\n").utf8))
@@ -113,8 +113,8 @@ import Testing
 
 @Suite struct AuthenticationTests {
     @Test("wrong key, unknown consumer, query before auth, missing grant")
-    func refusals() throws {
-        let harness = try ServerHarness()
+    func refusals() async throws {
+        let harness = try await ServerHarness()
         let client = try harness.client()
         #expect(errorCode(try client.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#)) == "auth_failed")
         #expect(errorCode(try client.request(#"{"op":"auth","consumer":"analyst-a","key":"wrong"}"#)) == "auth_failed")
@@ -126,8 +126,8 @@ import Testing
     }
 
     @Test("failed attempts are recorded in the ledger and slow down that address")
-    func failuresRecordedAndSlowed() throws {
-        let harness = try ServerHarness()
+    func failuresRecordedAndSlowed() async throws {
+        let harness = try await ServerHarness()
         let client = try harness.client()
         var durations: [Double] = []
         for _ in 0..<4 {
@@ -152,8 +152,8 @@ import Testing
         String(repeating: "[", count: 200_000), "{\"op\":\"ping\",\"x\":" + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000) + "}",
         "{\"op\":\"query\",\"dataset\":\"retail\",\"sql\":\"SELECT 1\",\"params\":" + String(repeating: "{\"a\":", count: 50_000) + "1" + String(repeating: "}", count: 50_000) + "}",
     ])
-    func deepJSON(line: String) throws {
-        let harness = try ServerHarness()
+    func deepJSON(line: String) async throws {
+        let harness = try await ServerHarness()
         let client = try harness.authenticated()
         let answer = try client.request(line)
         #expect(errorCode(answer) != nil || object(answer)["ok"] as? Bool == true)
@@ -161,8 +161,8 @@ import Testing
     }
 
     @Test("invalid UTF-8 and NUL bytes in a request line get an error")
-    func invalidBytes() throws {
-        let harness = try ServerHarness()
+    func invalidBytes() async throws {
+        let harness = try await ServerHarness()
         let client = try harness.authenticated()
         try client.send(bytes: Array(#"{"op":"query","dataset":"retail","sql":"SELECT '"#.utf8) + [0xFF, 0xFE, 0x00] + Array(#"'"}"#.utf8) + [0x0A])
         let answer = try client.readLine() ?? ""
@@ -173,8 +173,8 @@ import Testing
 
 @Suite struct ProtocolFuzzTests {
     @Test("thousands of mutated requests: every line gets an answer and the server keeps serving")
-    func mutatedRequests() throws {
-        let harness = try ServerHarness()
+    func mutatedRequests() async throws {
+        let harness = try await ServerHarness()
         let client = try harness.authenticated()
         let seeds = [
             #"{"id":1,"op":"query","dataset":"retail","sql":"SELECT name, phone FROM customers WHERE city = ? LIMIT 3","params":["Beijing"]}"#,

@@ -10,8 +10,8 @@ import Testing
 
 @Suite struct HotReloadTests {
     @Test("changing a mask while a client queries in a loop: every answer is masked by the old or the new policy")
-    func maskChangeUnderLoad() throws {
-        let harness = try ServerHarness()
+    func maskChangeUnderLoad() async throws {
+        let harness = try await ServerHarness()
         let watcher = PolicyWatcher(gateway: harness.gateway, interval: .milliseconds(50), settle: .milliseconds(100))
         defer { watcher.stop() }
         let client = try harness.authenticated()
@@ -40,8 +40,8 @@ import Testing
     }
 
     @Test("an invalid edit keeps the old policy in force and the log names the line")
-    func invalidEditKeepsOldPolicy() throws {
-        let harness = try ServerHarness()
+    func invalidEditKeepsOldPolicy() async throws {
+        let harness = try await ServerHarness()
         let client = try harness.authenticated()
         let before = object(try client.request(#"{"op":"query","dataset":"retail","sql":"SELECT phone FROM customers LIMIT 1"}"#))
         // Try to unmask the phone with a broken file: the mask must stay.
@@ -60,8 +60,8 @@ import Testing
     }
 
     @Test("new and deleted dataset files and consumers.yaml edits take effect without restart")
-    func datasetsAndConsumers() throws {
-        let harness = try ServerHarness()
+    func datasetsAndConsumers() async throws {
+        let harness = try await ServerHarness()
         try harness.workspace.write("second.yaml", "source: ../retail.sqlite\ntables:\n  customers:\n    columns: { city: {} }\n")
         try harness.workspace.write("consumers.yaml", TestWorkspace.consumers(grant: "{}").replacing("retail: {}", with: "retail: {}\n      second: {}"))
         harness.gateway.reload()
@@ -77,8 +77,8 @@ import Testing
     }
 
     @Test("a changed source is snapshotted anew and the usage record names the new version")
-    func changedSource() throws {
-        let harness = try ServerHarness()
+    func changedSource() async throws {
+        let harness = try await ServerHarness()
         let client = try harness.authenticated()
         _ = try client.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#)
         let before = try #require(harness.gateway.runtime("retail")?.snapshot.sha256)
@@ -98,7 +98,7 @@ import Testing
 @Suite struct ConcurrencyTests {
     @Test("32 clients × 200 queries: every answer correct, every query recorded exactly once")
     func manyClients() async throws {
-        let harness = try ServerHarness { $0.maxInFlightPerConsumer = 64 }
+        let harness = try await ServerHarness { $0.maxInFlightPerConsumer = 64 }
         let port = harness.port
         let failures = SharedCounter()
         await withTaskGroup(of: Void.self) { group in
@@ -137,7 +137,7 @@ import Testing
     func isolation() async throws {
         let policy = TestWorkspace.retailPolicy.replacing("timeout_ms: 2000", with: "timeout_ms: 500")
         let workspace = try TestWorkspace(policy: policy, consumers: TestWorkspace.consumers().replacing("grants: {}", with: "grants:\n      retail: {}"))
-        let harness = try ServerHarness(workspace: workspace) { $0.workers = 4 }
+        let harness = try await ServerHarness(workspace: workspace) { $0.workers = 4 }
         let port = harness.port
         let bomber = Task.detached {
             let client = try LineClient(host: "127.0.0.1", port: port)
@@ -164,8 +164,8 @@ import Testing
 
 @Suite struct LimitTests {
     @Test("connections beyond the limit are refused with unavailable")
-    func connectionLimit() throws {
-        let harness = try ServerHarness { $0.maxConnections = 2 }
+    func connectionLimit() async throws {
+        let harness = try await ServerHarness { $0.maxConnections = 2 }
         let first = try harness.client(), second = try harness.client()
         #expect(object(try first.request(#"{"op":"ping"}"#))["ok"] as? Bool == true)
         #expect(object(try second.request(#"{"op":"ping"}"#))["ok"] as? Bool == true)
@@ -175,16 +175,16 @@ import Testing
     }
 
     @Test("an idle connection is closed")
-    func idleTimeout() throws {
-        let harness = try ServerHarness { $0.idleTimeout = .milliseconds(300) }
+    func idleTimeout() async throws {
+        let harness = try await ServerHarness { $0.idleTimeout = .milliseconds(300) }
         let client = try harness.client()
         usleep(800_000)
         #expect((try? client.readLine()) == nil)
     }
 
     @Test("a client that never reads its responses is disconnected and holds no worker")
-    func slowReader() throws {
-        let harness = try ServerHarness { $0.unwritableTimeout = .milliseconds(500) }
+    func slowReader() async throws {
+        let harness = try await ServerHarness { $0.unwritableTimeout = .milliseconds(500) }
         let client = try harness.authenticated()
         let line = #"{"op":"query","dataset":"retail","sql":"SELECT name, phone, email, id_card, city FROM customers"}"# + "\n"
         // Keep sending without reading until the server gives up on us.
@@ -216,8 +216,8 @@ final class SharedCounter: Sendable {
 
 @Suite struct AddressLimitTests {
     @Test("one address cannot take every connection slot")
-    func perAddressLimit() throws {
-        let harness = try ServerHarness { $0.maxConnectionsPerAddress = 3 }
+    func perAddressLimit() async throws {
+        let harness = try await ServerHarness { $0.maxConnectionsPerAddress = 3 }
         let clients = try (0..<3).map { _ in try harness.client() }
         for client in clients { #expect(object(try client.request(#"{"op":"ping"}"#))["ok"] as? Bool == true) }
         let fourth = try harness.client()

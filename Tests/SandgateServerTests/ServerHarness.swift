@@ -19,7 +19,7 @@ final class ServerHarness {
     init(
         workspace: TestWorkspace? = nil,
         configure: (inout ServerConfiguration) -> Void = { _ in }
-    ) throws {
+    ) async throws {
         self.workspace = try workspace ?? TestWorkspace()
         let logs = LogCollector()
         self.logs = logs
@@ -30,12 +30,13 @@ final class ServerHarness {
         var configuration = ServerConfiguration(host: "127.0.0.1", port: 0, workers: 2)
         configure(&configuration)
         server = JSONLinesServer(gateway: gateway, configuration: configuration, logger: logger)
-        port = try server.start()
-        pgPort = try server.startPostgres(host: "127.0.0.1", port: 0)
+        port = try await server.start()
+        pgPort = try await server.startPostgres(host: "127.0.0.1", port: 0)
     }
 
     deinit {
-        server.shutdown(grace: .seconds(2))
+        let server = self.server
+        Task { await server.shutdown(grace: .seconds(2)) }
     }
 
     func client() throws -> LineClient {

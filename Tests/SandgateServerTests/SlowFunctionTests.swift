@@ -15,7 +15,7 @@ import Testing
     ])
     func slowCallWithinBudget(sql: String) async throws {
         let policy = TestWorkspace.retailPolicy.replacing("timeout_ms: 2000", with: "timeout_ms: 600")
-        let harness = try ServerHarness(workspace: try TestWorkspace(policy: policy))
+        let harness = try await ServerHarness(workspace: try TestWorkspace(policy: policy))
         let port = harness.port
         let slow = Task.detached { () throws -> (line: String, seconds: Double) in
             let client = try LineClient(host: "127.0.0.1", port: port)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Issue 8 benchmark: the primary-key lookup of the load benchmark through the PostgreSQL front end
+# (pgbench, simple protocol, 8 and 32 connections) beside the same query over JSON lines
+# (sandgate-load) in the same run, on a 1,000,000-customer fixture, release build.
+#   Benchmarks/pgbench.sh [ROWS] [SECONDS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS=${1:-1000000}
+SECONDS_PER_RUN=${2:-20}
+PORT=${PORT:-7901}
+PG_PORT=${PG_PORT:-5901}
+DIR=.build/bench
+mkdir -p "$DIR/pg-policies"
+
+swift build -c release --product sandgate >/dev/null
+swift build -c release --product sandgate-load >/dev/null
+BIN=.build/release
+FIXTURE="$DIR/retail-$ROWS.sqlite"
+[ -f "$FIXTURE" ] || "$BIN/sandgate" fixtures generate --rows "$ROWS" --out "$FIXTURE"
+
+KEY=bench-load-key
+HASH=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
+SCRAM=$(python3 - "$KEY" <<'PY'
+import base64, hashlib, hmac, os, sys
+salt = os.urandom(16); salted = hashlib.pbkdf2_hmac("sha256", sys.argv[1].encode(), salt, 4096)
+client = hmac.new(salted, b"Client Key", "sha256").digest(); server = hmac.new(salted, b"Server Key", "sha256").digest()
+b = lambda x: base64.b64encode(x).decode()
+print(f"SCRAM-SHA-256$4096:{b(salt)}${b(hashlib.sha256(client).digest())}:{b(server)}")
+PY
+)
+cat > "$DIR/pg-policies/retail.yaml" <<YAML
+source: ../retail-$ROWS.sqlite
+limits: { max_rows: 1000, timeout_ms: 2000 }
+pricing: { currency: CNY, per_query: 1000, per_row: 20, per_million_vm_steps: 500 }
+tables:
+  customers:
+    columns:
+      customer_id: {}
+      city: {}
+      status: {}
+      phone: { mask: phone_cn }
+YAML
+cat > "$DIR/pg-policies/consumers.yaml" <<YAML
+consumers:
+  bench:
+    key_sha256: $HASH
+    scram_sha256: "$SCRAM"
+    grants:
+      retail: {}
+YAML
+cat > "$DIR/lookup.sql" <<SQL
+\\set id random(1, $ROWS)
+SELECT customer_id, city, status FROM customers WHERE customer_id = :id;
+SQL
+
+rm -rf "$DIR/pg-state"
+"$BIN/sandgate" serve --policies "$DIR/pg-policies" --state "$DIR/pg-state" --listen "127.0.0.1:$PORT" --pg-listen "127.0.0.1:$PG_PORT" \
+    --max-in-flight-per-consumer 64 > "$DIR/pg-serve.log" 2>&1 &
+SERVER=$!
+trap 'kill -INT $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do grep -q "is serving" "$DIR/pg-serve.log" && break; sleep 0.2; done
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); rows: $ROWS; $SECONDS_PER_RUN s per run"
+export PGPASSWORD=$KEY PGOPTIONS='-c client_min_messages=warning'
+for connections in 8 32; do
+  $BIN/sandgate-load --port "$PORT" --rows "$ROWS" --seconds "$SECONDS_PER_RUN" --consumer bench --key "$KEY" --query pk --connections "$connections"
+  rm -f "$DIR"/pgbench_log.*
+  (cd "$DIR" && pgbench -n -f lookup.sql -c "$connections" -j 2 -T "$SECONDS_PER_RUN" -l --log-prefix=pgbench_log \
+      -h 127.0.0.1 -p "$PG_PORT" -U bench retail 2>&1 | grep -E "^(tps|latency average|number of (transactions actually|failed))")
+  # p50/p99 from the per-transaction log (column 3: latency in microseconds).
+  cat "$DIR"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "pgbench c=%d: p50 %.2f ms, p99 %.2f ms over %d lookups\n", '"$connections"', a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000, NR}'
+done
