@@ -88,7 +88,7 @@ struct ServeCommand: AsyncParsableCommand {
         } catch {
             logger.error("service group ended", metadata: ["error": "\(error)"])
         }
-        logger.info("stopped accepting; queries in flight finished")
+        logger.info("closing the ledger")
         watcher.stop()
         await server.shutdown()
         // The last checkpoint anchors the chain's tail (docs/CONTRACT.md §7).

@@ -5,7 +5,8 @@ import SandgateServer
 
 /// A minimal PostgreSQL protocol 3.0 client for tests: framing, SCRAM-SHA-256 and the messages
 /// the tests send, over `LineClient`'s raw socket.
-final class PGTestClient {
+/// `@unchecked Sendable`: each test uses a client from one thread at a time.
+final class PGTestClient: @unchecked Sendable {
     struct Message {
         let type: UInt8
         let body: [UInt8]

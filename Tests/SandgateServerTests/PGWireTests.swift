@@ -168,4 +168,43 @@ import Testing
         #expect(answer.error?["M"]?.hasPrefix("cancelled: ") == true, "\(answer.error?["M"] ?? "")")
         #expect(Date().timeIntervalSince(started) < 1.5, "well before the 2 s timeout")
     }
+
+    @Test("a client that never reads its results is disconnected; others are answered meanwhile")
+    func neverReads() async throws {
+        let harness = try await ServerHarness { $0.unwritableTimeout = .seconds(1) }
+        let hog = try PGTestClient(port: harness.pgPort)
+        _ = try hog.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        for _ in 0..<30 { try hog.send("Q", PGTestClient.cString("SELECT hex(zeroblob(1000000)) AS x")) }
+        let other = try PGTestClient(port: harness.pgPort)
+        _ = try other.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        #expect(try other.query("SELECT 1 AS one").rows == [["1"]])
+        var connections = harness.server.connections
+        for _ in 0..<50 where connections > 1 {
+            try await Task.sleep(for: .milliseconds(100))
+            connections = harness.server.connections
+        }
+        #expect(connections == 1, "the hog is closed, the other client stays")
+        #expect(try other.query("SELECT 2 AS two").rows == [["2"]])
+    }
+
+    @Test("a client pipelining thousands of Syncs does not stall another client's query")
+    func pipelinedSyncs() async throws {
+        let harness = try await ServerHarness()
+        let flood = try PGTestClient(port: harness.pgPort)
+        _ = try flood.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        let sync: [UInt8] = [UInt8(ascii: "S"), 0, 0, 0, 4]
+        let other = try PGTestClient(port: harness.pgPort)
+        _ = try other.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        let sender = Thread {
+            for _ in 0..<20 { try? flood.connection.send(bytes: Array([[UInt8]](repeating: sync, count: 5000).joined())) }
+        }
+        sender.start()
+        var slowest = Duration.zero
+        for _ in 0..<20 {
+            let started = ContinuousClock.now
+            #expect(try other.query("SELECT 1 AS one").rows == [["1"]])
+            slowest = max(slowest, ContinuousClock.now - started)
+        }
+        #expect(slowest < .milliseconds(500), "slowest \(slowest)")
+    }
 }
