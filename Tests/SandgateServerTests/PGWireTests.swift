@@ -207,4 +207,93 @@ import Testing
         }
         #expect(slowest < .milliseconds(500), "slowest \(slowest)")
     }
+
+    // MARK: Red-team findings (issue 8), each a test
+
+    @Test("a binary timestamp parameter at the edge of Int64 is refused, never a crash")
+    func timestampOverflow() async throws {
+        let harness = try await ServerHarness()
+        let client = try PGTestClient(port: harness.pgPort)
+        _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        for (type, value) in [(Int32(1114), Int64.min), (1184, Int64.min + 1), (1114, Int64.max)] {
+            try client.send("P", PGTestClient.cString("") + PGTestClient.cString("SELECT $1 AS t") + PGTestClient.int16(1) + PGTestClient.int32(type))
+            try client.send("B", PGTestClient.cString("") + PGTestClient.cString("") + PGTestClient.int16(1) + PGTestClient.int16(1)
+                            + PGTestClient.int16(1) + PGTestClient.int32(8) + withUnsafeBytes(of: value.bigEndian) { Array($0) } + PGTestClient.int16(0))
+            try client.send("E", PGTestClient.cString("") + PGTestClient.int32(0))
+            try client.send("S", [])
+            let answer = try client.readUntilReady()
+            #expect(answer.error?["C"] == "22000", "\(value)")
+        }
+        #expect(try client.query("SELECT 1 AS one").rows == [["1"]])
+    }
+
+    @Test("catalog queries: no PRAGMA, no SQLite functions that build large values, no pragma tables", arguments: [
+        "pragma pg_catalog.hard_heap_limit = 100000",
+        "SELECT length(printf('%.*c', 900000000, 'x')) FROM pg_class LIMIT 1",
+        "SELECT sqlite_version() FROM pg_class",
+        "SELECT * FROM pragma_compile_options, pg_class",
+        "SELECT zeroblob(100000000) FROM pg_class",
+    ])
+    func catalogRefusals(sql: String) async throws {
+        let harness = try await ServerHarness()
+        let client = try PGTestClient(port: harness.pgPort)
+        _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        let started = ContinuousClock.now
+        let answer = try client.query(sql)
+        #expect(answer.error != nil, "\(sql)")
+        #expect(ContinuousClock.now - started < .seconds(1))
+        // The gateway and its ledger are untouched: a data query over JSON lines still works.
+        let json = try harness.authenticated()
+        #expect(object(try json.request(#"{"op":"query","dataset":"retail","sql":"SELECT count(*) FROM customers"}"#))["ok"] as? Bool == true)
+        #expect(try client.query("SELECT relname FROM pg_catalog.pg_class ORDER BY 1").rows == [["customers"], ["orders"]])
+    }
+
+    @Test("portals and prepared statements per connection are capped; held results count against the consumer's unsent bytes")
+    func portalCaps() async throws {
+        let harness = try await ServerHarness()
+        let client = try PGTestClient(port: harness.pgPort)
+        _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        try client.send("P", PGTestClient.cString("big") + PGTestClient.cString("SELECT hex(zeroblob(1000000)) AS x") + PGTestClient.int16(0))
+        for index in 0..<17 {
+            try client.send("B", PGTestClient.cString("p\(index)") + PGTestClient.cString("big") + PGTestClient.int16(0) + PGTestClient.int16(0) + PGTestClient.int16(0))
+            try client.send("D", [UInt8(ascii: "P")] + PGTestClient.cString("p\(index)"))
+        }
+        try client.send("S", [])
+        let answer = try client.readUntilReady()
+        #expect(answer.error?["C"] == "53400", "\(answer.error ?? [:])")
+        // Closing the connection releases what its portals held.
+        try client.send("X", [])
+        let other = try PGTestClient(port: harness.pgPort)
+        _ = try other.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        var rows: [[String?]] = []
+        for _ in 0..<20 where rows.isEmpty {
+            rows = try other.query("SELECT 1 AS one").rows
+            if rows.isEmpty { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(rows == [["1"]])
+    }
+
+    @Test("a consumer revoked while connected loses the catalog too")
+    func revokedCatalog() async throws {
+        let harness = try await ServerHarness()
+        let client = try PGTestClient(port: harness.pgPort)
+        _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        #expect(try client.query("SELECT relname FROM pg_class").error == nil)
+        try harness.workspace.write("consumers.yaml", TestWorkspace.kateConsumers)
+        harness.gateway.reload()
+        let answer = try client.query("SELECT relname FROM pg_class")
+        #expect(answer.error?["C"] == "28P01")
+        #expect(try client.query("SELECT 1 AS one").error?["C"] == "28P01")
+    }
+
+    @Test("Bind format codes other than 0 and 1 are a protocol error")
+    func formatCodes() async throws {
+        let harness = try await ServerHarness()
+        let client = try PGTestClient(port: harness.pgPort)
+        _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        try client.send("P", PGTestClient.cString("") + PGTestClient.cString("SELECT 1 AS one") + PGTestClient.int16(0))
+        try client.send("B", PGTestClient.cString("") + PGTestClient.cString("") + PGTestClient.int16(0) + PGTestClient.int16(0) + PGTestClient.int16(1) + PGTestClient.int16(9))
+        try client.send("S", [])
+        #expect(try client.readUntilReady().error?["C"] == "08P01")
+    }
 }

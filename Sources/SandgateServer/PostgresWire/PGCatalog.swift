@@ -147,12 +147,48 @@ final class PGCatalog {
             """)
         try fill(description: description, declaredTypes: declaredTypes)
         try registerFunctions()
-        // Filled: from now on nothing may change it.
+        // Filled: from now on only reads of the catalog and the functions it needs. PRAGMA would
+        // change process-wide SQLite state (`hard_heap_limit` starved the ledger; red team), and
+        // SQLite's own functions can build huge values in one call, beyond any deadline.
         try db.execute("PRAGMA query_only = 1")
-        db.setLimit(.length, 1_000_000)
+        db.setLimit(.length, 100_000)
         db.setLimit(.sqlLength, 1_000_000)
-        db.setProgressHandler(every: 1000) { [unowned self] in DispatchTime.now().uptimeNanoseconds > self.deadline }
+        db.setLimit(.attached, 2)
+        db.setAuthorizer { request in
+            switch request.action {
+            case .select, .recursive: return .allow
+            case .read:
+                let table = (request.first ?? "").lowercased()
+                return table.hasPrefix("pragma_") || table.hasPrefix("sqlite_") ? .deny : .allow
+            case .function:
+                return Self.allowedFunctions.contains((request.second ?? "").lowercased()) ? .allow : .deny
+            default: return .deny
+            }
+        }
+        db.setProgressHandler(every: 100) { [unowned self] in DispatchTime.now().uptimeNanoseconds > self.deadline }
     }
+
+    /// SQLite functions catalog queries may call (besides the ones registered here): the ones
+    /// client libraries' introspection uses, none that builds large values.
+    static let allowedFunctions: Set<String> = [
+        "count", "min", "max", "sum", "avg", "total", "group_concat", "coalesce", "ifnull", "nullif", "iif", "lower", "upper",
+        "length", "substr", "substring", "trim", "ltrim", "rtrim", "instr", "abs", "round", "json_object", "json_array",
+        "like", "glob", "regexp", "match", "cast", "typeof", "quote",
+        "version", "current_schema", "current_schemas", "current_database", "current_user", "pg_backend_pid", "pg_is_in_recovery",
+        "pg_encoding_to_char", "pg_get_userbyid", "pg_table_is_visible", "pg_type_is_visible", "pg_function_is_visible",
+        "pg_collation_is_visible", "has_table_privilege", "has_schema_privilege", "has_database_privilege", "has_column_privilege",
+        "obj_description", "shobj_description", "col_description", "pg_get_expr", "pg_get_indexdef", "pg_get_constraintdef",
+        "pg_get_viewdef", "pg_get_triggerdef", "pg_get_partkeydef", "pg_get_statisticsobjdef_columns", "pg_get_function_result",
+        "pg_get_function_arguments", "pg_get_serial_sequence", "pg_get_ruledef", "pg_tablespace_location",
+        "pg_get_partition_constraintdef", "pg_relation_is_publishable", "array_upper", "array_length", "pg_relation_size",
+        "pg_total_relation_size", "pg_table_size", "pg_indexes_size", "pg_database_size", "format_type", "array_to_string",
+        "quote_ident", "pg_size_pretty", "array_lower", "current_setting", "sg_regclass", "sg_regtype", "sg_regproc",
+        "sg_regnamespace", "sg_regclass_name", "sg_regtype_name", "sg_regproc_name", "sg_regnamespace_name", "to_regtype",
+        "to_regclass", "to_regnamespace",
+    ]
+
+    /// The policy version the catalog was built from (rebuilt when a reload changes it).
+    var policyVersion = ""
 
     private func fill(description: DatasetDescription, declaredTypes: [String: [String: String]]) throws(SQLiteError) {
         let db = connection
@@ -375,9 +411,9 @@ final class PGCatalog {
         return regex
     }
 
-    /// Runs a translated catalog query (at most 1 s, 10,000 rows).
+    /// Runs a translated catalog query (at most 250 ms, 10,000 rows).
     func run(_ sql: String, parameters: [SQLValue]) -> Result<Answer, GatewayError> {
-        deadline = DispatchTime.now().uptimeNanoseconds + 1_000_000_000
+        deadline = DispatchTime.now().uptimeNanoseconds + 250_000_000
         defer { deadline = .max }
         do {
             let (prepared, hasMore) = try connection.prepareSingle(sql)
@@ -410,7 +446,11 @@ final class PGCatalog {
             }
             return .success(Answer(columns: columns, rows: rows))
         } catch {
-            if error.isInterrupt { return .failure(GatewayError(.timeout, "the catalog query ran longer than 1 s")) }
+            if error.isInterrupt { return .failure(GatewayError(.timeout, "the catalog query ran longer than 250 ms")) }
+            if error.message.contains("not authorized") {
+                return .failure(GatewayError(.notASelect, "the catalog answers SELECTs of its tables with the functions client libraries use",
+                                             hint: "PRAGMA, writes and SQLite's own functions are not available in catalog queries"))
+            }
             return .failure(GatewayError(.syntaxError, "catalog query not supported: \(error.message)",
                                          hint: "sandgate emulates the PostgreSQL catalog for the tables and columns you may see; `sandgate describe` lists them"))
         }

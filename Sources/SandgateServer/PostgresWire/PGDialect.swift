@@ -43,15 +43,29 @@ enum PGDialect {
                 while i < s.count {
                     if s[i] == "\\", i + 1 < s.count {
                         let next = s[i + 1]
-                        switch next {
-                        case "n": value.append("\n")
-                        case "t": value.append("\t")
-                        case "r": value.append("\r")
-                        case "b": value.append("\u{08}")
-                        case "f": value.append("\u{0C}")
-                        default: value.append(next)
+                        /// Up to `limit` digits of `radix` after the escape letter (octal: from the first digit).
+                        func code(from start: Int, radix: UInt32, limit: Int) -> (Unicode.Scalar?, Int) {
+                            var value: UInt32 = 0, end = start
+                            while end < s.count, end - start < limit, let digit = UInt32(String(s[end]), radix: Int(radix)) {
+                                value = value * radix + digit
+                                end += 1
+                            }
+                            return (end > start ? Unicode.Scalar(value) : nil, end)
                         }
-                        i += 2
+                        switch next {
+                        case "n": value.append("\n"); i += 2
+                        case "t": value.append("\t"); i += 2
+                        case "r": value.append("\r"); i += 2
+                        case "b": value.append("\u{08}"); i += 2
+                        case "f": value.append("\u{0C}"); i += 2
+                        case "x", "u", "U":
+                            let (scalar, end) = code(from: i + 2, radix: 16, limit: next == "x" ? 2 : next == "u" ? 4 : 8)
+                            if let scalar, scalar.value != 0 { value.append(scalar); i = end } else { value.append(next); i += 2 }
+                        case "0"..."7":
+                            let (scalar, end) = code(from: i + 1, radix: 8, limit: 3)
+                            if let scalar, scalar.value != 0 { value.append(scalar); i = end } else { value.append(next); i += 2 }
+                        default: value.append(next); i += 2
+                        }
                     } else if s[i] == "'" {
                         if i + 1 < s.count, s[i + 1] == "'" { value.append("'"); i += 2 } else { i += 1; break }
                     } else {
@@ -145,9 +159,10 @@ enum PGDialect {
         return max(index, 0)
     }
 
-    /// `x::type` → `CAST(x AS type)` (SQLite's names) or a catalog lookup for reg* types;
-    /// `ILIKE` → `LIKE` (SQLite's LIKE ignores ASCII case), `LIMIT ALL` → no limit, `now()` →
-    /// `CURRENT_TIMESTAMP`.
+    /// `x::type` → `CAST(x AS type)` (SQLite's names) or a catalog lookup for reg* types (date
+    /// and timestamp casts keep the operand: SQLite's dates are ISO text already); `ILIKE` →
+    /// `LIKE` (SQLite's LIKE ignores ASCII case), `LIMIT ALL` → no limit. `now()` is not
+    /// translated: the sandbox refuses the current time (answers depend on the data only).
     static func translate(_ tokens: [Token], catalog: Bool = false) -> [Token] {
         var out: [Token] = []
         var index = 0
@@ -210,14 +225,6 @@ enum PGDialect {
                     out.append(Token(kind: .number, text: "-1"))
                     index += 1
                     continue
-                case "NOW":
-                    var next = index + 1
-                    while next < tokens.count, tokens[next].isSpace { next += 1 }
-                    if next + 1 < tokens.count, tokens[next].text == "(", tokens[next + 1].text == ")" {
-                        out.append(Token(kind: .word, text: "CURRENT_TIMESTAMP"))
-                        index = next + 2
-                        continue
-                    }
                 default: break
                 }
             }

@@ -150,7 +150,13 @@ enum PGValueDecoder {
         case (.bytea?, _): return .success(.blob(Array(bytes)))
         case (.text?, _), (.varchar?, _), (.name?, _), (.unknown?, _): return .success(.text(String(decoding: bytes, as: UTF8.self)))
         case (.date?, 4): return .success(.text(Calendar.dateText(days: Int64(value.readInteger(as: Int32.self) ?? 0))))
-        case (.timestamp?, 8), (.timestamptz?, 8): return .success(.text(Calendar.timestampText(micros: value.readInteger(as: Int64.self) ?? 0)))
+        case (.timestamp?, 8), (.timestamptz?, 8):
+            // PostgreSQL's own range (4713 BC to 294276 AD); beyond it the arithmetic would overflow (red team).
+            let micros = value.readInteger(as: Int64.self) ?? 0
+            guard Calendar.timestampRange.contains(micros) else {
+                return .failure(GatewayError(.badRequest, "timestamp parameter out of range", hint: "PostgreSQL's range: 4713 BC to 294276 AD"))
+            }
+            return .success(.text(Calendar.timestampText(micros: micros)))
         default:
             return .failure(GatewayError(.badRequest, "binary parameters of type \(type) (\(bytes.count) bytes) are not supported",
                                          hint: "send parameters in text format, or as int2/4/8, float4/8, text, bool, bytea, date or timestamp"))
@@ -199,6 +205,8 @@ enum Calendar {
     }
 
     static let epochOffset: Int64 = 10_957  // 1970-01-01 → 2000-01-01
+    /// Microseconds from 2000-01-01 that PostgreSQL accepts as timestamps.
+    static let timestampRange: ClosedRange<Int64> = -211_813_488_000_000_000 ... 9_223_371_331_199_999_999
 
     static func number(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Int64? {
         var value: Int64 = 0
@@ -255,7 +263,7 @@ enum Calendar {
     }
 
     static func timestampText(micros: Int64) -> String {
-        let days = micros >= 0 ? micros / 86_400_000_000 : (micros - 86_399_999_999) / 86_400_000_000
+        let days = micros >= 0 ? micros / 86_400_000_000 : -((-(micros + 1)) / 86_400_000_000) - 1
         let rest = micros - days * 86_400_000_000
         let seconds = rest / 1_000_000, fraction = rest % 1_000_000
         var text = dateText(days: days) + " \(pad(seconds / 3600, 2)):\(pad(seconds / 60 % 60, 2)):\(pad(seconds % 60, 2))"
