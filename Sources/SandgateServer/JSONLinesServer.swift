@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SandgateCore
+import NIOSSL
 import ServiceLifecycle
 import Synchronization
 
@@ -79,8 +80,9 @@ public final class JSONLinesServer: Sendable {
     /// Starts the PostgreSQL-protocol listener (DESIGN.md §6) on `host`:`port`, sharing this
     /// server's gateway, workers and governance (connection caps, login back-off, in-flight caps);
     /// returns the port bound. Closed by `shutdown`.
-    public func startPostgres(host: String, port: Int) async throws -> Int {
+    public func startPostgres(host: String, port: Int, tls: PostgresTLS? = nil) async throws -> Int {
         let services = self.services, backends = self.backends, configuration = self.configuration
+        let tlsContext = try tls.map { try $0.context() }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -91,7 +93,7 @@ public final class JSONLinesServer: Sendable {
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(readTimeout: configuration.idleTimeout),
                         ByteToMessageHandler(PGFrontendDecoder(maxMessageBytes: Gateway.maxSQLBytes + 64 * 1024)),
-                        PGSession(services: services, backends: backends),
+                        PGSession(services: services, backends: backends, tls: tlsContext),
                     ])
                 }
             }
@@ -115,5 +117,25 @@ extension JSONLinesServer: Service {
     public func run() async throws {
         try? await gracefulShutdown()
         await shutdown()
+    }
+}
+
+/// A certificate chain and key (PEM files) for the PostgreSQL listener: SSLRequest is then
+/// answered `S` and the session continues over TLS.
+public struct PostgresTLS: Sendable {
+    public let certificatePath: String
+    public let keyPath: String
+
+    public init(certificatePath: String, keyPath: String) {
+        self.certificatePath = certificatePath
+        self.keyPath = keyPath
+    }
+
+    func context() throws -> NIOSSLContext {
+        let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
+        let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+        configuration.minimumTLSVersion = .tlsv12
+        return try NIOSSLContext(configuration: configuration)
     }
 }

@@ -20,6 +20,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "PostgreSQL wire protocol listen address, HOST:PORT (psql, psycopg, JDBC; user = consumer, dbname = dataset, password = API key).")
     var pgListen: String?
 
+    @Option(help: "PEM certificate chain for TLS on the PostgreSQL listener (with --pg-tls-key).")
+    var pgTlsCert: String?
+
+    @Option(help: "PEM private key for TLS on the PostgreSQL listener.")
+    var pgTlsKey: String?
+
     @Option(help: "Sandbox workers (default: number of cores).")
     var workers: Int = ProcessInfo.processInfo.activeProcessorCount
 
@@ -32,6 +38,7 @@ struct ServeCommand: AsyncParsableCommand {
     func validate() throws {
         guard Address(listen) != nil else { throw ValidationError("--listen must be HOST:PORT") }
         if let pgListen, Address(pgListen) == nil { throw ValidationError("--pg-listen must be HOST:PORT") }
+        guard (pgTlsCert == nil) == (pgTlsKey == nil) else { throw ValidationError("--pg-tls-cert and --pg-tls-key go together") }
         guard (1...256).contains(workers) else { throw ValidationError("--workers must be between 1 and 256") }
         guard (1...100_000).contains(maxConnections) else { throw ValidationError("--max-connections must be between 1 and 100000") }
         guard (1...10_000).contains(maxInFlightPerConsumer) else { throw ValidationError("--max-in-flight-per-consumer must be between 1 and 10000") }
@@ -65,7 +72,8 @@ struct ServeCommand: AsyncParsableCommand {
         var postgres = ""
         if let pgListen, let pgAddress = Address(pgListen) {
             do {
-                let pgPort = try await server.startPostgres(host: pgAddress.host, port: pgAddress.port)
+                let tls = pgTlsCert.flatMap { cert in pgTlsKey.map { PostgresTLS(certificatePath: cert, keyPath: $0) } }
+                let pgPort = try await server.startPostgres(host: pgAddress.host, port: pgAddress.port, tls: tls)
                 postgres = "\n  psql: psql 'host=\(pgAddress.host) port=\(pgPort) user=analyst-a dbname=retail'   (password: the consumer's API key)"
             } catch {
                 await server.shutdown()

@@ -8,6 +8,7 @@ BIN=${1:-.build/debug/sandgate}
 KEY=sg_demo_analyst_a_2026
 missing=""
 command -v psql >/dev/null || missing="$missing psql(postgresql-client)"
+command -v openssl >/dev/null || missing="$missing openssl"
 command -v java >/dev/null || missing="$missing java(openjdk-17-jdk-headless)"
 [ -f /usr/share/java/postgresql.jar ] || missing="$missing pgjdbc(libpostgresql-jdbc-java)"
 [ -x .venv/bin/python ] || missing="$missing python-venv(.venv: make client-deps)"
@@ -18,7 +19,11 @@ trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; rm -rf
 cp -r Policies "$WORK/Policies"
 # The copy points at the shipped fixture; a lower step budget makes the budget breach deterministic.
 sed -i "s#source: ../Fixtures/retail.sqlite#source: $PWD/Fixtures/retail.sqlite#; s/max_vm_steps: .*/max_vm_steps: 20000000/" "$WORK/Policies/retail.yaml"
-"$BIN" serve --policies "$WORK/Policies" --state "$WORK/state" --listen 127.0.0.1:0 --pg-listen 127.0.0.1:0 > "$WORK/serve.log" 2>&1 &
+# TLS on the PostgreSQL listener with a throw-away self-signed certificate (clients default to
+# sslmode=prefer, so most checks below run over TLS; one runs in plain text).
+openssl req -x509 -newkey rsa:2048 -nodes -subj /CN=localhost -days 1 -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+"$BIN" serve --policies "$WORK/Policies" --state "$WORK/state" --listen 127.0.0.1:0 --pg-listen 127.0.0.1:0 \
+    --pg-tls-cert "$WORK/cert.pem" --pg-tls-key "$WORK/key.pem" > "$WORK/serve.log" 2>&1 &
 SERVER=$!
 for _ in $(seq 1 100); do grep -q "psql:" "$WORK/serve.log" 2>/dev/null && break; sleep 0.1; done
 JSON_PORT=$(sed -n 's/.* on 127.0.0.1:\([0-9]*\) (JSON lines).*/\1/p' "$WORK/serve.log" | head -1)
@@ -33,6 +38,9 @@ psql "$CONN" -X -A -t -c "SELECT city, count(*) FROM customers WHERE city = 'Sha
 grep -q '^Shanghai|[0-9]*$' "$WORK/out" || fail "psql query result"
 grep -q 'NOTICE:  sandgate: query [0-9a-f]\{32\}' "$WORK/out" || fail "psql usage notice"
 echo "ok: psql query with its usage notice"
+psql "$CONN sslmode=require" -X -c '\conninfo' > "$WORK/out" 2>&1 && grep -q 'SSL connection (protocol: TLS' "$WORK/out" || fail "psql over TLS (sslmode=require)"
+psql "$CONN sslmode=disable" -X -A -t -c "SELECT 1 AS one" > "$WORK/out" 2>&1 && grep -q '^1$' "$WORK/out" || fail "psql in plain text (sslmode=disable)"
+echo "ok: psql over TLS and in plain text"
 psql "$CONN" -X -c '\dt' > "$WORK/out" 2>&1 || fail "psql \\dt"
 grep -q 'customers | table' "$WORK/out" && grep -q 'orders    | table' "$WORK/out" || fail "psql \\dt lists the tables"
 echo "ok: psql \\dt"

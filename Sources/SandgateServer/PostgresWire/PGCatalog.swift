@@ -154,15 +154,23 @@ final class PGCatalog {
         db.setLimit(.length, 100_000)
         db.setLimit(.sqlLength, 1_000_000)
         db.setLimit(.attached, 2)
+        let denied = self.denied
         db.setAuthorizer { request in
             switch request.action {
             case .select, .recursive: return .allow
             case .read:
                 let table = (request.first ?? "").lowercased()
-                return table.hasPrefix("pragma_") || table.hasPrefix("sqlite_") ? .deny : .allow
+                guard table.hasPrefix("pragma_") || table.hasPrefix("sqlite_") else { return .allow }
+                denied.what = "table \(table)"
+                return .deny
             case .function:
-                return Self.allowedFunctions.contains((request.second ?? "").lowercased()) ? .allow : .deny
-            default: return .deny
+                let name = (request.second ?? "").lowercased()
+                guard !Self.allowedFunctions.contains(name) else { return .allow }
+                denied.what = "function \(name)()"
+                return .deny
+            default:
+                denied.what = "statement (only SELECT)"
+                return .deny
             }
         }
         db.setProgressHandler(every: 100) { [unowned self] in DispatchTime.now().uptimeNanoseconds > self.deadline }
@@ -173,7 +181,8 @@ final class PGCatalog {
     static let allowedFunctions: Set<String> = [
         "count", "min", "max", "sum", "avg", "total", "group_concat", "coalesce", "ifnull", "nullif", "iif", "lower", "upper",
         "length", "substr", "substring", "trim", "ltrim", "rtrim", "instr", "abs", "round", "json_object", "json_array",
-        "like", "glob", "regexp", "match", "cast", "typeof", "quote",
+        "like", "glob", "regexp", "match", "cast", "typeof", "quote", "replace", "concat", "concat_ws", "row_number", "rank",
+        "dense_rank", "lag", "lead", "first_value", "last_value", "nth_value", "json_group_array", "json_group_object",
         "version", "current_schema", "current_schemas", "current_database", "current_user", "pg_backend_pid", "pg_is_in_recovery",
         "pg_encoding_to_char", "pg_get_userbyid", "pg_table_is_visible", "pg_type_is_visible", "pg_function_is_visible",
         "pg_collation_is_visible", "has_table_privilege", "has_schema_privilege", "has_database_privilege", "has_column_privilege",
@@ -189,6 +198,10 @@ final class PGCatalog {
 
     /// The policy version the catalog was built from (rebuilt when a reload changes it).
     var policyVersion = ""
+
+    /// What the authorizer refused last (for the error message); used on one thread at a time.
+    final class Denied: @unchecked Sendable { var what = "" }
+    private let denied = Denied()
 
     private func fill(description: DatasetDescription, declaredTypes: [String: [String: String]]) throws(SQLiteError) {
         let db = connection
@@ -414,6 +427,7 @@ final class PGCatalog {
     /// Runs a translated catalog query (at most 250 ms, 10,000 rows).
     func run(_ sql: String, parameters: [SQLValue]) -> Result<Answer, GatewayError> {
         deadline = DispatchTime.now().uptimeNanoseconds + 250_000_000
+        denied.what = ""
         defer { deadline = .max }
         do {
             let (prepared, hasMore) = try connection.prepareSingle(sql)
@@ -448,7 +462,7 @@ final class PGCatalog {
         } catch {
             if error.isInterrupt { return .failure(GatewayError(.timeout, "the catalog query ran longer than 250 ms")) }
             if error.message.contains("not authorized") {
-                return .failure(GatewayError(.notASelect, "the catalog answers SELECTs of its tables with the functions client libraries use",
+                return .failure(GatewayError(.notASelect, "the catalog does not answer this \(denied.what): it answers SELECTs of its tables with the functions client libraries use",
                                              hint: "PRAGMA, writes and SQLite's own functions are not available in catalog queries"))
             }
             return .failure(GatewayError(.syntaxError, "catalog query not supported: \(error.message)",

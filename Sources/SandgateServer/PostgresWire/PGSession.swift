@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import SandgateCore
 import SandgatePolicy
 import SandgateSQLite
@@ -104,9 +105,14 @@ final class PGSession: ChannelInboundHandler {
     private let catalog = CatalogBox()
     private var output: ByteBuffer
 
-    init(services: ServerServices, backends: PGBackends) {
+    /// When set, SSLRequest is answered `S` and TLS starts (the listener's certificate and key).
+    private let tls: NIOSSLContext?
+    private var encrypted = false
+
+    init(services: ServerServices, backends: PGBackends, tls: NIOSSLContext? = nil) {
         self.services = services
         self.backends = backends
+        self.tls = tls
         output = ByteBufferAllocator().buffer(capacity: 4096)
     }
 
@@ -454,8 +460,22 @@ final class PGSession: ChannelInboundHandler {
 
     private func startup(_ message: PGFrontendMessage, context: ChannelHandlerContext) {
         switch message {
+        case .sslRequest where tls != nil && !encrypted:
+            // `S` goes out in plain text; the TLS handler then sits in front of the decoder, which
+            // has nothing buffered (the client waits for this byte before its handshake).
+            var buffer = context.channel.allocator.buffer(capacity: 1)
+            buffer.writeInteger(UInt8(ascii: "S"))
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+            if let tls {
+                do {
+                    try context.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls), position: .first)
+                    encrypted = true
+                } catch {
+                    context.close(promise: nil)
+                }
+            }
         case .sslRequest, .gssEncRequest:
-            // No TLS on this listener: the client continues in plain text or gives up (sslmode=require).
+            // No TLS (or GSS encryption) here: the client continues in plain text or gives up (sslmode=require).
             var buffer = context.channel.allocator.buffer(capacity: 1)
             buffer.writeInteger(UInt8(ascii: "N"))
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
