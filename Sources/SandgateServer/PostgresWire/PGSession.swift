@@ -84,6 +84,10 @@ final class PGSession: ChannelInboundHandler {
         var rows: Rows?
         var error: GatewayError?
         var cursor = 0
+        /// Rows sent by the latest Execute: CommandComplete reports these, as PostgreSQL does (a
+        /// finished portal executed again answers `SELECT 0`).
+        var batch = 0
+        var noticed = false
     }
 
     private let services: ServerServices
@@ -262,8 +266,8 @@ final class PGSession: ChannelInboundHandler {
     }
 
     private static func fields(_ buffer: inout ByteBuffer, severity: String, code: String, message: String, hint: String) {
-        for (field, value) in [("S", severity), ("V", severity), ("C", code), ("M", message)] {
-            buffer.writeInteger(UInt8(ascii: Unicode.Scalar(field)!))
+        for (field, value) in [(UInt8(ascii: "S"), severity), (UInt8(ascii: "V"), severity), (UInt8(ascii: "C"), code), (UInt8(ascii: "M"), message)] {
+            buffer.writeInteger(field)
             buffer.writePGString(value)
         }
         if !hint.isEmpty {
@@ -414,12 +418,8 @@ final class PGSession: ChannelInboundHandler {
                     return
                 }
                 let complete = sendRows(&portal, limit: maxRows > 0 ? Int(maxRows) : Int.max)
+                if complete { finish(&portal) } else { output.writePGMessage(UInt8(ascii: "s")) { _ in } }
                 portals[name] = portal
-                if !complete {
-                    output.writePGMessage(UInt8(ascii: "s")) { _ in }
-                    return
-                }
-                finish(portal)
             }.nonisolated()
         case .close(let kind, let name):
             if kind == UInt8(ascii: "S") { statements[name] = nil } else { portals[name] = nil }
@@ -683,7 +683,7 @@ final class PGSession: ChannelInboundHandler {
                     // Simple query: RowDescription only for statements that return rows (no NoData).
                     if let columns = columns(of: portal) { writeRowDescription(columns, binary: []) }
                     _ = sendRows(&portal, limit: .max)
-                    finish(portal)
+                    finish(&portal)
                     flushIfLarge(context)
                     return true
                 }.nonisolated()
@@ -898,6 +898,7 @@ final class PGSession: ChannelInboundHandler {
         switch portal.rows {
         case .data(let result, _)?:
             let end = portal.cursor + min(limit, result.rowCount - portal.cursor)
+            portal.batch = end - portal.cursor
             for row in portal.cursor..<end {
                 output.writePGMessage(UInt8(ascii: "D")) { buffer in
                     buffer.writeInteger(Int16(clamping: columns.count))
@@ -910,6 +911,7 @@ final class PGSession: ChannelInboundHandler {
             return end >= result.rowCount
         case .catalog(let answer)?:
             let end = portal.cursor + min(limit, answer.rows.count - portal.cursor)
+            portal.batch = end - portal.cursor
             for row in answer.rows[portal.cursor..<end] {
                 output.writePGMessage(UInt8(ascii: "D")) { buffer in
                     buffer.writeInteger(Int16(clamping: columns.count))
@@ -950,7 +952,7 @@ final class PGSession: ChannelInboundHandler {
     }
 
     /// CommandComplete and the usage notice.
-    private func finish(_ portal: Portal) {
+    private func finish(_ portal: inout Portal) {
         let tag: String
         switch portal.statement.command {
         case .utility(let command):
@@ -963,9 +965,11 @@ final class PGSession: ChannelInboundHandler {
         case .show:
             tag = "SHOW"
         default:
-            tag = "SELECT \(portal.cursor)"
+            tag = "SELECT \(portal.batch)"
         }
-        if case .data(_, let response)? = portal.rows { notice(response) }
+        // One usage notice per query, when its last rows have gone out.
+        if case .data(_, let response)? = portal.rows, !portal.noticed { notice(response) }
+        portal.noticed = true
         output.writePGMessage(UInt8(ascii: "C")) { $0.writePGString(tag) }
     }
 
