@@ -94,8 +94,9 @@ extension ResponseFormat {
             var text = "{\"name\":\(JSONText.quoted(table.name)),\"access\":\(JSONText.quoted(table.access)),\"row_filter\":\(table.rowFilter)"
             if let size = table.minGroupSize { text += ",\"min_group_size\":\(size)" }
             text += ",\"columns\":[" + table.columns.map { column in
-                var item = "{\"name\":\(JSONText.quoted(column.name)),\"role\":\(JSONText.quoted(column.role))"
+                var item = "{\"name\":\(JSONText.quoted(column.name)),\"role\":\(JSONText.quoted(column.role)),\"type\":\(JSONText.quoted(column.type))"
                 if let mask = column.mask { item += ",\"mask\":\(JSONText.quoted(mask))" }
+                if let summary = column.maskSummary { item += ",\"masked\":\(JSONText.quoted(summary))" }
                 if !column.aggregates.isEmpty { item += ",\"aggregates\":[" + column.aggregates.map(JSONText.quoted).joined(separator: ",") + "]" }
                 return item + "}"
             }.joined(separator: ",") + "]}"

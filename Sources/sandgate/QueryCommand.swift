@@ -206,8 +206,8 @@ struct DescribeCommand: ParsableCommand {
                     if table.rowFilter { output += ", rows filtered by policy" }
                     output += ")\n"
                     for column in table.columns {
-                        output += "    \(column.name)  \(column.role)"
-                        if let mask = column.mask { output += "  masked: \(mask)" }
+                        output += "    \(column.name)  \(column.type.isEmpty ? "(no declared type)" : column.type)  \(column.role)"
+                        if let summary = column.maskSummary { output += "  masked: \(summary)" }
                         if !column.aggregates.isEmpty { output += "  aggregates: \(column.aggregates.joined(separator: ", "))" }
                         output += "\n"
                     }

@@ -15,11 +15,15 @@ public struct SnapshotFacts: Sendable, Equatable {
     public var uniqueKeys: [String: [Set<String>]]
     /// `table.column` (lower-cased) of measures whose integer sum can pass 2⁶³ − 1.
     public var overflowingSums: Set<String>
+    /// Declared type of each column of each published table (lower-cased names), for `describe`.
+    public var declaredTypes: [String: [String: String]]
 
-    public init(rowCounts: [String: Int64] = [:], uniqueKeys: [String: [Set<String>]] = [:], overflowingSums: Set<String> = []) {
+    public init(rowCounts: [String: Int64] = [:], uniqueKeys: [String: [Set<String>]] = [:], overflowingSums: Set<String> = [],
+                declaredTypes: [String: [String: String]] = [:]) {
         self.rowCounts = rowCounts
         self.uniqueKeys = uniqueKeys
         self.overflowingSums = overflowingSums
+        self.declaredTypes = declaredTypes
     }
 
     /// Reads the facts of every published table of `policy` from the snapshot at `path`.
@@ -33,6 +37,11 @@ public struct SnapshotFacts: Sendable, Equatable {
                 facts.rowCounts[name] = count
             }
             facts.uniqueKeys[name] = try uniqueKeys(of: table.name, in: db)
+            var types: [String: String] = [:]
+            for row in try db.rows("SELECT name, type FROM pragma_table_info(?)", [.text(table.name)]) {
+                if row.count == 2, case .text(let column) = row[0], case .text(let type) = row[1] { types[column.lowercased()] = type }
+            }
+            facts.declaredTypes[name] = types
             for column in table.columns where column.role == .measure && column.aggregates.contains("sum") {
                 let measure = Renderer.identifier(column.name)
                 let row = try db.rows("SELECT min(\(measure)), max(\(measure)), count(\(measure)) FROM \(quoted)").first ?? []
