@@ -27,8 +27,9 @@ serve: fixture
 demo: fixture
 	./Scripts/demo.sh
 
-test: deps
-	$(SWIFT) build
+## The shipped policies' own cases (Policies/tests), then the test suites.
+test: fixture
+	.build/debug/sandgate policy test
 	$(SWIFT) test
 
 ## Release-build benchmark of issue 2 (masking cost); ROWS=1000000 by default.

@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
+import Logging
 import SandgateCore
 import SandgateFixtures
 import SandgateLedger
 import SandgatePolicy
 
 struct PolicyCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "policy", abstract: "Work with policy files.", subcommands: [Check.self])
+    static let configuration = CommandConfiguration(commandName: "policy", abstract: "Work with policy files.", subcommands: [Check.self, Test.self])
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -32,6 +33,66 @@ struct PolicyCommand: ParsableCommand {
                 throw Failure("\(problems.count) problem(s) found")
             }
             writeOut("ok: \(loaded.datasets.count) dataset(s), \(loaded.consumers.consumers.count) consumer(s)\n")
+        }
+    }
+}
+
+extension PolicyCommand {
+    struct Test: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "test",
+            abstract: "Run the cases of <policies>/tests/<dataset>.yaml through the gateway; print each failing case; exit 1 on any failure.")
+
+        @OptionGroup var common: CommonOptions
+
+        @Argument(help: "Policies directory (default: --policies); cases are read from its tests/ directory.")
+        var directory: String?
+
+        func run() throws {
+            let policies = directory ?? common.policies
+            let (files, problems) = PolicyTestLoader.load(policiesDirectory: policies)
+            for problem in problems { writeOut(problem.description + "\n") }
+            guard !files.isEmpty || !problems.isEmpty else {
+                throw Failure("no test files in \((policies as NSString).appendingPathComponent(PolicyTestLoader.directoryName)) (write <dataset>.yaml there; see the operator guide)")
+            }
+            // A scratch state directory: test queries never reach the real ledger or its quotas.
+            let state = NSTemporaryDirectory() + "sandgate-policy-test-" + UUID().uuidString
+            defer { try? FileManager.default.removeItem(atPath: state) }
+            let gateway: Gateway
+            do {
+                gateway = try Gateway(configuration: GatewayConfiguration(policiesDirectory: policies, stateDirectory: state, poolSize: 1),
+                                      logger: Logger(label: "sandgate.policy-test", factory: { _ in SwiftLogNoOpLogHandler() }))
+            } catch {
+                throw Failure("\(error.code.rawValue): \(error.message)")
+            }
+            defer { gateway.ledger.close() }
+            var passed = 0, failed = 0
+            for file in files {
+                if gateway.runtime(file.dataset) == nil {
+                    let policyFile = (policies as NSString).appendingPathComponent(file.dataset + ".yaml")
+                    for diagnostic in gateway.diagnostics where diagnostic.location.file == policyFile { writeOut(diagnostic.description + "\n") }
+                }
+                for result in PolicyTestRunner.run(file, gateway: gateway) {
+                    if let failure = result.failure {
+                        failed += 1
+                        let testCase = result.testCase
+                        writeOut("""
+                            FAIL \(result.dataset): \(testCase.name)  (\(testCase.location))
+                              query:    \(testCase.query.replacingOccurrences(of: "\n", with: "\n            "))
+                              consumer: \(testCase.consumer)
+                              expected: \(testCase.expectation.summary)
+                              actual:   \(result.actual)
+                              problem:  \(failure)
+
+                            """)
+                    } else {
+                        passed += 1
+                        writeOut("ok   \(result.dataset): \(result.testCase.name)\n")
+                    }
+                }
+            }
+            writeOut("policy test: \(passed) passed, \(failed) failed\(problems.isEmpty ? "" : ", \(problems.count) problem(s) in test files")\n")
+            if failed > 0 || !problems.isEmpty { throw Failure("\(failed) case(s) failed") }
         }
     }
 }
