@@ -29,8 +29,9 @@ public struct PolicyLoadResult: Sendable {
 public enum PolicyLoader {
     public static let consumersFileName = "consumers.yaml"
 
-    /// Loads every `*.yaml` file of `directory`.
-    public static func load(directory: String) -> PolicyLoadResult {
+    /// Loads every `*.yaml` file of `directory`. `requireSources: false` skips the check that
+    /// each `source:` exists (for `policy diff` of an old version, whose data may be gone).
+    public static func load(directory: String, requireSources: Bool = true) -> PolicyLoadResult {
         let url = URL(fileURLWithPath: directory, isDirectory: true)
         let names: [String]
         do {
@@ -45,7 +46,7 @@ public enum PolicyLoader {
         result.datasetFiles = datasetNames
         for name in datasetFiles {
             let path = url.appendingPathComponent(name).path
-            switch loadDataset(path: path) {
+            switch loadDataset(path: path, requireSource: requireSources) {
             case .success(let policy):
                 result.datasets[policy.name] = policy
                 result.warnings += policy.warnings
@@ -135,8 +136,10 @@ public enum PolicyLoader {
     static let maskKeys: Set<String> = ["pattern", "replace", "flags", "on_no_match"]
     static let aggregateNames = ["count", "sum", "avg", "min", "max", "total"]
 
-    /// Loads and structurally validates one dataset policy file.
-    public static func loadDataset(path: String) -> Result<DatasetPolicy, PolicyErrors> {
+    /// Loads and structurally validates one dataset policy file. With `anyFileName`, the file
+    /// may be named anything (`policy diff` of `retail.yaml` and a copy `retail-new.yaml`): the
+    /// dataset is named by its `dataset:` key.
+    public static func loadDataset(path: String, anyFileName: Bool = false, requireSource: Bool = true) -> Result<DatasetPolicy, PolicyErrors> {
         let root: Node
         let version: String
         let sealed: Bool
@@ -145,8 +148,9 @@ public enum PolicyLoader {
         case .failure(let errors): return .failure(errors)
         }
         var reader = YAMLReader(file: path)
-        let fileName = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         let top = reader.fields(root, what: "the policy", allowed: topKeys) ?? [:]
+        var fileName = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        if anyFileName, let dataset = top["dataset"], case .scalar(let scalar) = dataset.value { fileName = scalar.string }
 
         if let dataset = top["dataset"], let name = reader.string(dataset.value, what: "dataset"), name != fileName {
             reader.report(dataset.value, "dataset '\(name)' must match the file name '\(fileName)'")
@@ -158,14 +162,16 @@ public enum PolicyLoader {
         let owner = top["owner"].flatMap { reader.string($0.value, what: "owner") } ?? ""
 
         var sourcePath = ""
+        var sourceText = ""
         var sourceLocation = reader.location(root)
         if let source = top["source"] {
             sourceLocation = reader.location(source.value)
             if let relative = reader.string(source.value, what: "source") {
+                sourceText = relative
                 let base = URL(fileURLWithPath: path).deletingLastPathComponent()
                 sourcePath = URL(fileURLWithPath: relative, relativeTo: base).standardizedFileURL.path
                 var isDirectory: ObjCBool = false
-                if !FileManager.default.fileExists(atPath: sourcePath, isDirectory: &isDirectory) || isDirectory.boolValue {
+                if requireSource, !FileManager.default.fileExists(atPath: sourcePath, isDirectory: &isDirectory) || isDirectory.boolValue {
                     reader.report(source.value, "source '\(relative)' does not exist (resolved to \(sourcePath))")
                 }
             }
@@ -194,7 +200,7 @@ public enum PolicyLoader {
         return .success(DatasetPolicy(
             name: fileName, description: description, owner: owner, sourcePath: sourcePath, limits: limits,
             pricing: pricing, tables: tables, version: version, file: path, sourceLocation: sourceLocation,
-            warnings: reader.warnings, sealed: sealed))
+            warnings: reader.warnings, sealed: sealed, source: sourceText))
     }
 
     static func readLimits(_ node: Node?, reader: inout YAMLReader) -> DatasetLimits {
