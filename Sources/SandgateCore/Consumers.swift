@@ -112,7 +112,14 @@ extension ResponseFormat {
     public static func error(_ error: GatewayError, id: String? = nil) -> String {
         var output = "{"
         if let id { output += "\"id\":\(id)," }
-        output += "\"ok\":false,\"error\":{\"code\":\(JSONText.quoted(error.code.rawValue)),\"message\":\(JSONText.quoted(error.message)),\"hint\":\(JSONText.quoted(error.hint))}}"
+        output += "\"ok\":false,\"error\":" + error.jsonObject + "}"
         return output
+    }
+}
+
+extension GatewayError {
+    /// `{"code":…,"message":…,"hint":…}`; `hint` only when there is one.
+    var jsonObject: String {
+        "{\"code\":\(JSONText.quoted(code.rawValue)),\"message\":\(JSONText.quoted(message))" + (hint.isEmpty ? "" : ",\"hint\":\(JSONText.quoted(hint))") + "}"
     }
 }

@@ -58,7 +58,7 @@ extension ResponseFormat {
         if let id { output += "\"id\":\(id)," }
         switch outcome {
         case .failure(let error):
-            output += "\"ok\":false,\"error\":{\"code\":\(JSONText.quoted(error.code.rawValue)),\"message\":\(JSONText.quoted(error.message)),\"hint\":\(JSONText.quoted(error.hint))}"
+            output += "\"ok\":false,\"error\":" + error.jsonObject
         case .success(let explanation):
             output += "\"ok\":true,\"sql\":" + JSONText.quoted(explanation.sql)
             output += ",\"rules\":[" + explanation.rules.map(JSONText.quoted).joined(separator: ",") + "]"

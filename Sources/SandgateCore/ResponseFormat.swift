@@ -28,8 +28,11 @@ public enum ResponseFormat {
             JSONText.appendString(error.code.rawValue, to: &output)
             output += ",\"message\":"
             JSONText.appendString(error.message, to: &output)
-            output += ",\"hint\":"
-            JSONText.appendString(error.hint, to: &output)
+            // No empty `hint` field: a hint is there when it says something (issue 11).
+            if !error.hint.isEmpty {
+                output += ",\"hint\":"
+                JSONText.appendString(error.hint, to: &output)
+            }
             output += "}"
         }
         output += ",\"usage\":" + usageJSON(response.usage) + "}"

@@ -250,9 +250,16 @@ public enum PolicyLoader {
         var rowFilterLocation: SourceLocation?
         if let value = fields["row_filter"]?.value, let filter = reader.string(value, what: "row_filter") {
             rowFilter = filter
-            rowFilterLocation = reader.location(value)
-            if let problem = RowFilterShape.problem(in: filter) {
-                reader.report(value, "row_filter \(problem)")
+            // Where the filter's text starts (after an opening quote), so that a column inside
+            // the filter maps to the right column of the YAML line.
+            let start = reader.location(value)
+            var quoted = false
+            if case .scalar(let scalar) = value, scalar.style == .singleQuoted || scalar.style == .doubleQuoted { quoted = true }
+            rowFilterLocation = SourceLocation(file: start.file, line: start.line, column: start.column + (quoted ? 1 : 0))
+            if let problem = RowFilterShape.problem(in: filter), let location = rowFilterLocation {
+                // At the character the problem is about (exact for one-line filters).
+                let column = location.column + filter.utf8.prefix(problem.offset).reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
+                reader.report(at: SourceLocation(file: location.file, line: location.line, column: column), "row_filter \(problem.message)")
             }
         }
         var columns: [ColumnPolicy] = []
@@ -347,7 +354,7 @@ public enum PolicyLoader {
         if case .scalar = node {
             guard let name = reader.string(node, what: "mask") else { return nil }
             guard let preset = Mask.preset(name) else {
-                reader.report(node, "unknown mask preset '\(name)' (presets: \(Mask.presetNames.joined(separator: ", ")); or write { pattern, replace })")
+                reader.report(node, "unknown mask preset '\(name)'\(NearestName.suggestion(for: name, among: Mask.presetNames)) (presets: \(Mask.presetNames.joined(separator: ", ")); or write { pattern, replace })")
                 return nil
             }
             return preset
@@ -596,37 +603,37 @@ public struct ConsumerFile: Sendable {
 /// A row filter is pasted into a view definition, so it must be one expression: balanced
 /// parentheses, no statement separator, no comment that could hide the rest of the view.
 enum RowFilterShape {
-    static func problem(in filter: String) -> String? {
-        var depth = 0
-        var quote: UInt8?
+    /// The first problem and the UTF-8 offset of the character it is about; nil when none.
+    static func problem(in filter: String) -> (message: String, offset: Int)? {
+        var open: [Int] = []
+        var quote: (byte: UInt8, at: Int)?
         let bytes = Array(filter.utf8)
         var index = 0
         while index < bytes.count {
             let byte = bytes[index]
-            if let open = quote {
-                if byte == open { quote = nil }
+            if let current = quote {
+                if byte == current.byte { quote = nil }
                 index += 1
                 continue
             }
             switch byte {
-            case UInt8(ascii: "'"), UInt8(ascii: "\""), UInt8(ascii: "`"): quote = byte
-            case UInt8(ascii: "["): quote = UInt8(ascii: "]")
-            case UInt8(ascii: "("): depth += 1
+            case UInt8(ascii: "'"), UInt8(ascii: "\""), UInt8(ascii: "`"): quote = (byte, index)
+            case UInt8(ascii: "["): quote = (UInt8(ascii: "]"), index)
+            case UInt8(ascii: "("): open.append(index)
             case UInt8(ascii: ")"):
-                depth -= 1
-                if depth < 0 { return "has an unbalanced ')'" }
-            case UInt8(ascii: ";"): return "must be one expression (no ';')"
+                if open.popLast() == nil { return ("has an unbalanced ')'", index) }
+            case UInt8(ascii: ";"): return ("must be one expression (no ';')", index)
             case UInt8(ascii: "-") where index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "-"):
-                return "must not contain comments"
+                return ("must not contain comments", index)
             case UInt8(ascii: "/") where index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "*"):
-                return "must not contain comments"
+                return ("must not contain comments", index)
             default: break
             }
             index += 1
         }
-        if quote != nil { return "has an unterminated quote" }
-        if depth != 0 { return "has an unbalanced '('" }
-        if filter.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return "is empty" }
+        if let quote { return ("has an unterminated quote", quote.at) }
+        if let unclosed = open.last { return ("has an unbalanced '(' (it is never closed)", unclosed) }
+        if filter.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return ("is empty", 0) }
         return nil
     }
 }

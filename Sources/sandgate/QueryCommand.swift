@@ -179,7 +179,11 @@ struct DescribeCommand: ParsableCommand {
     @Option(name: .customLong("as"), help: "Describe as this consumer (its grants and limits).")
     var consumer: String?
 
+    @Flag(help: "List the SQL functions a query may call (the allowlist the gateway enforces).")
+    var functions = false
+
     func run() throws {
+        if functions { return writeOut(FunctionCatalogue.text) }
         let gateway = try common.gateway()
         var names = dataset.map { [$0] } ?? gateway.datasetNames
         if dataset == nil, let consumer {
