@@ -19,9 +19,12 @@ build: deps
 fixture: build
 	@[ -f $(FIXTURE) ] || .build/debug/sandgate fixtures generate --rows $(FIXTURE_ROWS) --out $(FIXTURE)
 
-## The gateway on the shipped policies: JSON lines on 127.0.0.1:7878 (Ctrl-C stops it).
+## The gateway on the shipped policies (Ctrl-C stops it): JSON lines on LISTEN, and the
+## PostgreSQL front end on PG_LISTEN when given, e.g. `make serve LISTEN=127.0.0.1:7879`.
+LISTEN    ?= 127.0.0.1:7878
+PG_LISTEN ?=
 serve: fixture
-	.build/debug/sandgate serve --policies Policies --state var --listen 127.0.0.1:7878
+	.build/debug/sandgate serve --policies Policies --state var --listen $(LISTEN)$(if $(PG_LISTEN), --pg-listen $(PG_LISTEN))
 
 ## A tour of `sandgate query`, `explain`, `describe` and the ledger, without a server.
 demo: fixture

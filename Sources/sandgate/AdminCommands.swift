@@ -264,11 +264,11 @@ struct UsageCommand: ParsableCommand {
 
         @OptionGroup var period: PeriodOptions
 
-        @Option(help: "csv or json.")
-        var format: String
+        @Option(help: "csv, jsonl or json.")
+        var format: OutputFormat = .csv
 
         func validate() throws {
-            guard format == "csv" || format == "json" else { throw ValidationError("--format must be csv or json") }
+            try format.require(in: [.csv, .jsonl, .json])
         }
 
         func run() throws {
@@ -284,7 +284,11 @@ struct UsageCommand: ParsableCommand {
                 throw Failure("\(error)")
             }
             let lines = SandgateLedger.Invoice.lines(from: records)
-            let text = format == "csv" ? SandgateLedger.Invoice.csv(lines) : SandgateLedger.Invoice.json(lines, from: period.from, to: period.to)
+            let text = switch format {
+            case .json: SandgateLedger.Invoice.json(lines, from: period.firstDay, to: period.lastDay)
+            case .jsonl: SandgateLedger.Invoice.jsonLines(lines)
+            default: SandgateLedger.Invoice.csv(lines)
+            }
             try period.write(text)
         }
     }
@@ -302,26 +306,33 @@ struct UsageCommand: ParsableCommand {
         @Option(help: "Only this dataset.")
         var dataset: String?
 
-        @Option(help: "csv or jsonl.")
-        var format: String
+        @Option(help: "csv, jsonl (with the SQL) or json (an array of the jsonl objects).")
+        var format: OutputFormat = .csv
 
         func validate() throws {
-            guard UsageExport.Format(rawValue: format) != nil else { throw ValidationError("--format must be csv or jsonl") }
+            try format.require(in: [.csv, .jsonl, .json])
         }
 
         func run() throws {
-            guard let format = UsageExport.Format(rawValue: format) else { throw ValidationError("bad arguments") }
             let (start, end) = period.range
             let ledger = try UsageCommand.ledger(common)
-            var output = format == .csv ? UsageExport.csvHeader : ""
+            var output = format == .csv ? UsageExport.csvHeader : format == .json ? "[" : ""
+            var first = true
             do {
                 try ledger.records(from: start, to: end, consumer: consumer, dataset: dataset) { record in
-                    output += format == .csv ? UsageExport.csvLine(record) : UsageExport.jsonLine(record)
+                    switch format {
+                    case .csv: output += UsageExport.csvLine(record)
+                    case .json:
+                        output += (first ? "\n" : ",\n") + UsageExport.jsonLine(record).dropLast()
+                        first = false
+                    default: output += UsageExport.jsonLine(record)
+                    }
                     return true
                 }
             } catch {
                 throw Failure("\(error)")
             }
+            if format == .json { output += first ? "]\n" : "\n]\n" }
             try period.write(output)
         }
     }
@@ -359,23 +370,30 @@ struct UsageCommand: ParsableCommand {
 
 /// `--from`, `--to` (UTC days, both inclusive) and `--out`, shared by `usage export` and `usage invoice`.
 struct PeriodOptions: ParsableArguments {
-    @Option(help: "First day, YYYY-MM-DD.")
-    var from: String
+    @Option(help: "First day, YYYY-MM-DD (default: the first day of the current month, UTC).")
+    var from: String?
 
-    @Option(help: "Last day, YYYY-MM-DD (inclusive).")
-    var to: String
+    @Option(help: "Last day, YYYY-MM-DD, inclusive (default: today, UTC).")
+    var to: String?
 
     @Option(help: "Write to this file instead of standard output.")
     var out: String?
 
+    /// Today as `YYYY-MM-DD` (UTC).
+    static var today: String { String(Timestamp.rfc3339(Int64(Date().timeIntervalSince1970 * 1_000_000)).prefix(10)) }
+
+    var firstDay: String { from ?? String(Self.today.prefix(8)) + "01" }
+    var lastDay: String { to ?? Self.today }
+
     func validate() throws {
-        guard Timestamp.startOfDay(from) != nil else { throw ValidationError("--from must be a date YYYY-MM-DD") }
-        guard Timestamp.startOfDay(to) != nil else { throw ValidationError("--to must be a date YYYY-MM-DD") }
+        guard let first = Timestamp.startOfDay(firstDay) else { throw ValidationError("--from must be a date YYYY-MM-DD") }
+        guard let last = Timestamp.startOfDay(lastDay) else { throw ValidationError("--to must be a date YYYY-MM-DD") }
+        guard first <= last else { throw ValidationError("--from \(firstDay) is after --to \(lastDay)") }
     }
 
     /// Microseconds from the start of the first day to the end of the last (validated above).
     var range: (Int64, Int64) {
-        (Timestamp.startOfDay(from) ?? 0, (Timestamp.startOfDay(to) ?? 0) + 86_400_000_000)
+        (Timestamp.startOfDay(firstDay) ?? 0, (Timestamp.startOfDay(lastDay) ?? 0) + 86_400_000_000)
     }
 
     /// Writes to `--out`, or to standard output.
@@ -385,6 +403,25 @@ struct PeriodOptions: ParsableArguments {
             try text.write(toFile: out, atomically: true, encoding: .utf8)
         } catch {
             throw Failure("cannot write \(out): \(error)")
+        }
+    }
+}
+
+/// One spelling per output format across commands (`query`, `usage export`, `usage invoice`);
+/// each command accepts the ones that make sense for it.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    /// An aligned table for terminals (`query` only).
+    case table
+    /// RFC 4180 CSV with a header line.
+    case csv
+    /// One JSON object per line.
+    case jsonl
+    /// One JSON document.
+    case json
+
+    func require(in allowed: [OutputFormat]) throws {
+        guard allowed.contains(self) else {
+            throw ValidationError("--format must be \(allowed.map(\.rawValue).joined(separator: ", ")) here, not \(rawValue)")
         }
     }
 }
