@@ -117,8 +117,10 @@ extension PolicyCommand {
         var paths: [String] = []
 
         func validate() throws {
-            if git != nil {
+            if let git {
                 guard paths.count <= 1 else { throw ValidationError("with --git give at most the policies directory") }
+                // A revision is passed to git as an argument: one starting with '-' would be an option.
+                guard !git.isEmpty, !git.hasPrefix("-"), !git.contains(":") else { throw ValidationError("--git needs a revision such as HEAD or main") }
             } else {
                 guard paths.count == 2 else { throw ValidationError("give OLD and NEW (two files or two directories), or --git REV") }
             }

@@ -10,6 +10,13 @@ struct ConsumerCommand: ParsableCommand {
         abstract: "Manage consumers in consumers.yaml (comments and layout are kept; a running gateway reloads the file).",
         subcommands: [Add.self, Grant.self, Revoke.self, List.self, RotateKey.self])
 
+    /// Consumer and dataset names go into consumers.yaml as text: only the documented spelling.
+    static func requireNames(_ names: [String]) throws {
+        for name in names where !Name.isValid(name) {
+            throw ValidationError("'\(name)' is not a valid name: \(Name.rule)")
+        }
+    }
+
     /// Limits and quotas of a grant, shared by `add` and `grant`.
     struct GrantOptions: ParsableArguments {
         @Option(help: "Rows per query (lowers the dataset's max_rows).")
@@ -60,6 +67,7 @@ struct ConsumerCommand: ParsableCommand {
             // The one spelling checked everywhere (bytes, no normalisation): see `Name`.
             guard Name.isValid(name) else { throw ValidationError("the name must be \(Name.rule)") }
             guard !grant.isEmpty else { throw ValidationError("give at least one --grant DATASET (more can be added with `sandgate consumer grant`)") }
+            try ConsumerCommand.requireNames(grant)
         }
 
         func run() throws {
@@ -91,6 +99,10 @@ struct ConsumerCommand: ParsableCommand {
 
         @OptionGroup var limits: GrantOptions
 
+        func validate() throws {
+            try ConsumerCommand.requireNames([name, dataset])
+        }
+
         func run() throws {
             let file = ConsumersFile(policies: common.policies)
             var editor = try file.editor()
@@ -121,6 +133,7 @@ struct ConsumerCommand: ParsableCommand {
 
         func validate() throws {
             guard (dataset == nil) == all else { throw ValidationError("give a DATASET, or --all to remove the consumer") }
+            try ConsumerCommand.requireNames([name] + (dataset.map { [$0] } ?? []))
         }
 
         func run() throws {
@@ -147,6 +160,10 @@ struct ConsumerCommand: ParsableCommand {
 
         @Argument(help: "The consumer.")
         var name: String
+
+        func validate() throws {
+            try ConsumerCommand.requireNames([name])
+        }
 
         func run() throws {
             let file = ConsumersFile(policies: common.policies)

@@ -93,6 +93,7 @@ import Glibc
         (["add", "Bad", "--grant", "retail"], 2, "a-z, 0-9"),
         (["rotate-key", "nobody"], 1, "no consumer named 'nobody'"),
         (["revoke", "finance"], 2, "--all"),
+        (["grant", "finance", "retail: {}\n  evil"], 2, "is not a valid name"),
     ])
     func refused(arguments: [String], status: Int32, message: String) throws {
         let workspace = try Self.workspace()

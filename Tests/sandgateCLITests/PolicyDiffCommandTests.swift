@@ -92,6 +92,7 @@ import Testing
             try #require(git.terminationStatus == 0)
         }
         #expect(try workspace.run("policy", "diff", "--git", "HEAD").status == 0)
+        #expect(try workspace.run("policy", "diff", "--git", "--output=x").status == 2)
         try workspace.edit("Policies/retail.yaml", replacing: "min_group_size: 10", with: "min_group_size: 3")
         let output = try workspace.run("policy", "diff", "--git", "HEAD")
         #expect(output.status == 3)
