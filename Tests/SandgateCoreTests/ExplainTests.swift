@@ -68,6 +68,9 @@ import Testing
         ("SELECT count(*) FROM orders WHERE lenght(channel) > 3", .noSuchFunction, "did you mean length?"),
         ("SELECT load_extension('x')", .functionNotAllowed, "describe --functions"),
         ("SELECT chanel, count(*) FROM orders GROUP BY chanel", .noSuchColumn, "did you mean channel?"),
+        ("SELECT cust.* FROM customers c", .noSuchTable, "tables in this FROM: c"),
+        ("SELECT * FROM products", .noSuchTable, "tables here: customers, orders"),
+        ("SELECT city FROM customers WHERE city IN main.customers", .noSuchTable, "tables here: customers, orders"),
     ])
     func suggestion(sql: String, code: ErrorCode, hint: String) throws {
         let workspace = try TestWorkspace()
