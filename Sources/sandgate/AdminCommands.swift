@@ -69,8 +69,12 @@ extension PolicyCommand {
             var passed = 0, failed = 0
             for file in files {
                 if gateway.runtime(file.dataset) == nil {
-                    let policyFile = (policies as NSString).appendingPathComponent(file.dataset + ".yaml")
-                    for diagnostic in gateway.diagnostics where diagnostic.location.file == policyFile { writeOut(diagnostic.description + "\n") }
+                    // Why the dataset is not served, before its cases fail for that reason.
+                    func standard(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
+                    let policyFile = standard((policies as NSString).appendingPathComponent(file.dataset + ".yaml"))
+                    for diagnostic in gateway.diagnostics where standard(diagnostic.location.file) == policyFile {
+                        writeOut(diagnostic.description + "\n")
+                    }
                 }
                 for result in PolicyTestRunner.run(file, gateway: gateway) {
                     if let failure = result.failure {

@@ -40,6 +40,17 @@ import Testing
         #expect(output.stdout.contains("actual:   allowed:"))
     }
 
+    @Test("a policy that does not load fails every case, after saying why")
+    func invalidPolicy() throws {
+        let workspace = try CLIWorkspace()
+        try workspace.edit("Policies/retail.yaml", replacing: "min_group_size: 10", with: "min_group_size: ten")
+        let output = try workspace.run("policy", "test")
+        #expect(output.status == 1)
+        #expect(output.stdout.contains("retail.yaml:32:21: min_group_size must be an integer"), "\(output.stdout)")
+        #expect(output.stdout.contains("problem:  dataset 'retail' is not available"))
+        #expect(!output.stdout.contains("ok   retail"))
+    }
+
     @Test("a test file with a mistake is reported at its line and column")
     func badTestFile() throws {
         let workspace = try CLIWorkspace()
