@@ -72,15 +72,17 @@ struct ConsumerCommand: ParsableCommand {
 
         func run() throws {
             let file = ConsumersFile(policies: common.policies)
-            var editor = try file.editor()
-            try file.requireDatasets(grant)
-            let key = ConsumerKey.generate()
-            let fields = limits.applied()
-            try edit { try editor.addConsumer(name, keySHA256: key.sha256, grants: grant.map { ($0, fields) }) }
-            try file.write(editor.text) { directory in
-                directory.consumers[name]?.keySHA256 == key.sha256 && Set((directory.consumers[name]?.grants ?? [:]).keys) == Set(grant)
+            try file.locked {
+                var editor = try file.editor()
+                try file.requireDatasets(grant)
+                let key = ConsumerKey.generate()
+                let fields = limits.applied()
+                try edit { try editor.addConsumer(name, keySHA256: key.sha256, grants: grant.map { ($0, fields) }) }
+                try file.write(editor.text) { directory in
+                    directory.consumers[name]?.keySHA256 == key.sha256 && Set((directory.consumers[name]?.grants ?? [:]).keys) == Set(grant)
+                }
+                writeOut("consumer \(name) added with grants: \(grant.joined(separator: ", "))\nkey (shown once, store it now): \(key.key)\n")
             }
-            writeOut("consumer \(name) added with grants: \(grant.joined(separator: ", "))\nkey (shown once, store it now): \(key.key)\n")
         }
     }
 
@@ -105,13 +107,15 @@ struct ConsumerCommand: ParsableCommand {
 
         func run() throws {
             let file = ConsumersFile(policies: common.policies)
-            var editor = try file.editor()
-            try file.requireDatasets([dataset])
-            let existing = try edit { try editor.grant(name, dataset: dataset) }
-            let fields = limits.applied(to: existing ?? GrantFields())
-            try edit { try editor.setGrant(name, dataset: dataset, fields: fields) }
-            try file.write(editor.text) { $0.consumers[name]?.grants[dataset] != nil }
-            writeOut("\(existing == nil ? "granted" : "grant changed"): \(name) → \(dataset) \(fields.flowText)\n")
+            try file.locked {
+                var editor = try file.editor()
+                try file.requireDatasets([dataset])
+                let existing = try edit { try editor.grant(name, dataset: dataset) }
+                let fields = limits.applied(to: existing ?? GrantFields())
+                try edit { try editor.setGrant(name, dataset: dataset, fields: fields) }
+                try file.write(editor.text) { $0.consumers[name]?.grants[dataset] != nil }
+                writeOut("\(existing == nil ? "granted" : "grant changed"): \(name) → \(dataset) \(fields.flowText)\n")
+            }
         }
     }
 
@@ -138,15 +142,17 @@ struct ConsumerCommand: ParsableCommand {
 
         func run() throws {
             let file = ConsumersFile(policies: common.policies)
-            var editor = try file.editor()
-            if let dataset {
-                try edit { try editor.removeGrant(name, dataset: dataset) }
-                try file.write(editor.text) { $0.consumers[name] != nil && $0.consumers[name]?.grants[dataset] == nil }
-                writeOut("revoked: \(name) → \(dataset)\n")
-            } else {
-                try edit { try editor.removeConsumer(name) }
-                try file.write(editor.text) { $0.consumers[name] == nil }
-                writeOut("removed: \(name) (its key no longer works)\n")
+            try file.locked {
+                var editor = try file.editor()
+                if let dataset {
+                    try edit { try editor.removeGrant(name, dataset: dataset) }
+                    try file.write(editor.text) { $0.consumers[name] != nil && $0.consumers[name]?.grants[dataset] == nil }
+                    writeOut("revoked: \(name) → \(dataset)\n")
+                } else {
+                    try edit { try editor.removeConsumer(name) }
+                    try file.write(editor.text) { $0.consumers[name] == nil }
+                    writeOut("removed: \(name) (its key no longer works)\n")
+                }
             }
         }
     }
@@ -167,11 +173,13 @@ struct ConsumerCommand: ParsableCommand {
 
         func run() throws {
             let file = ConsumersFile(policies: common.policies)
-            var editor = try file.editor()
-            let key = ConsumerKey.generate()
-            try edit { try editor.setKeyHash(name, to: key.sha256) }
-            try file.write(editor.text) { $0.consumers[name]?.keySHA256 == key.sha256 }
-            writeOut("new key for \(name) (shown once, store it now; the old key no longer works): \(key.key)\n")
+            try file.locked {
+                var editor = try file.editor()
+                let key = ConsumerKey.generate()
+                try edit { try editor.setKeyHash(name, to: key.sha256) }
+                try file.write(editor.text) { $0.consumers[name]?.keySHA256 == key.sha256 }
+                writeOut("new key for \(name) (shown once, store it now; the old key no longer works): \(key.key)\n")
+            }
         }
     }
 
@@ -241,6 +249,20 @@ struct ConsumerKey {
 struct ConsumersFile {
     let policies: String
     var path: String { (policies as NSString).appendingPathComponent(PolicyLoader.consumersFileName) }
+
+    /// Runs one read-edit-write under an exclusive lock (`flock` on a file in the temporary
+    /// directory named after this consumers file), so that two commands run at once do not
+    /// lose one of the edits.
+    func locked(_ body: () throws -> Void) throws {
+        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        let lockPath = NSTemporaryDirectory() + "sandgate-consumers-" + Hex.encode(SHA256.hash(data: Array(absolute.utf8))).prefix(16) + ".lock"
+        let descriptor = open(lockPath, O_CREAT | O_RDWR, 0o600)
+        guard descriptor >= 0 else { throw Failure("internal: cannot open the lock \(lockPath)") }
+        defer { close(descriptor) }
+        guard flock(descriptor, LOCK_EX) == 0 else { throw Failure("internal: cannot lock \(lockPath)") }
+        defer { flock(descriptor, LOCK_UN) }
+        try body()
+    }
 
     /// A new file: a comment, no consumers, and the closing line that protects reloads.
     static let emptyText = "# Consumers and their grants (edited by the operator and `sandgate consumer`).\nconsumers: {}\n...\n"

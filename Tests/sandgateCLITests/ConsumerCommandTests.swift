@@ -114,6 +114,26 @@ import Glibc
         #expect(try Self.text(workspace) == broken)
     }
 
+    @Test("commands run at the same time lose no edit")
+    func concurrentEdits() throws {
+        let workspace = try Self.workspace()
+        let processes = try (0..<8).map { index -> Process in
+            let process = Process()
+            process.executableURL = CLI.binary
+            process.arguments = ["consumer", "add", "user\(index)", "--grant", "retail"]
+            process.currentDirectoryURL = URL(fileURLWithPath: workspace.root)
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+        for process in processes { process.waitUntilExit() }
+        #expect(processes.allSatisfy { $0.terminationStatus == 0 })
+        let text = try Self.text(workspace)
+        for index in 0..<8 { #expect(text.contains("  user\(index):\n"), "user\(index) lost") }
+        #expect(try workspace.run("policy", "check").status == 0)
+    }
+
     @Test("list shows each consumer's grants and today's usage")
     func list() throws {
         let workspace = try Self.workspace()
