@@ -162,6 +162,9 @@ public struct ConsumerFileEditor {
         }
         let keyLine = (grantsField.key.mark?.line ?? 1) - 1
         let keyIndent = (grantsField.key.mark?.column ?? 1) - 1
+        guard keyLine > entry.start, lines[keyLine].prefix(keyIndent).allSatisfy({ $0 == " " }) else {
+            throw ConsumerEditError("consumer '\(name)' is written on one line in flow style; write it as a block (one key per line) to edit it with this command")
+        }
         var grants: [GrantLine] = []
         for (key, value) in mapping {
             let dataset = key.string ?? ""

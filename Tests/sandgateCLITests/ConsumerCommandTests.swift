@@ -104,6 +104,21 @@ import Glibc
         #expect(try FileManager.default.contentsOfDirectory(atPath: workspace.root + "/Policies").allSatisfy { !$0.hasSuffix(".tmp") })
     }
 
+    @Test("a layout the editor cannot change safely is refused, not reformatted")
+    func flowEntryRefused() throws {
+        let flow = Self.commented.replacingOccurrences(
+            of: "  finance:\n    key_sha256: 1db41e4d7854a958fd3c87aadce961438b497de04445012a4bbf470fe583b1eb   # rotated 2026-11\n    grants: {}   # nothing yet\n",
+            with: "  finance: { key_sha256: 1db41e4d7854a958fd3c87aadce961438b497de04445012a4bbf470fe583b1eb, grants: {} }\n")
+        #expect(flow != Self.commented)
+        let workspace = try Self.workspace(flow)
+        let output = try workspace.run("consumer", "grant", "finance", "retail")
+        #expect(output.status == 1)
+        #expect(output.stderr.contains("flow style"), "\(output.stderr)")
+        #expect(try Self.text(workspace) == flow)
+        // Other entries of the same file can still be edited.
+        #expect(try workspace.run("consumer", "grant", "analyst-a", "retail", "--max-rows", "20").status == 0)
+    }
+
     @Test("a consumers.yaml with problems is not edited")
     func brokenFileNotEdited() throws {
         let broken = Self.commented.replacingOccurrences(of: "daily_queries: 1000", with: "daily_queries: lots")
