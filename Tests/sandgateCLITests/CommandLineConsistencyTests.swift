@@ -67,3 +67,19 @@ import Testing
         server.waitUntilExit()
     }
 }
+
+/// `describe` in words, and the function list from the allowlist.
+@Suite struct DescribeCommandTests {
+    @Test("describe shows type, role and mask in words; --functions lists the allowlist")
+    func describe() throws {
+        let workspace = try CLIWorkspace()
+        let output = try workspace.run("describe", "--as", "analyst-a")
+        #expect(output.status == 0)
+        #expect(output.stdout.contains("    birth_date  TEXT  visible  masked: year only (YYYY-01-01)\n"), "\(output.stdout)")
+        #expect(output.stdout.contains("    city  TEXT  visible\n"))
+        #expect(output.stdout.contains("    amount  REAL  measure  aggregates: count, sum, avg, min, max\n"))
+        let functions = try workspace.run("describe", "--functions")
+        #expect(functions.status == 0)
+        #expect(functions.stdout.contains("`strftime`") && functions.stdout.contains("`printf`") && !functions.stdout.contains("load_extension"))
+    }
+}
