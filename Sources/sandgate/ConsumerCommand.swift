@@ -194,8 +194,11 @@ struct ConsumerCommand: ParsableCommand {
             let loaded = PolicyLoader.load(directory: common.policies)
             for problem in loaded.consumerFile?.diagnostics ?? [] { writeOut("\(problem.description)\n") }
             let ledgerPath = (common.state as NSString).appendingPathComponent("usage.sqlite")
-            // Read-only use: a missing ledger means nothing was used, and is not created.
-            let ledger = FileManager.default.fileExists(atPath: ledgerPath) ? try? Ledger(path: ledgerPath) : nil
+            // Read-only use: a missing ledger means nothing was used and is not created, and a
+            // ledger without its key is not opened (that would make a new key; see usage verify).
+            let keyPath = (ledgerPath as NSString).deletingPathExtension + ".key"
+            let ledger = FileManager.default.fileExists(atPath: ledgerPath) && FileManager.default.fileExists(atPath: keyPath)
+                ? try? Ledger(path: ledgerPath) : nil
             let today = Timestamp.startOfDay(containing: Int64(Date().timeIntervalSince1970 * 1_000_000))
             let consumers = loaded.consumers.consumers.values.sorted { $0.name < $1.name }
             var output = consumers.isEmpty ? "no consumers\n" : ""

@@ -157,6 +157,13 @@ import Glibc
         #expect(output.status == 0)
         #expect(output.stdout.contains("analyst-a\n  retail: max_rows 200; today 1/1000 queries, 3 rows\n"), "\(output.stdout)")
         #expect(output.stdout.contains("finance\n  no grants\n"))
+        // Listing never creates ledger files (a new key would break the ledger's chain).
+        try FileManager.default.removeItem(atPath: workspace.root + "/var/usage.key")
+        #expect(try workspace.run("consumer", "list").status == 0)
+        #expect(!FileManager.default.fileExists(atPath: workspace.root + "/var/usage.key"))
+        let empty = try Self.workspace()
+        #expect(try empty.run("consumer", "list").stdout.contains("today 0/1000 queries"))
+        #expect(!FileManager.default.fileExists(atPath: empty.root + "/var/usage.sqlite"))
     }
 
     @Test("a running server picks up a grant, a revocation and a new key within a second")
