@@ -38,10 +38,10 @@ serve: fixture
 demo: fixture
 	./Scripts/demo.sh
 
-test: deps client-deps
-	$(SWIFT) build
+## The shipped policies' own cases (Policies/tests), the test suites, then the real clients.
+test: fixture client-deps
+	.build/debug/sandgate policy test
 	$(SWIFT) test
-	@[ -f $(FIXTURE) ] || .build/debug/sandgate fixtures generate --rows $(FIXTURE_ROWS) --out $(FIXTURE)
 	Tests/clients/run.sh .build/debug/sandgate
 
 ## Release-build benchmark of issue 2 (masking cost); ROWS=1000000 by default.

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 sandgate=.build/debug/sandgate
 
 "$sandgate" policy check
+echo "\$ sandgate policy test | tail -1"
+"$sandgate" policy test | tail -1
 echo
 run() {
     echo "\$ sandgate query --dataset retail --as analyst-a \"$1\""
@@ -13,6 +15,7 @@ run() {
     echo
 }
 run "SELECT name, phone, id_card, email, city, birth_date FROM customers LIMIT 5"
+run "SELECT strftime('%Y', birth_date) AS year, count(*) AS customers FROM customers GROUP BY year ORDER BY year LIMIT 3"
 run "SELECT city, count(*) AS customers FROM customers GROUP BY city ORDER BY customers DESC LIMIT 5"
 run "SELECT count(*) FROM customers WHERE phone LIKE '138%'"
 run "SELECT salary FROM customers"
@@ -26,7 +29,10 @@ echo
 run "PRAGMA table_info(customers)"
 "$sandgate" describe --as analyst-a
 echo
-today=$(date -u +%F)
-echo "\$ sandgate usage export --from $today --to $today --format csv | tail -3"
-"$sandgate" usage export --from "$today" --to "$today" --format csv | tail -3
+echo "\$ sandgate usage export --format csv | tail -3     # this month so far"
+"$sandgate" usage export --format csv | tail -3
+echo "\$ sandgate usage invoice"
+"$sandgate" usage invoice
 "$sandgate" usage verify
+echo "\$ sandgate consumer list"
+"$sandgate" consumer list

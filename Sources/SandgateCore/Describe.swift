@@ -6,8 +6,14 @@ public struct DatasetDescription: Sendable {
     public struct Column: Sendable {
         public let name: String
         public let role: String
+        /// The type of the values the consumer receives: the source's declared type (`INTEGER`,
+        /// `TEXT`, …; empty when the source declares none), or `TEXT` for masked columns and
+        /// join keys (masks return text), `NULL` for the `null` mask.
+        public let type: String
         /// The mask's preset name, `regex`, `join_key` token, or nil when shown as is.
         public let mask: String?
+        /// What the mask does, in words (`year only (YYYY-01-01)`); nil when shown as is.
+        public let maskSummary: String?
         public let aggregates: [String]
     }
 
@@ -49,9 +55,16 @@ extension Gateway {
                 name: table.name, access: table.access.rawValue, rowFilter: table.rowFilter != nil,
                 minGroupSize: table.minGroupSize,
                 columns: table.visibleColumns.map { column in
-                    DatasetDescription.Column(
-                        name: column.name, role: column.role.rawValue,
-                        mask: column.role == .joinKey ? "token" : column.mask?.name, aggregates: column.aggregates)
+                    let declared = runtime.facts.declaredTypes[table.name.lowercased()]?[column.name.lowercased()] ?? ""
+                    let type = switch column.mask?.kind {
+                    case nil: declared.uppercased()
+                    case .null?: "NULL"
+                    default: "TEXT"
+                    }
+                    return DatasetDescription.Column(
+                        name: column.name, role: column.role.rawValue, type: type,
+                        mask: column.role == .joinKey ? "token" : column.mask?.name, maskSummary: column.mask?.summary,
+                        aggregates: column.aggregates)
                 })
         }
         return .success(DatasetDescription(

@@ -45,11 +45,17 @@ public enum Invoice {
 
     /// `{"from":…,"to":…,"lines":[{…}]}`.
     public static func json(_ lines: [InvoiceLine], from: String, to: String) -> String {
-        let items = lines.map { line in
-            "{\"consumer\":\(JSONText.quoted(line.consumer)),\"dataset\":\(JSONText.quoted(line.dataset)),\"currency\":\(JSONText.quoted(line.currency)),"
-                + "\"queries\":\(line.queries),\"refused\":\(line.refused),\"failed\":\(line.failed),\"rows\":\(line.rows),"
-                + "\"vm_steps\":\(line.vmSteps),\"cost_micros\":\(line.costMicros)}"
-        }
-        return "{\"from\":\(JSONText.quoted(from)),\"to\":\(JSONText.quoted(to)),\"lines\":[\(items.joined(separator: ","))]}\n"
+        "{\"from\":\(JSONText.quoted(from)),\"to\":\(JSONText.quoted(to)),\"lines\":[\(lines.map(jsonObject).joined(separator: ","))]}\n"
+    }
+
+    /// One JSON object per line (the items of `json`'s `lines`).
+    public static func jsonLines(_ lines: [InvoiceLine]) -> String {
+        lines.map { jsonObject($0) + "\n" }.joined()
+    }
+
+    static func jsonObject(_ line: InvoiceLine) -> String {
+        "{\"consumer\":\(JSONText.quoted(line.consumer)),\"dataset\":\(JSONText.quoted(line.dataset)),\"currency\":\(JSONText.quoted(line.currency)),"
+            + "\"queries\":\(line.queries),\"refused\":\(line.refused),\"failed\":\(line.failed),\"rows\":\(line.rows),"
+            + "\"vm_steps\":\(line.vmSteps),\"cost_micros\":\(line.costMicros)}"
     }
 }

@@ -20,6 +20,15 @@ public struct Mask: Sendable {
         case joinToken
         case keepFirst(Int)
         case keepLast(Int)
+        /// A date or timestamp cut to the start of its year or month, keeping its shape
+        /// (`year`, `month`): date functions and comparisons on the masked value keep working.
+        case truncateDate(DatePart)
+    }
+
+    /// How much of a date the `year` and `month` presets keep.
+    public enum DatePart: Sendable {
+        case year
+        case month
     }
 
     public let kind: Kind
@@ -42,7 +51,7 @@ public struct Mask: Sendable {
     }
 
     /// The names of the presets of DESIGN.md §3.
-    public static let presetNames = ["redact", "null", "hash", "email", "phone_cn", "id_card_cn", "first4", "last4", "year"]
+    public static let presetNames = ["redact", "null", "hash", "email", "phone_cn", "id_card_cn", "first4", "last4", "year", "month"]
 
     /// The mask for join_key columns.
     public static let joinKey = Mask(kind: .joinToken, name: "join_key")
@@ -62,8 +71,33 @@ public struct Mask: Sendable {
         case "email": return regex(#"^[^@\s]+@([^@\s]+)$"#, "***@$1")
         case "phone_cn": return regex(#"^(1\d{2})\d{4}(\d{4})$"#, "$1****$2")
         case "id_card_cn": return regex(#"^(\d{6})\d{8}(\d{3}[0-9Xx])$"#, "$1********$2")
-        case "year": return regex(#"^(\d{4})-\d{2}-\d{2}(?:[ T].*)?$"#, "$1")
+        case "year": return Mask(kind: .truncateDate(.year), name: name)
+        case "month": return Mask(kind: .truncateDate(.month), name: name)
         default: return nil
+        }
+    }
+}
+
+extension Mask {
+    /// What the mask does, in words, for `describe` (never the pattern of a holder's own mask:
+    /// the pattern can say more about the data than the holder meant to publish).
+    public var summary: String {
+        switch kind {
+        case .regex:
+            switch name {
+            case "email": "domain only (***@domain)"
+            case "phone_cn": "first 3 and last 4 digits (138****5678)"
+            case "id_card_cn": "first 6 and last 4 characters"
+            default: "by the data holder's pattern"
+            }
+        case .redact: "every character replaced by *"
+        case .null: "always NULL"
+        case .hash: "keyed hash (64 hex digits)"
+        case .joinToken: "keyed token (32 hex digits; joins only)"
+        case .keepFirst(let count): "first \(count) characters only"
+        case .keepLast(let count): "last \(count) characters only"
+        case .truncateDate(.year): "year only (YYYY-01-01)"
+        case .truncateDate(.month): "year and month only (YYYY-MM-01)"
         }
     }
 }

@@ -98,6 +98,16 @@ public final class MaskEvaluator {
         case .keepLast(let keep):
             guard UTF8Validation.isValid(input) else { return redact(input) }
             keepLast(keep, of: input)
+        case .truncateDate(let part):
+            // Only a value that is exactly a valid date or timestamp keeps its year (and month);
+            // anything else follows `on_no_match` like an unmatched pattern (redacted by default).
+            guard let date = DateShape.parse(input) else {
+                switch mask.onNoMatch {
+                case .null: return .null
+                case .redact, .keep: return redact(input)
+                }
+            }
+            appendDate(date, keepMonth: part == .month)
         case .regex:
             guard UTF8Validation.isValid(input) else { return redact(input) }
             switch substitute(input) {
@@ -213,6 +223,24 @@ public final class MaskEvaluator {
         }
         appendStars(characterCount(UnsafeBufferPointer(rebasing: input[0..<index])))
         append(UnsafeBufferPointer(rebasing: input[index...]))
+    }
+
+    /// `YYYY-01-01` or `YYYY-MM-01`, plus ` 00:00:00` for a timestamp: the shape of the input.
+    private func appendDate(_ date: DateShape, keepMonth: Bool) {
+        appendDigits(date.year, 4)
+        output.pointee.appendByte(UInt8(ascii: "-"))
+        appendDigits(keepMonth ? date.month : 1, 2)
+        ("-01" as StaticString).withUTF8Buffer { append($0) }
+        if date.hasTime { (" 00:00:00" as StaticString).withUTF8Buffer { append($0) } }
+    }
+
+    private func appendDigits(_ value: Int, _ width: Int) {
+        var divisor = 1
+        for _ in 1..<width { divisor *= 10 }
+        while divisor > 0 {
+            output.pointee.appendByte(UInt8(ascii: "0") + UInt8(value / divisor % 10))
+            divisor /= 10
+        }
     }
 
     private func characterCount(_ input: UnsafeBufferPointer<UInt8>) -> Int {

@@ -29,8 +29,9 @@ public struct PolicyLoadResult: Sendable {
 public enum PolicyLoader {
     public static let consumersFileName = "consumers.yaml"
 
-    /// Loads every `*.yaml` file of `directory`.
-    public static func load(directory: String) -> PolicyLoadResult {
+    /// Loads every `*.yaml` file of `directory`. `requireSources: false` skips the check that
+    /// each `source:` exists (for `policy diff` of an old version, whose data may be gone).
+    public static func load(directory: String, requireSources: Bool = true) -> PolicyLoadResult {
         let url = URL(fileURLWithPath: directory, isDirectory: true)
         let names: [String]
         do {
@@ -45,7 +46,7 @@ public enum PolicyLoader {
         result.datasetFiles = datasetNames
         for name in datasetFiles {
             let path = url.appendingPathComponent(name).path
-            switch loadDataset(path: path) {
+            switch loadDataset(path: path, requireSource: requireSources) {
             case .success(let policy):
                 result.datasets[policy.name] = policy
                 result.warnings += policy.warnings
@@ -135,8 +136,10 @@ public enum PolicyLoader {
     static let maskKeys: Set<String> = ["pattern", "replace", "flags", "on_no_match"]
     static let aggregateNames = ["count", "sum", "avg", "min", "max", "total"]
 
-    /// Loads and structurally validates one dataset policy file.
-    public static func loadDataset(path: String) -> Result<DatasetPolicy, PolicyErrors> {
+    /// Loads and structurally validates one dataset policy file. With `anyFileName`, the file
+    /// may be named anything (`policy diff` of `retail.yaml` and a copy `retail-new.yaml`): the
+    /// dataset is named by its `dataset:` key.
+    public static func loadDataset(path: String, anyFileName: Bool = false, requireSource: Bool = true) -> Result<DatasetPolicy, PolicyErrors> {
         let root: Node
         let version: String
         let sealed: Bool
@@ -145,8 +148,9 @@ public enum PolicyLoader {
         case .failure(let errors): return .failure(errors)
         }
         var reader = YAMLReader(file: path)
-        let fileName = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         let top = reader.fields(root, what: "the policy", allowed: topKeys) ?? [:]
+        var fileName = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+        if anyFileName, let dataset = top["dataset"], case .scalar(let scalar) = dataset.value { fileName = scalar.string }
 
         if let dataset = top["dataset"], let name = reader.string(dataset.value, what: "dataset"), name != fileName {
             reader.report(dataset.value, "dataset '\(name)' must match the file name '\(fileName)'")
@@ -158,14 +162,16 @@ public enum PolicyLoader {
         let owner = top["owner"].flatMap { reader.string($0.value, what: "owner") } ?? ""
 
         var sourcePath = ""
+        var sourceText = ""
         var sourceLocation = reader.location(root)
         if let source = top["source"] {
             sourceLocation = reader.location(source.value)
             if let relative = reader.string(source.value, what: "source") {
+                sourceText = relative
                 let base = URL(fileURLWithPath: path).deletingLastPathComponent()
                 sourcePath = URL(fileURLWithPath: relative, relativeTo: base).standardizedFileURL.path
                 var isDirectory: ObjCBool = false
-                if !FileManager.default.fileExists(atPath: sourcePath, isDirectory: &isDirectory) || isDirectory.boolValue {
+                if requireSource, !FileManager.default.fileExists(atPath: sourcePath, isDirectory: &isDirectory) || isDirectory.boolValue {
                     reader.report(source.value, "source '\(relative)' does not exist (resolved to \(sourcePath))")
                 }
             }
@@ -194,7 +200,7 @@ public enum PolicyLoader {
         return .success(DatasetPolicy(
             name: fileName, description: description, owner: owner, sourcePath: sourcePath, limits: limits,
             pricing: pricing, tables: tables, version: version, file: path, sourceLocation: sourceLocation,
-            warnings: reader.warnings, sealed: sealed))
+            warnings: reader.warnings, sealed: sealed, source: sourceText))
     }
 
     static func readLimits(_ node: Node?, reader: inout YAMLReader) -> DatasetLimits {
@@ -244,9 +250,16 @@ public enum PolicyLoader {
         var rowFilterLocation: SourceLocation?
         if let value = fields["row_filter"]?.value, let filter = reader.string(value, what: "row_filter") {
             rowFilter = filter
-            rowFilterLocation = reader.location(value)
-            if let problem = RowFilterShape.problem(in: filter) {
-                reader.report(value, "row_filter \(problem)")
+            // Where the filter's text starts (after an opening quote), so that a column inside
+            // the filter maps to the right column of the YAML line.
+            let start = reader.location(value)
+            var quoted = false
+            if case .scalar(let scalar) = value, scalar.style == .singleQuoted || scalar.style == .doubleQuoted { quoted = true }
+            rowFilterLocation = SourceLocation(file: start.file, line: start.line, column: start.column + (quoted ? 1 : 0))
+            if let problem = RowFilterShape.problem(in: filter), let location = rowFilterLocation {
+                // At the character the problem is about (exact for one-line filters).
+                let column = location.column + filter.utf8.prefix(problem.offset).reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
+                reader.report(at: SourceLocation(file: location.file, line: location.line, column: column), "row_filter \(problem.message)")
             }
         }
         var columns: [ColumnPolicy] = []
@@ -341,7 +354,7 @@ public enum PolicyLoader {
         if case .scalar = node {
             guard let name = reader.string(node, what: "mask") else { return nil }
             guard let preset = Mask.preset(name) else {
-                reader.report(node, "unknown mask preset '\(name)' (presets: \(Mask.presetNames.joined(separator: ", ")); or write { pattern, replace })")
+                reader.report(node, "unknown mask preset '\(name)'\(NearestName.suggestion(for: name, among: Mask.presetNames)) (presets: \(Mask.presetNames.joined(separator: ", ")); or write { pattern, replace })")
                 return nil
             }
             return preset
@@ -597,37 +610,37 @@ public struct ConsumerFile: Sendable {
 /// A row filter is pasted into a view definition, so it must be one expression: balanced
 /// parentheses, no statement separator, no comment that could hide the rest of the view.
 enum RowFilterShape {
-    static func problem(in filter: String) -> String? {
-        var depth = 0
-        var quote: UInt8?
+    /// The first problem and the UTF-8 offset of the character it is about; nil when none.
+    static func problem(in filter: String) -> (message: String, offset: Int)? {
+        var open: [Int] = []
+        var quote: (byte: UInt8, at: Int)?
         let bytes = Array(filter.utf8)
         var index = 0
         while index < bytes.count {
             let byte = bytes[index]
-            if let open = quote {
-                if byte == open { quote = nil }
+            if let current = quote {
+                if byte == current.byte { quote = nil }
                 index += 1
                 continue
             }
             switch byte {
-            case UInt8(ascii: "'"), UInt8(ascii: "\""), UInt8(ascii: "`"): quote = byte
-            case UInt8(ascii: "["): quote = UInt8(ascii: "]")
-            case UInt8(ascii: "("): depth += 1
+            case UInt8(ascii: "'"), UInt8(ascii: "\""), UInt8(ascii: "`"): quote = (byte, index)
+            case UInt8(ascii: "["): quote = (UInt8(ascii: "]"), index)
+            case UInt8(ascii: "("): open.append(index)
             case UInt8(ascii: ")"):
-                depth -= 1
-                if depth < 0 { return "has an unbalanced ')'" }
-            case UInt8(ascii: ";"): return "must be one expression (no ';')"
+                if open.popLast() == nil { return ("has an unbalanced ')'", index) }
+            case UInt8(ascii: ";"): return ("must be one expression (no ';')", index)
             case UInt8(ascii: "-") where index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "-"):
-                return "must not contain comments"
+                return ("must not contain comments", index)
             case UInt8(ascii: "/") where index + 1 < bytes.count && bytes[index + 1] == UInt8(ascii: "*"):
-                return "must not contain comments"
+                return ("must not contain comments", index)
             default: break
             }
             index += 1
         }
-        if quote != nil { return "has an unterminated quote" }
-        if depth != 0 { return "has an unbalanced '('" }
-        if filter.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return "is empty" }
+        if let quote { return ("has an unterminated quote", quote.at) }
+        if let unclosed = open.last { return ("has an unbalanced '(' (it is never closed)", unclosed) }
+        if filter.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { return ("is empty", 0) }
         return nil
     }
 }

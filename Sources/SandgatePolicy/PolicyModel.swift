@@ -6,6 +6,8 @@ public struct DatasetPolicy: Sendable {
     public let owner: String
     /// Absolute path of the data holder's SQLite file.
     public let sourcePath: String
+    /// `source:` as written (relative to the policy file), for `policy diff`.
+    public let source: String
     public let limits: DatasetLimits
     public let pricing: Pricing
     /// Visible tables in file order; a table not listed is invisible.
@@ -24,8 +26,9 @@ public struct DatasetPolicy: Sendable {
     public init(
         name: String, description: String, owner: String, sourcePath: String, limits: DatasetLimits,
         pricing: Pricing, tables: [TablePolicy], version: String, file: String, sourceLocation: SourceLocation,
-        warnings: [PolicyDiagnostic] = [], sealed: Bool = false
+        warnings: [PolicyDiagnostic] = [], sealed: Bool = false, source: String = ""
     ) {
+        self.source = source
         self.warnings = warnings
         self.sealed = sealed
         self.name = name

@@ -59,7 +59,8 @@ struct YAMLReader {
         var fields: [String: (Node, Node)] = [:]
         for entry in entries {
             guard allowed.contains(entry.key) else {
-                report(entry.keyNode, "unknown key '\(entry.key)' in \(what) (allowed: \(allowed.sorted().joined(separator: ", ")))")
+                let guess = NearestName.closest(to: entry.key, among: allowed).map { "did you mean '\($0)'? " } ?? ""
+                report(entry.keyNode, "unknown key '\(entry.key)' in \(what) (\(guess)allowed: \(allowed.sorted().joined(separator: ", ")))")
                 continue
             }
             fields[entry.key] = (entry.keyNode, entry.value)
@@ -102,7 +103,7 @@ struct YAMLReader {
     mutating func choice<T: RawRepresentable<String>>(_ node: Node, what: String, as type: T.Type, options: [String]) -> T? {
         guard let text = string(node, what: what) else { return nil }
         guard let value = T(rawValue: text) else {
-            report(node, "\(what) must be one of \(options.joined(separator: ", ")), not '\(text)'")
+            report(node, "\(what) must be one of \(options.joined(separator: ", ")), not '\(text)'\(NearestName.suggestion(for: text, among: options))")
             return nil
         }
         return value

@@ -109,7 +109,7 @@ struct Operation: Sendable {
         case "stats":
             return ok(services.state.statsJSON(consumer: consumer, isOperator: gateway.role(of: consumer) == .operator, ledgerPending: gateway.ledger.pendingCount))
         default:
-            return error(GatewayError(.badRequest, "unknown op \"\(op)\""))
+            return error(GatewayError(.badRequest, "unknown op \"\(op)\"", hint: "ops: " + Self.known.sorted().joined(separator: ", ")))
         }
     }
 }

@@ -36,8 +36,11 @@ public enum ResponseFormat {
             JSONText.appendString(error.code.rawValue, to: &output)
             output += ",\"message\":"
             JSONText.appendString(error.message, to: &output)
-            output += ",\"hint\":"
-            JSONText.appendString(error.hint, to: &output)
+            // No empty `hint` field: a hint is there when it says something (issue 11).
+            if !error.hint.isEmpty {
+                output += ",\"hint\":"
+                JSONText.appendString(error.hint, to: &output)
+            }
             output += "}"
         }
         output += ",\"usage\":" + usageJSON(response.usage) + "}"
@@ -179,8 +182,9 @@ extension ResponseFormat {
             var text = "{\"name\":\(JSONText.quoted(table.name)),\"access\":\(JSONText.quoted(table.access)),\"row_filter\":\(table.rowFilter)"
             if let size = table.minGroupSize { text += ",\"min_group_size\":\(size)" }
             text += ",\"columns\":[" + table.columns.map { column in
-                var item = "{\"name\":\(JSONText.quoted(column.name)),\"role\":\(JSONText.quoted(column.role))"
+                var item = "{\"name\":\(JSONText.quoted(column.name)),\"role\":\(JSONText.quoted(column.role)),\"type\":\(JSONText.quoted(column.type))"
                 if let mask = column.mask { item += ",\"mask\":\(JSONText.quoted(mask))" }
+                if let summary = column.maskSummary { item += ",\"masked\":\(JSONText.quoted(summary))" }
                 if !column.aggregates.isEmpty { item += ",\"aggregates\":[" + column.aggregates.map(JSONText.quoted).joined(separator: ",") + "]" }
                 return item + "}"
             }.joined(separator: ",") + "]}"
@@ -196,7 +200,7 @@ extension ResponseFormat {
     public static func error(_ error: GatewayError, id: String? = nil) -> String {
         var output = "{"
         if let id { output += "\"id\":\(id)," }
-        output += "\"ok\":false,\"error\":{\"code\":\(JSONText.quoted(error.code.rawValue)),\"message\":\(JSONText.quoted(error.message)),\"hint\":\(JSONText.quoted(error.hint))}}"
+        output += "\"ok\":false,\"error\":" + error.jsonObject + "}"
         return output
     }
 }
@@ -208,7 +212,7 @@ extension ResponseFormat {
         if let id { output += "\"id\":\(id)," }
         switch outcome {
         case .failure(let error):
-            output += "\"ok\":false,\"error\":{\"code\":\(JSONText.quoted(error.code.rawValue)),\"message\":\(JSONText.quoted(error.message)),\"hint\":\(JSONText.quoted(error.hint))}"
+            output += "\"ok\":false,\"error\":" + error.jsonObject
         case .success(let explanation):
             output += "\"ok\":true,\"sql\":" + JSONText.quoted(explanation.sql)
             output += ",\"rules\":[" + explanation.rules.map(JSONText.quoted).joined(separator: ",") + "]"
@@ -228,5 +232,12 @@ extension ResponseFormat {
         output += "Price (micro-\(pricing.currency)): \(pricing.perQuery) per query + \(pricing.perRow) per row + \(pricing.perMillionVMSteps) per started million VM steps + \(pricing.perMiB) per started MiB of results\n"
         output += "  quote: from \(explanation.minimumCostMicros) to at most \(explanation.maximumCostMicros); nothing was run or charged\n"
         return output
+    }
+}
+
+extension GatewayError {
+    /// `{"code":…,"message":…,"hint":…}`; `hint` only when there is one.
+    var jsonObject: String {
+        "{\"code\":\(JSONText.quoted(code.rawValue)),\"message\":\(JSONText.quoted(message))" + (hint.isEmpty ? "" : ",\"hint\":\(JSONText.quoted(hint))") + "}"
     }
 }

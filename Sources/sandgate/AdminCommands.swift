@@ -5,37 +5,6 @@ import SandgateFixtures
 import SandgateLedger
 import SandgatePolicy
 
-struct PolicyCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "policy", abstract: "Work with policy files.", subcommands: [Check.self])
-
-    struct Check: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "check",
-            abstract: "Validate every policy file; print each problem as file:line:column: message.")
-
-        @OptionGroup var common: CommonOptions
-
-        @Argument(help: "Policies directory (default: --policies).")
-        var directory: String?
-
-        func run() throws {
-            let loaded = PolicyLoader.load(directory: directory ?? common.policies)
-            var problems = loaded.diagnostics
-            for name in loaded.datasets.keys.sorted() {
-                guard let policy = loaded.datasets[name] else { continue }
-                problems += DataValidator.validate(policy, databasePath: policy.sourcePath)
-            }
-            // Warnings (risky but valid choices) are printed and never change the exit status.
-            for warning in loaded.warnings { writeOut("\(warning.location): warning: \(warning.message)\n") }
-            for problem in problems { writeOut(problem.description + "\n") }
-            if !problems.isEmpty {
-                throw Failure("\(problems.count) problem(s) found")
-            }
-            writeOut("ok: \(loaded.datasets.count) dataset(s), \(loaded.consumers.consumers.count) consumer(s)\n")
-        }
-    }
-}
-
 struct FixturesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "fixtures", abstract: "Synthetic test data.", subcommands: [Generate.self])
 
@@ -88,11 +57,11 @@ struct UsageCommand: ParsableCommand {
 
         @OptionGroup var period: PeriodOptions
 
-        @Option(help: "csv or json.")
-        var format: String
+        @Option(help: "csv, jsonl or json.")
+        var format: OutputFormat = .csv
 
         func validate() throws {
-            guard format == "csv" || format == "json" else { throw ValidationError("--format must be csv or json") }
+            try format.require(in: [.csv, .jsonl, .json])
         }
 
         func run() throws {
@@ -108,7 +77,11 @@ struct UsageCommand: ParsableCommand {
                 throw Failure("\(error)")
             }
             let lines = SandgateLedger.Invoice.lines(from: records)
-            let text = format == "csv" ? SandgateLedger.Invoice.csv(lines) : SandgateLedger.Invoice.json(lines, from: period.from, to: period.to)
+            let text = switch format {
+            case .json: SandgateLedger.Invoice.json(lines, from: period.firstDay, to: period.lastDay)
+            case .jsonl: SandgateLedger.Invoice.jsonLines(lines)
+            default: SandgateLedger.Invoice.csv(lines)
+            }
             try period.write(text)
         }
     }
@@ -126,26 +99,33 @@ struct UsageCommand: ParsableCommand {
         @Option(help: "Only this dataset.")
         var dataset: String?
 
-        @Option(help: "csv or jsonl.")
-        var format: String
+        @Option(help: "csv, jsonl (with the SQL) or json (an array of the jsonl objects).")
+        var format: OutputFormat = .csv
 
         func validate() throws {
-            guard UsageExport.Format(rawValue: format) != nil else { throw ValidationError("--format must be csv or jsonl") }
+            try format.require(in: [.csv, .jsonl, .json])
         }
 
         func run() throws {
-            guard let format = UsageExport.Format(rawValue: format) else { throw ValidationError("bad arguments") }
             let (start, end) = period.range
             let ledger = try UsageCommand.ledger(common)
-            var output = format == .csv ? UsageExport.csvHeader : ""
+            var output = format == .csv ? UsageExport.csvHeader : format == .json ? "[" : ""
+            var first = true
             do {
                 try ledger.records(from: start, to: end, consumer: consumer, dataset: dataset) { record in
-                    output += format == .csv ? UsageExport.csvLine(record) : UsageExport.jsonLine(record)
+                    switch format {
+                    case .csv: output += UsageExport.csvLine(record)
+                    case .json:
+                        output += (first ? "\n" : ",\n") + UsageExport.jsonLine(record).dropLast()
+                        first = false
+                    default: output += UsageExport.jsonLine(record)
+                    }
                     return true
                 }
             } catch {
                 throw Failure("\(error)")
             }
+            if format == .json { output += first ? "]\n" : "\n]\n" }
             try period.write(output)
         }
     }
@@ -183,23 +163,30 @@ struct UsageCommand: ParsableCommand {
 
 /// `--from`, `--to` (UTC days, both inclusive) and `--out`, shared by `usage export` and `usage invoice`.
 struct PeriodOptions: ParsableArguments {
-    @Option(help: "First day, YYYY-MM-DD.")
-    var from: String
+    @Option(help: "First day, YYYY-MM-DD (default: the first day of the current month, UTC).")
+    var from: String?
 
-    @Option(help: "Last day, YYYY-MM-DD (inclusive).")
-    var to: String
+    @Option(help: "Last day, YYYY-MM-DD, inclusive (default: today, UTC).")
+    var to: String?
 
     @Option(help: "Write to this file instead of standard output.")
     var out: String?
 
+    /// Today as `YYYY-MM-DD` (UTC).
+    static var today: String { String(Timestamp.rfc3339(Int64(Date().timeIntervalSince1970 * 1_000_000)).prefix(10)) }
+
+    var firstDay: String { from ?? String(Self.today.prefix(8)) + "01" }
+    var lastDay: String { to ?? Self.today }
+
     func validate() throws {
-        guard Timestamp.startOfDay(from) != nil else { throw ValidationError("--from must be a date YYYY-MM-DD") }
-        guard Timestamp.startOfDay(to) != nil else { throw ValidationError("--to must be a date YYYY-MM-DD") }
+        guard let first = Timestamp.startOfDay(firstDay) else { throw ValidationError("--from must be a date YYYY-MM-DD") }
+        guard let last = Timestamp.startOfDay(lastDay) else { throw ValidationError("--to must be a date YYYY-MM-DD") }
+        guard first <= last else { throw ValidationError("--from \(firstDay) is after --to \(lastDay)") }
     }
 
     /// Microseconds from the start of the first day to the end of the last (validated above).
     var range: (Int64, Int64) {
-        (Timestamp.startOfDay(from) ?? 0, (Timestamp.startOfDay(to) ?? 0) + 86_400_000_000)
+        (Timestamp.startOfDay(firstDay) ?? 0, (Timestamp.startOfDay(lastDay) ?? 0) + 86_400_000_000)
     }
 
     /// Writes to `--out`, or to standard output.
@@ -209,6 +196,25 @@ struct PeriodOptions: ParsableArguments {
             try text.write(toFile: out, atomically: true, encoding: .utf8)
         } catch {
             throw Failure("cannot write \(out): \(error)")
+        }
+    }
+}
+
+/// One spelling per output format across commands (`query`, `usage export`, `usage invoice`);
+/// each command accepts the ones that make sense for it.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    /// An aligned table for terminals (`query` only).
+    case table
+    /// RFC 4180 CSV with a header line.
+    case csv
+    /// One JSON object per line.
+    case jsonl
+    /// One JSON document.
+    case json
+
+    func require(in allowed: [OutputFormat]) throws {
+        guard allowed.contains(self) else {
+            throw ValidationError("--format must be \(allowed.map(\.rawValue).joined(separator: ", ")) here, not \(rawValue)")
         }
     }
 }

@@ -23,14 +23,12 @@ struct QueryTarget: ParsableArguments {
 struct QueryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "query", abstract: "Run one SQL query as a consumer.")
 
-    enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, csv }
-
     @OptionGroup var common: CommonOptions
 
     @OptionGroup var target: QueryTarget
 
-    @Option(help: "Output format: table, json or csv.")
-    var format: Format = .table
+    @Option(help: "Output format: table, csv, jsonl (one object per row) or json (the response object).")
+    var format: OutputFormat = .table
 
     @Option(help: "Query a running gateway at HOST:PORT instead (the key is read from SANDGATE_KEY).")
     var connect: String?
@@ -40,6 +38,7 @@ struct QueryCommand: ParsableCommand {
     var sql: String { target.sql }
 
     func validate() throws {
+        try format.require(in: [.table, .csv, .jsonl, .json])
         if let connect {
             guard Address(connect) != nil else { throw ValidationError("--connect must be HOST:PORT") }
             guard ProcessInfo.processInfo.environment["SANDGATE_KEY"]?.isEmpty == false else {
@@ -61,17 +60,12 @@ struct QueryCommand: ParsableCommand {
         case .json:
             writeOut(ResponseFormat.json(response) + "\n")
             if let error = response.error { throw Failure("\(error.code.rawValue): \(error.message)\(error.hint.isEmpty ? "" : " (hint: \(error.hint))")") }
-        case .csv, .table:
+        case .csv, .jsonl, .table:
             guard let result = response.result else {
                 let error = response.error ?? GatewayError(.internal, "no result")
                 throw Failure("\(error.code.rawValue): \(error.message)\(error.hint.isEmpty ? "" : " (hint: \(error.hint))")")
             }
-            if format == .csv {
-                writeOut(ResponseFormat.csv(result))
-                FileHandle.standardError.write(Data((ResponseFormat.usageLine(response) + "\n").utf8))
-            } else {
-                writeOut(ResponseFormat.table(result) + ResponseFormat.usageLine(response) + "\n")
-            }
+            Self.write(columns: result.columns, rows: result.rows, format: format, summary: ResponseFormat.usageLine(response))
         }
     }
 }
@@ -130,12 +124,46 @@ extension QueryCommand {
             costMicros: number("cost_micros"), currency: usage["currency"]?.string ?? "", seq: number("seq"))
         let truncatedBy = object["truncated"] == .bool(true) ? object["truncated_by"]?.string ?? "max_rows" : nil
         let summary = ResponseFormat.usageLine(figures, truncatedBy: truncatedBy)
-        if format == .csv {
-            writeOut(ResponseFormat.csv(columns: columns, rows: rows))
-            FileHandle.standardError.write(Data((summary + "\n").utf8))
-        } else {
+        Self.write(columns: columns, rows: rows, format: format, summary: summary)
+    }
+
+    /// The rows as a table (usage line after it), or as CSV or JSON lines (usage line on stderr,
+    /// so that standard output is only data).
+    static func write(columns: [String], rows: [[SQLValue]], format: OutputFormat, summary: String) {
+        switch format {
+        case .table:
             writeOut(ResponseFormat.table(columns: columns, rows: rows) + summary + "\n")
+            return
+        case .csv:
+            writeOut(ResponseFormat.csv(columns: columns, rows: rows))
+        default:
+            writeOut(jsonLines(columns: columns, rows: rows))
         }
+        FileHandle.standardError.write(Data((summary + "\n").utf8))
+    }
+
+    /// One JSON object per row, keyed by column name (a repeated name gets `_2`, `_3`, …).
+    static func jsonLines(columns: [String], rows: [[SQLValue]]) -> String {
+        var keys: [String] = []
+        for column in columns {
+            var key = column, suffix = 2
+            while keys.contains(key) { key = "\(column)_\(suffix)"; suffix += 1 }
+            keys.append(key)
+        }
+        var output = ""
+        for row in rows {
+            output += "{" + zip(keys, row).map { key, value in
+                let json: String = switch value {
+                case .null: "null"
+                case .integer(let number): String(number)
+                case .real(let number): number.isFinite ? "\(number)" : JSONText.quoted(number > 0 ? "Infinity" : number < 0 ? "-Infinity" : "NaN")
+                case .text(let text): JSONText.quoted(text)
+                case .blob(let bytes): "{\"base64\":\(JSONText.quoted(Data(bytes).base64EncodedString()))}"
+                }
+                return JSONText.quoted(key) + ":" + json
+            }.joined(separator: ",") + "}\n"
+        }
+        return output
     }
 
     /// A JSON value as the SQL value the local command would print (`types` tells a real 2.0
@@ -201,7 +229,11 @@ struct DescribeCommand: ParsableCommand {
     @Option(name: .customLong("as"), help: "Describe as this consumer (its grants and limits).")
     var consumer: String?
 
+    @Flag(help: "List the SQL functions a query may call (the allowlist the gateway enforces).")
+    var functions = false
+
     func run() throws {
+        if functions { return writeOut(FunctionCatalogue.text) }
         let gateway = try common.gateway()
         var names = dataset.map { [$0] } ?? gateway.datasetNames
         if dataset == nil, let consumer {
@@ -228,8 +260,8 @@ struct DescribeCommand: ParsableCommand {
                     if table.rowFilter { output += ", rows filtered by policy" }
                     output += ")\n"
                     for column in table.columns {
-                        output += "    \(column.name)  \(column.role)"
-                        if let mask = column.mask { output += "  masked: \(mask)" }
+                        output += "    \(column.name)  \(column.type.isEmpty ? "(no declared type)" : column.type)  \(column.role)"
+                        if let summary = column.maskSummary { output += "  masked: \(summary)" }
                         if !column.aggregates.isEmpty { output += "  aggregates: \(column.aggregates.joined(separator: ", "))" }
                         output += "\n"
                     }

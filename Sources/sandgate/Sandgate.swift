@@ -57,6 +57,9 @@ enum Main {
         } catch let failure as Failure {
             FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
             exit(1)
+        } catch let code as ExitCode where code != .validationFailure {
+            // A command's own status (`policy diff` exits 3 when exposure grows).
+            exit(code.rawValue)
         } catch {
             let code = Sandgate.exitCode(for: error)
             if code == .success {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SandgateCore
 import SandgateLedger
+import SandgatePolicy
 import SandgateServer
 import ServiceLifecycle
 import UnixSignals
@@ -67,23 +68,28 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             port = try await server.start()
         } catch {
-            throw Failure("unavailable: cannot listen on \(listen): \(error)")
+            if address.isInUse {
+                throw Failure("unavailable: \(listen) is already in use (another `sandgate serve`?); give another address with --listen HOST:PORT (make serve LISTEN=HOST:PORT)")
+            }
+            throw Failure("unavailable: cannot listen on \(listen) (set by --listen): \(error)")
         }
         var postgres = ""
         if let pgListen, let pgAddress = Address(pgListen) {
             do {
                 let tls = pgTlsCert.flatMap { cert in pgTlsKey.map { PostgresTLS(certificatePath: cert, keyPath: $0) } }
                 let pgPort = try await server.startPostgres(host: pgAddress.host, port: pgAddress.port, tls: tls)
-                postgres = "\n  psql: psql 'host=\(pgAddress.host) port=\(pgPort) user=analyst-a dbname=retail'   (password: the consumer's API key)"
+                postgres = "\n" + Self.psqlLine(gateway: gateway, host: pgAddress.host, port: pgPort)
             } catch {
                 await server.shutdown()
-                throw Failure("unavailable: cannot listen on \(pgListen) (--pg-listen): \(error)")
+                if pgAddress.isInUse {
+                    throw Failure("unavailable: \(pgListen) is already in use (another `sandgate serve`, or PostgreSQL?); give another address with --pg-listen HOST:PORT (make serve PG_LISTEN=HOST:PORT)")
+                }
+                throw Failure("unavailable: cannot listen on \(pgListen) (set by --pg-listen): \(error)")
             }
         }
         writeOut("""
-            sandgate is serving \(gateway.datasetNames.joined(separator: ", ")) on \(address.host):\(port) (JSON lines)\(postgres.isEmpty ? "" : " and PostgreSQL").\(postgres)
-            Try:  printf '%s\\n' '{"op":"auth","consumer":"analyst-a","key":"…"}' '{"id":1,"op":"query","dataset":"retail","sql":"SELECT city, count(*) FROM customers GROUP BY city"}' | nc \(address.host) \(port)
-              or: SANDGATE_KEY=… sandgate query --connect \(address.host):\(port) --as analyst-a --dataset retail "SELECT …"
+            sandgate is serving \(gateway.datasetNames.joined(separator: ", ")) on \(address.host):\(port) (JSON lines)\(postgres.isEmpty ? "" : " and PostgreSQL").
+            \(Self.tryLine(gateway: gateway, host: address.host, port: port))\(postgres)
             Stop with Ctrl-C.
 
             """)
@@ -104,6 +110,36 @@ struct ServeCommand: AsyncParsableCommand {
     }
 }
 
+extension ServeCommand {
+    /// The demo consumer and its key, published in `Policies/consumers.yaml` for the demo only.
+    static let demo = (consumer: "analyst-a", key: "sg_demo_analyst_a_2026")
+
+    /// A line to copy and paste: `sandgate query --connect` with the demo key when the demo
+    /// consumer is configured with it, otherwise with placeholders for the operator's own.
+    /// A psql line to copy: with the demo key when the demo consumer can log in over PostgreSQL.
+    static func psqlLine(gateway: Gateway, host: String, port: Int) -> String {
+        let connect = host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host
+        let dataset = gateway.datasetNames.first ?? "DATASET"
+        if gateway.authenticate(consumer: demo.consumer, key: demo.key) != nil, gateway.consumers.consumers[demo.consumer]?.scram != nil,
+           gateway.consumers.consumers[demo.consumer]?.grants[dataset] != nil {
+            return "  or: PGPASSWORD=\(demo.key) psql 'host=\(connect) port=\(port) user=\(demo.consumer) dbname=\(dataset)'"
+        }
+        return "  or: PGPASSWORD=<key> psql 'host=\(connect) port=\(port) user=<consumer> dbname=\(dataset)'"
+    }
+
+    static func tryLine(gateway: Gateway, host: String, port: Int) -> String {
+        let program = CommandLine.arguments.first.map { $0.contains("/") ? $0 : "sandgate" } ?? "sandgate"
+        let connect = (host == "0.0.0.0" || host == "::" ? "127.0.0.1" : host.contains(":") ? "[\(host)]" : host) + ":\(port)"
+        let dataset = gateway.datasetNames.first ?? "DATASET"
+        let table = gateway.runtime(dataset)?.policy.tables.first { $0.access == .rows }?.name
+        let sql = table.map { "SELECT * FROM \($0) LIMIT 5" } ?? "SELECT 1"
+        if gateway.authenticate(consumer: demo.consumer, key: demo.key) != nil, gateway.consumers.consumers[demo.consumer]?.grants[dataset] != nil {
+            return "Try (the demo key of \(demo.consumer)):\n  SANDGATE_KEY=\(demo.key) \(program) query --connect \(connect) --as \(demo.consumer) --dataset \(dataset) \"\(sql)\""
+        }
+        return "Try: SANDGATE_KEY=<key> \(program) query --connect \(connect) --as <consumer> --dataset \(dataset) \"\(sql)\""
+    }
+}
+
 /// `HOST:PORT`.
 struct Address {
     let host: String
@@ -115,5 +151,21 @@ struct Address {
         guard !host.isEmpty else { return nil }
         self.host = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         self.port = port
+    }
+
+    /// True when binding this IPv4 address fails because something else holds it: tells "in
+    /// use" apart from other failures by errno, not by the text of the server's error.
+    var isInUse: Bool {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        guard inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host, &address.sin_addr) == 1 else { return false }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return bound != 0 && errno == EADDRINUSE
     }
 }

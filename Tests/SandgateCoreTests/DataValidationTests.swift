@@ -33,8 +33,24 @@ import Testing
     func badRowFilter() throws {
         let found = try problems("source: ../retail.sqlite\ntables:\n  customers:\n    row_filter: \"statuz = 'active'\"\n    columns: { name: {} }\n")
         let problem = try #require(found.first)
-        #expect(problem.location.line == 4 && problem.location.column == 17)
-        #expect(problem.message == "row_filter does not prepare: no such column: statuz")
+        #expect(problem.location.line == 4 && problem.location.column == 18)
+        #expect(problem.message == "row_filter does not prepare: no such column: statuz (did you mean status?)")
+    }
+
+    @Test("a row filter with a syntax error is reported at its own character, with what was expected")
+    func rowFilterSyntax() throws {
+        let found = try problems("source: ../retail.sqlite\ntables:\n  customers:\n    row_filter: \"status IN ('a',)\"\n    columns: { name: {} }\n")
+        let problem = try #require(found.first)
+        // Column 18 is the filter's first character; the ')' after the comma is its 16th.
+        #expect(problem.location.line == 4 && problem.location.column == 33, "\(problem)")
+        #expect(problem.message.contains("expected an expression") && !problem.message.contains("does not prepare"))
+    }
+
+    @Test("a misspelt column or table gets the nearest name the source has")
+    func didYouMean() throws {
+        let found = try problems("source: ../retail.sqlite\ntables:\n  custmers:\n    columns: { name: {} }\n  customers:\n    columns: { salery: {} }\n")
+        #expect(found.contains { $0.message == "table 'custmers' does not exist in the source (did you mean customers?)" })
+        #expect(found.contains { $0.message == "column 'salery' does not exist in table 'customers' (did you mean salary?)" })
     }
 
     @Test("a privacy unit that is not a column")

@@ -55,8 +55,11 @@ import Testing
         ("SELECT uper(city) FROM customers", .noSuchFunction, "did you mean upper?"),
         ("SELECT channel, median(amount) FROM orders GROUP BY channel", .noSuchFunction, "SQLite has no median()"),
         ("SELECT count(*) FROM orders WHERE lenght(channel) > 3", .noSuchFunction, "did you mean length?"),
-        ("SELECT load_extension('x')", .functionNotAllowed, "analyst guide"),
+        ("SELECT load_extension('x')", .functionNotAllowed, "describe --functions"),
         ("SELECT chanel, count(*) FROM orders GROUP BY chanel", .noSuchColumn, "did you mean channel?"),
+        ("SELECT cust.* FROM customers c", .noSuchTable, "tables in this FROM: c"),
+        ("SELECT * FROM products", .noSuchTable, "tables here: customers, orders"),
+        ("SELECT city FROM customers WHERE city IN main.customers", .noSuchTable, "tables here: customers, orders"),
     ])
     func suggestion(sql: String, code: ErrorCode, hint: String) throws {
         let workspace = try TestWorkspace()
@@ -73,5 +76,34 @@ import Testing
         let error = try #require(gateway.query("SELECT customer_idd FROM customers").error)
         #expect(error.hint.contains("did you mean customer_id?"))
         #expect(!error.hint.contains("order_id"))
+    }
+}
+
+/// One list of functions: the analyst guide carries exactly what `describe --functions` prints.
+@Suite struct FunctionCatalogueTests {
+    @Test("the analyst guide's list of functions is the allowlist's")
+    func guideMatchesAllowlist() throws {
+        let guide = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("docs/analyst-guide.md")
+        let text = try String(contentsOf: guide, encoding: .utf8)
+        let start = try #require(text.range(of: "<!-- functions:"))
+        let blockStart = try #require(text[start.upperBound...].firstIndex(of: "\n"))
+        let end = try #require(text.range(of: "<!-- end of functions -->"))
+        #expect(String(text[text.index(after: blockStart)..<end.lowerBound]) == FunctionCatalogue.text,
+                "regenerate the block with `sandgate describe --functions`")
+        #expect(FunctionCatalogue.callable.contains("strftime") && !FunctionCatalogue.callable.contains("load_extension"))
+    }
+
+    @Test("a refused function says why; an unknown one says it does not exist", arguments: [
+        ("SELECT load_extension('x')", ErrorCode.functionNotAllowed, "reaches files or memory"),
+        ("SELECT sqlite_version()", .functionNotAllowed, "describes the server"),
+        ("SELECT median(1)", .noSuchFunction, "SQLite has no median()"),
+    ])
+    func refusedFunctions(sql: String, code: ErrorCode, words: String) throws {
+        let workspace = try TestWorkspace()
+        let error = try #require(try workspace.gateway().query(sql).error)
+        #expect(error.code == code)
+        #expect((error.message + " " + error.hint).contains(words), "\(error.message) — \(error.hint)")
+        #expect(error.hint.contains("sandgate describe --functions"))
     }
 }

@@ -353,8 +353,10 @@ enum ReleaseModel {
         if Bool.random(using: &random) { sql += " HAVING count(*) > \(Int.random(in: 0...40, using: &random))" }
         if !keys.isEmpty { sql += " ORDER BY " + (1...keys.count).map(String.init).joined(separator: ", ") }
         // The raw data is read through no view: apply the row filter and masks by hand.
-        let rawKeys = keys.map { $0 == "c.birth_date" ? "substr(c.birth_date, 1, 4)" : $0 }
-        var rawWhere = chosen.map { $0.replacing("c.birth_date", with: "substr(c.birth_date, 1, 4)") }
+        // The `year` mask keeps a date's shape: YYYY-01-01.
+        let maskedBirthDate = "(substr(c.birth_date, 1, 4) || '-01-01')"
+        let rawKeys = keys.map { $0 == "c.birth_date" ? maskedBirthDate : $0 }
+        var rawWhere = chosen.map { $0.replacing("c.birth_date", with: maskedBirthDate) }
         if join { rawWhere.append("c.status = 'active'") }
         return Query(sql: sql, keys: rawKeys, rawWhere: rawWhere.isEmpty ? "1" : rawWhere.joined(separator: " AND "), join: join)
     }

@@ -31,9 +31,12 @@ func regexMask(_ pattern: String, _ replacement: String, flags: String = "", onN
         ("first4", "北京市朝阳区", "北京市朝**"),
         ("last4", "6222021234567890", "************7890"),
         ("last4", "上海浦东新区", "**浦东新区"),
-        ("year", "1951-02-02", "1951"),
-        ("year", "1951-02-02 10:00:00", "1951"),
+        ("year", "1951-02-02", "1951-01-01"),
+        ("year", "1951-02-02 10:00:00", "1951-01-01 00:00:00"),
+        ("year", "1951-02-02T10:00:00.123+08:00", "1951-01-01 00:00:00"),
         ("year", "02/02/1951", "**********"),
+        ("month", "1951-02-02", "1951-02-01"),
+        ("month", "2024-12-31 23:59:59Z", "2024-12-01 00:00:00"),
         ("redact", "secret", "******"),
         ("redact", "王小明", "***"),
     ])
@@ -67,6 +70,48 @@ func regexMask(_ pattern: String, _ replacement: String, flags: String = "", onN
 
     @Test func unknownPreset() {
         #expect(Mask.preset("phone_us") == nil)
+    }
+}
+
+/// `year` and `month` keep a value's shape, and only for values that are exactly a valid date
+/// or timestamp: anything else is redacted, never passed through or half-kept.
+@Suite struct DateMaskTests {
+    @Test("values that are not exactly a date or timestamp are redacted, not parsed loosely", arguments: [
+        "1951", "1951-02", "1951-2-02", "1951-02-30", "1951-13-01", "1951-00-10", "1900-02-29",
+        "1951-02-02 ", "1951-02-02 25:00", "1951-02-02 10:60", "1951-02-02 10:00:61", "1951-02-02x",
+        "1951-02-02 10:00:00 extra", "1951-02-02 10:00:00.", "1951-02-02 10:00:00+8", "1951-02-02 10:00:00+08:00Z",
+        "secret 1951-02-02", "２０２４-01-01", "1951-02-02\n", "2451545.5", "-4707",
+    ])
+    func oddValuesRedacted(input: String) throws {
+        for name in ["year", "month"] {
+            let mask = try #require(Mask.preset(name))
+            let masked = try #require(apply(mask, input))
+            #expect(masked == String(repeating: "*", count: input.count), "\(name) of \(input)")
+        }
+    }
+
+    @Test("a leap day is a date; the masked value is a valid date whose year (and month) are the input's")
+    func leapDay() throws {
+        let year = try #require(Mask.preset("year")), month = try #require(Mask.preset("month"))
+        #expect(apply(year, "2000-02-29") == "2000-01-01")
+        #expect(apply(month, "2000-02-29 12:00") == "2000-02-01 00:00:00")
+    }
+
+    @Test("invalid UTF-8 never reaches the date reader's output")
+    func invalidUTF8() throws {
+        let evaluator = MaskEvaluator(mask: try #require(Mask.preset("year")), key: nil)
+        let bytes: [UInt8] = [0x31, 0x39, 0x35, 0x31, 0xFF, 0x30, 0x32]
+        let output = bytes.withUnsafeBufferPointer { buffer -> String? in
+            if case .text(let text) = evaluator.apply(buffer) { return String(decoding: text, as: UTF8.self) }
+            return nil
+        }
+        #expect(output?.allSatisfy { $0 == "*" } == true)
+    }
+
+    @Test("describe's words for every preset", arguments: Mask.presetNames)
+    func summaries(name: String) throws {
+        let mask = try #require(Mask.preset(name))
+        #expect(!mask.summary.isEmpty)
     }
 }
 

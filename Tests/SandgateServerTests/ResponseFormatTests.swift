@@ -44,3 +44,11 @@ import Testing
         #expect(ColumnType(declared: "BLOB", seen: [.null]).kind == .blob)
     }
 }
+
+@Suite struct ErrorObjectTests {
+    @Test("an error without a hint carries no empty hint field")
+    func noEmptyHint() {
+        #expect(ResponseFormat.error(GatewayError(.badRequest, "bad")) == "{\"ok\":false,\"error\":{\"code\":\"bad_request\",\"message\":\"bad\"}}")
+        #expect(ResponseFormat.error(GatewayError(.badRequest, "bad", hint: "try x")).contains("\"hint\":\"try x\""))
+    }
+}

@@ -45,18 +45,27 @@ struct CLI {
 final class CLIWorkspace {
     let root: String
 
-    init() throws {
+    /// `rows`: customers in the fixture (the shipped policy tests need the demo's 5000).
+    init(rows: Int = 300) throws {
         root = NSTemporaryDirectory() + "sandgate-cli-" + UUID().uuidString
         let fm = FileManager.default
         try fm.createDirectory(atPath: root + "/Fixtures", withIntermediateDirectories: true)
         try fm.copyItem(atPath: CLI.packageRoot.appendingPathComponent("Policies").path, toPath: root + "/Policies")
-        let generated = try CLI.run(["fixtures", "generate", "--rows", "300", "--out", "Fixtures/retail.sqlite"], in: root)
+        let generated = try CLI.run(["fixtures", "generate", "--rows", String(rows), "--out", "Fixtures/retail.sqlite"], in: root)
         guard generated.status == 0 else { throw CLIError(generated.stderr) }
     }
 
     deinit { try? FileManager.default.removeItem(atPath: root) }
 
     func run(_ arguments: String...) throws -> CLI.Output { try CLI.run(arguments, in: root) }
+
+    /// Rewrites a file of the workspace by replacing `old` (which must occur) with `new`.
+    func edit(_ path: String, replacing old: String, with new: String) throws {
+        let url = URL(fileURLWithPath: root + "/" + path)
+        let text = try String(contentsOf: url, encoding: .utf8)
+        guard text.contains(old) else { throw CLIError("\(path) has no '\(old)'") }
+        try text.replacingOccurrences(of: old, with: new).write(to: url, atomically: true, encoding: .utf8)
+    }
 }
 
 struct CLIError: Error { let message: String; init(_ message: String) { self.message = message } }

@@ -196,7 +196,7 @@ struct AggregatePlanner {
         switch item {
         case .table(let name, let schema, let alias, let hint):
             if name.lowercased().hasPrefix(Checker.internalPrefix) || (alias?.lowercased().hasPrefix(Checker.internalPrefix) ?? false) {
-                throw GatewayError(.noSuchTable, "no such table: \(name)")
+                throw GatewayError(.noSuchTable, "no such table: \(name)", hint: "names starting with \(Checker.internalPrefix) are reserved; " + Suggestions.tableHint(name, policy: policy))
             }
             if let schema { throw GatewayError(.noSuchTable, "no such table: \(schema).\(name)", hint: "write table names without a schema") }
             if hint != nil { throw GatewayError(.shapeNotAllowed, "INDEXED BY and NOT INDEXED are not available", hint: "indexes are not part of the published dataset") }
@@ -386,7 +386,9 @@ struct AggregatePlanner {
 
     /// The first relation a reference names (for rendering after the checks).
     private func lookup(_ reference: ColumnReference) throws(GatewayError) -> Bound {
-        guard let first = try find(reference).first else { throw GatewayError(.noSuchColumn, "no such column: \(reference.column)") }
+        guard let first = try find(reference).first else {
+            throw GatewayError(.noSuchColumn, "no such column: \(reference.column)", hint: columnHint(missing: reference.column))
+        }
         return first
     }
 

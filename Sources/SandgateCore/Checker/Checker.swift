@@ -237,7 +237,9 @@ struct Checker {
                 }
             case .tableStar(let name):
                 guard let relation = scope.relations.first(where: { equalNames($0.name, name) }) else {
-                    throw GatewayError(.noSuchTable, "no such table: \(name)")
+                    let names = scope.relations.map(\.name)
+                    throw GatewayError(.noSuchTable, "no such table: \(name)",
+                                       hint: Suggestions.didYouMean(name, among: names) + "tables in this FROM: " + names.joined(separator: ", "))
                 }
                 outputs += try expandStar(relation)
             case .expr(let expr, let alias, let span):
@@ -316,7 +318,7 @@ struct Checker {
         switch item {
         case .table(let name, let schema, let alias, let hint):
             if name.lowercased().hasPrefix(Self.internalPrefix) || (alias?.lowercased().hasPrefix(Self.internalPrefix) ?? false) {
-                throw GatewayError(.noSuchTable, "no such table: \(name)")
+                throw GatewayError(.noSuchTable, "no such table: \(name)", hint: "names starting with \(Self.internalPrefix) are reserved; " + Suggestions.tableHint(name, policy: policy))
             }
             if let schema { throw GatewayError(.noSuchTable, "no such table: \(schema).\(name)", hint: "write table names without a schema") }
             if case .indexedBy = hint {
@@ -532,7 +534,8 @@ struct Checker {
         case .inTable(let operand, let schema, let table, let arguments, _):
             try sub(operand)
             if schema != nil || arguments != nil {
-                throw GatewayError(.noSuchTable, "no such table: \(schema.map { "\($0)." } ?? "")\(table)")
+                throw GatewayError(.noSuchTable, "no such table: \(schema.map { "\($0)." } ?? "")\(table)",
+                                   hint: "write `IN table` with a table name only (no schema, no arguments); " + Suggestions.tableHint(table, policy: policy))
             }
             let relation: Relation
             if let common = scope.commonTable(table) {

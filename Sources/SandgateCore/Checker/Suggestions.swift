@@ -3,34 +3,9 @@ import SandgatePolicy
 /// Errors that say what would work (issue 11): the nearest known name to a misspelt one, and
 /// whether an unknown function exists in SQLite at all.
 enum Suggestions {
-    /// The candidate closest to `name` by edit distance (case-insensitive), if it is close
-    /// enough to be a likely typo: at most 2 edits, and fewer than half of the name's length.
+    /// The candidate closest to `name` (see `NearestName`).
     static func closest(to name: String, among candidates: [String]) -> String? {
-        let target = Array(name.lowercased().unicodeScalars.prefix(64))
-        var best: (name: String, distance: Int)?
-        for candidate in candidates {
-            let distance = editDistance(target, Array(candidate.lowercased().unicodeScalars.prefix(64)))
-            if distance <= 2, distance * 2 < max(target.count, 1), distance < (best?.distance ?? .max) {
-                best = (candidate, distance)
-            }
-        }
-        return best?.name
-    }
-
-    /// Levenshtein distance (both inputs are at most 64 scalars).
-    static func editDistance(_ a: [Unicode.Scalar], _ b: [Unicode.Scalar]) -> Int {
-        guard !a.isEmpty else { return b.count }
-        guard !b.isEmpty else { return a.count }
-        var previous = Array(0...b.count)
-        var current = [Int](repeating: 0, count: b.count + 1)
-        for i in 1...a.count {
-            current[0] = i
-            for j in 1...b.count {
-                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
-            }
-            swap(&previous, &current)
-        }
-        return previous[b.count]
+        NearestName.closest(to: name, among: candidates)
     }
 
     /// "did you mean x? " or "".
@@ -57,13 +32,14 @@ enum Suggestions {
     static func functionError(_ call: String) -> GatewayError {
         let name = call.lowercased()
         if sqliteFunctionsNotOffered.contains(name) || FunctionAllowlist.allows(name) {
-            return GatewayError(.functionNotAllowed, "function \(call)() is not allowed", hint: "the analyst guide lists the functions you can call")
+            return GatewayError(.functionNotAllowed, "function \(call)() is not allowed: \(FunctionCatalogue.reason(forRefused: name))",
+                                hint: "`sandgate describe --functions` lists the functions you can call")
         }
         let known = Array(FunctionAllowlist.names) + Array(FunctionRules.boundedFunctions)
         var hint = didYouMean(call, among: known)
         if ["median", "percentile", "stddev", "variance", "mode"].contains(name) {
             hint += "SQLite has no \(name)(); compute it from count, sum and avg, or ask the data holder for a measure. "
         }
-        return GatewayError(.noSuchFunction, "no such function: \(call)()", hint: hint + "the analyst guide lists the functions you can call")
+        return GatewayError(.noSuchFunction, "no such function: \(call)()", hint: hint + "`sandgate describe --functions` lists the functions you can call")
     }
 }

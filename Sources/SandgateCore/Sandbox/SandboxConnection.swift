@@ -420,9 +420,10 @@ final class SandboxConnection {
                 return GatewayError(.aggregateRequired, "table \(name) is available only as aggregates",
                                     hint: "use GROUP BY with count, sum, avg … over its measures")
             case .functionNotAllowed(let name):
-                return GatewayError(.functionNotAllowed, "function \(name)() is not allowed", hint: "see the list of allowed functions in the analyst guide")
+                return GatewayError(.functionNotAllowed, "function \(name)() is not allowed: \(FunctionCatalogue.reason(forRefused: name))",
+                                    hint: "`sandgate describe --functions` lists the functions you can call")
             case .notASelect(let what):
-                return GatewayError(.notASelect, "\(what) is not allowed; only SELECT queries run here")
+                return GatewayError(.notASelect, "\(what) is not allowed; only SELECT queries run here", hint: "send one SELECT (or WITH … SELECT)")
             }
         }
         let message = error.message
@@ -434,7 +435,8 @@ final class SandboxConnection {
         if message.hasPrefix("no such column") { return GatewayError(.noSuchColumn, message, hint: "`sandgate describe` lists the columns you can query") }
         if message.hasPrefix("no such function") {
             let name = message.split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
-            return GatewayError(.functionNotAllowed, "function \(name)() is not allowed")
+            return GatewayError(.functionNotAllowed, "function \(name)() is not allowed: \(FunctionCatalogue.reason(forRefused: name))",
+                                hint: "`sandgate describe --functions` lists the functions you can call")
         }
         if message.hasPrefix("access to view") { return GatewayError(.noSuchTable, "no such table") }
         if message.contains("too large") || message.contains("too many") {

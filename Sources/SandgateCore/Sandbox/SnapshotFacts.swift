@@ -15,8 +15,8 @@ public struct SnapshotFacts: Sendable, Equatable {
     public var uniqueKeys: [String: [Set<String>]]
     /// `table.column` (lower-cased) of measures whose integer sum can pass 2⁶³ − 1.
     public var overflowingSums: Set<String>
-    /// Declared types of the published tables' columns (lower-cased table and column names):
-    /// what front ends that type their columns declare for them.
+    /// Declared type of each column of each published table (lower-cased names): for `describe`
+    /// and for front ends that type their columns (PostgreSQL's catalog).
     public var declaredTypes: [String: [String: String]]
 
     public init(rowCounts: [String: Int64] = [:], uniqueKeys: [String: [Set<String>]] = [:], overflowingSums: Set<String> = [],
@@ -38,11 +38,11 @@ public struct SnapshotFacts: Sendable, Equatable {
                 facts.rowCounts[name] = count
             }
             facts.uniqueKeys[name] = try uniqueKeys(of: table.name, in: db)
+            var types: [String: String] = [:]
             for row in try db.rows("SELECT name, type FROM pragma_table_info(?)", [.text(table.name)]) {
-                if row.count == 2, case .text(let column) = row[0], case .text(let type) = row[1] {
-                    facts.declaredTypes[name, default: [:]][column.lowercased()] = type
-                }
+                if row.count == 2, case .text(let column) = row[0], case .text(let type) = row[1] { types[column.lowercased()] = type }
             }
+            facts.declaredTypes[name] = types
             for column in table.columns where column.role == .measure && column.aggregates.contains("sum") {
                 let measure = Renderer.identifier(column.name)
                 let row = try db.rows("SELECT min(\(measure)), max(\(measure)), count(\(measure)) FROM \(quoted)").first ?? []

@@ -1,3 +1,4 @@
+import Foundation
 import SandgatePolicy
 import SandgateSQL
 import SandgateSQLite
@@ -21,7 +22,9 @@ public enum DataValidator {
                 guard case .text(let type) = try db.scalar(
                     "SELECT type FROM sqlite_schema WHERE name = ? COLLATE NOCASE AND type IN ('table', 'view')",
                     [.text(table.name)]) else {
-                    problems.append(PolicyDiagnostic(table.location, "table '\(table.name)' does not exist in the source"))
+                    let tables = (try? db.rows("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")) ?? []
+                    let names = tables.compactMap { row -> String? in if case .text(let name) = row.first { name } else { nil } }
+                    problems.append(PolicyDiagnostic(table.location, "table '\(table.name)' does not exist in the source\(NearestName.suggestion(for: table.name, among: names))"))
                     continue
                 }
                 kind = type
@@ -34,12 +37,14 @@ public enum DataValidator {
                 continue
             }
             let columns = (try? db.rows("SELECT name FROM pragma_table_info(?)", [.text(table.name)])) ?? []
-            let existing = Set(columns.compactMap { row -> String? in
-                if case .text(let name) = row.first { return name.lowercased() }
+            let names = columns.compactMap { row -> String? in
+                if case .text(let name) = row.first { return name }
                 return nil
-            })
+            }
+            let existing = Set(names.map { $0.lowercased() })
             for column in table.columns where !existing.contains(column.name.lowercased()) {
-                problems.append(PolicyDiagnostic(column.location, "column '\(column.name)' does not exist in table '\(table.name)'"))
+                problems.append(PolicyDiagnostic(column.location,
+                    "column '\(column.name)' does not exist in table '\(table.name)'\(NearestName.suggestion(for: column.name, among: names))"))
             }
             if let unit = table.privacyUnit, !existing.contains(unit.lowercased()) {
                 problems.append(PolicyDiagnostic(table.location, "privacy_unit '\(unit)' is not a column of table '\(table.name)'"))
@@ -51,10 +56,35 @@ public enum DataValidator {
                         continue
                     }
                 } catch {
-                    problems.append(PolicyDiagnostic(location, "row_filter does not prepare: \(error.message)"))
+                    // A syntax error: our own parser says what it expected, at the filter's own
+                    // line and column (SQLite points at the parenthesis sandgate wraps it in).
+                    do throws(SQLSyntaxError) {
+                        _ = try Parser.parseExpression(filter)
+                    } catch let syntax {
+                        problems.append(PolicyDiagnostic(rowFilterPosition(syntax.position, in: filter, from: location), "row_filter: \(syntax.message)"))
+                        continue
+                    }
+                    var message = "row_filter does not prepare: \(error.message)"
+                    if let missing = error.message.range(of: "no such column: ").map({ String(error.message[$0.upperBound...]) }) {
+                        message += NearestName.suggestion(for: missing, among: names)
+                    }
+                    problems.append(PolicyDiagnostic(location, message))
                 }
             }
         }
         return problems
+    }
+
+    /// The file position of a parser position inside a row filter that starts at `start` (exact
+    /// for filters on one line without escapes, which is how they are written); the end of the
+    /// filter when the parser ran out of text.
+    static func rowFilterPosition(_ position: SourcePosition?, in filter: String, from start: SourceLocation) -> SourceLocation {
+        guard let position else {
+            let lines = filter.split(separator: "\n", omittingEmptySubsequences: false)
+            let lastLength = lines.last.map { $0.unicodeScalars.count } ?? 0
+            return SourceLocation(file: start.file, line: start.line + lines.count - 1, column: (lines.count == 1 ? start.column : 1) + lastLength)
+        }
+        return SourceLocation(file: start.file, line: start.line + position.line - 1,
+                              column: position.line == 1 ? start.column + position.column - 1 : position.column)
     }
 }

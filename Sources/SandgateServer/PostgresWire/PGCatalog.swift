@@ -268,7 +268,7 @@ final class PGCatalog {
                     .text("p"), .text(""), .integer(0), .integer(0), .integer(0), .text(""), .text(""), .integer(0),
                     .integer(1), .integer(0), .integer(0), .null, .null, .null, .null])
                 var remark = "role: \(column.role)"
-                if let mask = column.mask { remark += ", masked: \(mask)" }
+                if let mask = column.maskSummary ?? column.mask { remark += ", masked: \(mask)" }
                 if !column.aggregates.isEmpty { remark += ", aggregates: \(column.aggregates.joined(separator: ", "))" }
                 try insert("pg_catalog.pg_description", [.integer(oid), .integer(1259), .integer(Int64(position + 1)), .text(remark)])
                 try insert("information_schema.columns", [
