@@ -68,12 +68,16 @@ import Glibc
         var text = try Self.text(workspace)
         #expect(!text.contains(key))
         #expect(text.contains("    grants: {}   # nothing yet\n  carol:\n    key_sha256: "), "\(text)")
+        // The key's SCRAM verifier for PostgreSQL logins is written beside its hash.
+        #expect(text.contains(try Regex(#"  carol:\n    key_sha256: [0-9a-f]{64}\n    scram_sha256: "SCRAM-SHA-256\$4096:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+"\n"#)), "\(text)")
         #expect(text.contains("      retail: { daily_queries: 5 }\n\n# Nothing below this line.\n...\n"), "\(text)")
         let rotated = try workspace.run("consumer", "rotate-key", "finance")
         #expect(rotated.status == 0)
         let newKey = try #require(rotated.stdout.firstMatch(of: /sg_[0-9a-f]{64}/).map { String($0.0) })
         text = try Self.text(workspace)
         #expect(!text.contains(newKey) && !text.contains("1db41e4d7854a958"))
+        // Rotation writes the new key's verifier (the old one would keep the old key working over pgwire).
+        #expect(text.contains(try Regex(#"  finance:\n    key_sha256: [0-9a-f]{64}   # rotated 2026-11\n    scram_sha256: "SCRAM-SHA-256\$"#)), "\(text)")
         #expect(text.contains("   # rotated 2026-11\n"))
         #expect(try workspace.run("consumer", "revoke", "carol", "--all").status == 0)
         #expect(try workspace.run("consumer", "revoke", "finance", "--all").status == 0)
