@@ -64,9 +64,13 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 export PGPASSWORD=$KEY PGOPTIONS='-c client_min_messages=warning'
 for connections in 8 32; do
   $BIN/sandgate-load --port "$PORT" --rows "$ROWS" --seconds "$SECONDS_PER_RUN" --consumer bench --key "$KEY" --query pk --connections "$connections"
-  rm -f "$DIR"/pgbench_log.*
-  (cd "$DIR" && pgbench -n -f lookup.sql -c "$connections" -j 2 -T "$SECONDS_PER_RUN" -l --log-prefix=pgbench_log \
-      -h 127.0.0.1 -p "$PG_PORT" -U bench retail 2>&1 | grep -E "^(tps|latency average|number of (transactions actually|failed))")
-  # p50/p99 from the per-transaction log (column 3: latency in microseconds).
-  cat "$DIR"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "pgbench c=%d: p50 %.2f ms, p99 %.2f ms over %d lookups\n", '"$connections"', a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000, NR}'
+  # simple: the issue's command (a new SQL text per lookup: every one is parsed, checked and
+  # prepared); prepared: the same lookup as a server-side prepared statement ($1), as drivers do.
+  for mode in simple prepared; do
+    rm -f "$DIR"/pgbench_log.*
+    (cd "$DIR" && pgbench -n -M "$mode" -f lookup.sql -c "$connections" -j 2 -T "$SECONDS_PER_RUN" -l --log-prefix=pgbench_log \
+        -h 127.0.0.1 -p "$PG_PORT" -U bench retail 2>&1 | grep -E "^(tps|number of failed)")
+    # p50/p99 from the per-transaction log (column 3: latency in microseconds).
+    cat "$DIR"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {printf "pgbench -M %s c=%d: p50 %.2f ms, p99 %.2f ms over %d lookups\n", "'"$mode"'", '"$connections"', a[int(NR*0.5)]/1000, a[int(NR*0.99)]/1000, NR}'
+  done
 done
