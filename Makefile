@@ -4,12 +4,20 @@ FIXTURE      := Fixtures/retail.sqlite
 FIXTURE_ROWS ?= 5000
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := libsqlite3-dev libpcre2-dev
+## The PostgreSQL ledger's tests start their own throw-away server from these binaries.
+PG_PACKAGES  := postgresql-15
 
-.PHONY: deps build fixture serve demo test bench load clean
+.PHONY: deps pg-deps build fixture serve demo test bench load clean
 
 ## Installs the C libraries with apt when they are missing.
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
+
+## PostgreSQL 15 for the tests (only binaries: Debian's package would also start a cluster; the
+## tests never use it).
+pg-deps:
+	@missing=""; for p in $(PG_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing$$missing"; $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
 
 build: deps
@@ -27,7 +35,7 @@ serve: fixture
 demo: fixture
 	./Scripts/demo.sh
 
-test: deps
+test: deps pg-deps
 	$(SWIFT) build
 	$(SWIFT) test
 

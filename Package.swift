@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(
@@ -48,6 +49,17 @@ let package = Package(
             dependencies: ["SandgateSQLite", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "SandgateLedgerPostgres",
+            dependencies: [
+                "SandgateLedger",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(name: "SandgateFixtures", dependencies: ["SandgateSQLite"], swiftSettings: swiftSettings),
         .target(
             name: "SandgateCore",
@@ -72,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "sandgate",
             dependencies: [
-                "SandgateCore", "SandgateServer", "SandgateFixtures", "SandgatePolicy", "SandgateLedger",
+                "SandgateCore", "SandgateServer", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateLedgerPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -96,7 +108,7 @@ let package = Package(
         ),
         .target(
             name: "SandgateTestSupport",
-            dependencies: ["SandgateCore", "SandgateFixtures"],
+            dependencies: ["SandgateCore", "SandgateFixtures", "SandgateLedgerPostgres"],
             path: "Tests/SandgateTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -107,13 +119,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "SandgatePolicyTests", dependencies: ["SandgatePolicy", "CPCRE2"], swiftSettings: swiftSettings),
-        .testTarget(name: "SandgateLedgerTests", dependencies: ["SandgateLedger"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SandgateLedgerTests",
+            dependencies: ["SandgateLedger", "SandgateLedgerPostgres", "SandgateSQLite", "SandgateTestSupport",
+                           .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "SandgateFixturesTests", dependencies: ["SandgateFixtures", "SandgateSQLite"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SandgateCoreTests",
             dependencies: [
-                "SandgateCore", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateSQLite", "SandgateSQL",
-                "SandgateTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+                "SandgateCore", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateLedgerPostgres", "SandgateSQLite",
+                "SandgateSQL", "SandgateTestSupport", .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

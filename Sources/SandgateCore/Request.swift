@@ -38,8 +38,11 @@ public struct UsageSummary: Sendable, Equatable {
     public var elapsedMicroseconds: Int64
     public var costMicros: Int64
     public var currency: String
-    /// The ledger position of the record written for this request.
+    /// The receipt: the record written for this request — its position in its node's chain, the
+    /// node and its `record_hash` (0 and empty when the request was not recorded one by one).
     public var seq: Int64
+    public var nodeID: String = ""
+    public var recordHash: String = ""
 }
 
 /// The gateway's answer: a result with its usage, or an error with its usage.

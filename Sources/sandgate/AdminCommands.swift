@@ -68,11 +68,10 @@ struct FixturesCommand: ParsableCommand {
 struct UsageCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Verify.self])
 
-    /// The ledger in the state directory (created empty when missing).
-    static func ledger(_ common: CommonOptions) throws -> Ledger {
+    /// The ledger `--ledger` names, or the one in the state directory (created empty when missing).
+    static func ledger(_ common: CommonOptions) throws -> any LedgerStore {
         do {
-            try FileManager.default.createDirectory(atPath: common.state, withIntermediateDirectories: true)
-            return try Ledger(path: (common.state as NSString).appendingPathComponent("usage.sqlite"))
+            return try common.openLedger()
         } catch {
             throw Failure("\(error)")
         }
@@ -159,19 +158,19 @@ struct UsageCommand: ParsableCommand {
 
         func run() throws {
             let path = (common.state as NSString).appendingPathComponent("usage.sqlite")
-            guard FileManager.default.fileExists(atPath: path) else { throw Failure("no ledger at \(path)") }
+            guard common.ledger != nil || FileManager.default.fileExists(atPath: path) else { throw Failure("no ledger at \(path)") }
             // A check must not repair what it checks: without its key a ledger cannot verify,
             // and opening it would create a new key.
-            let keyPath = (path as NSString).deletingPathExtension + ".key"
-            guard FileManager.default.fileExists(atPath: keyPath) else {
-                throw Failure("the ledger does not verify: its key \(keyPath) is missing")
+            guard FileManager.default.fileExists(atPath: common.keyPath) else {
+                throw Failure("the ledger does not verify: its key \(common.keyPath) is missing")
             }
             do {
-                let ledger = try Ledger(path: path)
+                let ledger = try UsageCommand.ledger(common)
                 if let problem = try ledger.verify() {
                     throw Failure("the ledger does not verify: \(problem)")
                 }
-                writeOut("ok: the keyed hash chain and its checkpoint verify\n")
+                writeOut(common.ledger == nil ? "ok: the keyed hash chain and its checkpoint verify\n"
+                                              : "ok: every node's keyed hash chain and its anchor verify\n")
             } catch let failure as Failure {
                 throw failure
             } catch {

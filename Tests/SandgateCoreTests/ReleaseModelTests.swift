@@ -16,6 +16,8 @@ enum ReleaseModel {
         var copy = response
         copy.usage.queryID = ""
         copy.usage.seq = 0
+        copy.usage.nodeID = ""
+        copy.usage.recordHash = ""
         copy.usage.elapsedMicroseconds = 0
         return ResponseFormat.json(copy)
     }

@@ -49,6 +49,54 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         #expect(LedgerChain.keyedHash(of: record, key: key) == "4d2cba4b8fba11d030f832e04b79944dc8886d5351e0df2e0e2d4d476105a542")
     }
 
+    /// docs/CONTRACT.md §7: a two-record chain, the anchor's MAC and a version-1 hash, computed
+    /// independently with Python's `hmac` and `hashlib` over the documented encodings. A change
+    /// to the encoding, the chain's linking or the anchor breaks every existing ledger: it fails here.
+    @Test("HashChain links records to the documented vectors; the anchor MAC and version-1 hash match theirs")
+    func chainVectors() throws {
+        let key = SymmetricKey(data: Array(0..<32) as [UInt8])
+        var chain = HashChain(key: key, nodeID: "node-a")
+        let first = chain.link(sampleRecord(1))
+        let second = chain.link(sampleRecord(2))
+        #expect(first.recordHash == "4d2cba4b8fba11d030f832e04b79944dc8886d5351e0df2e0e2d4d476105a542")
+        #expect(second.seq == 2 && second.prevHash == first.recordHash && second.nodeID == "node-a")
+        #expect(second.recordHash == "9464dcc65b9b374c9f3723a3d47c17b4a724bd915b7ba749436864697d5f7564")
+        #expect(chain.seq == 2 && chain.hash == second.recordHash)
+        let anchor = LedgerCheckpoint(nodeID: "node-a", seq: 2, hash: second.recordHash, firstKeyedSeq: 1)
+        #expect(anchor.mac(key: key) == "19ee064e9eb5b520f71fdf0a57f10824bf5fc56ab5a0432358a8561d407d5780")
+        var legacy = sampleRecord(1)
+        legacy.seq = 1
+        legacy.prevHash = HashChain.genesisHash
+        #expect(LedgerChain.legacyHash(of: legacy) == "5131a48f25f9d5d5889b1e51699b700964b18a16af66b778ff8af9a51986c0cb")
+    }
+
+    @Test("ChainVerifier accepts the chain and names the first edited, missing, inserted or swapped record")
+    func verifierCases() {
+        let key = SymmetricKey(data: Array(0..<32) as [UInt8])
+        var chain = HashChain(key: key, nodeID: "n")
+        let records = (1...4).map { chain.link(sampleRecord($0)) }
+        func firstProblem(_ list: [UsageRecord], anchor: (Int64, String)? = nil) -> Int64? {
+            var verifier = ChainVerifier(key: key, anchorSeq: anchor?.0 ?? 0)
+            for record in list {
+                if let problem = verifier.check(record, chain: LedgerChain.keyedVersion) { return problem.seq ?? -1 }
+            }
+            return verifier.finish(anchorHash: anchor?.1 ?? "").map { $0.seq ?? -1 }
+        }
+        #expect(firstProblem(records, anchor: (4, records[3].recordHash)) == nil)
+        var edited = records
+        edited[2].rows += 1
+        #expect(firstProblem(edited) == 3)
+        #expect(firstProblem([records[0], records[2], records[3]]) == 3)
+        var inserted = records
+        var forged = records[1]
+        forged.queryID = "forged"
+        forged.seq = 3
+        inserted.insert(forged, at: 2)
+        #expect(firstProblem(inserted) == 3)
+        #expect(firstProblem([records[0], records[2], records[1], records[3]]) == 3)
+        #expect(firstProblem(Array(records.prefix(3)), anchor: (4, records[3].recordHash)) == 4)
+    }
+
     @Test("the key is 32 bytes with mode 0600 and the checkpoint follows every commit")
     func keyAndCheckpoint() throws {
         let path = try temporaryLedgerDirectory()
