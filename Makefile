@@ -7,7 +7,7 @@ APT_PACKAGES := libsqlite3-dev libpcre2-dev
 ## The PostgreSQL ledger's tests start their own throw-away server from these binaries.
 PG_PACKAGES  := postgresql-15
 
-.PHONY: deps pg-deps build fixture serve demo test bench load clean
+.PHONY: deps pg-deps build fixture serve serve-cluster demo test bench load clean
 
 ## Installs the C libraries with apt when they are missing.
 deps:
@@ -30,6 +30,10 @@ fixture: build
 ## The gateway on the shipped policies: JSON lines on 127.0.0.1:7878 (Ctrl-C stops it).
 serve: fixture
 	.build/debug/sandgate serve --policies Policies --state var --listen 127.0.0.1:7878
+
+## PostgreSQL on 127.0.0.1:55432 and three gateway nodes (7881-7883) sharing it as their ledger.
+serve-cluster: fixture pg-deps
+	./Scripts/serve-cluster.sh
 
 ## A tour of `sandgate query`, `explain`, `describe` and the ledger, without a server.
 demo: fixture

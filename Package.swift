@@ -86,6 +86,7 @@ let package = Package(
             dependencies: [
                 "SandgateCore", "SandgateServer", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateLedgerPostgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

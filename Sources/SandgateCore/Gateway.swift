@@ -268,7 +268,19 @@ public final class Gateway: Sendable {
              Name.isValid(request.consumer) ? $0.consumers.consumers[request.consumer] : nil)
         }
 
-        var record = UsageRecord(
+        var record = Self.refusedRecord(request, queryID: queryID, started: started, runtime: runtime, consumer: consumer)
+
+        var hold: QuotaHold?
+        var response = execute(request, runtime: runtime, consumer: consumer, record: &record, hold: &hold)
+        record.finishedAt = configuration.now()
+        record.elapsedMicroseconds = Int64((DispatchTime.now().uptimeNanoseconds - clock) / 1000)
+        response.usage.elapsedMicroseconds = record.elapsedMicroseconds
+        return PendingResponse(response: response, record: record, hold: hold)
+    }
+
+    /// A refused record of `request` (nothing run, priced 0) that `execute` fills in as it goes.
+    static func refusedRecord(_ request: QueryRequest, queryID: String, started: Int64, runtime: DatasetRuntime?, consumer: Consumer?) -> UsageRecord {
+        UsageRecord(
             queryID: queryID, startedAt: started, finishedAt: started,
             // A refused consumer name is kept (cut to 64 bytes) for the audit; an unknown dataset
             // is recorded as "" (red team: any string became its own invoice line and log text).
@@ -278,13 +290,29 @@ public final class Gateway: Sendable {
             bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
             costMicros: 0, currency: runtime?.policy.pricing.currency ?? "", sqlSHA256: Self.sha256Hex(request.sql),
             sql: request.sql, rewrittenSQL: "").bounded()
+    }
 
-        var hold: QuotaHold?
-        var response = execute(request, runtime: runtime, consumer: consumer, record: &record, hold: &hold)
-        record.finishedAt = configuration.now()
-        record.elapsedMicroseconds = Int64((DispatchTime.now().uptimeNanoseconds - clock) / 1000)
-        response.usage.elapsedMicroseconds = record.elapsedMicroseconds
-        return PendingResponse(response: response, record: record, hold: hold)
+    /// Records a request that a front end refused before running it (`overloaded`: too many in
+    /// flight, responses not read) and hands the refusal over once it is recorded — every
+    /// authenticated request leaves a record. Refusals past the per-minute count are summarised
+    /// like every other refusal.
+    public func refuse(_ request: QueryRequest, _ error: GatewayError, completion: @escaping @Sendable (QueryResponse) -> Void) {
+        let started = configuration.now()
+        let queryID = Self.newQueryID()
+        let (runtime, consumer) = state.withLock {
+            (Name.isValid(request.dataset) ? $0.datasets[request.dataset] : nil,
+             Name.isValid(request.consumer) ? $0.consumers.consumers[request.consumer] : nil)
+        }
+        var record = Self.refusedRecord(request, queryID: queryID, started: started, runtime: runtime, consumer: consumer)
+        record.errorCode = error.code.rawValue
+        record = record.bounded()
+        let usage = UsageSummary(
+            queryID: queryID, rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, vmSteps: 0,
+            elapsedMicroseconds: 0, costMicros: 0, currency: record.currency, seq: 0)
+        let pending = PendingResponse(
+            response: QueryResponse(outcome: .failure(error), truncated: false, truncatedBy: nil, usage: usage), record: record, hold: nil)
+        if let unrecorded = summarizedRefusal(pending) { return completion(unrecorded) }
+        ledger.append(pending.record) { [self] stored in completion(complete(pending, stored: stored)) }
     }
 
     /// The response to release once the ledger answered for its record (the store has charged

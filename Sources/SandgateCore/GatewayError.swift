@@ -20,6 +20,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     /// Concatenating aggregates would carry more rows' values than the row limit.
     case rowsLimitExceeded = "rows_limit_exceeded"
     case requestTooLarge = "request_too_large"
+    /// The front end refused the request to protect the gateway (too many in flight, responses
+    /// not read); recorded as a refusal priced 0.
+    case overloaded
     case badRequest = "bad_request"
     case unavailable
     case `internal`

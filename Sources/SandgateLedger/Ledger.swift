@@ -324,6 +324,24 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         }
     }
 
+    public func receipt(queryID: String) throws(LedgerError) -> Receipt? {
+        var found: UsageRecord?
+        try scan(where: "query_id = ?", parameters: [.text(queryID)]) { record, _ in found = record; return false }
+        guard let record = found else { return nil }
+        readLock.lock()
+        defer { readLock.unlock() }
+        do {
+            let rows = try reader.rows("SELECT seq, prev_hash, record_hash FROM usage WHERE seq >= ? ORDER BY seq", [.integer(record.seq)])
+            let links = rows.compactMap { row -> Receipt.Link? in
+                guard case .integer(let seq) = row[0], case .text(let prev) = row[1], case .text(let hash) = row[2] else { return nil }
+                return Receipt.Link(seq: seq, prevHash: prev, recordHash: hash)
+            }
+            return Receipt(record: record, links: links)
+        } catch {
+            throw LedgerError("cannot read the chain after seq \(record.seq): \(error.message)")
+        }
+    }
+
     /// Calls `visit` for each record matching `filter`, in `seq` order, until it returns false.
     public func scan(_ filter: RecordFilter, _ visit: (UsageRecord) -> Bool) throws(LedgerError) {
         var clauses: [String] = []

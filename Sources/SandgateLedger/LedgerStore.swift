@@ -35,6 +35,9 @@ public protocol LedgerStore: AnyObject, Sendable {
     /// Calls `visit` for each record matching `filter` until it returns false: ordered by node,
     /// then `seq`.
     func scan(_ filter: RecordFilter, _ visit: (UsageRecord) -> Bool) throws(LedgerError)
+    /// The record of `queryID` and the links from it to its node's chain tail; nil when no
+    /// record has that id.
+    func receipt(queryID: String) throws(LedgerError) -> Receipt?
     /// The first problem of a chain or its anchor, or nil when everything verifies.
     func verify() throws(LedgerError) -> LedgerProblem?
     /// Waits until every record queued so far is committed and anchored.

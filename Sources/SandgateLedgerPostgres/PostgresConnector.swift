@@ -127,7 +127,7 @@ final class PostgresConnector: @unchecked Sendable {
             result = try body(session)
         } catch {
             // After an error inside a transaction the session may be in an aborted transaction.
-            if !session.isClosed { try? session.run("ROLLBACK") }
+            if !session.isClosed { _ = try? session.run("ROLLBACK") }
             throw error
         }
         lock.lock()

@@ -323,6 +323,27 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         return (record, try value(26, Int32.self))
     }
 
+    public func receipt(queryID: String) throws(LedgerError) -> Receipt? {
+        var binds = PostgresBindings()
+        binds.append(queryID)
+        var found: UsageRecord?
+        try scan(clauses: ["query_id = $1"], binds: binds) { record, _ in found = record; return false }
+        guard let record = found else { return nil }
+        do {
+            return try connector.withSession { session throws(LedgerError) in
+                let rows = try session.run("SELECT seq, prev_hash, record_hash FROM usage WHERE node_id = $1 AND seq >= $2 ORDER BY seq",
+                                           Self.binds(record.nodeID, record.seq))
+                let links = try rows.map { row throws(LedgerError) in
+                    let (seq, prev, hash) = try Self.decode(row, (Int64.self, String.self, String.self))
+                    return Receipt.Link(seq: seq, prevHash: prev, recordHash: hash)
+                }
+                return Receipt(record: record, links: links)
+            }
+        } catch {
+            throw LedgerError("cannot read the chain after seq \(record.seq): \(error.message)")
+        }
+    }
+
     // MARK: Verifying
 
     private func anchorMAC(seq: Int64, hash: String) -> String {

@@ -1,3 +1,4 @@
+import Crypto
 import ArgumentParser
 import Foundation
 import SandgateCore
@@ -66,7 +67,7 @@ struct FixturesCommand: ParsableCommand {
 }
 
 struct UsageCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Verify.self])
+    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Verify.self, ReceiptCommand.self, CheckReceipt.self])
 
     /// The ledger `--ledger` names, or the one in the state directory (created empty when missing).
     static func ledger(_ common: CommonOptions) throws -> any LedgerStore {
@@ -106,7 +107,8 @@ struct UsageCommand: ParsableCommand {
             } catch {
                 throw Failure("\(error)")
             }
-            let lines = SandgateLedger.Invoice.lines(from: records)
+            let published = Set(PolicyLoader.load(directory: common.policies).datasetFiles)
+            let lines = SandgateLedger.Invoice.lines(from: records, datasets: published)
             let text = format == "csv" ? SandgateLedger.Invoice.csv(lines) : SandgateLedger.Invoice.json(lines, from: period.from, to: period.to)
             try period.write(text)
         }
@@ -176,6 +178,75 @@ struct UsageCommand: ParsableCommand {
             } catch {
                 throw Failure("\(error)")
             }
+        }
+    }
+}
+
+extension UsageCommand {
+    struct ReceiptCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "receipt",
+            abstract: "Print the record of a query and the hashes that join it to its node's chain tail (JSON, for `usage check-receipt`).")
+
+        @OptionGroup var common: CommonOptions
+
+        @Argument(help: "The query_id of a response.")
+        var queryID: String
+
+        @Option(help: "Write to this file instead of standard output.")
+        var out: String?
+
+        func run() throws {
+            let receipt: Receipt
+            do {
+                guard let found = try UsageCommand.ledger(common).receipt(queryID: queryID) else {
+                    throw Failure("no record with query_id \(queryID)")
+                }
+                receipt = found
+            } catch let failure as Failure {
+                throw failure
+            } catch {
+                throw Failure("\(error)")
+            }
+            guard let out else { return writeOut(receipt.json) }
+            do {
+                try receipt.json.write(toFile: out, atomically: true, encoding: .utf8)
+            } catch {
+                throw Failure("cannot write \(out): \(error)")
+            }
+        }
+    }
+
+    struct CheckReceipt: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "check-receipt",
+            abstract: "Check a receipt: it names the response's record and its links reach the chain's tail; with --key, recompute the record's hash.")
+
+        @Argument(help: "A receipt written by `usage receipt`.")
+        var file: String
+
+        @Option(help: "The record_hash of the response (the receipt must be for that record).")
+        var recordHash: String?
+
+        @Option(help: "The ledger key (usage.key): also recompute the record's keyed hash.")
+        var key: String?
+
+        func run() throws {
+            guard let data = FileManager.default.contents(atPath: file), let receipt = Receipt.parse(data) else {
+                throw Failure("\(file) is not a sandgate receipt")
+            }
+            if let recordHash, recordHash != receipt.record.recordHash {
+                throw Failure("the receipt is for record_hash \(receipt.record.recordHash), not \(recordHash)")
+            }
+            var symmetricKey: SymmetricKey?
+            if let key {
+                guard let bytes = FileManager.default.contents(atPath: key), bytes.count == 32 else { throw Failure("\(key) is not a 32-byte ledger key") }
+                symmetricKey = SymmetricKey(data: bytes)
+            }
+            if let problem = receipt.check(key: symmetricKey) { throw Failure("the receipt does not check: \(problem)") }
+            let tail = receipt.links.last
+            writeOut("ok: query \(receipt.record.queryID) is seq \(receipt.record.seq) of node \(receipt.record.nodeID), linked to seq \(tail?.seq ?? 0) (\(tail?.recordHash ?? ""))"
+                + (symmetricKey == nil ? "" : "; its hash verifies under the key") + "\n")
         }
     }
 }

@@ -147,6 +147,35 @@ struct StoreUnderTest {
         #expect(try subject.store.verify()?.seq == 2)
     }
 
+    @Test("a receipt joins a record to the chain's tail and survives a JSON round trip", arguments: StoreKind.allCases)
+    func receipt(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let stored = try appendFive(subject.store)
+        let receipt = try #require(try subject.store.receipt(queryID: "q2"))
+        #expect(receipt.record == stored[1])
+        #expect(receipt.links.map(\.seq) == [2, 3, 4, 5])
+        #expect(receipt.links.last?.recordHash == stored[4].recordHash)
+        #expect(receipt.check() == nil)
+        let parsed = try #require(Receipt.parse(Data(receipt.json.utf8)))
+        #expect(parsed == receipt)
+        var broken = receipt.links
+        broken.remove(at: 1)
+        #expect(Receipt(record: receipt.record, links: broken).check()?.seq == 4)
+        #expect(try subject.store.receipt(queryID: "nope") == nil)
+    }
+
+    @Test("a receipt's record hash recomputes under the key, and an edited record does not")
+    func receiptWithKey() throws {
+        let key = SymmetricKey(data: Array(0..<32) as [UInt8])
+        var chain = HashChain(key: key, nodeID: "n")
+        let records = (1...3).map { chain.link(sampleRecord($0)) }
+        let receipt = Receipt(record: records[0], links: records.map { Receipt.Link(seq: $0.seq, prevHash: $0.prevHash, recordHash: $0.recordHash) })
+        #expect(receipt.check(key: key) == nil)
+        var edited = records[0]
+        edited.costMicros = 0
+        #expect(Receipt(record: edited, links: receipt.links).check(key: key) != nil)
+    }
+
     @Test("a second handle continues the same chain", arguments: StoreKind.allCases)
     func reopen(kind: StoreKind) throws {
         guard let subject = try StoreUnderTest.make(kind) else { return }
