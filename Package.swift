@@ -144,7 +144,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "sandgateCLITests", dependencies: ["sandgate", "SandgateSQLite"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "sandgateCLITests",
+            dependencies: ["sandgate", "SandgateSQLite", "SandgateServer", "SandgateTestSupport", "SandgateLedgerPostgres"],
+            swiftSettings: swiftSettings
+        ),
     ]
 )
 
