@@ -107,6 +107,12 @@ let package = Package(
             path: "Benchmarks/sandgate-bench",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "sandgate-ledger-bench",
+            dependencies: ["SandgateLedger", "SandgateLedgerPostgres"],
+            path: "Benchmarks/sandgate-ledger-bench",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "SandgateTestSupport",
             dependencies: ["SandgateCore", "SandgateFixtures", "SandgateLedgerPostgres"],

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import SandgateSQLite
+import Synchronization
 
 /// A failure of the usage ledger. Without a committed record no result may be released.
 public struct LedgerError: Error, Sendable, CustomStringConvertible {
@@ -43,6 +44,9 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     private let anchorLock = NSLock()
     private let committer = GroupCommit(name: "sandgate-ledger")
     private let holds = LocalHolds()
+    /// When the writer last wrote the checkpoint (uptime ns), and how long it may wait under load.
+    private let lastAnchorTime = Atomic<UInt64>(0)
+    static let anchorInterval: UInt64 = 100_000_000
 
     /// The hash that precedes the first record.
     public static let genesisHash = HashChain.genesisHash
@@ -108,7 +112,14 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             anchorProblem = error.message
         }
         committer.configure(owner: self, commit: { [unowned self] batch in commit(batch) }, afterCompletions: { [unowned self] results in
-            if case .success(let last)? = results.last { anchor((last.seq, last.recordHash)) }
+            // The checkpoint costs an fsync of its own; while records wait, the next batch's
+            // checkpoint covers this one, but never more than `anchorInterval` later.
+            guard case .success(let last)? = results.last else { return }
+            let now = DispatchTime.now().uptimeNanoseconds
+            if committer.pendingCount == 0 || now - lastAnchorTime.load(ordering: .relaxed) >= Self.anchorInterval {
+                lastAnchorTime.store(now, ordering: .relaxed)
+                anchor((last.seq, last.recordHash))
+            }
         })
     }
 

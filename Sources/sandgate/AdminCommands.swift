@@ -138,16 +138,23 @@ struct UsageCommand: ParsableCommand {
             guard let format = UsageExport.Format(rawValue: format) else { throw ValidationError("bad arguments") }
             let (start, end) = period.range
             let ledger = try UsageCommand.ledger(common)
+            // Streamed in 1 MiB pieces: an export of millions of records is never one string.
+            let sink = try period.sink()
             var output = format == .csv ? UsageExport.csvHeader : ""
             do {
                 try ledger.records(from: start, to: end, consumer: consumer, dataset: dataset) { record in
                     output += format == .csv ? UsageExport.csvLine(record) : UsageExport.jsonLine(record)
+                    if output.utf8.count >= 1 << 20 {
+                        sink.write(Data(output.utf8))
+                        output = ""
+                    }
                     return true
                 }
             } catch {
                 throw Failure("\(error)")
             }
-            try period.write(output)
+            sink.write(Data(output.utf8))
+            try sink.close()
         }
     }
 
@@ -272,6 +279,17 @@ struct PeriodOptions: ParsableArguments {
         (Timestamp.startOfDay(from) ?? 0, (Timestamp.startOfDay(to) ?? 0) + 86_400_000_000)
     }
 
+    /// Where streamed output goes: a temporary file renamed to `--out` at the end (so a failed
+    /// export leaves no half file), or standard output.
+    func sink() throws -> OutputSink {
+        guard let out else { return OutputSink(handle: .standardOutput, temporary: nil, destination: nil) }
+        let temporary = out + ".partial"
+        guard FileManager.default.createFile(atPath: temporary, contents: nil), let handle = FileHandle(forWritingAtPath: temporary) else {
+            throw Failure("cannot write \(out)")
+        }
+        return OutputSink(handle: handle, temporary: temporary, destination: out)
+    }
+
     /// Writes to `--out`, or to standard output.
     func write(_ text: String) throws {
         guard let out else { return writeOut(text) }
@@ -279,6 +297,27 @@ struct PeriodOptions: ParsableArguments {
             try text.write(toFile: out, atomically: true, encoding: .utf8)
         } catch {
             throw Failure("cannot write \(out): \(error)")
+        }
+    }
+}
+
+/// A file being written by `usage export` (or standard output).
+struct OutputSink {
+    let handle: FileHandle
+    let temporary: String?
+    let destination: String?
+
+    func write(_ data: Data) { handle.write(data) }
+
+    /// Moves a finished file into place.
+    func close() throws {
+        guard let temporary, let destination else { return }
+        try? handle.close()
+        if FileManager.default.fileExists(atPath: destination) { try? FileManager.default.removeItem(atPath: destination) }
+        do {
+            try FileManager.default.moveItem(atPath: temporary, toPath: destination)
+        } catch {
+            throw Failure("cannot write \(destination): \(error)")
         }
     }
 }

@@ -46,4 +46,40 @@ import Testing
         #expect(lines.first?.refused == 86)
         #expect(lines.first?.costMicros == records.reduce(0) { $0 + $1.costMicros })
     }
+
+    /// PostgreSQL stops (like a crash) under a running gateway: queries get `unavailable` and no
+    /// result; quota holds cannot be taken either. Once it is back the same gateway serves again
+    /// without a restart, and every released result has its record.
+    @Test("PostgreSQL down: unavailable and nothing released; service resumes by itself")
+    func ledgerDown() throws {
+        guard try PostgresTestServer.shared() != nil else { return }
+        let server = try PostgresTestServer.makePrivate()
+        defer { server.destroy() }
+        let url = try server.makeDatabase()
+        let key = NSTemporaryDirectory() + "sandgate-down-key-\(UUID().uuidString)"
+        let workspace = try TestWorkspace(consumers: TestWorkspace.consumers(grant: "{ daily_queries: 100 }"))
+        let gateway = try Gateway(configuration: GatewayConfiguration(
+            policiesDirectory: workspace.policies, stateDirectory: workspace.state, poolSize: 2,
+            ledger: { () throws(LedgerError) in try PostgresLedgerStore(url: url, nodeID: "n", keyPath: key) }))
+        let before = gateway.query("SELECT city FROM customers LIMIT 2")
+        #expect(before.isOK)
+        server.stop()
+        let during = gateway.query("SELECT city FROM customers LIMIT 2")
+        #expect(during.error?.code == .unavailable && during.result == nil)
+        let done = DispatchSemaphore(value: 0)
+        let asynchronous = Mutex<QueryResponse?>(nil)
+        gateway.run(QueryRequest(consumer: "analyst-a", dataset: "retail", sql: "SELECT 1")) { response in
+            asynchronous.withLock { $0 = response }
+            done.signal()
+        }
+        done.wait()
+        #expect(asynchronous.withLock { $0?.error?.code } == .unavailable)
+        try server.start()
+        let after = gateway.query("SELECT city FROM customers LIMIT 2")
+        #expect(after.isOK, "\(String(describing: after.error))")
+        var ids: Set<String> = []
+        try gateway.ledger.records { ids.insert($0.queryID); return true }
+        #expect(ids.contains(before.usage.queryID) && ids.contains(after.usage.queryID))
+        #expect(try gateway.ledger.verify() == nil)
+    }
 }
