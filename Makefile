@@ -7,7 +7,7 @@ APT_PACKAGES := libsqlite3-dev libpcre2-dev
 ## The PostgreSQL ledger's tests start their own throw-away server from these binaries.
 PG_PACKAGES  := postgresql-15
 
-.PHONY: deps pg-deps build fixture serve serve-cluster demo test bench load clean
+.PHONY: deps pg-deps build fixture serve serve-cluster demo test bench bench-ledger load clean
 
 ## Installs the C libraries with apt when they are missing.
 deps:
@@ -46,6 +46,11 @@ test: deps pg-deps
 ## Release-build benchmark of issue 2 (masking cost); ROWS=1000000 by default.
 bench: deps
 	$(SWIFT) run -c release sandgate-bench --rows $${ROWS:-1000000} --runs $${RUNS:-7}
+
+## Issue 9's ledger benchmark: durable records/s at 1, 8, 64 writers and export rows/s (SQLite;
+## LEDGER=postgres://… for PostgreSQL).
+bench-ledger: deps
+	$(SWIFT) run -c release sandgate-ledger-bench $${LEDGER:-sqlite} $${RECORDS:-20000} $${EXPORT:-1000000}
 
 ## Issue 4's load benchmark (release build, 1M customers): Benchmarks/load.sh ROWS SECONDS.
 load: deps

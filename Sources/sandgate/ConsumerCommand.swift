@@ -29,11 +29,14 @@ struct ConsumerCommand: ParsableCommand {
         @Option(help: "Grant quota: rows per UTC day.")
         var dailyRows: Int?
 
+        @Option(help: "Grant quota: cost per UTC calendar month, in micro-units of the dataset's currency.")
+        var monthlyCostMicros: Int?
+
         func validate() throws {
             // The one spelling checked everywhere (bytes, no normalisation): see `Name`.
             guard Name.isValid(name) else { throw ValidationError("the name must be \(Name.rule)") }
             guard !grant.isEmpty else { throw ValidationError("give at least one --grant DATASET") }
-            for value in [maxRows, dailyQueries, dailyRows].compactMap({ $0 }) where value < 0 {
+            for value in [maxRows, dailyQueries, dailyRows, monthlyCostMicros].compactMap({ $0 }) where value < 0 {
                 throw ValidationError("limits must not be negative")
             }
         }
@@ -57,6 +60,7 @@ struct ConsumerCommand: ParsableCommand {
             if let maxRows { limits.append("max_rows: \(maxRows)") }
             if let dailyQueries { limits.append("daily_queries: \(dailyQueries)") }
             if let dailyRows { limits.append("daily_rows: \(dailyRows)") }
+            if let monthlyCostMicros { limits.append("monthly_cost_micros: \(monthlyCostMicros)") }
             let grantLines = grant.map { "      \($0): { \(limits.joined(separator: ", ")) }\n" }.joined()
             let block = "  \(name):\n    key_sha256: \(hash)\n    grants:\n" + grantLines
 
