@@ -137,6 +137,11 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
                case .integer(let seq) = last[0], case .text(let hash) = last[1] {
                 return (seq, hash)
             }
+            // Everything archived: the chain continues after the last boundary.
+            if let boundary = try connection.rows("SELECT through_seq, through_hash FROM usage_archives ORDER BY through_seq DESC LIMIT 1").first,
+               case .integer(let seq) = boundary[0], case .text(let hash) = boundary[1] {
+                return (seq, hash)
+            }
             return (0, Ledger.genesisHash)
         } catch {
             throw LedgerError("cannot read the chain's tail: \(error.message)")
@@ -188,6 +193,9 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             currency TEXT NOT NULL, sql_sha256 TEXT NOT NULL, prev_hash TEXT NOT NULL,
             record_hash TEXT NOT NULL, sql TEXT NOT NULL, rewritten_sql TEXT NOT NULL,
             chain INTEGER NOT NULL DEFAULT 1
+        );
+        CREATE TABLE IF NOT EXISTS usage_archives (
+            through_seq INTEGER PRIMARY KEY, through_hash TEXT NOT NULL, file TEXT NOT NULL, mac TEXT NOT NULL
         );
         CREATE INDEX IF NOT EXISTS usage_by_consumer_day ON usage(consumer, dataset, started_at);
         CREATE INDEX IF NOT EXISTS usage_by_time ON usage(started_at);
@@ -278,7 +286,12 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         } catch {
             return LedgerProblem(seq: nil, reason: error.message)
         }
-        var verifier = ChainVerifier(key: key, firstKeyedSeq: checkpoint.firstKeyedSeq, anchorSeq: checkpoint.seq)
+        let boundary: (seq: Int64, hash: String)
+        switch try Self.archiveBoundary(reader, key: key, lock: readLock) {
+        case .failure(let problem): return problem
+        case .success(let found): boundary = found
+        }
+        var verifier = ChainVerifier(key: key, firstKeyedSeq: checkpoint.firstKeyedSeq, anchorSeq: checkpoint.seq, after: boundary)
         var problem: LedgerProblem?
         try scan(where: "1", parameters: []) { record, chain in
             problem = verifier.check(record, chain: chain)
@@ -289,6 +302,124 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             return LedgerProblem(seq: nil, reason: "the anchor was broken while the ledger was in use: \(broken)")
         }
         return nil
+    }
+
+    // MARK: Archives
+
+    /// `HMAC-SHA256(K, "SGAR1" ‖ i through_seq ‖ t through_hash)`: an archive boundary that
+    /// cannot be moved without the key.
+    static func boundaryMAC(seq: Int64, hash: String, key: SymmetricKey) -> String {
+        var encoder = CanonicalEncoder(magic: "SGAR1")
+        encoder.integer(seq)
+        encoder.text(hash)
+        return Hex.encode(HMAC<SHA256>.authenticationCode(for: encoder.bytes, using: key))
+    }
+
+    /// Where the stored records of a ledger or archive file begin: the last archive boundary (its
+    /// MAC checked) or the genesis.
+    static func archiveBoundary(_ connection: Connection, key: SymmetricKey, lock: NSLock? = nil) throws(LedgerError) -> Result<(seq: Int64, hash: String), LedgerProblem> {
+        lock?.lock()
+        defer { lock?.unlock() }
+        let rows: [[SQLValue]]
+        do {
+            rows = try connection.rows("SELECT through_seq, through_hash, mac FROM usage_archives ORDER BY through_seq DESC LIMIT 1")
+        } catch {
+            throw LedgerError("cannot read the archive boundary: \(error.message)")
+        }
+        guard let row = rows.first else { return .success((0, Ledger.genesisHash)) }
+        guard case .integer(let seq) = row[0], case .text(let hash) = row[1], case .text(let mac) = row[2],
+              constantTimeEqual(boundaryMAC(seq: seq, hash: hash, key: key), mac) else {
+            return .failure(LedgerProblem(seq: nil, reason: "the archive boundary does not verify under the ledger key"))
+        }
+        return .success((seq, hash))
+    }
+
+    /// Moves every record before the first one that started at or after `before` (µs) into a new
+    /// SQLite file at `path`, which verifies on its own (`Ledger.verifyArchive`), and records the
+    /// boundary (last archived `seq` and hash, MACed) in this ledger, so its chain stays checkable
+    /// across the cut. Returns how many records moved.
+    public func archive(before: Int64, to path: String) throws(LedgerError) -> Int64 {
+        guard !FileManager.default.fileExists(atPath: path) else { throw LedgerError("\(path) exists already") }
+        if let problem = try verify() { throw LedgerError("the ledger does not verify (\(problem)); nothing archived") }
+        let boundary: (seq: Int64, hash: String)
+        switch try Self.archiveBoundary(reader, key: key, lock: readLock) {
+        case .failure(let problem): throw LedgerError(problem.description)
+        case .success(let found): boundary = found
+        }
+        var records: [(UsageRecord, Int64)] = []
+        var through = boundary
+        try scan(where: "seq <= coalesce((SELECT min(seq) - 1 FROM usage WHERE started_at >= ?), (SELECT max(seq) FROM usage))",
+                 parameters: [.integer(before)]) { record, chain in
+            records.append((record, chain))
+            through = (record.seq, record.recordHash)
+            return true
+        }
+        guard !records.isEmpty else { return 0 }
+        do {
+            let archive = try Connection(path: path, mode: .readWriteCreate)
+            try archive.execute(Self.schema)
+            try archive.execute("BEGIN")
+            guard let insert = try archive.prepare(Self.insertSQL) else { throw LedgerError("cannot prepare insert") }
+            for (record, chain) in records {
+                insert.reset()
+                try insert.bind(Self.columnValues(record) + [.integer(chain)])
+                _ = try insert.step()
+            }
+            // The archive's own start (the previous boundary) and its end, both MACed.
+            for (seq, hash) in [boundary, through] where seq > 0 {
+                try archive.execute("INSERT INTO usage_archives VALUES (\(seq), '\(hash)', '', '\(Self.boundaryMAC(seq: seq, hash: hash, key: key))')")
+            }
+            try archive.execute("COMMIT")
+            chmod(path, 0o600)
+            try writer.execute("BEGIN IMMEDIATE")
+            guard let row = try writer.prepare("INSERT INTO usage_archives VALUES (?, ?, ?, ?)") else { throw LedgerError("cannot prepare insert") }
+            try row.bind([.integer(through.seq), .text(through.hash), .text(path), .text(Self.boundaryMAC(seq: through.seq, hash: through.hash, key: key))])
+            _ = try row.step()
+            try writer.execute("DELETE FROM usage WHERE seq <= \(through.seq)")
+            try writer.execute("COMMIT")
+        } catch let error as LedgerError {
+            try? writer.execute("ROLLBACK")
+            throw error
+        } catch {
+            try? writer.execute("ROLLBACK")
+            throw LedgerError("cannot archive to \(path): \(error)")
+        }
+        return Int64(records.count)
+    }
+
+    /// Verifies an archive file written by `archive` with this ledger's key: its records form a
+    /// chain from its start boundary (or the genesis) to its end boundary.
+    public func verifyArchive(at path: String) throws(LedgerError) -> LedgerProblem? {
+        let archive: Connection
+        let boundaries: [[SQLValue]]
+        do {
+            archive = try Connection(path: path, mode: .readOnly)
+            boundaries = try archive.rows("SELECT through_seq, through_hash, mac FROM usage_archives ORDER BY through_seq")
+        } catch {
+            throw LedgerError("cannot read the archive \(path): \(error.message)")
+        }
+        var marks: [(seq: Int64, hash: String)] = []
+        for row in boundaries {
+            guard case .integer(let seq) = row[0], case .text(let hash) = row[1], case .text(let mac) = row[2],
+                  constantTimeEqual(Self.boundaryMAC(seq: seq, hash: hash, key: key), mac) else {
+                return LedgerProblem(seq: nil, reason: "an archive boundary does not verify under the ledger key")
+            }
+            marks.append((seq, hash))
+        }
+        guard let end = marks.last else { return LedgerProblem(seq: nil, reason: "the archive has no end boundary") }
+        let start = marks.count > 1 ? marks[marks.count - 2] : (seq: Int64(0), hash: Ledger.genesisHash)
+        var verifier = ChainVerifier(key: key, firstKeyedSeq: firstKeyedSeq, anchorSeq: end.seq, after: start)
+        var problem: LedgerProblem?
+        do {
+            guard let statement = try archive.prepare("SELECT * FROM usage ORDER BY seq") else { return nil }
+            while try statement.step() {
+                problem = verifier.check(Self.record(from: statement), chain: statement.integer(at: 25))
+                if problem != nil { break }
+            }
+        } catch {
+            throw LedgerError("cannot read the archive \(path): \(error.message)")
+        }
+        return problem ?? verifier.finish(anchorHash: end.hash)
     }
 
     // MARK: Reading

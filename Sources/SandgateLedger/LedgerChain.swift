@@ -206,7 +206,7 @@ public func constantTimeEqual(_ a: String, _ b: String) -> Bool {
 
 /// Why `usage verify` refused a ledger: the first record that does not verify (or nil when the
 /// problem is the anchor itself) and what is wrong.
-public struct LedgerProblem: Sendable, Equatable, CustomStringConvertible {
+public struct LedgerProblem: Error, Sendable, Equatable, CustomStringConvertible {
     public let seq: Int64?
     public let reason: String
 

@@ -67,7 +67,7 @@ struct FixturesCommand: ParsableCommand {
 }
 
 struct UsageCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Verify.self, ReceiptCommand.self, CheckReceipt.self])
+    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Verify.self, ReceiptCommand.self, CheckReceipt.self, Archive.self])
 
     /// The ledger `--ledger` names, or the one in the state directory (created empty when missing).
     static func ledger(_ common: CommonOptions) throws -> any LedgerStore {
@@ -165,8 +165,26 @@ struct UsageCommand: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
+        @Option(help: "Verify this archive file (written by `usage archive`) instead of the ledger.")
+        var archive: String?
+
         func run() throws {
             let path = (common.state as NSString).appendingPathComponent("usage.sqlite")
+            if let archive {
+                guard FileManager.default.fileExists(atPath: archive), FileManager.default.fileExists(atPath: common.keyPath) else {
+                    throw Failure("the archive \(archive) or the ledger key \(common.keyPath) is missing")
+                }
+                do {
+                    let ledger = try Ledger(path: path)
+                    if let problem = try ledger.verifyArchive(at: archive) { throw Failure("the archive does not verify: \(problem)") }
+                    writeOut("ok: the archive's keyed hash chain verifies between its boundaries\n")
+                    return
+                } catch let failure as Failure {
+                    throw failure
+                } catch {
+                    throw Failure("\(error)")
+                }
+            }
             guard common.ledger != nil || FileManager.default.fileExists(atPath: path) else { throw Failure("no ledger at \(path)") }
             // A check must not repair what it checks: without its key a ledger cannot verify,
             // and opening it would create a new key.
@@ -190,6 +208,38 @@ struct UsageCommand: ParsableCommand {
 }
 
 extension UsageCommand {
+    struct Archive: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "archive",
+            abstract: "Move the records that started before DATE (UTC) into FILE, which verifies on its own; the ledger keeps the boundary hash (SQLite ledger).")
+
+        @OptionGroup var common: CommonOptions
+
+        @Option(help: "First day to keep, YYYY-MM-DD: earlier records move.")
+        var before: String
+
+        @Option(help: "The archive file to create (must not exist).")
+        var out: String
+
+        func validate() throws {
+            guard Timestamp.startOfDay(before) != nil else { throw ValidationError("--before must be a date YYYY-MM-DD") }
+        }
+
+        func run() throws {
+            guard common.ledger == nil else { throw Failure("usage archive is built for the SQLite ledger only") }
+            guard let day = Timestamp.startOfDay(before), let ledger = try UsageCommand.ledger(common) as? Ledger else {
+                throw Failure("usage archive is built for the SQLite ledger only")
+            }
+            do {
+                let moved = try ledger.archive(before: day, to: out)
+                ledger.close()
+                writeOut("ok: \(moved) record(s) moved to \(out); verify it with `sandgate usage verify --archive \(out)`\n")
+            } catch {
+                throw Failure("\(error)")
+            }
+        }
+    }
+
     struct ReceiptCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "receipt",

@@ -292,3 +292,37 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         #expect(UsageExport.csvLine(record).contains("," + expected + ","))
     }
 }
+
+@Suite struct ArchiveTests {
+    /// `usage archive`: old records move to a file that verifies on its own; the ledger keeps
+    /// verifying across the cut and continues its chain; tampering on either side is found.
+    @Test("an archive verifies on its own, the ledger verifies across the cut, and tampering is found")
+    func archive() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        let day: Int64 = 86_400_000_000
+        for index in 1...6 { _ = try ledger.append(sampleRecord(index, startedAt: 1_795_000_000_000_000 + Int64(index / 4) * day)) }
+        let cut = Timestamp.startOfDay(containing: 1_795_000_000_000_000 + day)
+        let out = (path as NSString).deletingLastPathComponent + "/archive-1.sqlite"
+        #expect(try ledger.archive(before: cut, to: out) == 3)
+        #expect(try ledger.verifyArchive(at: out) == nil)
+        #expect(try ledger.verify() == nil)
+        var kept: [Int64] = []
+        try ledger.records { kept.append($0.seq); return true }
+        #expect(kept == [4, 5, 6])
+        #expect(try ledger.append(sampleRecord(7)).seq == 7)
+        ledger.sync()
+        #expect(try Ledger(path: path).verify() == nil)
+        // A second archive starts where the first ended.
+        let second = (path as NSString).deletingLastPathComponent + "/archive-2.sqlite"
+        #expect(try ledger.archive(before: Int64.max, to: second) == 4)
+        #expect(try ledger.verifyArchive(at: second) == nil)
+        #expect(try ledger.verify() == nil)
+        #expect(try ledger.append(sampleRecord(8)).seq == 8)
+        // Tampering: an edited archived record; a moved boundary in the ledger.
+        try Connection(path: out, mode: .readWrite).execute("UPDATE usage SET cost_micros = 0 WHERE seq = 2")
+        #expect(try ledger.verifyArchive(at: out)?.seq == 2)
+        try Connection(path: path, mode: .readWrite).execute("UPDATE usage_archives SET through_seq = 6 WHERE through_seq = 7")
+        #expect(try ledger.verify() != nil)
+    }
+}
