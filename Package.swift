@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(
@@ -51,6 +52,17 @@ let package = Package(
             dependencies: ["SandgateSQLite", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "SandgateLedgerPostgres",
+            dependencies: [
+                "SandgateLedger",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(name: "SandgateFixtures", dependencies: ["SandgateSQLite"], swiftSettings: swiftSettings),
         .target(
             name: "SandgateCore",
@@ -78,10 +90,11 @@ let package = Package(
         .executableTarget(
             name: "sandgate",
             dependencies: [
-                "SandgateCore", "SandgateServer", "SandgateFixtures", "SandgatePolicy", "SandgateLedger",
+                "SandgateCore", "SandgateServer", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateLedgerPostgres",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -102,9 +115,15 @@ let package = Package(
             path: "Benchmarks/sandgate-bench",
             swiftSettings: swiftSettings
         ),
+        .executableTarget(
+            name: "sandgate-ledger-bench",
+            dependencies: ["SandgateLedger", "SandgateLedgerPostgres"],
+            path: "Benchmarks/sandgate-ledger-bench",
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "SandgateTestSupport",
-            dependencies: ["SandgateCore", "SandgateFixtures"],
+            dependencies: ["SandgateCore", "SandgateFixtures", "SandgateLedgerPostgres"],
             path: "Tests/SandgateTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -115,13 +134,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "SandgatePolicyTests", dependencies: ["SandgatePolicy", "CPCRE2"], swiftSettings: swiftSettings),
-        .testTarget(name: "SandgateLedgerTests", dependencies: ["SandgateLedger"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "SandgateLedgerTests",
+            dependencies: ["SandgateLedger", "SandgateLedgerPostgres", "SandgateSQLite", "SandgateTestSupport",
+                           .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(name: "SandgateFixturesTests", dependencies: ["SandgateFixtures", "SandgateSQLite"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SandgateCoreTests",
             dependencies: [
-                "SandgateCore", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateSQLite", "SandgateSQL",
-                "SandgateTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+                "SandgateCore", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateLedgerPostgres", "SandgateSQLite",
+                "SandgateSQL", "SandgateTestSupport", .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -134,7 +158,11 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "sandgateCLITests", dependencies: ["sandgate", "SandgateSQLite"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "sandgateCLITests",
+            dependencies: ["sandgate", "SandgateSQLite", "SandgateServer", "SandgateTestSupport", "SandgateLedgerPostgres"],
+            swiftSettings: swiftSettings
+        ),
     ]
 )
 

@@ -75,6 +75,7 @@ extension Gateway {
         rules.append("budget: \(limits.maxVMSteps) VM steps, \(limits.timeoutMilliseconds) ms, \(limits.maxResultBytes) result bytes")
         if let daily = grant.dailyQueries { rules.append("quota: \(daily) queries per UTC day") }
         if let daily = grant.dailyRows { rules.append("quota: \(daily) rows per UTC day") }
+        if let monthly = grant.monthlyCostMicros { rules.append("quota: cost \(monthly) micro-\(runtime.policy.pricing.currency) per UTC month") }
         let pricing = runtime.policy.pricing
         return .success(Explanation(
             sql: Renderer.render(checked.select), rules: rules, limits: limits, pricing: pricing,

@@ -16,7 +16,6 @@ public final class Gateway: Sendable {
     public let ledger: any LedgerStore
     let logger: Logger
     private let state: Mutex<GatewayState>
-    private let quotas = QuotaBook()
     private let refusals = RefusalMeter()
 
     /// The datasets and consumers in force; replaced as a whole on reload.
@@ -197,8 +196,8 @@ public final class Gateway: Sendable {
     public struct PendingResponse: Sendable {
         let response: QueryResponse
         public let record: UsageRecord
-        /// Released once the record is written.
-        let reservation: QuotaBook.Reservation?
+        /// The quota hold the record's append charges (or `release` drops).
+        let hold: QuotaHold?
     }
 
     /// Runs one request end to end. Never throws: every outcome, refusals included, is a response
@@ -207,7 +206,7 @@ public final class Gateway: Sendable {
         let pending = execute(request)
         if let unrecorded = summarizedRefusal(pending) { return unrecorded }
         do {
-            return complete(pending, stored: .success(try ledger.append(pending.record)))
+            return complete(pending, stored: .success(try ledger.append(pending.record, hold: pending.hold)))
         } catch {
             return complete(pending, stored: .failure(error))
         }
@@ -219,7 +218,7 @@ public final class Gateway: Sendable {
     public func run(_ request: QueryRequest, completion: @escaping @Sendable (QueryResponse) -> Void) {
         let pending = execute(request)
         if let unrecorded = summarizedRefusal(pending) { return completion(unrecorded) }
-        ledger.append(pending.record) { [self] stored in completion(complete(pending, stored: stored)) }
+        ledger.append(pending.record, hold: pending.hold) { [self] stored in completion(complete(pending, stored: stored)) }
     }
 
     /// Refusals cost nothing, so a consumer's refusals past `RefusalMeter.recordedPerWindow` in a
@@ -236,8 +235,11 @@ public final class Gateway: Sendable {
             appendRefusalSummary(consumer: pending.record.consumer, count: summary.count, minute: summary.minute)
         }
         guard !record else { return nil }
+        if let hold = pending.hold { ledger.release(hold) }
         var response = complete(pending, stored: .success(pending.record))
         response.usage.seq = 0
+        response.usage.nodeID = ""
+        response.usage.recordHash = ""
         return response
     }
 
@@ -266,7 +268,19 @@ public final class Gateway: Sendable {
              Name.isValid(request.consumer) ? $0.consumers.consumers[request.consumer] : nil)
         }
 
-        var record = UsageRecord(
+        var record = Self.refusedRecord(request, queryID: queryID, started: started, runtime: runtime, consumer: consumer)
+
+        var hold: QuotaHold?
+        var response = execute(request, runtime: runtime, consumer: consumer, record: &record, hold: &hold)
+        record.finishedAt = configuration.now()
+        record.elapsedMicroseconds = Int64((DispatchTime.now().uptimeNanoseconds - clock) / 1000)
+        response.usage.elapsedMicroseconds = record.elapsedMicroseconds
+        return PendingResponse(response: response, record: record, hold: hold)
+    }
+
+    /// A refused record of `request` (nothing run, priced 0) that `execute` fills in as it goes.
+    static func refusedRecord(_ request: QueryRequest, queryID: String, started: Int64, runtime: DatasetRuntime?, consumer: Consumer?) -> UsageRecord {
+        UsageRecord(
             queryID: queryID, startedAt: started, finishedAt: started,
             // A refused consumer name is kept (cut to 64 bytes) for the audit; an unknown dataset
             // is recorded as "" (red team: any string became its own invoice line and log text).
@@ -276,25 +290,44 @@ public final class Gateway: Sendable {
             bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
             costMicros: 0, currency: runtime?.policy.pricing.currency ?? "", sqlSHA256: Self.sha256Hex(request.sql),
             sql: request.sql, rewrittenSQL: "").bounded()
-
-        var reservation: QuotaBook.Reservation?
-        var response = execute(request, runtime: runtime, consumer: consumer, record: &record, reservation: &reservation)
-        record.finishedAt = configuration.now()
-        record.elapsedMicroseconds = Int64((DispatchTime.now().uptimeNanoseconds - clock) / 1000)
-        response.usage.elapsedMicroseconds = record.elapsedMicroseconds
-        return PendingResponse(response: response, record: record, reservation: reservation)
     }
 
-    /// The response to release once the ledger answered for its record.
+    /// Records a request that a front end refused before running it (`overloaded`: too many in
+    /// flight, responses not read) and hands the refusal over once it is recorded — every
+    /// authenticated request leaves a record. Refusals past the per-minute count are summarised
+    /// like every other refusal.
+    public func refuse(_ request: QueryRequest, _ error: GatewayError, completion: @escaping @Sendable (QueryResponse) -> Void) {
+        let started = configuration.now()
+        let queryID = Self.newQueryID()
+        let (runtime, consumer) = state.withLock {
+            (Name.isValid(request.dataset) ? $0.datasets[request.dataset] : nil,
+             Name.isValid(request.consumer) ? $0.consumers.consumers[request.consumer] : nil)
+        }
+        var record = Self.refusedRecord(request, queryID: queryID, started: started, runtime: runtime, consumer: consumer)
+        record.errorCode = error.code.rawValue
+        record = record.bounded()
+        let usage = UsageSummary(
+            queryID: queryID, rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, vmSteps: 0,
+            elapsedMicroseconds: 0, costMicros: 0, currency: record.currency, seq: 0)
+        let pending = PendingResponse(
+            response: QueryResponse(outcome: .failure(error), truncated: false, truncatedBy: nil, usage: usage), record: record, hold: nil)
+        if let unrecorded = summarizedRefusal(pending) { return completion(unrecorded) }
+        ledger.append(pending.record) { [self] stored in completion(complete(pending, stored: stored)) }
+    }
+
+    /// The response to release once the ledger answered for its record (the store has charged
+    /// or dropped the request's quota hold by then).
     public func complete(_ pending: PendingResponse, stored: Result<UsageRecord, LedgerError>) -> QueryResponse {
-        if let reservation = pending.reservation { quotas.release(reservation) }
         var response = pending.response
         switch stored {
         case .success(let record):
             response.usage.seq = record.seq
+            response.usage.nodeID = record.nodeID
+            response.usage.recordHash = record.recordHash
         case .failure(let error):
             logger.error("ledger append failed; result withheld", metadata: ["query_id": "\(pending.record.queryID)", "error": "\(error.message)"])
-            response.outcome = .failure(GatewayError(.internal, "the usage record could not be written; no result is released"))
+            response.outcome = .failure(GatewayError(.unavailable, "the usage record could not be written; no result is released",
+                                                     hint: "the ledger is unavailable; retry later"))
             response.truncated = false
             response.truncatedBy = nil
         }
@@ -309,7 +342,7 @@ public final class Gateway: Sendable {
 
     private func execute(
         _ request: QueryRequest, runtime: DatasetRuntime?, consumer: Consumer?, record: inout UsageRecord,
-        reservation: inout QuotaBook.Reservation?
+        hold: inout QuotaHold?
     ) -> QueryResponse {
         var usage = UsageSummary(
             queryID: record.queryID, rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, vmSteps: 0,
@@ -336,22 +369,27 @@ public final class Gateway: Sendable {
         let limits = runtime.policy.limits.lowered(by: grant)
         var rowLimit = limits.maxRows
         var truncatedBy = "max_rows"
-        if grant.dailyQueries != nil || grant.dailyRows != nil {
-            let today = Timestamp.startOfDay(containing: record.startedAt)
-            let used: (queries: Int64, rows: Int64)
+        let quotaLimits = QuotaLimits(dailyQueries: grant.dailyQueries.map(Int64.init), dailyRows: grant.dailyRows.map(Int64.init),
+                                      monthlyCostMicros: grant.monthlyCostMicros)
+        if !quotaLimits.isEmpty {
+            let quota = QuotaRequest(
+                consumer: consumer.name, dataset: request.dataset, day: Timestamp.startOfDay(containing: record.startedAt),
+                month: Timestamp.startOfMonth(containing: record.startedAt), rowLimit: Int64(rowLimit), limits: quotaLimits)
+            let decision: QuotaDecision
             do {
-                used = try ledger.usage(consumer: consumer.name, dataset: request.dataset, since: today)
+                decision = try ledger.reserve(quota)
             } catch {
-                return refuse(GatewayError(.internal, "cannot read today's usage"))
+                logger.error("cannot decide a quota", metadata: ["error": "\(error.message)"])
+                return refuse(GatewayError(.unavailable, "the ledger is unavailable; retry later"))
             }
-            let key = QuotaBook.Key(consumer: consumer.name, dataset: request.dataset, day: today)
-            switch quotas.reserve(key, used: used, dailyQueries: grant.dailyQueries, dailyRows: grant.dailyRows, rowLimit: rowLimit) {
-            case .failure(let error):
-                return refuse(error)
-            case .success(let (held, limit)):
-                reservation = held
-                if limit < rowLimit {
-                    rowLimit = limit
+            switch decision {
+            case .exceeded(let name, let limit):
+                let reset = name == "monthly_cost_micros" ? "on the 1st of the month, 00:00 UTC" : "at 00:00 UTC"
+                return refuse(GatewayError(.quotaExceeded, "\(name) quota of \(limit) reached", hint: "the quota resets \(reset)"))
+            case .granted(let granted, let limit):
+                hold = granted
+                if limit < Int64(rowLimit) {
+                    rowLimit = Int(limit)
                     truncatedBy = "daily_rows"
                 }
             }

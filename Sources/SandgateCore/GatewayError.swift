@@ -22,6 +22,9 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case requestTooLarge = "request_too_large"
     /// The client cancelled the running query (PostgreSQL's CancelRequest).
     case cancelled
+    /// The front end refused the request to protect the gateway (too many in flight, responses
+    /// not read); recorded as a refusal priced 0.
+    case overloaded
     case badRequest = "bad_request"
     case unavailable
     case `internal`

@@ -52,11 +52,14 @@ public struct UsageSummary: Sendable, Equatable {
     public var elapsedMicroseconds: Int64
     public var costMicros: Int64
     public var currency: String
-    /// The ledger position of the record written for this request.
+    /// The receipt: the record written for this request — its position in its node's chain, the
+    /// node and its `record_hash` (0 and empty when the request was not recorded one by one).
     public var seq: Int64
+    public var nodeID: String = ""
+    public var recordHash: String = ""
 
     public init(queryID: String, rows: Int, cells: Int, bytes: Int, maskedCells: Int, suppressedGroups: Int?, vmSteps: Int64,
-                elapsedMicroseconds: Int64, costMicros: Int64, currency: String, seq: Int64) {
+                elapsedMicroseconds: Int64, costMicros: Int64, currency: String, seq: Int64, nodeID: String = "", recordHash: String = "") {
         self.queryID = queryID
         self.rows = rows
         self.cells = cells
@@ -68,6 +71,8 @@ public struct UsageSummary: Sendable, Equatable {
         self.costMicros = costMicros
         self.currency = currency
         self.seq = seq
+        self.nodeID = nodeID
+        self.recordHash = recordHash
     }
 }
 

@@ -19,9 +19,11 @@ public struct InvoiceLine: Sendable, Equatable {
 
 /// Sums usage records into invoice lines, one per consumer × dataset × currency, in name order.
 public enum Invoice {
-    public static func lines(from records: [UsageRecord]) -> [InvoiceLine] {
+    /// Lines for `records`; with `datasets`, only for those datasets (the ones the policies
+    /// publish): a record of anything else is audit evidence, never an invoice line.
+    public static func lines(from records: [UsageRecord], datasets: Set<String>? = nil) -> [InvoiceLine] {
         var lines: [String: InvoiceLine] = [:]
-        for record in records where !record.dataset.isEmpty {
+        for record in records where !record.dataset.isEmpty && datasets?.contains(record.dataset) != false {
             let key = "\(record.consumer)\u{0}\(record.dataset)\u{0}\(record.currency)"
             var line = lines[key] ?? InvoiceLine(consumer: record.consumer, dataset: record.dataset, currency: record.currency)
             switch record.status {

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import SandgateSQLite
+import Synchronization
 
 /// A failure of the usage ledger. Without a committed record no result may be released.
 public struct LedgerError: Error, Sendable, CustomStringConvertible {
@@ -19,10 +20,10 @@ public struct LedgerError: Error, Sendable, CustomStringConvertible {
 /// while they wait, so many queries share each fsync. Several processes may share the file: the
 /// chain tail is read inside the same `BEGIN IMMEDIATE` transaction that appends.
 ///
-/// `@unchecked Sendable`: the write connection is used only by the writer thread, the queue only
-/// under `condition`, and the read connection only under `readLock`.
+/// `@unchecked Sendable`: the write connection is used only by the writer thread (`GroupCommit`),
+/// the anchor state only under `anchorLock`, and the read connection only under `readLock`.
 public final class Ledger: LedgerStore, @unchecked Sendable {
-    public typealias Completion = @Sendable (Result<UsageRecord, LedgerError>) -> Void
+    public typealias Completion = LedgerCompletion
 
     public let path: String
     /// `usage.key` and `usage.checkpoint` beside `usage.sqlite`.
@@ -39,16 +40,16 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     private let writer: Connection
     private let reader: Connection
     private let readLock = NSLock()
-    private let condition = NSCondition()
-    private var queue: [(record: UsageRecord, completion: Completion)] = []
-    private var inCommit = 0
-    /// True while the writer writes the checkpoint of a batch already handed back.
-    private var anchoring = false
-    private var writerRunning = false
-    private var stopping = false
+    /// Guards `anchorProblem` and `lastCheckpointSeq`.
+    private let anchorLock = NSLock()
+    private let committer = GroupCommit(name: "sandgate-ledger")
+    private let holds = LocalHolds()
+    /// When the writer last wrote the checkpoint (uptime ns), and how long it may wait under load.
+    private let lastAnchorTime = Atomic<UInt64>(0)
+    static let anchorInterval: UInt64 = 100_000_000
 
     /// The hash that precedes the first record.
-    public static let genesisHash = String(repeating: "0", count: 64)
+    public static let genesisHash = HashChain.genesisHash
 
     /// Opens (creating if needed) the ledger at `path`, its key and its checkpoint. The first
     /// open after the key is created anchors the chain's current tail: records before it are
@@ -110,12 +111,22 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             (nodeID, firstKeyedSeq) = ("unanchored", 1)
             anchorProblem = error.message
         }
+        committer.configure(owner: self, commit: { [unowned self] batch in commit(batch) }, afterCompletions: { [unowned self] results in
+            // The checkpoint costs an fsync of its own; while records wait, the next batch's
+            // checkpoint covers this one, but never more than `anchorInterval` later.
+            guard case .success(let last)? = results.last else { return }
+            let now = DispatchTime.now().uptimeNanoseconds
+            if committer.pendingCount == 0 || now - lastAnchorTime.load(ordering: .relaxed) >= Self.anchorInterval {
+                lastAnchorTime.store(now, ordering: .relaxed)
+                anchor((last.seq, last.recordHash))
+            }
+        })
     }
 
     /// Why this ledger's anchor is broken (nil when intact); the gateway logs it at start.
     public var anchorFailure: String? {
-        condition.lock()
-        defer { condition.unlock() }
+        anchorLock.lock()
+        defer { anchorLock.unlock() }
         return anchorProblem
     }
 
@@ -126,6 +137,11 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
                case .integer(let seq) = last[0], case .text(let hash) = last[1] {
                 return (seq, hash)
             }
+            // Everything archived: the chain continues after the last boundary.
+            if let boundary = try connection.rows("SELECT through_seq, through_hash FROM usage_archives ORDER BY through_seq DESC LIMIT 1").first,
+               case .integer(let seq) = boundary[0], case .text(let hash) = boundary[1] {
+                return (seq, hash)
+            }
             return (0, Ledger.genesisHash)
         } catch {
             throw LedgerError("cannot read the chain's tail: \(error.message)")
@@ -133,19 +149,11 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     }
 
     /// Waits until every record queued so far is committed and anchored by a checkpoint.
-    public func sync() {
-        condition.lock()
-        while !queue.isEmpty || inCommit > 0 || anchoring { condition.wait() }
-        condition.unlock()
-    }
+    public func sync() { committer.sync() }
 
     /// Stops the writer thread once the queue is empty and writes a last checkpoint.
     public func close() {
-        condition.lock()
-        stopping = true
-        condition.broadcast()
-        while writerRunning { condition.wait() }
-        condition.unlock()
+        committer.stop()
         if let tail = try? Self.tail(writer) { anchor(tail) }
     }
 
@@ -153,8 +161,8 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     /// than its last checkpoint, or a checkpoint that disappeared, is tampering: the anchor is
     /// then left as it is, so verification keeps failing.
     private func anchor(_ tail: (seq: Int64, hash: String)) {
-        condition.lock()
-        defer { condition.unlock() }
+        anchorLock.lock()
+        defer { anchorLock.unlock() }
         guard anchorProblem == nil else { return }
         if tail.seq < lastCheckpointSeq {
             anchorProblem = "the ledger ends at seq \(tail.seq) but was anchored at seq \(lastCheckpointSeq)"
@@ -186,6 +194,9 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             record_hash TEXT NOT NULL, sql TEXT NOT NULL, rewritten_sql TEXT NOT NULL,
             chain INTEGER NOT NULL DEFAULT 1
         );
+        CREATE TABLE IF NOT EXISTS usage_archives (
+            through_seq INTEGER PRIMARY KEY, through_hash TEXT NOT NULL, file TEXT NOT NULL, mac TEXT NOT NULL
+        );
         CREATE INDEX IF NOT EXISTS usage_by_consumer_day ON usage(consumer, dataset, started_at);
         CREATE INDEX IF NOT EXISTS usage_by_time ON usage(started_at);
         """
@@ -193,91 +204,30 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     // MARK: Appending
 
     /// Records waiting for a commit or being committed (the `ledger lag` metric).
-    public var pendingCount: Int {
-        condition.lock()
-        defer { condition.unlock() }
-        return queue.count + inCommit
-    }
+    public var pendingCount: Int { committer.pendingCount }
 
     /// Queues `record`; `completion` runs on the writer thread once the record is durable (with
-    /// its `seq` and hashes) or the commit failed.
-    public func append(_ record: UsageRecord, completion: @escaping Completion) {
-        condition.lock()
-        guard !stopping else {
-            condition.unlock()
+    /// its `seq` and hashes) or the commit failed. `hold` is dropped from this process's holds
+    /// right after the commit, before the completion runs.
+    public func append(_ record: UsageRecord, hold: QuotaHold?, completion: @escaping Completion) {
+        guard committer.enqueue(record, hold: hold, completion: completion) else {
+            if let hold { holds.release(hold) }
             completion(.failure(LedgerError("the ledger is closed")))
             return
-        }
-        queue.append((record, completion))
-        if !writerRunning {
-            writerRunning = true
-            let thread = Thread { [self] in writeLoop() }
-            thread.name = "sandgate-ledger"
-            thread.start()
-        }
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    /// Appends `record` durably and returns it with its `seq` and hashes (blocks until committed).
-    public func append(_ record: UsageRecord) throws(LedgerError) -> UsageRecord {
-        let done = DispatchSemaphore(value: 0)
-        let box = ResultBox()
-        append(record) { result in
-            box.result = result
-            done.signal()
-        }
-        done.wait()
-        return try (box.result ?? .failure(LedgerError("no result"))).get()
-    }
-
-    private func writeLoop() {
-        while true {
-            condition.lock()
-            // An idle writer exits after a second (and is restarted by the next append), so a
-            // ledger nobody uses holds no thread.
-            let idleUntil = Date().addingTimeInterval(1)
-            while queue.isEmpty, !stopping, condition.wait(until: idleUntil) {}
-            if queue.isEmpty {
-                writerRunning = false
-                condition.broadcast()
-                condition.unlock()
-                return
-            }
-            let batch = queue
-            queue.removeAll(keepingCapacity: true)
-            inCommit = batch.count
-            condition.unlock()
-            let results = commit(batch.map(\.record))
-            condition.lock()
-            inCommit = 0
-            anchoring = true
-            condition.unlock()
-            for (entry, result) in zip(batch, results) { entry.completion(result) }
-            // The checkpoint (an fsync of its own, 0.4–7 ms on this disk) after the completions, so it adds
-            // no latency to released results; records that arrive meanwhile form a larger batch.
-            if case .success(let last)? = results.last { anchor((last.seq, last.recordHash)) }
-            condition.lock()
-            anchoring = false
-            condition.broadcast()
-            condition.unlock()
         }
     }
 
     /// Writes a batch in one transaction; every record of a failed batch fails.
-    private func commit(_ batch: [UsageRecord]) -> [Result<UsageRecord, LedgerError>] {
+    private func commit(_ batch: [GroupCommit.Entry]) -> [Result<UsageRecord, LedgerError>] {
+        let batchHolds = batch.compactMap(\.hold)
         do {
             try writer.execute("BEGIN IMMEDIATE")
-            var (seq, previous) = try Self.tail(writer)
+            let tail = try Self.tail(writer)
+            var chain = HashChain(key: key, nodeID: nodeID, seq: tail.seq, hash: tail.hash)
             guard let insert = try writer.prepare(Self.insertSQL) else { throw LedgerError("cannot prepare insert") }
             var written: [Result<UsageRecord, LedgerError>] = []
             for entry in batch {
-                var record = entry.bounded()
-                seq += 1
-                record.seq = seq
-                record.prevHash = previous
-                record.recordHash = hash(of: record)
-                previous = record.recordHash
+                let record = chain.link(entry.record)
                 insert.reset()
                 try insert.bind(Self.columnValues(record) + [.integer(LedgerChain.keyedVersion)])
                 _ = try insert.step()
@@ -285,10 +235,13 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
                 guard writer.changes == 1 else { throw LedgerError("the ledger did not store record \(record.seq)") }
                 written.append(.success(record))
             }
-            try writer.execute("COMMIT")
+            // The commit and the end of its holds are one step for quota decisions: a committed
+            // record then counts instead of its hold, never both and never neither.
+            try holds.settle(batchHolds) { () throws(SQLiteError) in try writer.execute("COMMIT") }
             return written
         } catch {
             try? writer.execute("ROLLBACK")
+            for hold in batchHolds { holds.release(hold) }
             let failure = LedgerError("append failed: \(error)")
             return batch.map { _ in .failure(failure) }
         }
@@ -333,38 +286,170 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         } catch {
             return LedgerProblem(seq: nil, reason: error.message)
         }
-        var previous = Ledger.genesisHash
+        let boundary: (seq: Int64, hash: String)
+        switch try Self.archiveBoundary(reader, key: key, lock: readLock) {
+        case .failure(let problem): return problem
+        case .success(let found): boundary = found
+        }
+        var verifier = ChainVerifier(key: key, firstKeyedSeq: checkpoint.firstKeyedSeq, anchorSeq: checkpoint.seq, after: boundary)
         var problem: LedgerProblem?
-        var expectedSeq: Int64 = 1
-        var anchorHash: String?
         try scan(where: "1", parameters: []) { record, chain in
-            let keyed = record.seq >= checkpoint.firstKeyedSeq
-            let expectedHash = keyed ? hash(of: record) : LedgerChain.legacyHash(of: record)
-            guard record.seq == expectedSeq, record.prevHash == previous,
-                  chain == (keyed ? LedgerChain.keyedVersion : 1), constantTimeEqual(expectedHash, record.recordHash) else {
-                problem = LedgerProblem(seq: record.seq, reason: "the record does not verify (changed, deleted, reordered or recomputed without the key)")
-                return false
-            }
-            if record.seq == checkpoint.seq { anchorHash = record.recordHash }
-            previous = record.recordHash
-            expectedSeq += 1
-            return true
+            problem = verifier.check(record, chain: chain)
+            return problem == nil
         }
-        if let problem { return problem }
-        let lastSeq = expectedSeq - 1
-        if lastSeq < checkpoint.seq {
-            return LedgerProblem(seq: lastSeq + 1, reason: "truncated: the checkpoint names seq \(checkpoint.seq) but the ledger ends at seq \(lastSeq)")
-        }
-        if checkpoint.seq > 0, anchorHash != checkpoint.hash {
-            return LedgerProblem(seq: checkpoint.seq, reason: "the record differs from the checkpoint")
-        }
+        if let problem = problem ?? verifier.finish(anchorHash: checkpoint.hash) { return problem }
         if let broken = anchorFailure {
             return LedgerProblem(seq: nil, reason: "the anchor was broken while the ledger was in use: \(broken)")
         }
         return nil
     }
 
+    // MARK: Archives
+
+    /// `HMAC-SHA256(K, "SGAR1" ‖ i through_seq ‖ t through_hash)`: an archive boundary that
+    /// cannot be moved without the key.
+    static func boundaryMAC(seq: Int64, hash: String, key: SymmetricKey) -> String {
+        var encoder = CanonicalEncoder(magic: "SGAR1")
+        encoder.integer(seq)
+        encoder.text(hash)
+        return Hex.encode(HMAC<SHA256>.authenticationCode(for: encoder.bytes, using: key))
+    }
+
+    /// Where the stored records of a ledger or archive file begin: the last archive boundary (its
+    /// MAC checked) or the genesis.
+    static func archiveBoundary(_ connection: Connection, key: SymmetricKey, lock: NSLock? = nil) throws(LedgerError) -> Result<(seq: Int64, hash: String), LedgerProblem> {
+        lock?.lock()
+        defer { lock?.unlock() }
+        let rows: [[SQLValue]]
+        do {
+            rows = try connection.rows("SELECT through_seq, through_hash, mac FROM usage_archives ORDER BY through_seq DESC LIMIT 1")
+        } catch {
+            throw LedgerError("cannot read the archive boundary: \(error.message)")
+        }
+        guard let row = rows.first else { return .success((0, Ledger.genesisHash)) }
+        guard case .integer(let seq) = row[0], case .text(let hash) = row[1], case .text(let mac) = row[2],
+              constantTimeEqual(boundaryMAC(seq: seq, hash: hash, key: key), mac) else {
+            return .failure(LedgerProblem(seq: nil, reason: "the archive boundary does not verify under the ledger key"))
+        }
+        return .success((seq, hash))
+    }
+
+    /// Moves every record before the first one that started at or after `before` (µs) into a new
+    /// SQLite file at `path`, which verifies on its own (`Ledger.verifyArchive`), and records the
+    /// boundary (last archived `seq` and hash, MACed) in this ledger, so its chain stays checkable
+    /// across the cut. Returns how many records moved.
+    public func archive(before: Int64, to path: String) throws(LedgerError) -> Int64 {
+        guard !FileManager.default.fileExists(atPath: path) else { throw LedgerError("\(path) exists already") }
+        if let problem = try verify() { throw LedgerError("the ledger does not verify (\(problem)); nothing archived") }
+        let boundary: (seq: Int64, hash: String)
+        switch try Self.archiveBoundary(reader, key: key, lock: readLock) {
+        case .failure(let problem): throw LedgerError(problem.description)
+        case .success(let found): boundary = found
+        }
+        var records: [(UsageRecord, Int64)] = []
+        var through = boundary
+        try scan(where: "seq <= coalesce((SELECT min(seq) - 1 FROM usage WHERE started_at >= ?), (SELECT max(seq) FROM usage))",
+                 parameters: [.integer(before)]) { record, chain in
+            records.append((record, chain))
+            through = (record.seq, record.recordHash)
+            return true
+        }
+        guard !records.isEmpty else { return 0 }
+        do {
+            let archive = try Connection(path: path, mode: .readWriteCreate)
+            try archive.execute(Self.schema)
+            try archive.execute("BEGIN")
+            guard let insert = try archive.prepare(Self.insertSQL) else { throw LedgerError("cannot prepare insert") }
+            for (record, chain) in records {
+                insert.reset()
+                try insert.bind(Self.columnValues(record) + [.integer(chain)])
+                _ = try insert.step()
+            }
+            // The archive's own start (the previous boundary) and its end, both MACed.
+            for (seq, hash) in [boundary, through] where seq > 0 {
+                try archive.execute("INSERT INTO usage_archives VALUES (\(seq), '\(hash)', '', '\(Self.boundaryMAC(seq: seq, hash: hash, key: key))')")
+            }
+            try archive.execute("COMMIT")
+            chmod(path, 0o600)
+            try writer.execute("BEGIN IMMEDIATE")
+            guard let row = try writer.prepare("INSERT INTO usage_archives VALUES (?, ?, ?, ?)") else { throw LedgerError("cannot prepare insert") }
+            try row.bind([.integer(through.seq), .text(through.hash), .text(path), .text(Self.boundaryMAC(seq: through.seq, hash: through.hash, key: key))])
+            _ = try row.step()
+            try writer.execute("DELETE FROM usage WHERE seq <= \(through.seq)")
+            try writer.execute("COMMIT")
+        } catch let error as LedgerError {
+            try? writer.execute("ROLLBACK")
+            throw error
+        } catch {
+            try? writer.execute("ROLLBACK")
+            throw LedgerError("cannot archive to \(path): \(error)")
+        }
+        return Int64(records.count)
+    }
+
+    /// Verifies an archive file written by `archive` with this ledger's key: its records form a
+    /// chain from its start boundary (or the genesis) to its end boundary.
+    public func verifyArchive(at path: String) throws(LedgerError) -> LedgerProblem? {
+        let archive: Connection
+        let boundaries: [[SQLValue]]
+        do {
+            archive = try Connection(path: path, mode: .readOnly)
+            boundaries = try archive.rows("SELECT through_seq, through_hash, mac FROM usage_archives ORDER BY through_seq")
+        } catch {
+            throw LedgerError("cannot read the archive \(path): \(error.message)")
+        }
+        var marks: [(seq: Int64, hash: String)] = []
+        for row in boundaries {
+            guard case .integer(let seq) = row[0], case .text(let hash) = row[1], case .text(let mac) = row[2],
+                  constantTimeEqual(Self.boundaryMAC(seq: seq, hash: hash, key: key), mac) else {
+                return LedgerProblem(seq: nil, reason: "an archive boundary does not verify under the ledger key")
+            }
+            marks.append((seq, hash))
+        }
+        guard let end = marks.last else { return LedgerProblem(seq: nil, reason: "the archive has no end boundary") }
+        let start = marks.count > 1 ? marks[marks.count - 2] : (seq: Int64(0), hash: Ledger.genesisHash)
+        var verifier = ChainVerifier(key: key, firstKeyedSeq: firstKeyedSeq, anchorSeq: end.seq, after: start)
+        var problem: LedgerProblem?
+        do {
+            guard let statement = try archive.prepare("SELECT * FROM usage ORDER BY seq") else { return nil }
+            while try statement.step() {
+                problem = verifier.check(Self.record(from: statement), chain: statement.integer(at: 25))
+                if problem != nil { break }
+            }
+        } catch {
+            throw LedgerError("cannot read the archive \(path): \(error.message)")
+        }
+        return problem ?? verifier.finish(anchorHash: end.hash)
+    }
+
     // MARK: Reading
+
+    /// Decides `request` against the committed records and this process's holds.
+    public func reserve(_ request: QuotaRequest) throws(LedgerError) -> QuotaDecision {
+        try holds.reserve(request) { () throws(LedgerError) in try committedUse(request) }
+    }
+
+    public func release(_ hold: QuotaHold) { holds.release(hold) }
+
+    /// `ok` queries and rows of the request's day, and the cost of every record of its month.
+    private func committedUse(_ request: QuotaRequest) throws(LedgerError) -> QuotaUse {
+        readLock.lock()
+        defer { readLock.unlock() }
+        do {
+            let row = try reader.rows("""
+                SELECT coalesce(sum(status = 'ok' AND started_at >= ?3), 0),
+                       coalesce(sum(CASE WHEN status = 'ok' AND started_at >= ?3 THEN rows ELSE 0 END), 0),
+                       coalesce(sum(cost_micros), 0)
+                FROM usage WHERE consumer = ?1 AND dataset = ?2 AND started_at >= ?4
+                """, [.text(request.consumer), .text(request.dataset), .integer(request.day), .integer(min(request.day, request.month))]).first
+            guard let row, case .integer(let queries) = row[0], case .integer(let rows) = row[1], case .integer(let cost) = row[2] else {
+                return QuotaUse()
+            }
+            return QuotaUse(queries: queries, rows: rows, costMicros: cost)
+        } catch {
+            throw LedgerError("cannot read usage: \(error.message)")
+        }
+    }
 
     /// Successful queries and rows of `consumer` on `dataset` since `since` (microseconds).
     public func usage(consumer: String, dataset: String, since: Int64) throws(LedgerError) -> (queries: Int64, rows: Int64) {
@@ -378,6 +463,24 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             return (queries, rows)
         } catch {
             throw LedgerError("cannot read usage: \(error.message)")
+        }
+    }
+
+    public func receipt(queryID: String) throws(LedgerError) -> Receipt? {
+        var found: UsageRecord?
+        try scan(where: "query_id = ?", parameters: [.text(queryID)]) { record, _ in found = record; return false }
+        guard let record = found else { return nil }
+        readLock.lock()
+        defer { readLock.unlock() }
+        do {
+            let rows = try reader.rows("SELECT seq, prev_hash, record_hash FROM usage WHERE seq >= ? ORDER BY seq", [.integer(record.seq)])
+            let links = rows.compactMap { row -> Receipt.Link? in
+                guard case .integer(let seq) = row[0], case .text(let prev) = row[1], case .text(let hash) = row[2] else { return nil }
+                return Receipt.Link(seq: seq, prevHash: prev, recordHash: hash)
+            }
+            return Receipt(record: record, links: links)
+        } catch {
+            throw LedgerError("cannot read the chain after seq \(record.seq): \(error.message)")
         }
     }
 
@@ -400,7 +503,9 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             guard let statement = try reader.prepare("SELECT * FROM usage WHERE \(condition) ORDER BY seq") else { return }
             try statement.bind(parameters)
             while try statement.step() {
-                if !visit(Self.record(from: statement), statement.integer(at: 25)) { break }
+                var record = Self.record(from: statement)
+                record.nodeID = nodeID
+                if !visit(record, statement.integer(at: 25)) { break }
             }
         } catch {
             throw LedgerError("cannot read usage: \(error.message)")
@@ -425,9 +530,4 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         record.recordHash = text(22)
         return record
     }
-}
-
-/// Carries a result from the writer thread to a blocked caller (ordered by the semaphore).
-private final class ResultBox: @unchecked Sendable {
-    var result: Result<UsageRecord, LedgerError>?
 }

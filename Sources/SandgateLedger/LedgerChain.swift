@@ -95,10 +95,10 @@ struct CanonicalEncoder {
 
 /// The ledger key: 32 random bytes in `<state>/usage.key`, mode 0600, created on first use and
 /// never written anywhere else (not to logs, records or exports).
-enum LedgerKey {
+public enum LedgerKey {
     /// Reads the key, or creates it (exclusively, so two processes agree on one key). Returns the
     /// key and whether this call created it.
-    static func loadOrCreate(path: String) throws(LedgerError) -> (SymmetricKey, created: Bool) {
+    public static func loadOrCreate(path: String) throws(LedgerError) -> (SymmetricKey, created: Bool) {
         if let key = try read(path: path) { return (key, false) }
         var bytes = [UInt8](repeating: 0, count: 32)
         var generator = SystemRandomNumberGenerator()
@@ -137,7 +137,15 @@ public struct LedgerCheckpoint: Sendable, Equatable {
 
     static let magic = "sandgate-ledger-checkpoint/1"
 
-    func mac(key: SymmetricKey) -> String {
+    public init(nodeID: String, seq: Int64, hash: String, firstKeyedSeq: Int64) {
+        self.nodeID = nodeID
+        self.seq = seq
+        self.hash = hash
+        self.firstKeyedSeq = firstKeyedSeq
+    }
+
+    /// `HMAC-SHA256(K, "SGCP1" ‖ t node_id ‖ i seq ‖ t hash ‖ i first_keyed_seq)`, hex.
+    public func mac(key: SymmetricKey) -> String {
         var encoder = CanonicalEncoder(magic: "SGCP1")
         encoder.text(nodeID)
         encoder.integer(seq)
@@ -188,7 +196,7 @@ public struct LedgerCheckpoint: Sendable, Equatable {
 }
 
 /// Compares two strings in time independent of where they differ.
-func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+public func constantTimeEqual(_ a: String, _ b: String) -> Bool {
     let x = Array(a.utf8), y = Array(b.utf8)
     guard x.count == y.count else { return false }
     var difference: UInt8 = 0
@@ -198,9 +206,14 @@ func constantTimeEqual(_ a: String, _ b: String) -> Bool {
 
 /// Why `usage verify` refused a ledger: the first record that does not verify (or nil when the
 /// problem is the anchor itself) and what is wrong.
-public struct LedgerProblem: Sendable, Equatable, CustomStringConvertible {
+public struct LedgerProblem: Error, Sendable, Equatable, CustomStringConvertible {
     public let seq: Int64?
     public let reason: String
+
+    public init(seq: Int64?, reason: String) {
+        self.seq = seq
+        self.reason = reason
+    }
 
     public var description: String { seq.map { "seq \($0): \(reason)" } ?? reason }
 }

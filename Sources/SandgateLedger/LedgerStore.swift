@@ -1,28 +1,44 @@
+import Dispatch
+
+/// Runs once a record is durable (with its `seq` and hashes) or its commit failed.
+public typealias LedgerCompletion = @Sendable (Result<UsageRecord, LedgerError>) -> Void
+
 /// Where the usage records live: the seam between the gateway and the ledger's storage. `Ledger`
-/// (one SQLite file per state directory) is the embedded implementation; a shared one for many
-/// gateway nodes (PostgreSQL, the ledger issue) implements the same contract:
-/// - `append` makes a record durable — with its `seq` and chain hashes filled in — before its
-///   completion runs; a caller releases the result it meters only then;
-/// - `usage` counts a consumer's queries and rows on a dataset for the quotas;
-/// - `records` scans in `seq` order for exports, invoices and audits;
-/// - `verify` checks the keyed chain and its anchor.
+/// (one SQLite file per state directory) is the embedded implementation; `PostgresLedgerStore`
+/// (module SandgateLedgerPostgres) is the shared one for many gateway nodes. The contract:
+/// - `append` links the record into this node's chain (`HashChain`) and makes it durable before
+///   its completion runs; a caller releases the result it meters only then. Records that arrive
+///   together are committed together (one transaction per batch);
+/// - `reserve` decides a request's quotas (`QuotaRequest.decide`) against committed records and
+///   every hold in flight — of every process sharing the store — and places a hold; the hold is
+///   charged by the `append` of the request's record, in the same commit, or dropped by `release`;
+/// - `usage` counts a consumer's `ok` queries and rows on a dataset (the `quota` op);
+/// - `scan` visits records for exports, invoices and audits, each node's chain in `seq` order;
+/// - `verify` checks every node's chain and its anchor.
 public protocol LedgerStore: AnyObject, Sendable {
-    /// The node that writes this chain (in every checkpoint).
+    /// The node whose chain this store appends to.
     var nodeID: String { get }
     /// Why the chain's anchor is broken, when it is (logged at start).
     var anchorFailure: String? { get }
     /// Records waiting for their commit (the `ledger lag` metric).
     var pendingCount: Int { get }
 
-    /// Queues `record`; `completion` runs once it is durable (or its commit failed).
-    func append(_ record: UsageRecord, completion: @escaping Ledger.Completion)
-    /// Appends `record` durably and returns it as stored (blocks until committed).
-    func append(_ record: UsageRecord) throws(LedgerError) -> UsageRecord
+    /// Queues `record`; `completion` runs once it is durable (or its commit failed). `hold`, granted
+    /// by this store's `reserve`, is charged in the same commit (and dropped if the commit fails).
+    func append(_ record: UsageRecord, hold: QuotaHold?, completion: @escaping LedgerCompletion)
+    /// Decides `request` against what is used and held, and holds what it grants.
+    func reserve(_ request: QuotaRequest) throws(LedgerError) -> QuotaDecision
+    /// Drops a hold whose request will not be recorded.
+    func release(_ hold: QuotaHold)
     /// Queries and rows `consumer` used on `dataset` since `since` (µs since the epoch).
     func usage(consumer: String, dataset: String, since: Int64) throws(LedgerError) -> (queries: Int64, rows: Int64)
-    /// Calls `visit` for each record matching `filter`, in `seq` order, until it returns false.
+    /// Calls `visit` for each record matching `filter` until it returns false: ordered by node,
+    /// then `seq`.
     func scan(_ filter: RecordFilter, _ visit: (UsageRecord) -> Bool) throws(LedgerError)
-    /// The first problem of the chain or its anchor, or nil when everything verifies.
+    /// The record of `queryID` and the links from it to its node's chain tail; nil when no
+    /// record has that id.
+    func receipt(queryID: String) throws(LedgerError) -> Receipt?
+    /// The first problem of a chain or its anchor, or nil when everything verifies.
     func verify() throws(LedgerError) -> LedgerProblem?
     /// Waits until every record queued so far is committed and anchored.
     func sync()
@@ -53,4 +69,27 @@ extension LedgerStore {
     ) throws(LedgerError) {
         try scan(RecordFilter(from: from, to: to, consumer: consumer, dataset: dataset), visit)
     }
+
+    /// Queues `record` without a quota hold.
+    public func append(_ record: UsageRecord, completion: @escaping LedgerCompletion) {
+        append(record, hold: nil, completion: completion)
+    }
+
+    /// Appends `record` durably and returns it as stored (blocks the calling thread until it is
+    /// committed: never call it on an event loop).
+    public func append(_ record: UsageRecord, hold: QuotaHold? = nil) throws(LedgerError) -> UsageRecord {
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox()
+        append(record, hold: hold) { result in
+            box.result = result
+            done.signal()
+        }
+        done.wait()
+        return try (box.result ?? .failure(LedgerError("no result"))).get()
+    }
+}
+
+/// Carries a result from a writer thread to a blocked caller (ordered by the semaphore).
+private final class ResultBox: @unchecked Sendable {
+    var result: Result<UsageRecord, LedgerError>?
 }

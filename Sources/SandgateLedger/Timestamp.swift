@@ -26,6 +26,13 @@ public enum Timestamp {
         return floorDivide(microseconds, day).0 * day
     }
 
+    /// Microseconds at the start of the UTC calendar month that contains `microseconds`.
+    public static func startOfMonth(containing microseconds: Int64) -> Int64 {
+        let day: Int64 = 86_400 * 1_000_000
+        let (year, month, _) = civilDate(daysSinceEpoch: floorDivide(microseconds, day).0)
+        return daysSinceEpoch(year: year, month: month, day: 1) * day
+    }
+
     static func daysIn(month: Int64, year: Int64) -> Int64 {
         switch month {
         case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28

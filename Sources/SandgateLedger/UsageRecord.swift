@@ -10,8 +10,11 @@ public enum UsageStatus: String, Sendable, Codable {
 
 /// One row of the usage ledger: one request that reached the gateway (DESIGN.md §7).
 public struct UsageRecord: Sendable, Hashable {
-    /// Position in the ledger; 0 until appended.
+    /// Position in its node's chain; 0 until appended.
     public var seq: Int64 = 0
+    /// The gateway node whose chain holds the record; set when appended. Not part of the
+    /// canonical bytes (chain version 2): the node's anchor binds its chain to its name.
+    public var nodeID: String = ""
     public var queryID: String
     /// Microseconds since the Unix epoch, UTC.
     public var startedAt: Int64

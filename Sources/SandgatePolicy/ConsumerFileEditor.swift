@@ -20,7 +20,7 @@ public struct GrantFields: Sendable, Equatable {
         } else {
             values.append((key, String(value)))
         }
-        let order = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes", "daily_queries", "daily_rows"]
+        let order = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes", "daily_queries", "daily_rows", "monthly_cost_micros"]
         values.sort { (order.firstIndex(of: $0.key) ?? order.count) < (order.firstIndex(of: $1.key) ?? order.count) }
     }
 

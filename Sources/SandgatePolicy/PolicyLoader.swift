@@ -411,7 +411,7 @@ public enum PolicyLoader {
     // MARK: Consumers
 
     static let consumerKeys: Set<String> = ["key_sha256", "scram_sha256", "grants", "role"]
-    static let grantKeys: Set<String> = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes", "daily_queries", "daily_rows"]
+    static let grantKeys: Set<String> = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes", "daily_queries", "daily_rows", "monthly_cost_micros"]
 
     /// Loads `consumers.yaml` part by part: each consumer entry and each of its grants validates
     /// on its own, so that a problem in one part does not stop a removal or a narrowed grant
@@ -517,7 +517,10 @@ public enum PolicyLoader {
             maxVMSteps: fields["max_vm_steps"].flatMap { reader.integer($0.value, what: "max_vm_steps", range: DatasetLimits.vmStepsRange) },
             maxResultBytes: int("max_result_bytes", DatasetLimits.resultBytesRange),
             dailyQueries: int("daily_queries", 0...1_000_000_000),
-            dailyRows: int("daily_rows", 0...1_000_000_000_000))
+            dailyRows: int("daily_rows", 0...1_000_000_000_000),
+            monthlyCostMicros: fields["monthly_cost_micros"].flatMap {
+                reader.integer($0.value, what: "monthly_cost_micros", range: Int64(0)...1_000_000_000_000_000)
+            })
     }
 }
 

@@ -260,11 +260,14 @@ public struct Grant: Sendable, Hashable {
     public let dailyQueries: Int?
     /// Rows returned per UTC day; nil means unlimited.
     public let dailyRows: Int?
+    /// Cost (µ-units of the dataset's currency) per UTC calendar month; nil means unlimited.
+    public let monthlyCostMicros: Int64?
 
     public init(
         maxRows: Int? = nil, timeoutMilliseconds: Int? = nil, maxVMSteps: Int64? = nil,
-        maxResultBytes: Int? = nil, dailyQueries: Int? = nil, dailyRows: Int? = nil
+        maxResultBytes: Int? = nil, dailyQueries: Int? = nil, dailyRows: Int? = nil, monthlyCostMicros: Int64? = nil
     ) {
+        self.monthlyCostMicros = monthlyCostMicros
         self.maxRows = maxRows
         self.timeoutMilliseconds = timeoutMilliseconds
         self.maxVMSteps = maxVMSteps

@@ -238,10 +238,12 @@ final class RequestHandler: ChannelInboundHandler {
             guard let consumer else { return fail(.authFailed, "authenticate first", hint: "send {\"op\":\"auth\",\"consumer\":…,\"key\":…}") }
             if op == "query" || op == "explain" {
                 if let refusal = services.state.unsentRefusal(consumer: consumer) {
-                    return eventLoop.makeSucceededFuture(ResponseFormat.error(refusal, id: id))
+                    return recordRefusal(refusal, operation: operation, op: op, consumer: consumer, eventLoop: eventLoop)
                 }
                 guard services.state.beginQuery(consumer: consumer) else {
-                    return fail(.quotaExceeded, "too many queries in flight for \(consumer) (limit \(services.state.configuration.maxInFlightPerConsumer))")
+                    let refusal = GatewayError(.overloaded, "too many queries in flight for \(consumer) (limit \(services.state.configuration.maxInFlightPerConsumer))",
+                                               hint: "wait for your answers before sending more queries")
+                    return recordRefusal(refusal, operation: operation, op: op, consumer: consumer, eventLoop: eventLoop)
                 }
                 let started = DispatchTime.now().uptimeNanoseconds
                 let state = services.state
@@ -260,6 +262,27 @@ final class RequestHandler: ChannelInboundHandler {
             }
             return services.workers.runIfActive(eventLoop: eventLoop) { operation.run(op, consumer: consumer) }
         }
+    }
+
+    /// Answers a query the server refuses to protect itself, after the gateway recorded it (on a
+    /// worker: recording may wait for a commit). A line that is not a valid query is answered
+    /// as such, unrecorded.
+    private func recordRefusal(_ refusal: GatewayError, operation: Operation, op: String, consumer: String, eventLoop: any EventLoop) -> EventLoopFuture<String> {
+        let request: QueryRequest
+        switch operation.request(op) {
+        case .failure(let line): return eventLoop.makeSucceededFuture(line.text)
+        case .success(let parsed): request = parsed
+        }
+        let gateway = services.gateway
+        let id = operation.id
+        let promise = eventLoop.makePromise(of: String.self)
+        services.workers.submit { workerState in
+            guard workerState == .active else {
+                return promise.succeed(ResponseFormat.error(GatewayError(.unavailable, "the gateway is shutting down"), id: id))
+            }
+            gateway.refuse(request, refusal) { response in promise.succeed(ResponseFormat.json(response, id: id)) }
+        }
+        return promise.futureResult
     }
 
     private func authenticate(_ operation: Operation, eventLoop: any EventLoop) -> EventLoopFuture<String> {

@@ -54,8 +54,11 @@ public enum ResponseFormat {
         output += ",\"suppressed_groups\":" + (usage.suppressedGroups.map(String.init) ?? "null") + ",\"vm_steps\":\(usage.vmSteps)"
         output += ",\"elapsed_ms\":\(Double(usage.elapsedMicroseconds) / 1000),\"cost_micros\":\(usage.costMicros),\"currency\":"
         JSONText.appendString(usage.currency, to: &output)
-        output += ",\"seq\":\(usage.seq)}"
-        return output
+        output += ",\"seq\":\(usage.seq),\"node_id\":"
+        JSONText.appendString(usage.nodeID, to: &output)
+        output += ",\"record_hash\":"
+        JSONText.appendString(usage.recordHash, to: &output)
+        return output + "}"
     }
 
     /// Appends `[v,…],[v,…]` straight from the result's byte chunks.

@@ -198,7 +198,7 @@ final class ServerState: Sendable {
                 return GatewayError(.unavailable, "the server holds too many unsent response bytes", hint: "retry after reading your responses")
             }
             if state.unsentByConsumer[consumer, default: 0] >= configuration.maxUnsentBytesPerConsumer {
-                return GatewayError(.quotaExceeded, "\(consumer) has \(configuration.maxUnsentBytesPerConsumer) bytes of responses not yet read", hint: "read your responses before sending more queries")
+                return GatewayError(.overloaded, "\(consumer) has \(configuration.maxUnsentBytesPerConsumer) bytes of responses not yet read", hint: "read your responses before sending more queries")
             }
             return nil
         }

@@ -1,3 +1,4 @@
+import Crypto
 import ArgumentParser
 import Foundation
 import SandgateCore
@@ -35,13 +36,12 @@ struct FixturesCommand: ParsableCommand {
 }
 
 struct UsageCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Verify.self])
+    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Verify.self, ReceiptCommand.self, CheckReceipt.self, Archive.self])
 
-    /// The ledger in the state directory (created empty when missing).
-    static func ledger(_ common: CommonOptions) throws -> Ledger {
+    /// The ledger `--ledger` names, or the one in the state directory (created empty when missing).
+    static func ledger(_ common: CommonOptions) throws -> any LedgerStore {
         do {
-            try FileManager.default.createDirectory(atPath: common.state, withIntermediateDirectories: true)
-            return try Ledger(path: (common.state as NSString).appendingPathComponent("usage.sqlite"))
+            return try common.openLedger()
         } catch {
             throw Failure("\(error)")
         }
@@ -76,7 +76,8 @@ struct UsageCommand: ParsableCommand {
             } catch {
                 throw Failure("\(error)")
             }
-            let lines = SandgateLedger.Invoice.lines(from: records)
+            let published = Set(PolicyLoader.load(directory: common.policies).datasetFiles)
+            let lines = SandgateLedger.Invoice.lines(from: records, datasets: published)
             let text = switch format {
             case .json: SandgateLedger.Invoice.json(lines, from: period.firstDay, to: period.lastDay)
             case .jsonl: SandgateLedger.Invoice.jsonLines(lines)
@@ -109,6 +110,8 @@ struct UsageCommand: ParsableCommand {
         func run() throws {
             let (start, end) = period.range
             let ledger = try UsageCommand.ledger(common)
+            // Streamed in 1 MiB pieces: an export of millions of records is never one string.
+            let sink = try period.sink()
             var output = format == .csv ? UsageExport.csvHeader : format == .json ? "[" : ""
             var first = true
             do {
@@ -120,13 +123,18 @@ struct UsageCommand: ParsableCommand {
                         first = false
                     default: output += UsageExport.jsonLine(record)
                     }
+                    if output.utf8.count >= 1 << 20 {
+                        sink.write(Data(output.utf8))
+                        output = ""
+                    }
                     return true
                 }
             } catch {
                 throw Failure("\(error)")
             }
             if format == .json { output += first ? "]\n" : "\n]\n" }
-            try period.write(output)
+            sink.write(Data(output.utf8))
+            try sink.close()
         }
     }
 
@@ -137,26 +145,145 @@ struct UsageCommand: ParsableCommand {
 
         @OptionGroup var common: CommonOptions
 
+        @Option(help: "Verify this archive file (written by `usage archive`) instead of the ledger.")
+        var archive: String?
+
         func run() throws {
             let path = (common.state as NSString).appendingPathComponent("usage.sqlite")
-            guard FileManager.default.fileExists(atPath: path) else { throw Failure("no ledger at \(path)") }
+            if let archive {
+                guard FileManager.default.fileExists(atPath: archive), FileManager.default.fileExists(atPath: common.keyPath) else {
+                    throw Failure("the archive \(archive) or the ledger key \(common.keyPath) is missing")
+                }
+                do {
+                    let ledger = try Ledger(path: path)
+                    if let problem = try ledger.verifyArchive(at: archive) { throw Failure("the archive does not verify: \(problem)") }
+                    writeOut("ok: the archive's keyed hash chain verifies between its boundaries\n")
+                    return
+                } catch let failure as Failure {
+                    throw failure
+                } catch {
+                    throw Failure("\(error)")
+                }
+            }
+            guard common.ledger != nil || FileManager.default.fileExists(atPath: path) else { throw Failure("no ledger at \(path)") }
             // A check must not repair what it checks: without its key a ledger cannot verify,
             // and opening it would create a new key.
-            let keyPath = (path as NSString).deletingPathExtension + ".key"
-            guard FileManager.default.fileExists(atPath: keyPath) else {
-                throw Failure("the ledger does not verify: its key \(keyPath) is missing")
+            guard FileManager.default.fileExists(atPath: common.keyPath) else {
+                throw Failure("the ledger does not verify: its key \(common.keyPath) is missing")
             }
             do {
-                let ledger = try Ledger(path: path)
+                let ledger = try UsageCommand.ledger(common)
                 if let problem = try ledger.verify() {
                     throw Failure("the ledger does not verify: \(problem)")
                 }
-                writeOut("ok: the keyed hash chain and its checkpoint verify\n")
+                writeOut(common.ledger == nil ? "ok: the keyed hash chain and its checkpoint verify\n"
+                                              : "ok: every node's keyed hash chain and its anchor verify\n")
             } catch let failure as Failure {
                 throw failure
             } catch {
                 throw Failure("\(error)")
             }
+        }
+    }
+}
+
+extension UsageCommand {
+    struct Archive: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "archive",
+            abstract: "Move the records that started before DATE (UTC) into FILE, which verifies on its own; the ledger keeps the boundary hash (SQLite ledger).")
+
+        @OptionGroup var common: CommonOptions
+
+        @Option(help: "First day to keep, YYYY-MM-DD: earlier records move.")
+        var before: String
+
+        @Option(help: "The archive file to create (must not exist).")
+        var out: String
+
+        func validate() throws {
+            guard Timestamp.startOfDay(before) != nil else { throw ValidationError("--before must be a date YYYY-MM-DD") }
+        }
+
+        func run() throws {
+            guard common.ledger == nil else { throw Failure("usage archive is built for the SQLite ledger only") }
+            guard let day = Timestamp.startOfDay(before), let ledger = try UsageCommand.ledger(common) as? Ledger else {
+                throw Failure("usage archive is built for the SQLite ledger only")
+            }
+            do {
+                let moved = try ledger.archive(before: day, to: out)
+                ledger.close()
+                writeOut("ok: \(moved) record(s) moved to \(out); verify it with `sandgate usage verify --archive \(out)`\n")
+            } catch {
+                throw Failure("\(error)")
+            }
+        }
+    }
+
+    struct ReceiptCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "receipt",
+            abstract: "Print the record of a query and the hashes that join it to its node's chain tail (JSON, for `usage check-receipt`).")
+
+        @OptionGroup var common: CommonOptions
+
+        @Argument(help: "The query_id of a response.")
+        var queryID: String
+
+        @Option(help: "Write to this file instead of standard output.")
+        var out: String?
+
+        func run() throws {
+            let receipt: Receipt
+            do {
+                guard let found = try UsageCommand.ledger(common).receipt(queryID: queryID) else {
+                    throw Failure("no record with query_id \(queryID)")
+                }
+                receipt = found
+            } catch let failure as Failure {
+                throw failure
+            } catch {
+                throw Failure("\(error)")
+            }
+            guard let out else { return writeOut(receipt.json) }
+            do {
+                try receipt.json.write(toFile: out, atomically: true, encoding: .utf8)
+            } catch {
+                throw Failure("cannot write \(out): \(error)")
+            }
+        }
+    }
+
+    struct CheckReceipt: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "check-receipt",
+            abstract: "Check a receipt: it names the response's record and its links reach the chain's tail; with --key, recompute the record's hash.")
+
+        @Argument(help: "A receipt written by `usage receipt`.")
+        var file: String
+
+        @Option(help: "The record_hash of the response (the receipt must be for that record).")
+        var recordHash: String?
+
+        @Option(help: "The ledger key (usage.key): also recompute the record's keyed hash.")
+        var key: String?
+
+        func run() throws {
+            guard let data = FileManager.default.contents(atPath: file), let receipt = Receipt.parse(data) else {
+                throw Failure("\(file) is not a sandgate receipt")
+            }
+            if let recordHash, recordHash != receipt.record.recordHash {
+                throw Failure("the receipt is for record_hash \(receipt.record.recordHash), not \(recordHash)")
+            }
+            var symmetricKey: SymmetricKey?
+            if let key {
+                guard let bytes = FileManager.default.contents(atPath: key), bytes.count == 32 else { throw Failure("\(key) is not a 32-byte ledger key") }
+                symmetricKey = SymmetricKey(data: bytes)
+            }
+            if let problem = receipt.check(key: symmetricKey) { throw Failure("the receipt does not check: \(problem)") }
+            let tail = receipt.links.last
+            writeOut("ok: query \(receipt.record.queryID) is seq \(receipt.record.seq) of node \(receipt.record.nodeID), linked to seq \(tail?.seq ?? 0) (\(tail?.recordHash ?? ""))"
+                + (symmetricKey == nil ? "" : "; its hash verifies under the key") + "\n")
         }
     }
 }
@@ -189,6 +316,17 @@ struct PeriodOptions: ParsableArguments {
         (Timestamp.startOfDay(firstDay) ?? 0, (Timestamp.startOfDay(lastDay) ?? 0) + 86_400_000_000)
     }
 
+    /// Where streamed output goes: a temporary file renamed to `--out` at the end (so a failed
+    /// export leaves no half file), or standard output.
+    func sink() throws -> OutputSink {
+        guard let out else { return OutputSink(handle: .standardOutput, temporary: nil, destination: nil) }
+        let temporary = out + ".partial"
+        guard FileManager.default.createFile(atPath: temporary, contents: nil), let handle = FileHandle(forWritingAtPath: temporary) else {
+            throw Failure("cannot write \(out)")
+        }
+        return OutputSink(handle: handle, temporary: temporary, destination: out)
+    }
+
     /// Writes to `--out`, or to standard output.
     func write(_ text: String) throws {
         guard let out else { return writeOut(text) }
@@ -215,6 +353,27 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     func require(in allowed: [OutputFormat]) throws {
         guard allowed.contains(self) else {
             throw ValidationError("--format must be \(allowed.map(\.rawValue).joined(separator: ", ")) here, not \(rawValue)")
+        }
+    }
+}
+
+/// A file being written by `usage export` (or standard output).
+struct OutputSink {
+    let handle: FileHandle
+    let temporary: String?
+    let destination: String?
+
+    func write(_ data: Data) { handle.write(data) }
+
+    /// Moves a finished file into place.
+    func close() throws {
+        guard let temporary, let destination else { return }
+        try? handle.close()
+        if FileManager.default.fileExists(atPath: destination) { try? FileManager.default.removeItem(atPath: destination) }
+        do {
+            try FileManager.default.moveItem(atPath: temporary, toPath: destination)
+        } catch {
+            throw Failure("cannot write \(destination): \(error)")
         }
     }
 }

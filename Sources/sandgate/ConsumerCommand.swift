@@ -31,8 +31,11 @@ struct ConsumerCommand: ParsableCommand {
         @Option(help: "Milliseconds per query (lowers the dataset's timeout_ms).")
         var timeoutMs: Int?
 
+        @Option(help: "Cost per UTC calendar month, in micro-units of the dataset's currency.")
+        var monthlyCostMicros: Int?
+
         func validate() throws {
-            for value in [maxRows, dailyQueries, dailyRows, timeoutMs].compactMap({ $0 }) where value < 0 {
+            for value in [maxRows, dailyQueries, dailyRows, timeoutMs, monthlyCostMicros].compactMap({ $0 }) where value < 0 {
                 throw ValidationError("limits must not be negative")
             }
         }
@@ -44,6 +47,7 @@ struct ConsumerCommand: ParsableCommand {
             if let timeoutMs { fields.set("timeout_ms", Int64(timeoutMs)) }
             if let dailyQueries { fields.set("daily_queries", Int64(dailyQueries)) }
             if let dailyRows { fields.set("daily_rows", Int64(dailyRows)) }
+            if let monthlyCostMicros { fields.set("monthly_cost_micros", Int64(monthlyCostMicros)) }
             return fields
         }
     }

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import SandgateCore
+import SandgateLedger
+import SandgateLedgerPostgres
 
 /// The `sandgate` command line (DESIGN.md §4).
 struct Sandgate: ParsableCommand {
@@ -22,14 +24,52 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "State directory: snapshots, dataset keys and the usage ledger.")
     var state = "var"
 
+    @Option(help: "The usage ledger: postgres://user@host:port/database for one ledger shared by many nodes (default: <state>/usage.sqlite).")
+    var ledger: String?
+
+    @Option(help: "This gateway node's name in a shared ledger; it owns its own hash chain (default: the host name).")
+    var nodeID: String?
+
     @Flag(help: "Log gateway events to stderr.")
     var verbose = false
+
+    func validate() throws {
+        if let ledger, PostgresLedgerURL(ledger) == nil {
+            throw ValidationError("--ledger must be postgres://user@host:port/database")
+        }
+    }
+
+    /// `usage.key` in the state directory: the SQLite ledger's key, and the PostgreSQL ledger's
+    /// (the same file on every node of a cluster).
+    var keyPath: String { (state as NSString).appendingPathComponent("usage.key") }
+
+    /// The node id in force: `--node-id`, else the host name (cut to a valid length).
+    var node: String {
+        let name = nodeID ?? ProcessInfo.processInfo.hostName
+        return name.isEmpty ? "node" : String(decoding: Array(name.utf8.prefix(UsageRecord.nameLimit)), as: UTF8.self)
+    }
+
+    /// Opens the ledger `--ledger` names, or the SQLite file in the state directory.
+    func openLedger(logger: Logger = Logger(label: "sandgate")) throws(LedgerError) -> any LedgerStore {
+        do {
+            try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        } catch {
+            throw LedgerError("cannot create the state directory \(state)")
+        }
+        if let ledger, let url = PostgresLedgerURL(ledger) {
+            return try PostgresLedgerStore(url: url, nodeID: node, keyPath: keyPath, logger: logger)
+        }
+        return try Ledger(path: (state as NSString).appendingPathComponent("usage.sqlite"))
+    }
 
     func gateway() throws -> Gateway {
         var logger = Logger(label: "sandgate")
         logger.logLevel = verbose ? .info : .error
+        let options = self
         do {
-            return try Gateway(configuration: GatewayConfiguration(policiesDirectory: policies, stateDirectory: state), logger: logger)
+            return try Gateway(configuration: GatewayConfiguration(
+                policiesDirectory: policies, stateDirectory: state,
+                ledger: { [logger] () throws(LedgerError) in try options.openLedger(logger: logger) }), logger: logger)
         } catch {
             throw Failure("\(error.code.rawValue): \(error.message)")
         }

@@ -51,7 +51,8 @@ struct ServeCommand: AsyncParsableCommand {
         let gateway: Gateway
         do {
             gateway = try Gateway(configuration: GatewayConfiguration(
-                policiesDirectory: common.policies, stateDirectory: common.state, poolSize: workers), logger: logger)
+                policiesDirectory: common.policies, stateDirectory: common.state, poolSize: workers,
+                ledger: { [common, logger] () throws(LedgerError) in try common.openLedger(logger: logger) }), logger: logger)
         } catch {
             throw Failure("\(error.code.rawValue): \(error.message)")
         }

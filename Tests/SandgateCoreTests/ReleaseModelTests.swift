@@ -16,6 +16,8 @@ enum ReleaseModel {
         var usage = response.usage
         usage.queryID = ""
         usage.seq = 0
+        usage.nodeID = ""
+        usage.recordHash = ""
         usage.elapsedMicroseconds = 0
         let outcome: String
         switch response.outcome {

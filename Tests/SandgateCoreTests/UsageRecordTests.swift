@@ -129,8 +129,10 @@ final class RowCounter: @unchecked Sendable {
         let nodeID = "test"
         let anchorFailure: String? = nil
         let pendingCount = 0
-        func append(_ record: UsageRecord, completion: @escaping Ledger.Completion) { completion(.failure(LedgerError("disk full"))) }
-        func append(_ record: UsageRecord) throws(LedgerError) -> UsageRecord { throw LedgerError("disk full") }
+        func append(_ record: UsageRecord, hold: QuotaHold?, completion: @escaping LedgerCompletion) { completion(.failure(LedgerError("disk full"))) }
+        func reserve(_ request: QuotaRequest) throws(LedgerError) -> QuotaDecision { throw LedgerError("disk full") }
+        func release(_ hold: QuotaHold) {}
+        func receipt(queryID: String) throws(LedgerError) -> Receipt? { nil }
         func usage(consumer: String, dataset: String, since: Int64) throws(LedgerError) -> (queries: Int64, rows: Int64) { (0, 0) }
         func scan(_ filter: RecordFilter, _ visit: (UsageRecord) -> Bool) throws(LedgerError) {}
         func verify() throws(LedgerError) -> LedgerProblem? { nil }
@@ -144,7 +146,7 @@ final class RowCounter: @unchecked Sendable {
         let gateway = try Gateway(configuration: GatewayConfiguration(
             policiesDirectory: workspace.policies, stateDirectory: workspace.state, poolSize: 1, ledger: { FailingStore() }))
         let blocking = gateway.query("SELECT city FROM customers LIMIT 3")
-        #expect(blocking.error?.code == .internal)
+        #expect(blocking.error?.code == .unavailable)
         #expect(blocking.result == nil)
         let done = DispatchSemaphore(value: 0)
         let box = Mutex<QueryResponse?>(nil)
@@ -154,6 +156,6 @@ final class RowCounter: @unchecked Sendable {
         }
         done.wait()
         let completed = try #require(box.withLock { $0 })
-        #expect(completed.error?.code == .internal && completed.result == nil)
+        #expect(completed.error?.code == .unavailable && completed.result == nil)
     }
 }

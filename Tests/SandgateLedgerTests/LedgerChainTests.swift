@@ -49,6 +49,54 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         #expect(LedgerChain.keyedHash(of: record, key: key) == "4d2cba4b8fba11d030f832e04b79944dc8886d5351e0df2e0e2d4d476105a542")
     }
 
+    /// docs/CONTRACT.md §7: a two-record chain, the anchor's MAC and a version-1 hash, computed
+    /// independently with Python's `hmac` and `hashlib` over the documented encodings. A change
+    /// to the encoding, the chain's linking or the anchor breaks every existing ledger: it fails here.
+    @Test("HashChain links records to the documented vectors; the anchor MAC and version-1 hash match theirs")
+    func chainVectors() throws {
+        let key = SymmetricKey(data: Array(0..<32) as [UInt8])
+        var chain = HashChain(key: key, nodeID: "node-a")
+        let first = chain.link(sampleRecord(1))
+        let second = chain.link(sampleRecord(2))
+        #expect(first.recordHash == "4d2cba4b8fba11d030f832e04b79944dc8886d5351e0df2e0e2d4d476105a542")
+        #expect(second.seq == 2 && second.prevHash == first.recordHash && second.nodeID == "node-a")
+        #expect(second.recordHash == "9464dcc65b9b374c9f3723a3d47c17b4a724bd915b7ba749436864697d5f7564")
+        #expect(chain.seq == 2 && chain.hash == second.recordHash)
+        let anchor = LedgerCheckpoint(nodeID: "node-a", seq: 2, hash: second.recordHash, firstKeyedSeq: 1)
+        #expect(anchor.mac(key: key) == "19ee064e9eb5b520f71fdf0a57f10824bf5fc56ab5a0432358a8561d407d5780")
+        var legacy = sampleRecord(1)
+        legacy.seq = 1
+        legacy.prevHash = HashChain.genesisHash
+        #expect(LedgerChain.legacyHash(of: legacy) == "5131a48f25f9d5d5889b1e51699b700964b18a16af66b778ff8af9a51986c0cb")
+    }
+
+    @Test("ChainVerifier accepts the chain and names the first edited, missing, inserted or swapped record")
+    func verifierCases() {
+        let key = SymmetricKey(data: Array(0..<32) as [UInt8])
+        var chain = HashChain(key: key, nodeID: "n")
+        let records = (1...4).map { chain.link(sampleRecord($0)) }
+        func firstProblem(_ list: [UsageRecord], anchor: (Int64, String)? = nil) -> Int64? {
+            var verifier = ChainVerifier(key: key, anchorSeq: anchor?.0 ?? 0)
+            for record in list {
+                if let problem = verifier.check(record, chain: LedgerChain.keyedVersion) { return problem.seq ?? -1 }
+            }
+            return verifier.finish(anchorHash: anchor?.1 ?? "").map { $0.seq ?? -1 }
+        }
+        #expect(firstProblem(records, anchor: (4, records[3].recordHash)) == nil)
+        var edited = records
+        edited[2].rows += 1
+        #expect(firstProblem(edited) == 3)
+        #expect(firstProblem([records[0], records[2], records[3]]) == 3)
+        var inserted = records
+        var forged = records[1]
+        forged.queryID = "forged"
+        forged.seq = 3
+        inserted.insert(forged, at: 2)
+        #expect(firstProblem(inserted) == 3)
+        #expect(firstProblem([records[0], records[2], records[1], records[3]]) == 3)
+        #expect(firstProblem(Array(records.prefix(3)), anchor: (4, records[3].recordHash)) == 4)
+    }
+
     @Test("the key is 32 bytes with mode 0600 and the checkpoint follows every commit")
     func keyAndCheckpoint() throws {
         let path = try temporaryLedgerDirectory()
@@ -242,5 +290,39 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         var record = sampleRecord(1)
         record.consumer = field
         #expect(UsageExport.csvLine(record).contains("," + expected + ","))
+    }
+}
+
+@Suite struct ArchiveTests {
+    /// `usage archive`: old records move to a file that verifies on its own; the ledger keeps
+    /// verifying across the cut and continues its chain; tampering on either side is found.
+    @Test("an archive verifies on its own, the ledger verifies across the cut, and tampering is found")
+    func archive() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        let day: Int64 = 86_400_000_000
+        for index in 1...6 { _ = try ledger.append(sampleRecord(index, startedAt: 1_795_000_000_000_000 + Int64(index / 4) * day)) }
+        let cut = Timestamp.startOfDay(containing: 1_795_000_000_000_000 + day)
+        let out = (path as NSString).deletingLastPathComponent + "/archive-1.sqlite"
+        #expect(try ledger.archive(before: cut, to: out) == 3)
+        #expect(try ledger.verifyArchive(at: out) == nil)
+        #expect(try ledger.verify() == nil)
+        var kept: [Int64] = []
+        try ledger.records { kept.append($0.seq); return true }
+        #expect(kept == [4, 5, 6])
+        #expect(try ledger.append(sampleRecord(7)).seq == 7)
+        ledger.sync()
+        #expect(try Ledger(path: path).verify() == nil)
+        // A second archive starts where the first ended.
+        let second = (path as NSString).deletingLastPathComponent + "/archive-2.sqlite"
+        #expect(try ledger.archive(before: Int64.max, to: second) == 4)
+        #expect(try ledger.verifyArchive(at: second) == nil)
+        #expect(try ledger.verify() == nil)
+        #expect(try ledger.append(sampleRecord(8)).seq == 8)
+        // Tampering: an edited archived record; a moved boundary in the ledger.
+        try Connection(path: out, mode: .readWrite).execute("UPDATE usage SET cost_micros = 0 WHERE seq = 2")
+        #expect(try ledger.verifyArchive(at: out)?.seq == 2)
+        try Connection(path: path, mode: .readWrite).execute("UPDATE usage_archives SET through_seq = 6 WHERE through_seq = 7")
+        #expect(try ledger.verify() != nil)
     }
 }

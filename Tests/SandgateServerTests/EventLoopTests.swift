@@ -1,6 +1,8 @@
 import Foundation
 @testable import SandgateServer
 import NIOCore
+import SandgateCore
+import SandgateLedger
 import SandgateTestSupport
 import Synchronization
 import Testing
@@ -163,7 +165,7 @@ struct JSONValueBox: Sendable, CustomTestStringConvertible {
 
 /// issue 12 item 5 (memory): clients that do not read cannot make the server hold unbounded bytes.
 @Suite struct UnsentBytesTests {
-    @Test("a consumer whose responses are not read gets quota_exceeded until it reads; stats counts the bytes")
+    @Test("a consumer whose responses are not read gets overloaded (recorded) until it reads; stats counts the bytes")
     func nonReadingConsumer() async throws {
         let harness = try await ServerHarness { $0.maxUnsentBytesPerConsumer = 512 * 1024 }
         let stuck = try harness.authenticated()
@@ -176,19 +178,27 @@ struct JSONValueBox: Sendable, CustomTestStringConvertible {
         // Generous: it ends as soon as the refusal comes; a loaded machine produces 24 MB slowly.
         let deadline = ContinuousClock.now + .seconds(90)
         while !refused, ContinuousClock.now < deadline {
-            refused = errorCode(try other.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#)) == "quota_exceeded"
+            refused = errorCode(try other.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#)) == "overloaded"
             if !refused { try await Task.sleep(for: .seconds(0.1)) }
         }
         #expect(refused, "the unread bytes must stop new queries of that consumer")
         // Reading everything releases them.
         // Every request is answered: the first ones with rows, later ones (sent while the bytes
-        // were unread) with quota_exceeded.
+        // were unread) with overloaded.
         var codes: [String] = []
         while codes.count < 24, let line = try stuck.readLine() {
             codes.append(object(line)["ok"] as? Bool == true ? "ok" : errorCode(line) ?? "?")
         }
         #expect(codes.count == 24 && codes.first == "ok")
-        #expect(Set(codes).isSubset(of: ["ok", "quota_exceeded"]), "\(codes)")
+        #expect(Set(codes).isSubset(of: ["ok", "overloaded"]), "\(codes)")
+        // Every refusal is in the ledger (status refused, cost 0), the other connection's too.
+        var recorded: [UsageRecord] = []
+        try harness.gateway.ledger.records { record in
+            if record.errorCode == "overloaded" { recorded.append(record) }
+            return true
+        }
+        #expect(recorded.count == 1 + codes.filter { $0 == "overloaded" }.count)
+        #expect(recorded.allSatisfy { $0.status == .refused && $0.costMicros == 0 && $0.dataset == "retail" })
         #expect(object(try other.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#))["ok"] as? Bool == true)
     }
 }

@@ -301,6 +301,7 @@ final class PGSession: ChannelInboundHandler {
         case .budgetExceeded, .resultTooLarge, .rowsLimitExceeded, .requestTooLarge: "54000"
         case .timeout, .cancelled: "57014"
         case .quotaExceeded: "53400"
+        case .overloaded: "53000"
         case .badRequest: "22000"
         case .unavailable: "57P03"
         case .internal: "XX000"
@@ -717,7 +718,7 @@ final class PGSession: ChannelInboundHandler {
             }
             // Catalog queries share the consumer's in-flight cap with its data queries.
             guard state.beginQuery(consumer: consumer) else {
-                portals[name]?.error = GatewayError(.quotaExceeded, "too many queries in flight for \(consumer) (limit \(state.configuration.maxInFlightPerConsumer))")
+                portals[name]?.error = GatewayError(.overloaded, "too many queries in flight for \(consumer) (limit \(state.configuration.maxInFlightPerConsumer))")
                 return loop.makeSucceededVoidFuture()
             }
             let started = DispatchTime.now().uptimeNanoseconds
@@ -748,14 +749,6 @@ final class PGSession: ChannelInboundHandler {
             }.nonisolated()
         case .query(let sql):
             let state = services.state
-            if let refusal = state.unsentRefusal(consumer: consumer) {
-                portals[name]?.error = refusal
-                return loop.makeSucceededVoidFuture()
-            }
-            guard state.beginQuery(consumer: consumer) else {
-                portals[name]?.error = GatewayError(.quotaExceeded, "too many queries in flight for \(consumer) (limit \(state.configuration.maxInFlightPerConsumer))")
-                return loop.makeSucceededVoidFuture()
-            }
             var bound: QueryParameters = .none
             if !parameters.isEmpty {
                 var named: [String: SQLValue] = [:]
@@ -764,8 +757,22 @@ final class PGSession: ChannelInboundHandler {
             }
             cancellation.reset()
             let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, parameters: bound, cancellation: cancellation)
+            let gateway = services.gateway
+            // Overload refusals are recorded like every authenticated request (Gateway.refuse).
+            let refusal = state.unsentRefusal(consumer: consumer)
+                ?? (state.beginQuery(consumer: consumer) ? nil
+                    : GatewayError(.overloaded, "too many queries in flight for \(consumer) (limit \(state.configuration.maxInFlightPerConsumer))",
+                                   hint: "wait for your running queries to finish"))
+            if let refusal {
+                let recorded = loop.makePromise(of: QueryResponse.self)
+                gateway.refuse(request, refusal) { recorded.succeed($0) }
+                return recorded.futureResult.hop(to: loop).assumeIsolated().map { [self] response in
+                    portals[name]?.error = response.error ?? refusal
+                    portals[name]?.rows = .failed(response)
+                }.nonisolated()
+            }
             let promise = loop.makePromise(of: QueryResponse?.self)
-            let started = DispatchTime.now().uptimeNanoseconds, consumer = consumer, gateway = services.gateway
+            let started = DispatchTime.now().uptimeNanoseconds, consumer = consumer
             services.workers.submit { workerState in
                 guard workerState == .active else { return promise.succeed(nil) }
                 gateway.run(request) { response in promise.succeed(response) }
@@ -984,6 +991,8 @@ final class PGSession: ChannelInboundHandler {
             text += ", groups below the threshold are withheld"
         }
         if response.truncated { text += ", truncated by \(response.truncatedBy ?? "max_rows")" }
+        // The receipt (`sandgate usage check-receipt`), as the JSON `usage` carries it.
+        if usage.seq > 0 { text += "; receipt: node \(usage.nodeID), seq \(usage.seq), record_hash \(usage.recordHash)" }
         output.writePGMessage(UInt8(ascii: "N")) { buffer in
             Self.fields(&buffer, severity: "NOTICE", code: "00000", message: text, hint: "")
         }

@@ -1,0 +1,66 @@
+import Foundation
+import Synchronization
+
+/// Quota holds of the requests in flight in this process (the SQLite store's holds): the ledger
+/// counts what is committed, this book what is running. Two processes sharing one SQLite file
+/// do not see each other's holds; the PostgreSQL store keeps its holds in the database instead.
+final class LocalHolds: Sendable {
+    private struct Key: Hashable {
+        let consumer: String
+        let dataset: String
+        let day: Int64
+    }
+
+    private let held = Mutex<[Key: QuotaUse]>([:])
+    /// Serialises read-decide-hold per process, so a commit between a read of the ledger and the
+    /// hold cannot let two requests take one last query.
+    private let deciding = NSLock()
+
+    /// Decides `request` given the ledger's committed use (read by `committed` under the lock).
+    func reserve(_ request: QuotaRequest, committed: () throws(LedgerError) -> QuotaUse) throws(LedgerError) -> QuotaDecision {
+        deciding.lock()
+        defer { deciding.unlock() }
+        let key = Key(consumer: request.consumer, dataset: request.dataset, day: request.day)
+        var used = try committed()
+        let holding = held.withLock { $0[key] ?? QuotaUse() }
+        used.queries += holding.queries
+        used.rows += holding.rows
+        let decision = request.decide(used: used, holdID: UUID().uuidString)
+        if case .granted(let hold, _) = decision {
+            held.withLock { book in
+                var entry = book[key] ?? QuotaUse()
+                entry.queries += 1
+                entry.rows += hold.rows
+                book[key] = entry
+            }
+        }
+        return decision
+    }
+
+    /// Runs `commit` (which makes the holds' records durable) and drops `holds`, under the
+    /// decision lock, so no decision sees a committed record and its hold, or neither.
+    func settle<E: Error>(_ holds: [QuotaHold], around commit: () throws(E) -> Void) throws(E) {
+        guard !holds.isEmpty else { return try commit() }
+        deciding.lock()
+        defer { deciding.unlock() }
+        try commit()
+        for hold in holds { drop(hold) }
+    }
+
+    /// Drops `hold` (its request will not be recorded, or its commit failed).
+    func release(_ hold: QuotaHold) {
+        deciding.lock()
+        defer { deciding.unlock() }
+        drop(hold)
+    }
+
+    private func drop(_ hold: QuotaHold) {
+        let key = Key(consumer: hold.consumer, dataset: hold.dataset, day: hold.day)
+        held.withLock { book in
+            guard var entry = book[key] else { return }
+            entry.queries -= 1
+            entry.rows -= hold.rows
+            book[key] = entry.queries <= 0 ? nil : entry
+        }
+    }
+}

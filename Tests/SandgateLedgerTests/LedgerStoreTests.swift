@@ -1,0 +1,300 @@
+import Crypto
+import Foundation
+import SandgateLedger
+import SandgateLedgerPostgres
+import SandgateSQLite
+import SandgateTestSupport
+import Synchronization
+import Testing
+
+/// The two implementations of `LedgerStore`; every test of `LedgerStoreTests` runs against both.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite
+    case postgres
+
+    var testDescription: String { rawValue }
+}
+
+/// A store under test, how to open another handle (another node) on the same storage, and raw
+/// SQL access to its rows for tampering.
+struct StoreUnderTest {
+    let kind: StoreKind
+    let store: any LedgerStore
+    /// Opens another store on the same storage; for PostgreSQL, as node `node`.
+    let open: (_ node: String) throws -> any LedgerStore
+    /// Runs SQL on the storage itself, as someone with write access to it would.
+    let execute: (String) throws -> Void
+    /// The stored columns in table order (the SQLite table has no `node_id`).
+    let columns: [String]
+
+    /// Opens a fresh store of `kind`; nil when PostgreSQL is not installed here (skip printed).
+    static func make(_ kind: StoreKind) throws -> StoreUnderTest? {
+        let key = NSTemporaryDirectory() + "sandgate-key-\(UUID().uuidString)"
+        switch kind {
+        case .sqlite:
+            let path = try temporaryLedgerDirectory()
+            return StoreUnderTest(
+                kind: kind, store: try Ledger(path: path), open: { _ in try Ledger(path: path) },
+                execute: { try Connection(path: path, mode: .readWrite).execute($0) },
+                columns: ["seq"] + storedColumns)
+        case .postgres:
+            guard let server = try PostgresTestServer.shared() else { return nil }
+            let url = try server.makeDatabase()
+            return StoreUnderTest(
+                kind: kind, store: try PostgresLedgerStore(url: url, nodeID: "node-a", keyPath: key),
+                open: { try PostgresLedgerStore(url: url, nodeID: $0, keyPath: key) },
+                execute: { try server.execute($0, on: url) },
+                columns: ["node_id", "seq"] + storedColumns)
+        }
+    }
+
+    static let storedColumns = [
+        "query_id", "started_at", "finished_at", "consumer", "dataset", "dataset_version", "policy_version", "status",
+        "error_code", "rows", "cells", "bytes", "masked_cells", "suppressed_groups", "truncated", "vm_steps", "elapsed_us",
+        "cost_micros", "currency", "sql_sha256", "prev_hash", "record_hash", "sql", "rewritten_sql", "chain",
+    ]
+
+    /// SQL that copies record `seq` as a new record at `newSeq` with another query id and cost
+    /// (an inserted record, its hashes copied since the key is unknown).
+    func insertCopy(of seq: Int, at newSeq: Int) -> String {
+        let select = columns.map { column in
+            switch column {
+            case "seq": "\(newSeq)"
+            case "query_id": "'forged'"
+            case "cost_micros": "0"
+            default: column
+            }
+        }
+        return "INSERT INTO usage (\(columns.joined(separator: ", "))) SELECT \(select.joined(separator: ", ")) FROM usage WHERE seq = \(seq)"
+    }
+}
+
+@Suite struct LedgerStoreTests {
+    func appendFive(_ store: any LedgerStore) throws -> [UsageRecord] {
+        try (1...5).map { try store.append(sampleRecord($0)) }
+    }
+
+    @Test("appends form one chain that verifies and reads back as stored", arguments: StoreKind.allCases)
+    func chain(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let stored = try appendFive(subject.store)
+        #expect(stored.map(\.seq) == [1, 2, 3, 4, 5])
+        #expect(stored.first?.prevHash == HashChain.genesisHash)
+        #expect(zip(stored.dropFirst(), stored).allSatisfy { $0.prevHash == $1.recordHash })
+        #expect(stored.allSatisfy { $0.nodeID == subject.store.nodeID })
+        var read: [UsageRecord] = []
+        try subject.store.records { read.append($0); return true }
+        #expect(read == stored)
+        #expect(try subject.store.verify() == nil)
+        var filtered: [Int64] = []
+        try subject.store.records(from: stored[1].startedAt, to: stored[3].startedAt) { filtered.append($0.seq); return true }
+        #expect(filtered == [2, 3])
+    }
+
+    @Test("an edited field is found at its seq", arguments: StoreKind.allCases)
+    func editedField(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        _ = try appendFive(subject.store)
+        try subject.execute("UPDATE usage SET cost_micros = 0 WHERE seq = 4")
+        #expect(try subject.store.verify()?.seq == 4)
+    }
+
+    @Test("a deleted row is found at the next seq", arguments: StoreKind.allCases)
+    func deletedRow(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        _ = try appendFive(subject.store)
+        try subject.execute("DELETE FROM usage WHERE seq = 3")
+        #expect(try subject.store.verify()?.seq == 4)
+    }
+
+    @Test("a deleted last row is found as truncation", arguments: StoreKind.allCases)
+    func deletedTail(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        _ = try appendFive(subject.store)
+        subject.store.sync()
+        try subject.execute("DELETE FROM usage WHERE seq = 5")
+        let problem = try #require(try subject.store.verify())
+        #expect(problem.seq == 5)
+        #expect(problem.reason.contains("truncated"))
+    }
+
+    @Test("an inserted row is found at its seq", arguments: StoreKind.allCases)
+    func insertedRow(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        _ = try appendFive(subject.store)
+        // Make room at seq 3, then copy record 2 there under another query id.
+        try subject.execute("UPDATE usage SET seq = seq + 1000 WHERE seq >= 3")
+        try subject.execute("UPDATE usage SET seq = seq - 999 WHERE seq >= 1000")
+        try subject.execute(subject.insertCopy(of: 2, at: 3))
+        #expect(try subject.store.verify()?.seq == 3)
+    }
+
+    @Test("an appended forged row past the tail is found", arguments: StoreKind.allCases)
+    func forgedTail(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        _ = try appendFive(subject.store)
+        try subject.execute(subject.insertCopy(of: 5, at: 6))
+        #expect(try subject.store.verify()?.seq == 6)
+    }
+
+    @Test("reordered rows are found at the first moved seq", arguments: StoreKind.allCases)
+    func reorderedRows(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        _ = try appendFive(subject.store)
+        try subject.execute("UPDATE usage SET seq = 100 WHERE seq = 2")
+        try subject.execute("UPDATE usage SET seq = 2 WHERE seq = 3")
+        try subject.execute("UPDATE usage SET seq = 3 WHERE seq = 100")
+        #expect(try subject.store.verify()?.seq == 2)
+    }
+
+    @Test("a receipt joins a record to the chain's tail and survives a JSON round trip", arguments: StoreKind.allCases)
+    func receipt(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let stored = try appendFive(subject.store)
+        let receipt = try #require(try subject.store.receipt(queryID: "q2"))
+        #expect(receipt.record == stored[1])
+        #expect(receipt.links.map(\.seq) == [2, 3, 4, 5])
+        #expect(receipt.links.last?.recordHash == stored[4].recordHash)
+        #expect(receipt.check() == nil)
+        let parsed = try #require(Receipt.parse(Data(receipt.json.utf8)))
+        #expect(parsed == receipt)
+        var broken = receipt.links
+        broken.remove(at: 1)
+        #expect(Receipt(record: receipt.record, links: broken).check()?.seq == 4)
+        #expect(try subject.store.receipt(queryID: "nope") == nil)
+    }
+
+    @Test("a receipt's record hash recomputes under the key, and an edited record does not")
+    func receiptWithKey() throws {
+        let key = SymmetricKey(data: Array(0..<32) as [UInt8])
+        var chain = HashChain(key: key, nodeID: "n")
+        let records = (1...3).map { chain.link(sampleRecord($0)) }
+        let receipt = Receipt(record: records[0], links: records.map { Receipt.Link(seq: $0.seq, prevHash: $0.prevHash, recordHash: $0.recordHash) })
+        #expect(receipt.check(key: key) == nil)
+        var edited = records[0]
+        edited.costMicros = 0
+        #expect(Receipt(record: edited, links: receipt.links).check(key: key) != nil)
+    }
+
+    @Test("a second handle continues the same chain", arguments: StoreKind.allCases)
+    func reopen(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        _ = try appendFive(subject.store)
+        subject.store.close()
+        let again = try subject.open(subject.store.nodeID)
+        #expect(try again.append(sampleRecord(6)).seq == 6)
+        #expect(try again.verify() == nil)
+    }
+
+    /// 64 threads race for a quota of 10 queries through one store; each granted hold is charged
+    /// by an `ok` record. Exactly 10 run, and the ledger holds exactly 10.
+    @Test("quota holds are exact under concurrent requests", arguments: StoreKind.allCases)
+    func exactQuota(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        try raceForQuota(stores: [subject.store], threads: 64, limit: 10)
+    }
+
+    @Test("a hold released without a record frees its query")
+    func releasedHold() throws {
+        for kind in StoreKind.allCases {
+            guard let subject = try StoreUnderTest.make(kind) else { continue }
+            let request = QuotaRequest(consumer: "analyst-a", dataset: "retail", day: 0, month: 0, rowLimit: 100,
+                                       limits: QuotaLimits(dailyQueries: 1, dailyRows: 50))
+            guard case .granted(let hold, let rows) = try subject.store.reserve(request) else {
+                Issue.record("the first request must be granted (\(kind))")
+                continue
+            }
+            #expect(rows == 50 && hold.rows == 50)
+            #expect(try subject.store.reserve(request) == .exceeded(quota: "daily_queries", limit: 1))
+            subject.store.release(hold)
+            guard case .granted = try subject.store.reserve(request) else {
+                Issue.record("a released hold must free its query (\(kind))")
+                continue
+            }
+        }
+    }
+
+    @Test("monthly cost counts every record of the month")
+    func monthlyCost() throws {
+        for kind in StoreKind.allCases {
+            guard let subject = try StoreUnderTest.make(kind) else { continue }
+            let month = Timestamp.startOfMonth(containing: 1_795_000_000_000_000)
+            let request = QuotaRequest(consumer: "analyst-a", dataset: "retail", day: Timestamp.startOfDay(containing: 1_795_000_000_000_000),
+                                       month: month, rowLimit: 100, limits: QuotaLimits(monthlyCostMicros: 3_000))
+            for index in 1...2 { _ = try subject.store.append(sampleRecord(index)) }   // 2 × 1020
+            #expect(try { if case .granted = try subject.store.reserve(request) { true } else { false } }())
+            _ = try subject.store.append(sampleRecord(3))                               // 3060 ≥ 3000
+            #expect(try subject.store.reserve(request) == .exceeded(quota: "monthly_cost_micros", limit: 3_000))
+        }
+    }
+}
+
+/// `threads` threads spread over `stores` (nodes) race for `limit` queries; asserts exactly
+/// `limit` were granted and recorded, and that every chain verifies.
+func raceForQuota(stores: [any LedgerStore], threads: Int, limit: Int64) throws {
+    let granted = Atomic<Int>(0)
+    let failures = Mutex<[String]>([])
+    let day = Timestamp.startOfDay(containing: 1_795_000_000_000_000)
+    let request = QuotaRequest(consumer: "racer", dataset: "retail", day: day, month: Timestamp.startOfMonth(containing: day),
+                               rowLimit: 10, limits: QuotaLimits(dailyQueries: limit))
+    concurrently(threads) { index in
+        let store = stores[index % stores.count]
+        do {
+            if case .granted(let hold, _) = try store.reserve(request) {
+                granted.add(1, ordering: .relaxed)
+                _ = try store.append(sampleRecord(index, consumer: "racer"), hold: hold)
+            }
+        } catch {
+            failures.withLock { $0.append("\(error)") }
+        }
+    }
+    #expect(failures.withLock { $0 } == [])
+    #expect(granted.load(ordering: .relaxed) == Int(limit))
+    let stored = try stores[0].usage(consumer: "racer", dataset: "retail", since: 0)
+    #expect(stored.queries == limit)
+    for store in stores { #expect(try store.verify() == nil) }
+}
+
+@Suite struct PostgresLedgerTests {
+    @Test("three nodes on one PostgreSQL ledger: exact quotas, one chain per node, all verify")
+    func threeNodes() throws {
+        guard let subject = try StoreUnderTest.make(.postgres) else { return }
+        let nodes = [subject.store, try subject.open("node-b"), try subject.open("node-c")]
+        try raceForQuota(stores: nodes, threads: 96, limit: 10)
+        var perNode: [String: [Int64]] = [:]
+        try nodes[0].records { perNode[$0.nodeID, default: []].append($0.seq); return true }
+        #expect(perNode.values.reduce(0) { $0 + $1.count } == 10)
+        for seqs in perNode.values { #expect(seqs == Array(1...Int64(seqs.count))) }
+    }
+
+    @Test("URLs name a user, a host and a database", arguments: [
+        ("postgres://sandgate@127.0.0.1:5432/ledger", true), ("postgresql://u:pw@db/x", true),
+        ("postgres://127.0.0.1/ledger", false), ("postgres://u@h/", false), ("mysql://u@h/x", false),
+    ])
+    func urls(text: String, valid: Bool) {
+        #expect((PostgresLedgerURL(text) != nil) == valid)
+        #expect(PostgresLedgerURL("postgres://u:secret@h:1/d")?.description.contains("secret") == false)
+    }
+
+    /// PostgreSQL stops (like a crash) while the store is open: appends and quota decisions fail
+    /// (the gateway answers `unavailable` and releases nothing); once it is back, the same store
+    /// appends again without a restart and the chain still verifies.
+    @Test("the store recovers by itself when PostgreSQL comes back")
+    func recovery() throws {
+        guard let shared = try PostgresTestServer.shared() else { return }
+        let server = try PostgresTestServer.makePrivate()
+        defer { server.destroy() }
+        _ = shared
+        let url = try server.makeDatabase()
+        let store = try PostgresLedgerStore(url: url, nodeID: "n", keyPath: NSTemporaryDirectory() + "sandgate-key-\(UUID().uuidString)")
+        _ = try store.append(sampleRecord(1))
+        server.stop()
+        #expect(throws: LedgerError.self) { try store.append(sampleRecord(2)) }
+        #expect(throws: LedgerError.self) {
+            try store.reserve(QuotaRequest(consumer: "a", dataset: "retail", day: 0, month: 0, rowLimit: 1, limits: QuotaLimits(dailyQueries: 5)))
+        }
+        try server.start()
+        #expect(try store.append(sampleRecord(3)).seq == 2)
+        #expect(try store.verify() == nil)
+    }
+}
