@@ -117,18 +117,23 @@ enum PGDialect {
 
     /// Splits a simple-query string into statements at semicolons outside strings and comments.
     static func statements(_ sql: String) -> [String] {
-        var statements: [String] = []
+        statementTokens(sql).map(render)
+    }
+
+    /// The statements' tokens (the simple-query path classifies them without tokenizing again).
+    static func statementTokens(_ sql: String) -> [[Token]] {
+        var statements: [[Token]] = []
         var current: [Token] = []
         for token in tokenize(sql) {
             if token.kind == .symbol, token.text == ";" {
-                statements.append(render(current))
+                statements.append(current)
                 current = []
             } else {
                 current.append(token)
             }
         }
-        statements.append(render(current))
-        return statements.filter { !$0.allSatisfy { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" } }
+        statements.append(current)
+        return statements.filter { !$0.allSatisfy { $0.kind == .space } }
     }
 
     /// The index of the token that starts the primary expression ending at `end` (a literal, a

@@ -619,8 +619,9 @@ final class PGSession: ChannelInboundHandler {
 
     // MARK: Queries
 
-    private func classify(_ sql: String) -> Command {
-        let tokens = PGDialect.tokenize(sql)
+    private func classify(_ sql: String) -> Command { classify(tokens: PGDialect.tokenize(sql), sql: sql) }
+
+    private func classify(tokens: [PGDialect.Token], sql: String) -> Command {
         let words = tokens.filter { !$0.isSpace }
         guard let first = words.first else { return .empty }
         switch first.upper {
@@ -659,7 +660,7 @@ final class PGSession: ChannelInboundHandler {
 
     private func simpleQuery(_ sql: String, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
         let loop = context.eventLoop
-        let pieces = PGDialect.statements(sql)
+        let pieces = PGDialect.statementTokens(sql)
         guard !pieces.isEmpty else {
             output.writePGMessage(UInt8(ascii: "I")) { _ in }
             readyForQuery(context)
@@ -671,7 +672,7 @@ final class PGSession: ChannelInboundHandler {
         for piece in pieces {
             chain = chain.flatMap { [self] carryOn -> EventLoopFuture<Bool> in
                 guard carryOn else { return loop.makeSucceededFuture(false) }
-                let statement = Statement(command: classify(piece), parameterTypes: [], parameterCount: 0)
+                let statement = Statement(command: classify(tokens: piece, sql: PGDialect.render(piece)), parameterTypes: [], parameterCount: 0)
                 portals[""] = Portal(statement: statement, parameters: [], resultFormats: [])
                 return run(portal: "", context: context).hop(to: loop).assumeIsolated().map { [self] () -> Bool in
                     guard var portal = portals[""] else { return false }
