@@ -296,4 +296,20 @@ import Testing
         try client.send("S", [])
         #expect(try client.readUntilReady().error?["C"] == "08P01")
     }
+
+    @Test("a portal executed again after its last row answers SELECT 0, with one usage notice in all")
+    func reexecutedPortal() async throws {
+        let harness = try await ServerHarness()
+        let client = try PGTestClient(port: harness.pgPort)
+        _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey)
+        try client.send("P", PGTestClient.cString("") + PGTestClient.cString("SELECT city FROM customers ORDER BY city LIMIT 3") + PGTestClient.int16(0))
+        try client.send("B", PGTestClient.cString("p") + PGTestClient.cString("") + PGTestClient.int16(0) + PGTestClient.int16(0) + PGTestClient.int16(0))
+        try client.send("E", PGTestClient.cString("p") + PGTestClient.int32(0))
+        try client.send("E", PGTestClient.cString("p") + PGTestClient.int32(0))
+        try client.send("S", [])
+        let answer = try client.readUntilReady()
+        let tags = answer.filter { $0.typeCharacter == "C" }.map { String(decoding: $0.body.dropLast(), as: UTF8.self) }
+        #expect(tags == ["SELECT 3", "SELECT 0"])
+        #expect(answer.filter { $0.typeCharacter == "N" }.count == 1)
+    }
 }
