@@ -130,7 +130,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                 let records = try commit(batch, on: session)
                 return records.map { .success($0) }
             } catch {
-                if !session.isClosed { try? session.run("ROLLBACK") }
+                if !session.isClosed { _ = try? session.run("ROLLBACK") }
                 throw error
             }
         } catch {

@@ -670,7 +670,7 @@ final class PGSession: ChannelInboundHandler {
         // first error ends the string.
         var chain = loop.makeSucceededFuture(true)
         for piece in pieces {
-            chain = chain.flatMap { [self] carryOn -> EventLoopFuture<Bool> in
+            chain = chain.assumeIsolated().flatMap { [self] carryOn -> EventLoopFuture<Bool> in
                 guard carryOn else { return loop.makeSucceededFuture(false) }
                 let statement = Statement(command: classify(tokens: piece, sql: PGDialect.render(piece)), parameterTypes: [], parameterCount: 0)
                 portals[""] = Portal(statement: statement, parameters: [], resultFormats: [])
@@ -689,7 +689,7 @@ final class PGSession: ChannelInboundHandler {
                     flushIfLarge(context)
                     return true
                 }.nonisolated()
-            }
+            }.nonisolated()
         }
         return chain.hop(to: loop).assumeIsolated().map { [self] _ in readyForQuery(context) }.nonisolated()
     }
