@@ -48,7 +48,6 @@ final class RequestHandler: ChannelInboundHandler {
     private var readingPaused = false
     private var accepted = false
     private var address = "unknown"
-    private var unwritableSince: NIODeadline?
     /// This connection's channel, once active (for the unauthenticated-connection registry).
     private var channel: (any Channel)?
 
@@ -95,25 +94,13 @@ final class RequestHandler: ChannelInboundHandler {
         processNext(context: context)
     }
 
-    /// One read of the socket is done: the next one may answer another burst at once.
     func channelReadComplete(context: ChannelHandlerContext) {
-        burst = 0
+        pacing.readComplete()
         context.fireChannelReadComplete()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            unwritableSince = nil
-            processNext(context: context)
-        } else {
-            let started = NIODeadline.now()
-            unwritableSince = started
-            let timeout = services.state.configuration.unwritableTimeout
-            context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
-                // Still not reading its responses since then: give up on the client.
-                if let self, self.unwritableSince == started { context.close(promise: nil) }
-            }
-        }
+        pacing.writabilityChanged(context: context, timeout: services.state.configuration.unwritableTimeout) { processNext(context: context) }
         context.fireChannelWritabilityChanged()
     }
 
@@ -132,34 +119,12 @@ final class RequestHandler: ChannelInboundHandler {
 
     // MARK: Requests, one at a time
 
-    /// Requests answered in one read of the socket, or one turn of the loop, before the rest wait
-    /// for the next turn (`ping` and refusals are answered at once; a client pipelining thousands
-    /// of them must not hold the loop that serves everyone else — found by our red team: 300,000
-    /// pipelined pings kept other clients waiting 2–11 s).
-    private var burst = 0
-    private var resumeScheduled = false
-    static let burstLimit = 16
-    /// Longer than many connections' bursts take together (NIO runs every due timer before it
-    /// polls again): a client pipelining cheap requests gets about 1,600 of them answered a second
-    /// once it is past one burst per read; one request at a time is never paused.
-    static let burstPause = TimeAmount.milliseconds(10)
+    /// Bursts per read and the unwritable timeout (`ConnectionPacing`, shared with PostgreSQL).
+    private let pacing = ConnectionPacing()
 
     private func processNext(context: ChannelHandlerContext) {
-        guard !busy, context.channel.isActive, context.channel.isWritable, !queue.isEmpty else { return }
-        if burst >= Self.burstLimit {
-            guard !resumeScheduled else { return }
-            resumeScheduled = true
-            // A timer a little in the future, not `execute` or a due timer: NIO runs every task
-            // that is ready (including ones queued by tasks) before it polls sockets again, so a
-            // task that re-queues itself at once would still starve every other connection.
-            context.eventLoop.assumeIsolated().scheduleTask(in: Self.burstPause) { [self] in
-                resumeScheduled = false
-                burst = 0
-                processNext(context: context)
-            }
-            return
-        }
-        burst += 1
+        guard !busy, context.channel.isActive, context.channel.isWritable, !queue.isEmpty,
+              pacing.admit(context: context, resume: { [self] in processNext(context: context) }) else { return }
         guard let frame = queue.popFirst() else { return }
         if case .line(let bytes) = frame { queuedBytes -= bytes.readableBytes }
         let configuration = services.state.configuration

@@ -168,47 +168,22 @@ final class PGSession: ChannelInboundHandler {
         processNext(context: context)
     }
 
-    /// Messages answered in one read of the socket before the rest wait for a later turn of the
-    /// loop (the JSON-lines server's rule, `RequestHandler.burstLimit`): a client pipelining
-    /// thousands of cheap messages must not hold the loop that serves everyone else.
-    private var burst = 0
-    private var resumeScheduled = false
-    private var unwritableSince: NIODeadline?
+    /// Bursts per read and the unwritable timeout, as for JSON lines (`ConnectionPacing`).
+    private let pacing = ConnectionPacing()
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        burst = 0
+        pacing.readComplete()
         context.fireChannelReadComplete()
     }
 
-    /// A client that does not read its results: nothing more is answered until it does, and it is
-    /// disconnected after the unwritable timeout, so its responses never pile up in memory.
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
-            unwritableSince = nil
-            processNext(context: context)
-        } else {
-            let started = NIODeadline.now()
-            unwritableSince = started
-            context.eventLoop.assumeIsolated().scheduleTask(in: services.state.configuration.unwritableTimeout) { [weak self] in
-                if let self, self.unwritableSince == started { context.close(promise: nil) }
-            }
-        }
+        pacing.writabilityChanged(context: context, timeout: services.state.configuration.unwritableTimeout) { processNext(context: context) }
         context.fireChannelWritabilityChanged()
     }
 
     private func processNext(context: ChannelHandlerContext) {
-        guard !busy, context.channel.isActive, context.channel.isWritable, !queue.isEmpty else { return }
-        if burst >= RequestHandler.burstLimit {
-            guard !resumeScheduled else { return }
-            resumeScheduled = true
-            context.eventLoop.assumeIsolated().scheduleTask(in: RequestHandler.burstPause) { [self] in
-                resumeScheduled = false
-                burst = 0
-                processNext(context: context)
-            }
-            return
-        }
-        burst += 1
+        guard !busy, context.channel.isActive, context.channel.isWritable, !queue.isEmpty,
+              pacing.admit(context: context, resume: { [self] in processNext(context: context) }) else { return }
         guard let message = queue.popFirst() else { return }
         if queue.count < 32 { context.channel.setOption(ChannelOptions.autoRead, value: true).whenComplete { _ in } }
         busy = true
