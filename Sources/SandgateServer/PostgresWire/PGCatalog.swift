@@ -196,6 +196,16 @@ final class PGCatalog {
         "to_regclass", "to_regnamespace",
     ]
 
+    /// The server settings a session reports: `SHOW name` and the `pg_settings` table.
+    static let settings: [(name: String, value: String)] = [
+        ("server_version", PGSession.serverVersion), ("server_version_num", "150000"), ("client_encoding", "UTF8"),
+        ("server_encoding", "UTF8"), ("DateStyle", "ISO, MDY"), ("TimeZone", "UTC"), ("integer_datetimes", "on"),
+        ("standard_conforming_strings", "on"), ("search_path", "public"), ("max_identifier_length", "63"),
+        ("transaction_isolation", "read committed"), ("default_transaction_isolation", "read committed"),
+        ("default_transaction_read_only", "on"), ("transaction_read_only", "on"),
+        ("lc_collate", "C.UTF-8"), ("lc_ctype", "C.UTF-8"), ("application_name", ""), ("extra_float_digits", "1"),
+    ]
+
     /// The policy version the catalog was built from (rebuilt when a reload changes it).
     var policyVersion = ""
 
@@ -278,14 +288,7 @@ final class PGCatalog {
                     .text("NO"), .text("NEVER"), .text("NO")])
             }
         }
-        let settings: [(String, String)] = [
-            ("server_version", PGSession.serverVersion), ("server_version_num", "150000"), ("client_encoding", "UTF8"),
-            ("server_encoding", "UTF8"), ("DateStyle", "ISO, MDY"), ("TimeZone", "UTC"), ("integer_datetimes", "on"),
-            ("standard_conforming_strings", "on"), ("search_path", "public"), ("max_identifier_length", "63"),
-            ("transaction_isolation", "read committed"), ("default_transaction_read_only", "on"), ("transaction_read_only", "on"),
-            ("lc_collate", "C.UTF-8"), ("lc_ctype", "C.UTF-8"), ("application_name", ""), ("extra_float_digits", "1"),
-        ]
-        for (name, value) in settings {
+        for (name, value) in Self.settings {
             try insert("pg_catalog.pg_settings", [.text(name), .text(value), .null, .null, .null, .text("user"), .text("string"), .text("default"), .text(value), .text(value)])
         }
     }

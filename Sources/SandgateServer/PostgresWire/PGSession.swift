@@ -770,20 +770,13 @@ final class PGSession: ChannelInboundHandler {
         }
     }
 
+    /// `SHOW name` (lower-cased, words as typed): the catalog's settings, the two-word spellings
+    /// PostgreSQL accepts, and the session's user.
     static func showValue(_ name: String, consumer: String) -> String {
         switch name {
-        case "server_version": serverVersion
-        case "server_version_num": "150000"
-        case "client_encoding", "server_encoding": "UTF8"
-        case "datestyle": "ISO, MDY"
-        case "timezone": "UTC"
-        case "integer_datetimes", "standard_conforming_strings", "default_transaction_read_only", "transaction_read_only": "on"
-        case "transaction isolation level", "transaction_isolation", "default_transaction_isolation": "read committed"
-        case "search_path": "public"
-        case "max_identifier_length": "63"
         case "session_authorization", "session authorization": consumer
-        case "lc_collate", "lc_ctype": "C.UTF-8"
-        default: ""
+        case "transaction isolation level": "read committed"
+        default: PGCatalog.settings.first { $0.name.lowercased() == name }?.value ?? ""
         }
     }
 

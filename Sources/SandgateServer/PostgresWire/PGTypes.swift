@@ -1,5 +1,6 @@
 import NIOCore
 import SandgateCore
+import SandgateLedger
 import SandgateSQLite
 
 /// PostgreSQL type OIDs sandgate declares, from the core's column kinds.
@@ -134,7 +135,7 @@ enum PGValueDecoder {
                 default: return .failure(invalid(text, "a boolean"))
                 }
             case .bytea?:
-                guard text.hasPrefix("\\x"), let decoded = hexBytes(text.dropFirst(2)) else { return .failure(invalid(text, "bytea hex (\\x…)")) }
+                guard text.hasPrefix("\\x"), let decoded = Hex.decode(String(text.dropFirst(2))) else { return .failure(invalid(text, "bytea hex (\\x…)")) }
                 return .success(.blob(decoded))
             default:
                 return .success(.text(text))
@@ -165,29 +166,6 @@ enum PGValueDecoder {
 
     static func invalid(_ text: String, _ what: String) -> GatewayError {
         GatewayError(.badRequest, "parameter value is not \(what)", hint: "bind a value of the parameter's declared type")
-    }
-
-    static func hexBytes(_ text: Substring) -> [UInt8]? {
-        let utf8 = Array(text.utf8)
-        guard utf8.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(utf8.count / 2)
-        var index = 0
-        while index < utf8.count {
-            guard let high = nibble(utf8[index]), let low = nibble(utf8[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-            index += 2
-        }
-        return bytes
-    }
-
-    static func nibble(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case 0x30...0x39: byte - 0x30
-        case 0x61...0x66: byte - 0x61 + 10
-        case 0x41...0x46: byte - 0x41 + 10
-        default: nil
-        }
     }
 }
 
