@@ -169,7 +169,7 @@ public final class Gateway: Sendable {
     /// does this at start; the command line opens connections on first use).
     public func warmUp() {
         let runtimes = state.withLock { Array($0.datasets.values) }
-        for runtime in runtimes {
+        for runtime in runtimes where runtime.policy.tokens == .shared {
             do {
                 try runtime.pool.warmUp()
             } catch {
@@ -366,7 +366,12 @@ public final class Gateway: Sendable {
         guard request.sql.utf8.count <= Self.maxSQLBytes else {
             return refuse(GatewayError(.requestTooLarge, "the query is longer than \(Self.maxSQLBytes) bytes"))
         }
-        let limits = runtime.policy.limits.lowered(by: grant)
+        let purpose: PurposeRule.Decision
+        switch Self.decidePurpose(request.purpose, runtime: runtime, grant: grant) {
+        case .success(let decision): purpose = decision
+        case .failure(let error): return refuse(error)
+        }
+        let limits = runtime.policy.limits.lowered(by: grant).lowered(by: purpose.limits)
         var rowLimit = limits.maxRows
         var truncatedBy = "max_rows"
         let quotaLimits = QuotaLimits(dailyQueries: grant.dailyQueries.map(Int64.init), dailyRows: grant.dailyRows.map(Int64.init),
@@ -413,7 +418,7 @@ public final class Gateway: Sendable {
 
         let outcome: Result<Execution, ExecutionFailure>
         do {
-            outcome = try runtime.pool.withConnection { sandbox in
+            outcome = try runtime.pool(for: consumer.name).withConnection { sandbox in
                 sandbox.execute(sql: rendered, parameters: request.parameters, limits: limits, rowLimit: rowLimit, plan: plan,
                                 cancellation: request.cancellation)
             }
@@ -458,6 +463,15 @@ public final class Gateway: Sendable {
             record.vmSteps = failure.vmSteps
             record.costMicros = usage.costMicros
             return QueryResponse(outcome: .failure(failure.error), truncated: false, truncatedBy: nil, usage: usage)
+        }
+    }
+
+    /// The purpose of a request under `PurposeRule`, or `purpose_not_allowed` with the purposes
+    /// the consumer may use in the hint.
+    static func decidePurpose(_ requested: String?, runtime: DatasetRuntime, grant: Grant) -> Result<PurposeRule.Decision, GatewayError> {
+        PurposeRule.decide(requested, dataset: runtime.policy, grant: grant).mapError { refusal in
+            let (message, hint) = PurposeRule.explain(refusal, dataset: runtime.policy, grant: grant)
+            return GatewayError(.purposeNotAllowed, message, hint: hint)
         }
     }
 

@@ -17,8 +17,13 @@ public struct QueryRequest: Sendable {
     public var parameters: QueryParameters
     /// Set by the front end to stop the query while it runs (PostgreSQL's CancelRequest).
     public var cancellation: Cancellation?
+    /// What the consumer declares the query is for (`purpose` on JSON lines, `--purpose`,
+    /// `sandgate.purpose` over PostgreSQL); nil when none was declared. Decided by `PurposeRule`.
+    public var purpose: String?
 
-    public init(consumer: String, dataset: String, sql: String, parameters: QueryParameters = .none, cancellation: Cancellation? = nil) {
+    public init(consumer: String, dataset: String, sql: String, parameters: QueryParameters = .none, cancellation: Cancellation? = nil,
+                purpose: String? = nil) {
+        self.purpose = purpose
         self.consumer = consumer
         self.dataset = dataset
         self.sql = sql
