@@ -12,6 +12,8 @@ struct Operation: Sendable {
     /// The request's id as JSON text, echoed in the response.
     let id: String?
     let fields: [String: JSONValue]
+    /// The client's address (recorded with each query).
+    let clientAddress: String
     /// The purpose given on `auth`, the default of every `query`/`explain` without its own.
     var sessionPurpose: String? = nil
 
@@ -74,7 +76,7 @@ struct Operation: Sendable {
         case .string(let text)?: purpose = text
         default: return .failure(LineError(error(GatewayError(.badRequest, "purpose must be a string"))))
         }
-        return .success(QueryRequest(consumer: consumerName, dataset: dataset, sql: sql, parameters: parameters, purpose: purpose))
+        return .success(QueryRequest(consumer: consumerName, dataset: dataset, sql: sql, parameters: parameters, clientAddress: clientAddress, purpose: purpose))
     }
 
     /// The `dataset` field, or every dataset the consumer holds a grant for.

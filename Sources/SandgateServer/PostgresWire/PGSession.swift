@@ -755,7 +755,7 @@ final class PGSession: ChannelInboundHandler {
                 bound = .named(named)
             }
             cancellation.reset()
-            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, parameters: bound, cancellation: cancellation, purpose: purpose)
+            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, parameters: bound, cancellation: cancellation, clientAddress: address, purpose: purpose)
             let gateway = services.gateway
             // Overload refusals are recorded like every authenticated request (Gateway.refuse).
             let refusal = state.unsentRefusal(consumer: consumer)
@@ -857,7 +857,7 @@ final class PGSession: ChannelInboundHandler {
         }
         switch statement.command {
         case .query(let sql):
-            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, purpose: purpose)
+            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, clientAddress: address, purpose: purpose)
             let gateway = services.gateway
             return services.workers.runIfActive(eventLoop: loop) { gateway.columns(request) }.hop(to: loop).assumeIsolated().map { [self] outcome in
                 switch outcome {
