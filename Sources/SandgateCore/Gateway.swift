@@ -290,7 +290,11 @@ public final class Gateway: Sendable {
             bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
             costMicros: 0, currency: runtime?.policy.pricing.currency ?? "", sqlSHA256: Self.sha256Hex(request.sql),
             sql: request.sql, rewrittenSQL: "", clientAddress: request.clientAddress,
-            holder: runtime?.policy.owner ?? "").bounded()
+            holder: runtime?.policy.owner ?? "",
+            // The holder's share as it is now, so that settlement is reproducible from the ledger
+            // alone after the policy changes. The purpose is set only once it is decided: a refused
+            // purpose is not recorded (any string would become its own invoice line).
+            holderSharePPM: runtime?.policy.pricing.holderSharePPM ?? 0).bounded()
     }
 
     /// Records a request that a front end refused before running it (`overloaded`: too many in
@@ -372,6 +376,7 @@ public final class Gateway: Sendable {
         case .success(let decision): purpose = decision
         case .failure(let error): return refuse(error)
         }
+        record.purpose = purpose.purpose
         let limits = runtime.policy.limits.lowered(by: grant).lowered(by: purpose.limits)
         var rowLimit = limits.maxRows
         var truncatedBy = "max_rows"
