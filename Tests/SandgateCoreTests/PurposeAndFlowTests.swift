@@ -8,35 +8,8 @@ import Testing
 
 /// Issue 13: purposes decided on every query, recorded and limited; per-consumer tokens; trace.
 @Suite struct PurposeAndFlowTests {
-    /// The test policy with purposes, per-consumer tokens and a holder share.
-    static let policy = TestWorkspace.retailPolicy
-        .replacingOccurrences(of: "description: test\n", with: """
-            description: test
-            tokens: per_consumer
-            purposes:
-              credit_risk: Scoring the credit risk of applicants
-              public_health_research: Aggregate studies approved by the ethics board
-
-            """)
-        .replacingOccurrences(of: "  per_million_vm_steps: 500\n", with: "  per_million_vm_steps: 500\n  holder_share: 0.80\n")
-
-    /// analyst-a may use credit_risk (at most 5 rows a query) and `marketing`, which the dataset
-    /// does not list; analyst-b may use public_health_research.
-    static let consumers = """
-        consumers:
-          analyst-a:
-            key_sha256: \(TestWorkspace.demoKeyHash)
-            grants:
-              retail:
-                max_rows: 200
-                purposes:
-                  credit_risk: { max_rows: 5 }
-                  marketing: {}
-          analyst-b:
-            key_sha256: \(TestWorkspace.demoKeyHash)
-            grants:
-              retail: { max_rows: 200, purposes: [public_health_research] }
-        """
+    static let policy = TestWorkspace.purposePolicy
+    static let consumers = TestWorkspace.purposeConsumers()
 
     static func run(_ gateway: Gateway, _ sql: String, as consumer: String = "analyst-a", purpose: String?) -> QueryResponse {
         gateway.run(QueryRequest(consumer: consumer, dataset: "retail", sql: sql, purpose: purpose))
@@ -138,7 +111,7 @@ import Testing
 
     @Test("per-consumer tokens: stable across queries and a restart, different between consumers")
     func perConsumerTokens() throws {
-        let workspace = try TestWorkspace(policy: Self.policy, consumers: Self.consumers.replacingOccurrences(of: "credit_risk: { max_rows: 5 }", with: "credit_risk: {}"))
+        let workspace = try TestWorkspace(policy: Self.policy, consumers: TestWorkspace.purposeConsumers(creditRiskLimit: "{}"))
         var gateway = try workspace.gateway()
         let first = try Self.tokens(gateway, as: "analyst-a", purpose: "credit_risk")
         #expect(first.count == 100 && first.allSatisfy { $0.utf8.count == 32 })
@@ -160,7 +133,7 @@ import Testing
 
     @Test("per-consumer tokens: joins inside one consumer's query give the raw data's answer")
     func joinsStayCorrect() throws {
-        let workspace = try TestWorkspace(policy: Self.policy, consumers: Self.consumers.replacingOccurrences(of: "credit_risk: { max_rows: 5 }", with: "credit_risk: {}"))
+        let workspace = try TestWorkspace(policy: Self.policy, consumers: TestWorkspace.purposeConsumers(creditRiskLimit: "{}"))
         let gateway = try workspace.gateway()
         let raw = try Connection(path: workspace.source, mode: .readOnly)
         let active = try raw.scalar("SELECT count(*) FROM customers WHERE status = 'active'")
@@ -201,7 +174,7 @@ import Testing
 
     @Test("trace: a leaked file of 20 rows names its consumer and query; a mixed file both; a file without tokens cannot be traced")
     func trace() throws {
-        let workspace = try TestWorkspace(policy: Self.policy, consumers: Self.consumers.replacingOccurrences(of: "credit_risk: { max_rows: 5 }", with: "credit_risk: {}"))
+        let workspace = try TestWorkspace(policy: Self.policy, consumers: TestWorkspace.purposeConsumers(creditRiskLimit: "{}"))
         let gateway = try workspace.gateway()
         let leaked = Self.run(gateway, "SELECT customer_id, city, phone FROM customers ORDER BY customer_id LIMIT 20", purpose: "credit_risk")
         let leakedRows = try #require(leaked.result).rows
