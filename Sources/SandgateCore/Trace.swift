@@ -13,7 +13,8 @@ import SandgateSQLite
 /// match proves that the value was masked under that consumer's key — which only that consumer's
 /// queries do. Then each of that consumer's recorded queries on the dataset (`ok`, rows > 0) is
 /// run again, unrecorded, on the same snapshot version, and the ones whose result holds the
-/// matched tokens are named.
+/// matched tokens are named. Only queries answered under the same dataset *and* policy versions
+/// are re-run: under another policy the query may have masked with another key.
 ///
 /// What it cannot do: trace masked values that are not tokens (`phone_cn`, `year`, … are the
 /// same for every consumer); name a consumer on a `tokens: shared` dataset (every consumer gets
@@ -229,6 +230,9 @@ extension Gateway {
             }
             guard index < Trace.maxReruns else { listed("not re-run (only the \(Trace.maxReruns) most recent are)"); continue }
             guard record.datasetVersion == runtime.snapshot.sha256 else { listed("not re-run: the dataset changed since"); continue }
+            // A query answered under another policy version may have masked with other keys (a
+            // switch from shared to per-consumer tokens): re-running it now would prove nothing.
+            guard record.policyVersion == runtime.policy.version else { listed("not re-run: the policy changed since"); continue }
             guard case .success(let prepared) = runtime.prepare(record.sql) else { listed("not re-run: the policy in force refuses it"); continue }
             let limits = runtime.policy.limits
             let outcome = try? runtime.pool(for: consumer).withConnection { sandbox in
@@ -242,7 +246,7 @@ extension Gateway {
                     if case .text(let text) = value, tokens.contains(text), counted.insert(text).inserted { seen += 1 }
                 }
             }
-            listed(seen > 0 ? "re-run on the same dataset version" : "re-run: holds none of them", contains: seen)
+            listed(seen > 0 ? "re-run on the same dataset and policy versions" : "re-run: holds none of them", contains: seen)
         }
         return queries.sorted { ($0.contains ?? -1, $0.startedAt) > ($1.contains ?? -1, $1.startedAt) }
     }

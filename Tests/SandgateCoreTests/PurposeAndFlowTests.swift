@@ -218,6 +218,24 @@ import Testing
         #expect(none.text.contains("cannot trace"))
     }
 
+    @Test("trace never confirms a query answered under another policy version (shared tokens before a switch to per_consumer)")
+    func traceAcrossPolicyVersions() throws {
+        let workspace = try TestWorkspace(consumers: TestWorkspace.purposeConsumers(creditRiskLimit: "{}"))
+        let gateway = try workspace.gateway()
+        let sql = "SELECT customer_id FROM customers ORDER BY customer_id LIMIT 20"
+        let before = Self.run(gateway, sql, purpose: "credit_risk")
+        #expect(before.isOK, "\(String(describing: before.error))")
+        try workspace.write("retail.yaml", TestWorkspace.purposePolicy)
+        gateway.reload()
+        let after = Self.run(gateway, sql, purpose: "credit_risk")
+        let file = workspace.root + "/leak.csv"
+        try Self.writeCSV(["customer_id"], try #require(after.result).rows, to: file)
+        let match = try #require(try gateway.trace(path: file, dataset: "retail").matches.first)
+        #expect(match.queries.map(\.queryID) == [after.usage.queryID, before.usage.queryID])
+        #expect(match.queries.map(\.contains) == [20, nil])
+        #expect(match.queries.last?.note == "not re-run: the policy changed since")
+    }
+
     @Test("trace on a shared-token dataset finds the dataset's tokens but names nobody")
     func traceShared() throws {
         let workspace = try TestWorkspace()
