@@ -353,9 +353,13 @@ public final class Gateway: Sendable {
             queryID: record.queryID, rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, vmSteps: 0,
             elapsedMicroseconds: 0, costMicros: 0, currency: record.currency, seq: 0)
 
+        // A purpose that no list checked (a dataset and a grant that list none) is kept only on
+        // records the consumer pays for: free refusals must not mint invoice lines.
+        var purposeChecked = false
         func refuse(_ error: GatewayError) -> QueryResponse {
             record.status = .refused
             record.errorCode = error.code.rawValue
+            if !purposeChecked { record.purpose = "" }
             return QueryResponse(outcome: .failure(error), truncated: false, truncatedBy: nil, usage: usage)
         }
 
@@ -377,6 +381,7 @@ public final class Gateway: Sendable {
         case .failure(let error): return refuse(error)
         }
         record.purpose = purpose.purpose
+        purposeChecked = PurposeRule.allowed(dataset: runtime.policy, grant: grant).required
         let limits = runtime.policy.limits.lowered(by: grant).lowered(by: purpose.limits)
         var rowLimit = limits.maxRows
         var truncatedBy = "max_rows"

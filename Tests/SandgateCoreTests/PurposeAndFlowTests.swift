@@ -83,7 +83,14 @@ import Testing
         #expect(Self.run(gateway, "SELECT city FROM customers LIMIT 1", purpose: nil).isOK)
         #expect(Self.run(gateway, "SELECT city FROM customers LIMIT 1", purpose: "audit").isOK)
         #expect(Self.run(gateway, "SELECT city FROM customers LIMIT 1", purpose: "no such thing!").error?.code == .purposeNotAllowed)
-        #expect(try Self.records(gateway).map(\.purpose) == ["", "audit", ""])
+        #expect(Self.run(gateway, "SELECT salary FROM customers", purpose: "audit").error?.code == .noSuchColumn)
+        #expect(try Self.records(gateway).map(\.purpose) == ["", "audit", "", ""], "a free refusal keeps no free-form purpose")
+
+        // Where a list checked the purpose, a later refusal keeps it (the audit sees what it was for).
+        let listed = try TestWorkspace(policy: Self.policy, consumers: Self.consumers)
+        let strict = try listed.gateway()
+        #expect(Self.run(strict, "SELECT salary FROM customers", purpose: "credit_risk").error?.code == .noSuchColumn)
+        #expect(try Self.records(strict).map(\.purpose) == ["credit_risk"])
     }
 
     @Test("describe shows the purposes this consumer may use, and whether one is required")

@@ -6,8 +6,8 @@ import Testing
     static var today: String { String(ISO8601DateFormatter().string(from: Date()).prefix(10)) }
 
     /// The shipped policy with purposes and per-consumer tokens, and a grant for credit_risk.
-    static func purposeful() throws -> CLIWorkspace {
-        let workspace = try CLIWorkspace()
+    static func purposeful(rows: Int = 300) throws -> CLIWorkspace {
+        let workspace = try CLIWorkspace(rows: rows)
         try workspace.edit("Policies/retail.yaml", replacing: "owner: retail-data-office\n", with: """
             owner: retail-data-office
             tokens: per_consumer
@@ -39,6 +39,17 @@ import Testing
         #expect(export.stdout.contains(",credit_risk,ok,"), "\(export.stdout)")
     }
 
+    @Test("policy test: cases declare a purpose (file default or per case) where the dataset requires one")
+    func policyTestPurpose() throws {
+        let workspace = try Self.purposeful(rows: 5000)
+        let without = try workspace.run("policy", "test")
+        #expect(without.status == 1)
+        #expect(without.stdout.contains("purpose_not_allowed"), "\(without.stdout)")
+        try workspace.edit("Policies/tests/retail.yaml", replacing: "consumer: analyst-a\n", with: "consumer: analyst-a\npurpose: credit_risk\n")
+        let with = try workspace.run("policy", "test")
+        #expect(with.status == 0 && with.stdout.contains(", 0 failed"), "\(with.stdout)")
+    }
+
     @Test("policy check: a grant purpose the dataset does not list is a warning with the nearest name; a bad holder_share an error")
     func policyCheck() throws {
         let workspace = try Self.purposeful()
@@ -65,7 +76,8 @@ import Testing
         let invoice = try workspace.run("usage", "invoice", "--from", Self.today, "--to", Self.today, "--format", "json")
         let invoiceObject = try #require(try JSONSerialization.jsonObject(with: Data(invoice.stdout.utf8)) as? [String: Any])
         let invoiceLines = try #require(invoiceObject["lines"] as? [[String: Any]])
-        #expect(invoiceLines.compactMap { $0["purpose"] as? String } == ["", "audit", "credit_risk"], "\(invoiceLines)")
+        #expect(invoiceLines.compactMap { $0["purpose"] as? String } == ["", "credit_risk"], "a free refusal keeps no free-form purpose: \(invoiceLines)")
+        #expect(invoiceLines.first?["refused"] as? Int == 1)
         let invoiced = invoiceLines.reduce(0) { $0 + ($1["cost_micros"] as? Int ?? 0) }
 
         let json = try workspace.run("usage", "settle", "--from", Self.today, "--to", Self.today, "--format", "json")
@@ -74,7 +86,7 @@ import Testing
         let statements = try #require(object["statements"] as? [[String: Any]])
         #expect(statements.map { $0["holder"] as? String } == ["retail-data-office"])
         let lines = try #require(statements.first?["lines"] as? [[String: Any]])
-        #expect(lines.compactMap { $0["purpose"] as? String } == ["", "audit", "credit_risk"])
+        #expect(lines.compactMap { $0["purpose"] as? String } == ["", "credit_risk"])
         var gross = 0
         for line in lines {
             let g = line["gross_micros"] as? Int ?? -1, fee = line["platform_fee_micros"] as? Int ?? -1, holder = line["holder_revenue_micros"] as? Int ?? -1
