@@ -121,76 +121,102 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         }
     }
 
-    /// One transaction per batch: lock this node's anchor row, link and insert the records,
-    /// delete their holds, move the anchor. Every record of a failed batch fails.
+    /// One transaction per batch, sent as one pipeline (one round trip): insert the linked
+    /// records, delete their holds, move the anchor from the tail this node last wrote. Only this
+    /// node appends to its chain, so the tail is kept in memory; the anchor moves only from that
+    /// tail (`anchorMoveSQL` fails otherwise) and `(node_id, seq)` is the primary key, so a second
+    /// writer with the same node id (a misconfiguration) cannot fork the chain: the batch rolls
+    /// back, the tail is read again and the batch is linked and sent once more. Every record of a
+    /// batch that still fails, fails.
     private func commit(_ batch: [GroupCommit.Entry]) -> [Result<UsageRecord, LedgerError>] {
-        do throws(LedgerError) {
-            let session: PostgresSession
-            if let current = writerSession, !current.isClosed {
-                session = current
-            } else {
-                session = try connector.connect()
-                writerSession = session
-            }
-            do {
-                let records = try commit(batch, on: session)
-                return records.map { .success($0) }
+        var lastError = LedgerError("append failed")
+        for _ in 0..<2 {
+            do throws(LedgerError) {
+                let session: PostgresSession
+                if let current = writerSession, !current.isClosed {
+                    session = current
+                } else {
+                    session = try connector.connect()
+                    writerSession = session
+                    tail = nil
+                }
+                do {
+                    return try commit(batch, on: session).map { .success($0) }
+                } catch {
+                    tail = nil
+                    if !session.isClosed { _ = try? session.run("ROLLBACK") }
+                    throw error
+                }
             } catch {
-                if !session.isClosed { _ = try? session.run("ROLLBACK") }
-                throw error
+                lastError = LedgerError("append failed: \(error.message)")
+                // A broken connection may have committed before the answer was lost: never resend.
+                if writerSession?.isClosed ?? true { break }
             }
-        } catch {
-            let failure = LedgerError("append failed: \(error.message)")
-            return batch.map { _ in .failure(failure) }
         }
+        return batch.map { _ in .failure(lastError) }
     }
 
+    /// The writer thread's view of this node's chain tail (nil: read it from `usage_nodes`).
+    private var tail: (seq: Int64, hash: String)?
+
     private func commit(_ batch: [GroupCommit.Entry], on session: PostgresSession) throws(LedgerError) -> [UsageRecord] {
-        try session.run("BEGIN")
-        let tail = try session.run("SELECT seq, hash FROM usage_nodes WHERE node_id = $1 FOR UPDATE", Self.binds(nodeID))
-        guard let row = tail.first else { throw LedgerError("node \(nodeID) is not registered in usage_nodes") }
-        let (seq, hash) = try Self.decode(row, (Int64.self, String.self))
-        var chain = HashChain(key: key, nodeID: nodeID, seq: seq, hash: hash)
-        var statements: [(String, PostgresBindings)] = []
-        var records: [UsageRecord] = []
-        for entry in batch {
-            let record = chain.link(entry.record)
-            records.append(record)
-            statements.append((Self.insertSQL, Self.binds(for: record)))
+        let start: (seq: Int64, hash: String)
+        if let tail {
+            start = tail
+        } else {
+            let rows = try session.run("SELECT seq, hash FROM usage_nodes WHERE node_id = $1", Self.binds(nodeID))
+            guard let row = rows.first else { throw LedgerError("node \(nodeID) is not registered in usage_nodes") }
+            start = try Self.decode(row, (Int64.self, String.self))
         }
+        var chain = HashChain(key: key, nodeID: nodeID, seq: start.seq, hash: start.hash)
+        let records = batch.map { chain.link($0.record) }
+        var statements: [(String, PostgresBindings)] = [("BEGIN", PostgresBindings()), (Self.insertSQL, Self.binds(for: records))]
         let holdIDs = batch.compactMap(\.hold?.id)
         if !holdIDs.isEmpty {
             var binds = PostgresBindings()
             binds.append(holdIDs)
             statements.append(("DELETE FROM usage_reservations WHERE id = ANY($1)", binds))
         }
-        statements.append(("UPDATE usage_nodes SET seq = $2, hash = $3, mac = $4 WHERE node_id = $1",
-                           Self.binds(nodeID, chain.seq, chain.hash, anchorMAC(seq: chain.seq, hash: chain.hash))))
+        statements.append((Self.anchorMoveSQL, Self.binds(nodeID, chain.seq, chain.hash, anchorMAC(seq: chain.seq, hash: chain.hash),
+                                                          start.seq, start.hash)))
         statements.append(("COMMIT", PostgresBindings()))
         try session.pipeline(statements)
+        tail = (chain.seq, chain.hash)
         return records
     }
 
+    /// Moves the anchor from the tail the batch was linked to (`$5`, `$6`), or fails (division by
+    /// zero when no row moved), which aborts the batch's transaction.
+    static let anchorMoveSQL = """
+        WITH moved AS (
+            UPDATE usage_nodes SET seq = $2, hash = $3, mac = $4 WHERE node_id = $1 AND seq = $5 AND hash = $6 RETURNING 1)
+        SELECT 1 / (SELECT count(*)::integer FROM moved)
+        """
+
+    /// One statement for a whole batch: each column is one array parameter.
     static let insertSQL = """
         INSERT INTO usage (node_id, seq, query_id, started_at, finished_at, consumer, dataset, dataset_version,
             policy_version, status, error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated,
             vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain,
             purpose, epsilon_micros, client_address, holder, holder_share_ppm)
-        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,
-            $28,$29,$30,$31,$32)
+        SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
+            $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
+            $16::bigint[], $17::boolean[], $18::bigint[], $19::bigint[], $20::bigint[], $21::text[], $22::text[],
+            $23::text[], $24::text[], $25::text[], $26::text[], $27::integer[], $28::text[], $29::bigint[], $30::text[],
+            $31::text[], $32::bigint[])
         """
 
-    static func binds(for r: UsageRecord) -> PostgresBindings {
+    static func binds(for records: [UsageRecord]) -> PostgresBindings {
         var b = PostgresBindings(capacity: 32)
-        b.append(r.nodeID); b.append(r.seq); b.append(r.queryID); b.append(r.startedAt); b.append(r.finishedAt)
-        b.append(r.consumer); b.append(r.dataset); b.append(r.datasetVersion); b.append(r.policyVersion)
-        b.append(r.status.rawValue); b.append(r.errorCode); b.append(r.rows); b.append(r.cells); b.append(r.bytes)
-        b.append(r.maskedCells); b.append(r.suppressedGroups); b.append(r.truncated); b.append(r.vmSteps)
-        b.append(r.elapsedMicroseconds); b.append(r.costMicros); b.append(r.currency); b.append(r.sqlSHA256)
-        b.append(r.prevHash); b.append(r.recordHash); b.append(r.sql); b.append(r.rewrittenSQL)
-        b.append(Int32(truncatingIfNeeded: r.chain))
-        b.append(r.purpose); b.append(r.epsilonMicros); b.append(r.clientAddress); b.append(r.holder)
-        b.append(r.holderSharePPM)
+        func text(_ field: (UsageRecord) -> String) { b.append(records.map { StoredText.encode(field($0)) }) }
+        func integer(_ field: (UsageRecord) -> Int64) { b.append(records.map(field)) }
+        text(\.nodeID); integer(\.seq); text(\.queryID); integer(\.startedAt); integer(\.finishedAt)
+        text(\.consumer); text(\.dataset); text(\.datasetVersion); text(\.policyVersion); text(\.status.rawValue)
+        text(\.errorCode); integer(\.rows); integer(\.cells); integer(\.bytes); integer(\.maskedCells)
+        integer(\.suppressedGroups); b.append(records.map(\.truncated)); integer(\.vmSteps); integer(\.elapsedMicroseconds)
+        integer(\.costMicros); text(\.currency); text(\.sqlSHA256); text(\.prevHash); text(\.recordHash); text(\.sql)
+        text(\.rewrittenSQL); b.append(records.map { Int32(truncatingIfNeeded: $0.chain) }); text(\.purpose)
+        integer(\.epsilonMicros); text(\.clientAddress); text(\.holder); integer(\.holderSharePPM)
         return b
     }
 
@@ -272,8 +298,8 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         var binds = PostgresBindings()
         if let from = filter.from { binds.append(from); clauses.append("started_at >= $\(binds.count)") }
         if let to = filter.to { binds.append(to); clauses.append("started_at < $\(binds.count)") }
-        if let consumer = filter.consumer { binds.append(consumer); clauses.append("consumer = $\(binds.count)") }
-        if let dataset = filter.dataset { binds.append(dataset); clauses.append("dataset = $\(binds.count)") }
+        if let consumer = filter.consumer { binds.append(StoredText.encode(consumer)); clauses.append("consumer = $\(binds.count)") }
+        if let dataset = filter.dataset { binds.append(StoredText.encode(dataset)); clauses.append("dataset = $\(binds.count)") }
         try scan(clauses: clauses, binds: binds) { record in visit(record) }
     }
 
@@ -317,6 +343,12 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         let cells = row.makeRandomAccess()
         func value<T: PostgresDecodable>(_ index: Int, _ type: T.Type) throws(LedgerError) -> T {
             do { return try cells[index].decode(T.self) } catch { throw LedgerError("column \(index) of a usage row does not decode") }
+        }
+        func value(_ index: Int, _ type: String.Type) throws(LedgerError) -> String {
+            let stored: String
+            do { stored = try cells[index].decode(String.self) } catch { throw LedgerError("column \(index) of a usage row does not decode") }
+            guard let text = StoredText.decode(stored) else { throw LedgerError("column \(index) of a usage row is not valid stored text") }
+            return text
         }
         var record = UsageRecord(
             queryID: try value(2, String.self), startedAt: try value(3, Int64.self), finishedAt: try value(4, Int64.self),
@@ -438,5 +470,25 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
 
     static func decode<each T: PostgresDecodable>(_ row: PostgresRow, _ types: (repeat (each T).Type)) throws(LedgerError) -> (repeat each T) {
         do { return try row.decode((repeat each T).self) } catch { throw LedgerError("a ledger row does not decode: \(PostgresSession.describe(error))") }
+    }
+}
+
+/// PostgreSQL's `text` cannot hold U+0000, but a consumer's SQL (or a failed login's name) can:
+/// one such record must not fail its whole batch (every other consumer's results with it).
+/// Text with U+0000, or that starts with U+0001, is stored as U+0001 + base64 of its UTF-8;
+/// everything else as it is, so the table stays readable. Reads undo it, so hashes recompute.
+enum StoredText {
+    static let marker: Character = "\u{1}"
+
+    static func encode(_ text: String) -> String {
+        guard text.utf8.contains(0) || text.utf8.first == 1 else { return text }
+        return String(marker) + Data(text.utf8).base64EncodedString()
+    }
+
+    /// nil when a marked value is not base64 of UTF-8 (the table was edited).
+    static func decode(_ stored: String) -> String? {
+        guard stored.utf8.first == 1 else { return stored }
+        guard let data = Data(base64Encoded: String(stored.dropFirst())) else { return nil }
+        return String(bytes: data, encoding: .utf8)
     }
 }

@@ -187,6 +187,52 @@ struct StoreUnderTest {
         #expect(try again.verify() == nil)
     }
 
+    /// Two open handles writing as one node (a CLI beside a server, or a node id given twice):
+    /// their appends interleave, every record lands once, and the chain stays one chain.
+    @Test("two handles appending as the same node keep one chain", arguments: StoreKind.allCases)
+    func twoWritersOneNode(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let other = try subject.open(subject.store.nodeID)
+        var seqs: [Int64] = []
+        for index in 1...6 {
+            seqs.append(try (index.isMultiple(of: 2) ? other : subject.store).append(sampleRecord(index)).seq)
+        }
+        #expect(seqs == [1, 2, 3, 4, 5, 6])
+        #expect(try subject.store.verify() == nil)
+    }
+
+    /// PostgreSQL's text cannot hold U+0000, a consumer's SQL can: such a record (and one that
+    /// starts with the storage marker U+0001) is stored, read back exactly and verifies, and the
+    /// records committed in the same batch are not lost with it.
+    @Test("text with U+0000 or a leading U+0001 round-trips in a batch of ordinary records", arguments: StoreKind.allCases)
+    func controlCharactersRoundTrip(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        var odd = sampleRecord(2, consumer: "na\u{0}me")
+        odd.sql = "SELECT 1\u{0}; -- \u{0}"
+        odd.rewrittenSQL = "\u{1}AAAA"
+        let records = [sampleRecord(1), odd, sampleRecord(3)]
+        let done = DispatchGroup()
+        let results = Mutex<[Int: UsageRecord]>([:])
+        for (index, record) in records.enumerated() {
+            done.enter()
+            subject.store.append(record) { result in
+                if case .success(let stored) = result { results.withLock { $0[index] = stored } }
+                done.leave()
+            }
+        }
+        done.wait()
+        #expect(results.withLock { $0.count } == 3)
+        var read: [UsageRecord] = []
+        try subject.store.records { read.append($0); return true }
+        #expect(read.count == 3)
+        let back = try #require(read.first { $0.queryID == "q2" })
+        #expect(back.sql == odd.sql && back.rewrittenSQL == odd.rewrittenSQL && back.consumer == odd.consumer)
+        var filtered = 0
+        try subject.store.records(consumer: "na\u{0}me") { _ in filtered += 1; return true }
+        #expect(filtered == 1)
+        #expect(try subject.store.verify() == nil)
+    }
+
     /// 64 threads race for a quota of 10 queries through one store; each granted hold is charged
     /// by an `ok` record. Exactly 10 run, and the ledger holds exactly 10.
     @Test("quota holds are exact under concurrent requests", arguments: StoreKind.allCases)
