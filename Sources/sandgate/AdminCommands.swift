@@ -165,7 +165,8 @@ struct UsageCommand: ParsableCommand {
                     throw Failure("\(error)")
                 }
             }
-            guard common.ledger != nil || FileManager.default.fileExists(atPath: path) else { throw Failure("no ledger at \(path)") }
+            let shared = try common.usesSharedLedger()
+            guard shared || FileManager.default.fileExists(atPath: path) else { throw Failure("no ledger at \(path)") }
             // A check must not repair what it checks: without its key a ledger cannot verify,
             // and opening it would create a new key.
             guard FileManager.default.fileExists(atPath: common.keyPath) else {
@@ -176,7 +177,7 @@ struct UsageCommand: ParsableCommand {
                 if let problem = try ledger.verify() {
                     throw Failure("the ledger does not verify: \(problem)")
                 }
-                writeOut(common.ledger == nil ? "ok: the keyed hash chain and its checkpoint verify\n"
+                writeOut(!shared ? "ok: the keyed hash chain and its checkpoint verify\n"
                                               : "ok: every node's keyed hash chain and its anchor verify\n")
             } catch let failure as Failure {
                 throw failure
