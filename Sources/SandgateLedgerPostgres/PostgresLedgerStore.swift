@@ -96,6 +96,13 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         )
         """,
         "CREATE INDEX IF NOT EXISTS usage_reservations_by_key ON usage_reservations (consumer, dataset, day)",
+        // Where each node's stored chain begins after `usage archive` (NodeArchive's boundaries).
+        """
+        CREATE TABLE IF NOT EXISTS usage_archives (
+            node_id text NOT NULL, through_seq bigint NOT NULL, through_hash text NOT NULL, file text NOT NULL,
+            mac text NOT NULL, PRIMARY KEY (node_id, through_seq)
+        )
+        """,
     ]
 
     /// Creates the tables under an advisory lock: nodes starting together would otherwise race
@@ -393,6 +400,86 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         }
     }
 
+    // MARK: Archives
+
+    /// Where `node`'s stored records begin: its last archive boundary (MAC checked) or the genesis.
+    private func archiveBoundary(_ session: PostgresSession, node: String) throws(LedgerError) -> Result<(seq: Int64, hash: String), LedgerProblem> {
+        let rows = try session.run("SELECT through_seq, through_hash, mac FROM usage_archives WHERE node_id = $1 ORDER BY through_seq DESC LIMIT 1",
+                                   Self.binds(node))
+        guard let row = rows.first else { return .success((0, HashChain.genesisHash)) }
+        let (seq, hash, mac) = try Self.decode(row, (Int64.self, String.self, String.self))
+        guard constantTimeEqual(NodeArchive.boundaryMAC(node: node, seq: seq, hash: hash, key: key), mac) else {
+            return .failure(LedgerProblem(seq: nil, reason: "node \(node): the archive boundary does not verify under the ledger key"))
+        }
+        return .success((seq, hash))
+    }
+
+    /// Moves every node's records before its first record that started at or after `before` (µs)
+    /// into a new node archive at `path` (`NodeArchive`, verifiable on its own), then, in one
+    /// transaction, deletes them and records each node's boundary, so every chain stays checkable
+    /// across the cut. The ledger must verify first. Returns how many records moved.
+    public func archive(before: Int64, to path: String) throws(LedgerError) -> Int64 {
+        if let problem = try verify() { throw LedgerError("the ledger does not verify (\(problem)); nothing archived") }
+        let nodes = try connector.withSession { session throws(LedgerError) in
+            try session.run("SELECT node_id FROM usage_nodes ORDER BY node_id").map { row throws(LedgerError) in try Self.decode(row, String.self) }
+        }
+        let writer = try NodeArchive.Writer(path: path, key: key)
+        var moved: Int64 = 0
+        var cuts: [(node: String, seq: Int64, hash: String)] = []
+        do throws(LedgerError) {
+            for node in nodes {
+                let start = try connector.withSession { session throws(LedgerError) in try archiveBoundary(session, node: node) }
+                guard case .success(let begin) = start else { throw LedgerError("node \(node): the archive boundary does not verify") }
+                var binds = PostgresBindings()
+                binds.append(node)
+                binds.append(before)
+                var end = begin
+                var failure: LedgerError?
+                try scan(clauses: ["node_id = $1", """
+                    seq <= coalesce((SELECT min(seq) - 1 FROM usage WHERE node_id = $1 AND started_at >= $2),
+                                    (SELECT max(seq) FROM usage WHERE node_id = $1))
+                    """], binds: binds) { record in
+                    do throws(LedgerError) { try writer.add(record) } catch { failure = error; return false }
+                    end = (record.seq, record.recordHash)
+                    moved += 1
+                    return true
+                }
+                if let failure { throw failure }
+                guard end.seq > begin.seq else { continue }
+                try writer.bound(node: node, start: begin, end: end)
+                cuts.append((node, end.seq, end.hash))
+            }
+            guard !cuts.isEmpty else {
+                writer.discard()
+                return 0
+            }
+            try writer.finish()
+        } catch {
+            writer.discard()
+            throw error
+        }
+        do throws(LedgerError) {
+            try connector.withSession { session throws(LedgerError) in
+                var statements: [(String, PostgresBindings)] = [("BEGIN", PostgresBindings())]
+                for cut in cuts {
+                    statements.append(("INSERT INTO usage_archives VALUES ($1, $2, $3, $4, $5)",
+                                       Self.binds(cut.node, cut.seq, cut.hash, path, NodeArchive.boundaryMAC(node: cut.node, seq: cut.seq, hash: cut.hash, key: key))))
+                    statements.append(("DELETE FROM usage WHERE node_id = $1 AND seq <= $2", Self.binds(cut.node, cut.seq)))
+                }
+                statements.append(("COMMIT", PostgresBindings()))
+                do throws(LedgerError) {
+                    try session.pipeline(statements)
+                } catch {
+                    if !session.isClosed { _ = try? session.run("ROLLBACK") }
+                    throw error
+                }
+            }
+        } catch {
+            throw LedgerError("the archive \(path) is written but the ledger still holds its records (\(error.message)); delete the file and retry")
+        }
+        return moved
+    }
+
     // MARK: Verifying
 
     private func anchorMAC(seq: Int64, hash: String) -> String {
@@ -408,7 +495,15 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             return "node \(node): the anchor does not verify under the ledger key"
         }
         let last = try session.run("SELECT seq, record_hash FROM usage WHERE node_id = $1 ORDER BY seq DESC LIMIT 1", Self.binds(node))
-        let tail = try last.first.map { row throws(LedgerError) in try Self.decode(row, (Int64.self, String.self)) } ?? (Int64(0), HashChain.genesisHash)
+        let tail: (Int64, String)
+        if let row = last.first {
+            tail = try Self.decode(row, (Int64.self, String.self))
+        } else {
+            switch try archiveBoundary(session, node: node) {
+            case .success(let boundary): tail = boundary
+            case .failure(let problem): return problem.reason
+            }
+        }
         guard tail.0 == seq, tail.1 == hash else {
             return "node \(node): the chain ends at seq \(tail.0) but its anchor names seq \(seq)"
         }
@@ -442,7 +537,12 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             guard constantTimeEqual(expected, anchor.mac) else {
                 return LedgerProblem(seq: nil, reason: "node \(anchor.node): the anchor does not verify under the ledger key")
             }
-            var verifier = ChainVerifier(key: key, anchorSeq: anchor.seq)
+            let boundary: (seq: Int64, hash: String)
+            switch try connector.withSession({ session throws(LedgerError) in try archiveBoundary(session, node: anchor.node) }) {
+            case .success(let found): boundary = found
+            case .failure(let problem): return problem
+            }
+            var verifier = ChainVerifier(key: key, anchorSeq: anchor.seq, after: boundary)
             var problem: LedgerProblem?
             var binds = PostgresBindings()
             binds.append(anchor.node)

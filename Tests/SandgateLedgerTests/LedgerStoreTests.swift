@@ -26,6 +26,8 @@ struct StoreUnderTest {
     let execute: (String) throws -> Void
     /// The stored columns in table order (the SQLite table has no `node_id`).
     let columns: [String]
+    /// The ledger key's file (PostgreSQL stores; the SQLite ledger keeps its key beside the file).
+    var keyPath = ""
 
     /// Opens a fresh store of `kind`; nil when PostgreSQL is not installed here (skip printed).
     static func make(_ kind: StoreKind) throws -> StoreUnderTest? {
@@ -44,7 +46,7 @@ struct StoreUnderTest {
                 kind: kind, store: try PostgresLedgerStore(url: url, nodeID: "node-a", keyPath: key),
                 open: { try PostgresLedgerStore(url: url, nodeID: $0, keyPath: key) },
                 execute: { try server.execute($0, on: url) },
-                columns: ["node_id", "seq"] + storedColumns)
+                columns: ["node_id", "seq"] + storedColumns, keyPath: key)
         }
     }
 
@@ -312,6 +314,51 @@ func raceForQuota(stores: [any LedgerStore], threads: Int, limit: Int64) throws 
         try nodes[0].records { perNode[$0.nodeID, default: []].append($0.seq); return true }
         #expect(perNode.values.reduce(0) { $0 + $1.count } == 10)
         for seqs in perNode.values { #expect(seqs == Array(1...Int64(seqs.count))) }
+    }
+
+    /// `usage archive` on a shared ledger: every node's old records move to one file that verifies
+    /// on its own; each chain verifies across its cut and continues; a node whose records all
+    /// moved reopens cleanly; tampering on either side is found.
+    @Test("archives of a shared ledger: per-node boundaries, chains verify across the cut, tampering is found")
+    func archive() throws {
+        guard let subject = try StoreUnderTest.make(.postgres), let store = subject.store as? PostgresLedgerStore else { return }
+        let other = try #require(try subject.open("node-b") as? PostgresLedgerStore)
+        let day: Int64 = 86_400_000_000
+        let base: Int64 = 1_795_000_000_000_000
+        for index in 1...4 { _ = try store.append(sampleRecord(index, startedAt: base + Int64(index / 3) * day)) }   // days 0,0,1,1
+        for index in 5...6 { _ = try other.append(sampleRecord(index, startedAt: base)) }                              // day 0
+        let cut = Timestamp.startOfDay(containing: base + day)
+        let out = NSTemporaryDirectory() + "sandgate-archive-\(UUID().uuidString).sqlite"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        #expect(try store.archive(before: cut, to: out) == 4)
+        let key = try #require(try LedgerKey.read(path: subject.keyPath))
+        #expect(NodeArchive.isNodeArchive(path: out))
+        #expect(try NodeArchive.verify(path: out, key: key) == nil)
+        #expect(try store.verify() == nil)
+        var kept: [String] = []
+        try store.records { kept.append("\($0.nodeID)/\($0.seq)"); return true }
+        #expect(kept == ["node-a/3", "node-a/4"])
+        // Both chains continue; node-b, all of whose records moved, reopens without an anchor problem.
+        #expect(try store.append(sampleRecord(7)).seq == 5)
+        let reopened = try subject.open("node-b")
+        #expect(reopened.anchorFailure == nil)
+        #expect(try reopened.append(sampleRecord(8)).seq == 3)
+        #expect(try store.verify() == nil)
+        // A second archive starts where the first ended, per node.
+        let second = NSTemporaryDirectory() + "sandgate-archive-\(UUID().uuidString).sqlite"
+        defer { try? FileManager.default.removeItem(atPath: second) }
+        #expect(try store.archive(before: Int64.max, to: second) == 4)
+        #expect(try NodeArchive.verify(path: second, key: key) == nil)
+        #expect(try store.verify() == nil)
+        // Tampering: an archived record edited; a boundary moved; a boundary given to another node.
+        try Connection(path: out, mode: .readWrite).execute("UPDATE usage SET cost_micros = 0 WHERE node_id = 'node-a' AND seq = 2")
+        #expect(try NodeArchive.verify(path: out, key: key)?.seq == 2)
+        try subject.execute("UPDATE usage_archives SET through_seq = 10 WHERE node_id = 'node-b' AND through_seq = 3")
+        #expect(try store.verify() != nil)
+        try subject.execute("UPDATE usage_archives SET through_seq = 3 WHERE node_id = 'node-b' AND through_seq = 10")
+        #expect(try store.verify() == nil)
+        try subject.execute("UPDATE usage_archives SET node_id = 'node-c' WHERE node_id = 'node-b'")
+        #expect(try store.verify() != nil)
     }
 
     @Test("URLs name a user, a host and a database", arguments: [

@@ -38,6 +38,15 @@ import Testing
         #expect(export.status == 0 && export.stdout.contains("\"node_id\":\"cli-1\""), "\(export.stdout) \(export.stderr)")
         let verify = try workspace.run("usage", "verify")
         #expect(verify.status == 0 && verify.stdout.contains("every node's keyed hash chain"), "\(verify.stdout) \(verify.stderr)")
+        // Archives: never into the open month (its records count against quotas); up to its first day they may.
+        let today = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withFullDate])
+        let refused = try workspace.run("usage", "archive", "--before", today, "--out", "a.sqlite")
+        let firstOfMonth = String(today.prefix(8)) + "01"
+        if today != firstOfMonth {
+            #expect(refused.status != 0 && refused.stderr.contains("current month"), "\(refused.stderr)")
+        }
+        let archived = try workspace.run("usage", "archive", "--before", firstOfMonth, "--out", "b.sqlite")
+        #expect(archived.status == 0 && archived.stdout.contains("0 record(s) moved"), "\(archived.stdout) \(archived.stderr)")
         // --ledger beats the file: the same export against an empty database finds nothing.
         let other = "postgres://sandgate@127.0.0.1:\(server.port)/\(try server.makeDatabase().database)"
         let empty = try workspace.run("usage", "export", "--format", "jsonl", "--ledger", other)
