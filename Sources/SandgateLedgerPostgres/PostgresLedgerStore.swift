@@ -239,39 +239,52 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
 
     /// Decides `request` in one transaction under an advisory lock on consumer × dataset: the
     /// committed use and the live holds of every node are summed by one statement (one snapshot),
-    /// and a granted hold is inserted before the lock is released.
+    /// and a granted hold is inserted before the lock is released. Two round trips: the lock and
+    /// the sums are pipelined, then the hold and the COMMIT.
     public func reserve(_ request: QuotaRequest) throws(LedgerError) -> QuotaDecision {
         do {
             return try connector.withSession { session throws(LedgerError) in
-                try session.run("BEGIN")
-                try session.run("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", Self.binds(request.consumer + "\u{1F}" + request.dataset))
-                let rows = try session.run("""
-                    WITH committed AS (
-                        SELECT count(*) FILTER (WHERE status = 'ok' AND started_at >= $3) AS queries,
-                               coalesce(sum(rows) FILTER (WHERE status = 'ok' AND started_at >= $3), 0)::bigint AS rows,
-                               coalesce(sum(cost_micros), 0)::bigint AS cost
-                        FROM usage WHERE consumer = $1 AND dataset = $2 AND started_at >= $4),
-                    held AS (
-                        SELECT count(*) AS queries, coalesce(sum(rows), 0)::bigint AS rows FROM usage_reservations
-                        WHERE consumer = $1 AND dataset = $2 AND day = $3 AND expires_at > now())
-                    SELECT committed.queries + held.queries, committed.rows + held.rows, committed.cost FROM committed, held
-                    """, Self.binds(request.consumer, request.dataset, request.day, request.month))
-                guard let row = rows.first else { throw LedgerError("no quota row") }
-                let (queries, usedRows, cost) = try Self.decode(row, (Int64.self, Int64.self, Int64.self))
-                let decision = request.decide(used: QuotaUse(queries: queries, rows: usedRows, costMicros: cost), holdID: UUID().uuidString)
-                if case .granted(let hold, _) = decision {
-                    try session.run("""
-                        INSERT INTO usage_reservations (id, node_id, consumer, dataset, day, rows, expires_at)
-                        VALUES ($1, $2, $3, $4, $5, $6, now() + interval '\(Self.holdLifetime)')
-                        """, Self.binds(hold.id, nodeID, hold.consumer, hold.dataset, hold.day, hold.rows))
+                do throws(LedgerError) {
+                    let results = try session.pipeline([
+                        ("BEGIN", PostgresBindings()),
+                        ("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", Self.binds(request.consumer + "\u{1F}" + request.dataset)),
+                        (Self.quotaUseSQL, Self.binds(request.consumer, request.dataset, request.day, request.month)),
+                    ])
+                    guard let row = results.last?.first else { throw LedgerError("no quota row") }
+                    let (queries, usedRows, cost) = try Self.decode(row, (Int64.self, Int64.self, Int64.self))
+                    let decision = request.decide(used: QuotaUse(queries: queries, rows: usedRows, costMicros: cost), holdID: UUID().uuidString)
+                    var finish: [(String, PostgresBindings)] = []
+                    if case .granted(let hold, _) = decision {
+                        finish.append(("""
+                            INSERT INTO usage_reservations (id, node_id, consumer, dataset, day, rows, expires_at)
+                            VALUES ($1, $2, $3, $4, $5, $6, now() + interval '\(Self.holdLifetime)')
+                            """, Self.binds(hold.id, nodeID, hold.consumer, hold.dataset, hold.day, hold.rows)))
+                    }
+                    finish.append(("COMMIT", PostgresBindings()))
+                    try session.pipeline(finish)
+                    return decision
+                } catch {
+                    if !session.isClosed { _ = try? session.run("ROLLBACK") }
+                    throw error
                 }
-                try session.run("COMMIT")
-                return decision
             }
         } catch {
             throw LedgerError("cannot decide a quota: \(error.message)")
         }
     }
+
+    /// Today's `ok` queries and rows plus live holds, and the month's cost, of consumer × dataset.
+    static let quotaUseSQL = """
+        WITH committed AS (
+            SELECT count(*) FILTER (WHERE status = 'ok' AND started_at >= $3) AS queries,
+                   coalesce(sum(rows) FILTER (WHERE status = 'ok' AND started_at >= $3), 0)::bigint AS rows,
+                   coalesce(sum(cost_micros), 0)::bigint AS cost
+            FROM usage WHERE consumer = $1 AND dataset = $2 AND started_at >= $4),
+        held AS (
+            SELECT count(*) AS queries, coalesce(sum(rows), 0)::bigint AS rows FROM usage_reservations
+            WHERE consumer = $1 AND dataset = $2 AND day = $3 AND expires_at > now())
+        SELECT committed.queries + held.queries, committed.rows + held.rows, committed.cost FROM committed, held
+        """
 
     /// Deletes the hold; if the ledger is down, the hold lapses after `holdLifetime` (erring on
     /// the side of refusing).
