@@ -128,13 +128,13 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         }
     }
 
-    /// One transaction per batch, sent as one pipeline (one round trip): insert the linked
-    /// records, delete their holds, move the anchor from the tail this node last wrote. Only this
+    /// One statement per batch (one round trip, one implicit transaction): move the anchor from
+    /// the tail this node last wrote, insert the linked records, delete their holds. Only this
     /// node appends to its chain, so the tail is kept in memory; the anchor moves only from that
-    /// tail (`anchorMoveSQL` fails otherwise) and `(node_id, seq)` is the primary key, so a second
-    /// writer with the same node id (a misconfiguration) cannot fork the chain: the batch rolls
-    /// back, the tail is read again and the batch is linked and sent once more. Every record of a
-    /// batch that still fails, fails.
+    /// tail (otherwise nothing is written) and `(node_id, seq)` is the primary key, so a second
+    /// writer with the same node id (a misconfiguration) cannot fork the chain: the tail is read
+    /// again and the batch is linked and sent once more. Every record of a batch that still
+    /// fails, fails.
     private func commit(_ batch: [GroupCommit.Entry]) -> [Result<UsageRecord, LedgerError>] {
         var lastError = LedgerError("append failed")
         for _ in 0..<2 {
@@ -151,7 +151,6 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                     return try commit(batch, on: session).map { .success($0) }
                 } catch {
                     tail = nil
-                    if !session.isClosed { _ = try? session.run("ROLLBACK") }
                     throw error
                 }
             } catch {
@@ -177,40 +176,40 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         }
         var chain = HashChain(key: key, nodeID: nodeID, seq: start.seq, hash: start.hash)
         let records = batch.map { chain.link($0.record) }
-        var statements: [(String, PostgresBindings)] = [("BEGIN", PostgresBindings()), (Self.insertSQL, Self.binds(for: records))]
-        let holdIDs = batch.compactMap(\.hold?.id)
-        if !holdIDs.isEmpty {
-            var binds = PostgresBindings()
-            binds.append(holdIDs)
-            statements.append(("DELETE FROM usage_reservations WHERE id = ANY($1)", binds))
+        var binds = Self.binds(for: records)
+        binds.append(nodeID); binds.append(chain.seq); binds.append(chain.hash); binds.append(anchorMAC(seq: chain.seq, hash: chain.hash))
+        binds.append(start.seq); binds.append(start.hash); binds.append(batch.compactMap(\.hold?.id))
+        let rows = try session.run(Self.commitSQL, binds)
+        guard let row = rows.first else { throw LedgerError("the batch's commit returned nothing") }
+        let (moved, inserted) = try Self.decode(row, (Int64.self, Int64.self))
+        guard moved == 1, inserted == Int64(records.count) else {
+            throw LedgerError("node \(nodeID)'s chain moved past seq \(start.seq) (another writer with this node id?); nothing was written")
         }
-        statements.append((Self.anchorMoveSQL, Self.binds(nodeID, chain.seq, chain.hash, anchorMAC(seq: chain.seq, hash: chain.hash),
-                                                          start.seq, start.hash)))
-        statements.append(("COMMIT", PostgresBindings()))
-        try session.pipeline(statements)
         tail = (chain.seq, chain.hash)
         return records
     }
 
-    /// Moves the anchor from the tail the batch was linked to (`$5`, `$6`), or fails (division by
-    /// zero when no row moved), which aborts the batch's transaction.
-    static let anchorMoveSQL = """
+    /// A whole batch in one statement: each record column is one array parameter (`$1`…`$32`);
+    /// the anchor moves from the batch's starting tail (`$37`, `$38`) to its end (`$34`…`$36`) or
+    /// nothing is written; the holds `$39` end with the records that charge them.
+    static let commitSQL = """
         WITH moved AS (
-            UPDATE usage_nodes SET seq = $2, hash = $3, mac = $4 WHERE node_id = $1 AND seq = $5 AND hash = $6 RETURNING 1)
-        SELECT 1 / (SELECT count(*)::integer FROM moved)
-        """
-
-    /// One statement for a whole batch: each column is one array parameter.
-    static let insertSQL = """
-        INSERT INTO usage (node_id, seq, query_id, started_at, finished_at, consumer, dataset, dataset_version,
-            policy_version, status, error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated,
-            vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain,
-            purpose, epsilon_micros, client_address, holder, holder_share_ppm)
-        SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
-            $16::bigint[], $17::boolean[], $18::bigint[], $19::bigint[], $20::bigint[], $21::text[], $22::text[],
-            $23::text[], $24::text[], $25::text[], $26::text[], $27::integer[], $28::text[], $29::bigint[], $30::text[],
-            $31::text[], $32::bigint[])
+            UPDATE usage_nodes SET seq = $34, hash = $35, mac = $36 WHERE node_id = $33 AND seq = $37 AND hash = $38 RETURNING 1),
+        inserted AS (
+            INSERT INTO usage (node_id, seq, query_id, started_at, finished_at, consumer, dataset, dataset_version,
+                policy_version, status, error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated,
+                vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain,
+                purpose, epsilon_micros, client_address, holder, holder_share_ppm)
+            SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
+                $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
+                $16::bigint[], $17::boolean[], $18::bigint[], $19::bigint[], $20::bigint[], $21::text[], $22::text[],
+                $23::text[], $24::text[], $25::text[], $26::text[], $27::integer[], $28::text[], $29::bigint[], $30::text[],
+                $31::text[], $32::bigint[])
+            WHERE EXISTS (SELECT 1 FROM moved)
+            RETURNING 1),
+        released AS (
+            DELETE FROM usage_reservations WHERE id = ANY($39::text[]) AND EXISTS (SELECT 1 FROM moved))
+        SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM inserted)
         """
 
     static func binds(for records: [UsageRecord]) -> PostgresBindings {
