@@ -28,6 +28,8 @@ public struct PolicyLoadResult: Sendable {
 /// masks and the existence of each source file. Checks against the data live in SandgateCore.
 public enum PolicyLoader {
     public static let consumersFileName = "consumers.yaml"
+    /// The `*.yaml` files of a policies directory that are not dataset policies.
+    public static let reservedFileNames: Set<String> = [consumersFileName, GatewaySettings.fileName]
 
     /// Loads every `*.yaml` file of `directory`. `requireSources: false` skips the check that
     /// each `source:` exists (for `policy diff` of an old version, whose data may be gone).
@@ -41,7 +43,7 @@ public enum PolicyLoader {
             return PolicyLoadResult(datasets: [:], consumers: .empty, diagnostics: [PolicyDiagnostic(location, "cannot read the policies directory")])
         }
         var result = PolicyLoadResult(datasets: [:], consumers: .empty, diagnostics: [])
-        let datasetFiles = names.filter { $0.hasSuffix(".yaml") && $0 != consumersFileName }
+        let datasetFiles = names.filter { $0.hasSuffix(".yaml") && !reservedFileNames.contains($0) }
         let datasetNames = Set(datasetFiles.map { String($0.dropLast(5)) })
         result.datasetFiles = datasetNames
         for name in datasetFiles {

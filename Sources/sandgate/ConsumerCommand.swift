@@ -297,7 +297,7 @@ struct ConsumersFile {
 
     var datasets: Set<String> {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: policies)) ?? []
-        return Set(names.filter { $0.hasSuffix(".yaml") && $0 != PolicyLoader.consumersFileName }.map { String($0.dropLast(5)) })
+        return Set(names.filter { $0.hasSuffix(".yaml") && !PolicyLoader.reservedFileNames.contains($0) }.map { String($0.dropLast(5)) })
     }
 
     func requireDatasets(_ names: [String]) throws {
