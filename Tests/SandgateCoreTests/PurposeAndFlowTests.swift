@@ -225,6 +225,24 @@ import Testing
         #expect(none.text.contains("cannot trace"))
     }
 
+    @Test("hash masks are keyed per consumer too, and a leaked file of hash values traces to its consumer")
+    func hashValuesTrace() throws {
+        let policy = Self.policy.replacingOccurrences(of: "email:       { mask: email }", with: "email:       { mask: hash }")
+        let workspace = try TestWorkspace(policy: policy, consumers: TestWorkspace.purposeConsumers(creditRiskLimit: "{}"))
+        let gateway = try workspace.gateway()
+        let sql = "SELECT email FROM customers ORDER BY email LIMIT 20"
+        let a = try #require(Self.run(gateway, sql, purpose: "credit_risk").result).rows
+        let b = try #require(Self.run(gateway, sql, as: "analyst-b", purpose: "public_health_research").result).rows
+        let hashes = a.compactMap { if case .text(let text) = $0[0] { text } else { nil } }
+        #expect(hashes.count == 20 && hashes.allSatisfy { $0.utf8.count == 64 })
+        #expect(Set(hashes).isDisjoint(with: b.compactMap { if case .text(let text) = $0[0] { text } else { nil } }))
+        let file = workspace.root + "/emails.jsonl"
+        try hashes.map { "{\"email\":\"\($0)\"}" }.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        let report = try gateway.trace(path: file, dataset: "retail")
+        #expect(report.matches.map(\.consumer) == ["analyst-a"])
+        #expect(report.matches.first?.columns == ["customers.email": 20])
+    }
+
     @Test("trace never confirms a query answered under another policy version (shared tokens before a switch to per_consumer)")
     func traceAcrossPolicyVersions() throws {
         let workspace = try TestWorkspace(consumers: TestWorkspace.purposeConsumers(creditRiskLimit: "{}"))
