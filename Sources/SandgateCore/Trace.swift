@@ -253,6 +253,24 @@ extension Gateway {
 }
 
 extension TraceReport {
+    /// The report as one JSON object (`trace --format json`): the file's figures, then per
+    /// matched consumer its tokens by column and its recorded queries (`contains` null when the
+    /// query was not re-run, with the reason in `note`).
+    public var json: String {
+        let matchesJSON = matches.map { match in
+            let columns = match.columns.keys.sorted().map { "\(JSONText.quoted($0)):\(match.columns[$0] ?? 0)" }.joined(separator: ",")
+            let queries = match.queries.map { query in
+                "{\"query_id\":\(JSONText.quoted(query.queryID)),\"started_at\":\(JSONText.quoted(Timestamp.rfc3339(query.startedAt))),"
+                    + "\"purpose\":\(JSONText.quoted(query.purpose)),\"rows\":\(query.rows),\"contains\":\(query.contains.map(String.init) ?? "null"),"
+                    + "\"note\":\(JSONText.quoted(query.note))}"
+            }.joined(separator: ",")
+            return "{\"consumer\":\(JSONText.quoted(match.consumer)),\"tokens\":\(match.tokens),\"columns\":{\(columns)},\"queries\":[\(queries)]}"
+        }.joined(separator: ",")
+        return "{\"dataset\":\(JSONText.quoted(dataset)),\"tokens\":\(JSONText.quoted(tokenScope.rawValue)),\"bytes\":\(bytesRead),\"lines\":\(lines),"
+            + "\"candidates\":\(candidates),\"capped\":\(candidatesCapped),\"shared_tokens\":\(sharedTokens),\"unmatched\":\(unmatched),"
+            + "\"traceable\":\(candidates > 0),\"matches\":[\(matchesJSON)]}\n"
+    }
+
     /// The report as the `trace` command prints it.
     public var text: String {
         var out = "trace of dataset \(dataset) (tokens: \(tokenScope.rawValue)): \(bytesRead) bytes, \(lines) lines, \(candidates) distinct token-shaped values\(candidatesCapped ? " (capped at \(Trace.maxCandidates))" : "")\n"

@@ -17,6 +17,11 @@ struct TraceCommand: ParsableCommand {
     @Argument(help: "The file (CSV, JSON lines or any text; at most 256 MiB).")
     var file: String
 
+    enum Format: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+    @Option(help: "Output format: text or json.")
+    var format: Format = .text
+
     func run() throws {
         let gateway = try common.gateway()
         let report: TraceReport
@@ -25,7 +30,7 @@ struct TraceCommand: ParsableCommand {
         } catch {
             throw Failure("bad_request: \(error.description)")
         }
-        writeOut(report.text)
+        writeOut(format == .json ? report.json : report.text)
         // Nothing to trace is a failure for scripts: the file cannot be attributed.
         if report.candidates == 0 { throw Failure("cannot trace: no join_key tokens or hash values in \(file)") }
     }

@@ -128,6 +128,14 @@ import Testing
         #expect(traced.stdout.contains("consumer analyst-a: 20 tokens (customers.customer_id: 20)"), "\(traced.stdout)")
         #expect(traced.stdout.contains("query \(queryID) at ") && traced.stdout.contains("purpose credit_risk rows 20: holds 20 of them"), "\(traced.stdout)")
 
+        let json = try workspace.run("trace", "leak.csv", "--dataset", "retail", "--format", "json")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
+        let match = try #require((object["matches"] as? [[String: Any]])?.first)
+        #expect(match["consumer"] as? String == "analyst-a" && match["tokens"] as? Int == 20)
+        let queries = try #require(match["queries"] as? [[String: Any]])
+        #expect(queries.contains { $0["query_id"] as? String == queryID && $0["contains"] as? Int == 20 && $0["purpose"] as? String == "credit_risk" })
+        #expect(object["traceable"] as? Bool == true && object["candidates"] as? Int == 20)
+
         let plain = try workspace.run("query", "--dataset", "retail", "--as", "analyst-a", "--purpose", "credit_risk", "--format", "csv", "SELECT city, phone FROM customers LIMIT 20")
         try plain.stdout.write(toFile: workspace.root + "/plain.csv", atomically: true, encoding: .utf8)
         let none = try workspace.run("trace", "plain.csv", "--dataset", "retail")
