@@ -203,6 +203,19 @@ public enum PolicyLoader {
             reader.report(root, "missing key 'tables'")
         }
 
+        // Issue 13: choices that are valid but do not do what they suggest.
+        if tokens == .perConsumer, let node = top["tokens"]?.value,
+           !tables.contains(where: { table in table.visibleColumns.contains { column in
+               (column.role == .joinKey && table.access == .rows) || { if case .hash? = column.mask?.kind { true } else { false } }()
+           } }) {
+            reader.warn(node, "tokens: per_consumer, but no rows table has a join_key column and no column a hash mask: nothing released is traceable")
+        }
+        if owner.isEmpty, let share = (top["pricing"]?.value).flatMap({ node -> Node? in
+            if case .mapping(let mapping) = node { return mapping["holder_share"] }
+            return nil
+        }) {
+            reader.warn(share, "holder_share without an owner: settlement statements will name an empty holder (add `owner:`)")
+        }
         guard reader.diagnostics.isEmpty else { return .failure(PolicyErrors(reader.diagnostics)) }
         return .success(DatasetPolicy(
             name: fileName, description: description, owner: owner, sourcePath: sourcePath, limits: limits,

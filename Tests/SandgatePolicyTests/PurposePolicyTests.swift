@@ -74,6 +74,20 @@ import Testing
         #expect(problem.location.column == column, "\(kind): \(problem)")
     }
 
+    @Test("warnings: per-consumer tokens with nothing to trace, a holder share without an owner")
+    func warnings() throws {
+        let yaml = "source: data.sqlite\ntokens: per_consumer\npricing:\n  holder_share: 0.5\ntables:\n  t:\n    columns: { a: {} }\n"
+        let directory = try PolicyDirectory(["retail.yaml": yaml])
+        let result = directory.load()
+        #expect(result.datasets["retail"] != nil, "warnings never stop a policy: \(result.diagnostics)")
+        let tokens = try #require(result.warnings.first { $0.message.contains("nothing released is traceable") })
+        #expect(tokens.location.line == 2 && tokens.location.column == 9)
+        let share = try #require(result.warnings.first { $0.message.contains("holder_share without an owner") })
+        #expect(share.location.line == 4 && share.location.column == 17)
+        let traced = try PolicyDirectory(["retail.yaml": Self.purposeful.replacingOccurrences(of: "city: {}", with: "id: { role: join_key }")])
+        #expect(!traced.load().warnings.contains { $0.message.contains("traceable") })
+    }
+
     @Test("grant purposes: limits per purpose, a misspelt purpose warned at its position with the nearest name")
     func grantPurposes() throws {
         let directory = try PolicyDirectory([
