@@ -100,6 +100,9 @@ struct UsageCommand: ParsableCommand {
         @Option(help: "csv or json.")
         var format: OutputFormat = .csv
 
+        @Option(help: "Only this holder's statement (a dataset's `owner`).")
+        var holder: String?
+
         func validate() throws {
             try format.require(in: [.csv, .json])
         }
@@ -118,7 +121,8 @@ struct UsageCommand: ParsableCommand {
             }
             // The same selection as `usage invoice`, so statements and invoices sum to the same total.
             let published = Set(PolicyLoader.load(directory: common.policies).datasetFiles)
-            let settlement = Settlement.settle(records: records, datasets: published)
+            var settlement = Settlement.settle(records: records, datasets: published)
+            if let holder { settlement.statements.removeAll { $0.holder != holder } }
             try period.write(format == .json ? settlement.json(from: period.firstDay, to: period.lastDay)
                                              : settlement.csv(from: period.firstDay, to: period.lastDay))
         }

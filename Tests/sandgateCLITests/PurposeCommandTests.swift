@@ -108,6 +108,11 @@ import Testing
         #expect(csv.stdout.hasPrefix("holder,dataset,purpose,currency,holder_share_ppm,records,gross_micros,platform_fee_micros,holder_revenue_micros,from,to,ledger_range,tail_hash\r\n"))
         #expect(csv.stdout.contains("retail-data-office,retail,credit_risk,CNY,800000,2,"))
 
+        let mine = try workspace.run("usage", "settle", "--from", Self.today, "--to", Self.today, "--holder", "retail-data-office")
+        #expect(mine.stdout == csv.stdout)
+        let other = try workspace.run("usage", "settle", "--from", Self.today, "--to", Self.today, "--holder", "hospital")
+        #expect(other.stdout == "holder,dataset,purpose,currency,holder_share_ppm,records,gross_micros,platform_fee_micros,holder_revenue_micros,from,to,ledger_range,tail_hash\r\n")
+
         // A period with no records: no statements, nothing covered.
         let empty = try workspace.run("usage", "settle", "--from", "2020-01-01", "--to", "2020-01-31", "--format", "json")
         #expect(empty.stdout.contains(#""coverage":[],"statements":[]"#), "\(empty.stdout)")
