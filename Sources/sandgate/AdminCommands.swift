@@ -37,7 +37,7 @@ struct FixturesCommand: ParsableCommand {
 }
 
 struct UsageCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Verify.self, ReceiptCommand.self, CheckReceipt.self, Archive.self])
+    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Settle.self, Verify.self, ReceiptCommand.self, CheckReceipt.self, Archive.self])
 
     /// The ledger `--ledger` names, or the one in the state directory (created empty when missing).
     static func ledger(_ common: CommonOptions) throws -> any LedgerStore {
@@ -85,6 +85,46 @@ struct UsageCommand: ParsableCommand {
             default: SandgateLedger.Invoice.csv(lines)
             }
             try period.write(text)
+        }
+    }
+
+    struct Settle: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "settle",
+            abstract: "One statement per holder for a period (UTC days, both inclusive): per dataset and purpose, gross, platform fee and holder revenue; refuses a ledger whose chain does not verify.")
+
+        @OptionGroup var common: CommonOptions
+
+        @OptionGroup var period: PeriodOptions
+
+        @Option(help: "csv or json.")
+        var format: OutputFormat = .csv
+
+        @Option(help: "Only this holder's statement (a dataset's `owner`).")
+        var holder: String?
+
+        func validate() throws {
+            try format.require(in: [.csv, .json])
+        }
+
+        func run() throws {
+            let ledger = try UsageCommand.ledger(common)
+            let (start, end) = period.range
+            var records: [UsageRecord] = []
+            do {
+                if let problem = try ledger.verify() { throw Failure("internal: the ledger does not verify (\(problem)); no statement from a tampered ledger") }
+                try ledger.records(from: start, to: end) { records.append($0); return true }
+            } catch let failure as Failure {
+                throw failure
+            } catch {
+                throw Failure("\(error)")
+            }
+            // The same selection as `usage invoice`, so statements and invoices sum to the same total.
+            let published = Set(PolicyLoader.load(directory: common.policies).datasetFiles)
+            var settlement = Settlement.settle(records: records, datasets: published)
+            if let holder { settlement.statements.removeAll { $0.holder != holder } }
+            try period.write(format == .json ? settlement.json(from: period.firstDay, to: period.lastDay)
+                                             : settlement.csv(from: period.firstDay, to: period.lastDay))
         }
     }
 

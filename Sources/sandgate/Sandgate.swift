@@ -13,7 +13,7 @@ struct Sandgate: ParsableCommand {
         abstract: "A data-sandbox query gateway: masked, limited, metered SQL over published SQLite datasets.",
         subcommands: [
             QueryCommand.self, ExplainCommand.self, DescribeCommand.self, PolicyCommand.self, FixturesCommand.self, UsageCommand.self,
-            ServeCommand.self, ConsumerCommand.self,
+            ServeCommand.self, ConsumerCommand.self, TraceCommand.self,
         ])
 }
 
