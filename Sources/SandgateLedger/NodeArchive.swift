@@ -80,7 +80,7 @@ public enum NodeArchive {
         public func bound(node: String, start: (seq: Int64, hash: String), end: (seq: Int64, hash: String)) throws(LedgerError) {
             do {
                 for (seq, hash) in [start, end] where seq > 0 {
-                    try connection.rows("INSERT OR IGNORE INTO usage_archives VALUES (?, ?, ?, '', ?)", [
+                    _ = try connection.rows("INSERT OR IGNORE INTO usage_archives VALUES (?, ?, ?, '', ?)", [
                         .text(node), .integer(seq), .text(hash), .text(NodeArchive.boundaryMAC(node: node, seq: seq, hash: hash, key: key)),
                     ])
                 }
