@@ -335,6 +335,11 @@ public final class Gateway: Sendable {
                                                      hint: "the ledger is unavailable; retry later"))
             response.truncated = false
             response.truncatedBy = nil
+            // Nothing is recorded, so nothing is metered either: rows, bytes and steps of a
+            // withheld result are figures about the data (red team: an oracle without a record).
+            response.usage = UsageSummary(queryID: pending.record.queryID, rows: 0, cells: 0, bytes: 0, maskedCells: 0,
+                                          suppressedGroups: nil, vmSteps: 0, elapsedMicroseconds: 0, costMicros: 0,
+                                          currency: response.usage.currency, seq: 0)
         }
         if case .failure(let error) = response.outcome {
             logger.notice("request refused", metadata: ["query_id": "\(pending.record.queryID)", "consumer": "\(pending.record.consumer)", "dataset": "\(pending.record.dataset)", "code": "\(error.code.rawValue)"])

@@ -77,8 +77,10 @@ struct UsageCommand: ParsableCommand {
             } catch {
                 throw Failure("\(error)")
             }
-            let published = Set(PolicyLoader.load(directory: common.policies).datasetFiles)
-            let lines = SandgateLedger.Invoice.lines(from: records, datasets: published)
+            // Every charge is billed, whether or not its dataset is still published (red team: an
+            // unpublished dataset, or a wrong --policies, made charges vanish). A refusal on an
+            // unknown dataset is recorded with dataset "" and never becomes a line.
+            let lines = SandgateLedger.Invoice.lines(from: records)
             let text = switch format {
             case .json: SandgateLedger.Invoice.json(lines, from: period.firstDay, to: period.lastDay)
             case .jsonl: SandgateLedger.Invoice.jsonLines(lines)
@@ -120,8 +122,7 @@ struct UsageCommand: ParsableCommand {
                 throw Failure("\(error)")
             }
             // The same selection as `usage invoice`, so statements and invoices sum to the same total.
-            let published = Set(PolicyLoader.load(directory: common.policies).datasetFiles)
-            var settlement = Settlement.settle(records: records, datasets: published)
+            var settlement = Settlement.settle(records: records)
             if let holder { settlement.statements.removeAll { $0.holder != holder } }
             try period.write(format == .json ? settlement.json(from: period.firstDay, to: period.lastDay)
                                              : settlement.csv(from: period.firstDay, to: period.lastDay))

@@ -157,5 +157,11 @@ final class RowCounter: @unchecked Sendable {
         done.wait()
         let completed = try #require(box.withLock { $0 })
         #expect(completed.error?.code == .unavailable && completed.result == nil)
+        // Red team: the meters of a withheld result are figures about the data; none are given.
+        for response in [blocking, completed] {
+            let usage = response.usage
+            #expect(usage.rows == 0 && usage.cells == 0 && usage.bytes == 0 && usage.vmSteps == 0 && usage.costMicros == 0
+                    && usage.maskedCells == 0 && usage.seq == 0 && !usage.queryID.isEmpty, "\(usage)")
+        }
     }
 }

@@ -301,6 +301,12 @@ struct CLIError: Error { let message: String; init(_ message: String) { self.mes
         let line = try #require((object["lines"] as? [[String: Any]])?.first)
         // + per_mib for each query's few result bytes, rounded up to 1 micro-unit.
         #expect(line["cost_micros"] as? Int == 2 * 1000 + 5 * 20 + 2 * 500 + 2 * 1)
+        // Red team: the charges of a dataset no longer published (or a wrong --policies) stay billed.
+        try FileManager.default.moveItem(atPath: workspace.root + "/Policies/retail.yaml", toPath: workspace.root + "/retail.yaml.unpublished")
+        let unpublished = try workspace.run("usage", "invoice", "--from", today, "--to", today, "--format", "csv")
+        #expect(unpublished.status == 0 && unpublished.stdout.contains("analyst-a,retail,,CNY,2,1,0,5,"), "\(unpublished.stdout) \(unpublished.stderr)")
+        let elsewhere = try workspace.run("usage", "invoice", "--from", today, "--to", today, "--format", "csv", "--policies", "does-not-exist")
+        #expect(elsewhere.stdout.contains("analyst-a,retail,,CNY,2,1,0,5,"), "\(elsewhere.stdout) \(elsewhere.stderr)")
         // Tamper with the ledger: no invoice.
         try Connection(path: workspace.root + "/var/usage.sqlite", mode: .readWrite).execute("UPDATE usage SET cost_micros = 0 WHERE seq = 1")
         let refused = try workspace.run("usage", "invoice", "--from", today, "--to", today, "--format", "csv")

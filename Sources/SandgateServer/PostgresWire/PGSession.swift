@@ -975,6 +975,8 @@ final class PGSession: ChannelInboundHandler {
     /// The usage summary of a gateway query, as a NoticeResponse (unless the client asked for none).
     private func notice(_ response: QueryResponse) {
         guard notices, !response.usage.queryID.isEmpty else { return }
+        // A result withheld because its record could not be written has no usage to report.
+        if response.error?.code == .unavailable, response.usage.seq == 0 { return }
         let usage = response.usage
         var text = "sandgate: query \(usage.queryID), \(usage.rows) row(s), \(usage.maskedCells) masked cell(s), cost \(usage.costMicros) micro-\(usage.currency)"
         if let suppressed = usage.suppressedGroups {
