@@ -171,7 +171,7 @@ public struct LedgerCheckpoint: Sendable, Equatable {
     }
 
     /// Parses and authenticates a checkpoint file; nil when it is missing.
-    static func read(path: String, key: SymmetricKey) throws(LedgerError) -> LedgerCheckpoint? {
+    public static func read(path: String, key: SymmetricKey) throws(LedgerError) -> LedgerCheckpoint? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
         let parts = String(decoding: data, as: UTF8.self).split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         guard parts.count == 6, parts[0] == magic, let seq = Int64(parts[2]), let first = Int64(parts[4]) else {
@@ -186,7 +186,7 @@ public struct LedgerCheckpoint: Sendable, Equatable {
 
     /// Replaces the checkpoint atomically (temporary file, fsync, rename) unless the one on disk
     /// is already at or past `seq`: several processes may append to one ledger.
-    func write(path: String, key: SymmetricKey) throws(LedgerError) {
+    public func write(path: String, key: SymmetricKey) throws(LedgerError) {
         let lock = open(path + ".lock", O_RDWR | O_CREAT, 0o600)
         guard lock >= 0 else { throw LedgerError("cannot open \(path).lock") }
         defer { close(lock) }

@@ -25,6 +25,10 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     private var writerSession: PostgresSession?
     private let anchorLock = NSLock()
     private var anchorProblem: String?
+    /// Where this node keeps its local checkpoint (beside the key).
+    private let stateDirectory: String
+    /// When the local checkpoint was last written (writer thread only).
+    private var checkpointWritten = Date.distantPast
     /// How long a hold counts when its node never charges or releases it (a crash).
     static let holdLifetime = "5 minutes"
 
@@ -38,6 +42,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         self.url = url
         self.nodeID = nodeID
         key = try LedgerKey.loadOrCreate(path: keyPath).0
+        stateDirectory = (keyPath as NSString).deletingLastPathComponent
         connector = PostgresConnector(url: url, logger: logger)
         committer = GroupCommit(name: "sandgate-ledger-pg")
         try connector.withSession { session throws(LedgerError) in
@@ -186,7 +191,45 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             throw LedgerError("node \(nodeID)'s chain moved past seq \(start.seq) (another writer with this node id?); nothing was written")
         }
         tail = (chain.seq, chain.hash)
+        writeLocalCheckpoint(force: false)
         return records
+    }
+
+    // MARK: Local checkpoint
+
+    /// The anchor row lives in the database an attacker may write; a copy of this node's tail
+    /// outside it (`<state>/usage-node-<id>.checkpoint`, MACed like the SQLite ledger's) lets
+    /// `usage verify` find a deleted node or a rolled-back tail (red team). Written at most every
+    /// 100 ms after a commit, and on close.
+    static func checkpointPath(directory: String, node: String) -> String {
+        let safe = node.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0)) }
+        return (directory as NSString).appendingPathComponent("usage-node-\(safe ? node : Hex.encode(Array(node.utf8))).checkpoint")
+    }
+
+    private func writeLocalCheckpoint(force: Bool) {
+        guard let tail, force || Date().timeIntervalSince(checkpointWritten) >= 0.1 else { return }
+        do {
+            try LedgerCheckpoint(nodeID: nodeID, seq: tail.seq, hash: tail.hash, firstKeyedSeq: 1)
+                .write(path: Self.checkpointPath(directory: stateDirectory, node: nodeID), key: key)
+            checkpointWritten = Date()
+        } catch {
+            anchorLock.lock()
+            anchorProblem = anchorProblem ?? "cannot write the local checkpoint: \(error.message)"
+            anchorLock.unlock()
+        }
+    }
+
+    /// Every node checkpoint in the state directory (this node's, and any an operator copied
+    /// there from other nodes), MAC-checked.
+    private func localCheckpoints() throws(LedgerError) -> [LedgerCheckpoint] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: stateDirectory)) ?? []
+        var found: [LedgerCheckpoint] = []
+        for name in names.sorted() where name.hasPrefix("usage-node-") && name.hasSuffix(".checkpoint") {
+            if let checkpoint = try LedgerCheckpoint.read(path: (stateDirectory as NSString).appendingPathComponent(name), key: key) {
+                found.append(checkpoint)
+            }
+        }
+        return found
     }
 
     /// A whole batch in one statement: each record column is one array parameter (`$1`…`$32`);
@@ -230,6 +273,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
 
     public func close() {
         committer.stop()
+        writeLocalCheckpoint(force: true)
         writerSession = nil
         connector.closeAll()
     }
@@ -544,6 +588,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         if orphans > 0 {
             return LedgerProblem(seq: nil, reason: "\(orphans) records belong to no registered node (inserted, or a node's anchor was deleted)")
         }
+        var boundaries: [String: (seq: Int64, hash: String)] = [:]
         for anchor in anchors {
             let expected = LedgerCheckpoint(nodeID: anchor.node, seq: anchor.seq, hash: anchor.hash, firstKeyedSeq: 1).mac(key: key)
             guard constantTimeEqual(expected, anchor.mac) else {
@@ -554,6 +599,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             case .success(let found): boundary = found
             case .failure(let problem): return problem
             }
+            boundaries[anchor.node] = boundary
             var verifier = ChainVerifier(key: key, anchorSeq: anchor.seq, after: boundary)
             var problem: LedgerProblem?
             var binds = PostgresBindings()
@@ -566,8 +612,40 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                 return LedgerProblem(seq: found.seq, reason: "node \(anchor.node): \(found.reason)")
             }
         }
+        if let problem = try checkLocalCheckpoints(anchors: anchors, boundaries: boundaries) { return problem }
         if let broken = anchorFailure {
             return LedgerProblem(seq: nil, reason: "the anchor was broken when this node started: \(broken)")
+        }
+        return nil
+    }
+
+    /// Each node checkpoint kept outside the database must still be in its node's verified chain:
+    /// a node deleted from the database, or its tail rolled back with an older anchor row,
+    /// verifies inside the database but not against the copy outside it.
+    private func checkLocalCheckpoints(anchors: [(node: String, seq: Int64, hash: String, mac: String)],
+                                       boundaries: [String: (seq: Int64, hash: String)]) throws(LedgerError) -> LedgerProblem? {
+        for checkpoint in try localCheckpoints() where checkpoint.seq > 0 {
+            guard let anchor = anchors.first(where: { $0.node == checkpoint.nodeID }) else {
+                return LedgerProblem(seq: checkpoint.seq, reason: "node \(checkpoint.nodeID): its checkpoint outside the database names seq \(checkpoint.seq), but the ledger has no chain of that node (deleted)")
+            }
+            guard anchor.seq >= checkpoint.seq else {
+                return LedgerProblem(seq: anchor.seq + 1, reason: "node \(checkpoint.nodeID): the chain ends at seq \(anchor.seq) but its checkpoint outside the database names seq \(checkpoint.seq) (rolled back)")
+            }
+            let boundary = boundaries[checkpoint.nodeID] ?? (0, HashChain.genesisHash)
+            let hash: String?
+            if checkpoint.seq < boundary.seq {
+                continue   // archived: the archive file carries it
+            } else if checkpoint.seq == boundary.seq {
+                hash = boundary.hash
+            } else {
+                let rows = try connector.withSession { session throws(LedgerError) in
+                    try session.run("SELECT record_hash FROM usage WHERE node_id = $1 AND seq = $2", Self.binds(checkpoint.nodeID, checkpoint.seq))
+                }
+                if let row = rows.first { hash = try Self.decode(row, String.self) } else { hash = nil }
+            }
+            guard hash == checkpoint.hash else {
+                return LedgerProblem(seq: checkpoint.seq, reason: "node \(checkpoint.nodeID): the record differs from its checkpoint outside the database")
+            }
         }
         return nil
     }

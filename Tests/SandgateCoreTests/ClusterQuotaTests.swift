@@ -13,7 +13,7 @@ import Testing
     func lastTenQueries() throws {
         guard let server = try PostgresTestServer.shared() else { return }
         let url = try server.makeDatabase()
-        let key = NSTemporaryDirectory() + "sandgate-cluster-key-\(UUID().uuidString)"
+        let key = try privateKeyPath()
         let workspaces = try (0..<3).map { _ in try TestWorkspace(consumers: TestWorkspace.consumers(grant: "{ daily_queries: 15 }")) }
         let nodes = try workspaces.enumerated().map { index, workspace in
             try Gateway(configuration: GatewayConfiguration(
@@ -56,7 +56,7 @@ import Testing
         let server = try PostgresTestServer.makePrivate()
         defer { server.destroy() }
         let url = try server.makeDatabase()
-        let key = NSTemporaryDirectory() + "sandgate-down-key-\(UUID().uuidString)"
+        let key = try privateKeyPath()
         let workspace = try TestWorkspace(consumers: TestWorkspace.consumers(grant: "{ daily_queries: 100 }"))
         let gateway = try Gateway(configuration: GatewayConfiguration(
             policiesDirectory: workspace.policies, stateDirectory: workspace.state, poolSize: 2,
@@ -82,4 +82,12 @@ import Testing
         #expect(ids.contains(before.usage.queryID) && ids.contains(after.usage.queryID))
         #expect(try gateway.ledger.verify() == nil)
     }
+}
+
+/// A ledger key path in a directory of its own: a PostgreSQL node keeps its checkpoint beside
+/// the key, so tests sharing the temporary directory would read each other's.
+func privateKeyPath() throws -> String {
+    let directory = NSTemporaryDirectory() + "sandgate-pg-\(UUID().uuidString)"
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    return directory + "/usage.key"
 }

@@ -31,7 +31,8 @@ struct StoreUnderTest {
 
     /// Opens a fresh store of `kind`; nil when PostgreSQL is not installed here (skip printed).
     static func make(_ kind: StoreKind) throws -> StoreUnderTest? {
-        let key = NSTemporaryDirectory() + "sandgate-key-\(UUID().uuidString)"
+        // A private directory: a PostgreSQL node keeps its checkpoint beside the key.
+        let key = (try temporaryLedgerDirectory() as NSString).deletingLastPathComponent + "/usage.key"
         switch kind {
         case .sqlite:
             let path = try temporaryLedgerDirectory()
@@ -361,6 +362,35 @@ func raceForQuota(stores: [any LedgerStore], threads: Int, limit: Int64) throws 
         #expect(try store.verify() != nil)
     }
 
+    /// Red team: the anchor rows live in the database an attacker may write. A node's checkpoint
+    /// kept outside it (beside the key) catches a deleted node and a rolled-back tail.
+    @Test("a node deleted from the database, or its tail rolled back with an older anchor, fails verify against the checkpoint outside it")
+    func checkpointOutsideTheDatabase() throws {
+        guard let subject = try StoreUnderTest.make(.postgres) else { return }
+        let other = try subject.open("node-b")
+        for index in 1...3 { _ = try subject.store.append(sampleRecord(index)) }
+        _ = try other.append(sampleRecord(4))
+        // The attacker keeps a copy of node-b's valid anchor row at seq 1 …
+        try subject.execute("CREATE TABLE saved AS SELECT * FROM usage_nodes WHERE node_id = 'node-b'")
+        _ = try other.append(sampleRecord(5))
+        subject.store.close()
+        other.close()
+        let checkpoint = (subject.keyPath as NSString).deletingLastPathComponent + "/usage-node-node-b.checkpoint"
+        #expect(FileManager.default.fileExists(atPath: checkpoint))
+        let verifier = try subject.open("node-a")
+        #expect(try verifier.verify() == nil)
+        // … and rolls node-b back: deletes seq 2 and puts the old anchor row (its MAC valid) back.
+        try subject.execute("DELETE FROM usage WHERE node_id = 'node-b' AND seq = 2")
+        try subject.execute("UPDATE usage_nodes SET seq = saved.seq, hash = saved.hash, mac = saved.mac FROM saved WHERE usage_nodes.node_id = 'node-b'")
+        let rolledBack = try #require(try verifier.verify())
+        #expect(rolledBack.reason.contains("rolled back"), "\(rolledBack)")
+        // Delete node-b entirely (records and anchor): verified inside the database, not outside.
+        try subject.execute("DELETE FROM usage WHERE node_id = 'node-b'")
+        try subject.execute("DELETE FROM usage_nodes WHERE node_id = 'node-b'")
+        let problem = try #require(try verifier.verify())
+        #expect(problem.reason.contains("node-b") && problem.reason.contains("deleted"), "\(problem)")
+    }
+
     @Test("URLs name a user, a host and a database", arguments: [
         ("postgres://sandgate@127.0.0.1:5432/ledger", true), ("postgresql://u:pw@db/x", true),
         ("postgres://127.0.0.1/ledger", false), ("postgres://u@h/", false), ("mysql://u@h/x", false),
@@ -380,7 +410,7 @@ func raceForQuota(stores: [any LedgerStore], threads: Int, limit: Int64) throws 
         defer { server.destroy() }
         _ = shared
         let url = try server.makeDatabase()
-        let store = try PostgresLedgerStore(url: url, nodeID: "n", keyPath: NSTemporaryDirectory() + "sandgate-key-\(UUID().uuidString)")
+        let store = try PostgresLedgerStore(url: url, nodeID: "n", keyPath: (try temporaryLedgerDirectory() as NSString).deletingLastPathComponent + "/usage.key")
         _ = try store.append(sampleRecord(1))
         server.stop()
         #expect(throws: LedgerError.self) { try store.append(sampleRecord(2)) }
