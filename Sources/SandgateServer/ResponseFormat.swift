@@ -58,7 +58,32 @@ public enum ResponseFormat {
         JSONText.appendString(usage.nodeID, to: &output)
         output += ",\"record_hash\":"
         JSONText.appendString(usage.recordHash, to: &output)
+        // Private aggregates (issue 10): ε spent, and the 95% half-width of each noisy column.
+        if !usage.noise.isEmpty || usage.epsilonMicros > 0 {
+            output += ",\"epsilon\":" + epsilonText(usage.epsilonMicros) + ",\"noise\":{"
+            output += usage.noise.map { JSONText.quoted($0.column) + ":" + halfWidthText($0.halfWidth) }.joined(separator: ",")
+            output += "}"
+        }
         return output + "}"
+    }
+
+    /// micro-ε as a JSON number (`500000` → `0.5`), exact.
+    public static func epsilonText(_ micros: Int64) -> String {
+        let whole = micros / 1_000_000, fraction = abs(micros % 1_000_000)
+        guard fraction != 0 else { return String(whole) }
+        var digits = String(fraction)
+        digits = String(repeating: "0", count: 6 - digits.count) + digits
+        while digits.hasSuffix("0") { digits.removeLast() }
+        return (micros < 0 && whole == 0 ? "-" : "") + "\(whole).\(digits)"
+    }
+
+    /// A half-width as a JSON number with at most 6 decimal places.
+    public static func halfWidthText(_ value: Double) -> String {
+        guard value.isFinite else { return "null" }
+        var text = String(format: "%.6f", value)
+        while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+        return text
     }
 
     /// Appends `[v,…],[v,…]` straight from the result's byte chunks.
@@ -173,6 +198,10 @@ public enum ResponseFormat {
         var line = "\(usage.rows) row(s), \(usage.maskedCells) masked cell(s), \(usage.vmSteps) VM steps, \(String(format: "%.2f", Double(usage.elapsedMicroseconds) / 1000)) ms, cost \(usage.costMicros) micro-\(usage.currency), query \(usage.queryID)"
         if usage.suppressedGroups == nil { line += ", groups below the threshold are withheld" }
         if let truncatedBy { line += " — truncated by \(truncatedBy)" }
+        if !usage.noise.isEmpty || usage.epsilonMicros > 0 {
+            line += "; epsilon \(epsilonText(usage.epsilonMicros)) spent"
+            if !usage.noise.isEmpty { line += ", 95% ± " + usage.noise.map { "\($0.column) \(halfWidthText($0.halfWidth))" }.joined(separator: ", ") }
+        }
         return line
     }
 }

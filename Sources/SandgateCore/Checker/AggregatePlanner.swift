@@ -169,6 +169,10 @@ struct AggregatePlanner {
             if let offset = limit.offset { try checkConstant(offset) }
         }
 
+        if let privacy = table.privacy {
+            return try privatePlan(core: core, select: select, privacy: privacy, minimum: minimum,
+                                   outputs: mappedOutputs, having: having, orderBy: orderBy)
+        }
         note("threshold: groups of \(table.name) need at least \(minimum) distinct \(table.privacyUnit ?? "units"); smaller groups are \(table.smallGroups == .drop ? "dropped" : "merged into one remainder group")")
         note("two-stage plan: HAVING, ORDER BY and LIMIT apply to released groups only")
 
@@ -188,6 +192,181 @@ struct AggregatePlanner {
         return CheckedQuery(
             select: planned, maskedOutputs: mappedOutputs.map(\.masked), rules: rules,
             plan: ExecutionPlan(isAggregatePlan: true, tables: tables.map(\.name)))
+    }
+
+    // MARK: Differential privacy
+
+    static let rowsBounded = "__sg_rb", unitsBounded = "__sg_ub", random = "__sg_random"
+
+    /// The plan of a query on a table with `privacy:` (issue 10): stage 1 bounds each unit's
+    /// contribution (at most `max_rows_per_unit` rows per group, `max_groups_per_unit` groups,
+    /// chosen by a fresh CSPRNG draw per row and per group) and clamps measures to their bounds;
+    /// the sandbox adds exact discrete noise, selects groups and runs stage 2 over the released
+    /// groups only (`PrivatePlan`).
+    private mutating func privatePlan(
+        core: SelectCore, select: Select, privacy: PrivacyPolicy, minimum: Int,
+        outputs: [(expr: Expr, name: String, masked: Bool)], having: Expr?, orderBy: [OrderingTerm]
+    ) throws(GatewayError) -> CheckedQuery {
+        let table = tables[aggregateRelation]
+        // Measurements: units first (group selection), then what the aggregates need.
+        var measurements = [Measurement(kind: .units, bounds: nil)]
+        func index(of kind: Measurement.Kind, bounds: MeasureBounds?) -> Int {
+            if let found = measurements.firstIndex(where: { $0.kind == kind }) { return found }
+            measurements.append(Measurement(kind: kind, bounds: bounds))
+            return measurements.count - 1
+        }
+        var noisy: [NoisyAggregate] = []
+        var names: [String] = []
+        for aggregate in aggregates {
+            if aggregate.distinct, !aggregate.countsUnits {
+                throw GatewayError(.shapeNotAllowed, "\(aggregate.canonical) is not available on \(table.name): DISTINCT over a measure has no bounded sensitivity",
+                                   hint: "use count(*), count(\(aggregate.argument?.column.name ?? "m")), sum or avg")
+            }
+            names.append(aggregate.countsUnits ? "count(DISTINCT \(table.privacyUnit ?? "unit"))" : aggregate.argument.map { "\(aggregate.name)(\($0.column.name))" } ?? "count(*)")
+            guard let bound = aggregate.argument, !aggregate.countsUnits else {
+                noisy.append(.count(aggregate.countsUnits ? 0 : index(of: .rows, bounds: nil)))
+                continue
+            }
+            let column = bound.column.name
+            let bounds = bound.column.policy?.bounds
+            switch aggregate.name {
+            case "count":
+                noisy.append(.count(index(of: .values(column), bounds: nil)))
+            case "sum", "total":
+                guard let bounds else { throw Self.unbounded(table.name, column) }
+                noisy.append(.sum(index(of: .sum(column), bounds: bounds), real: aggregate.name == "total" || bounds.decimals > 0))
+            case "avg":
+                guard let bounds else { throw Self.unbounded(table.name, column) }
+                let sum = index(of: .sum(column), bounds: bounds)
+                noisy.append(.average(sum: sum, count: index(of: .values(column), bounds: nil), bounds: bounds))
+            default:
+                throw GatewayError(.functionNotAllowed, "\(aggregate.name)(\(column)) is not available on \(table.name): it releases one individual's value")
+            }
+        }
+        guard let calibrated = PrivatePlan.calibrate(measurements: measurements, privacy: privacy, minGroupSize: minimum) else {
+            throw GatewayError(.unavailable, "the privacy settings of \(table.name) cannot be calibrated", hint: "the data holder should run `sandgate policy check`")
+        }
+        let epsilon = Double(privacy.epsilonPerQueryMicros) / Double(PrivacyPolicy.microsPerEpsilon)
+        note("differential privacy: this query spends ε = \(epsilon) of a budget of \(Double(privacy.budgetMicros) / 1e6) per \(privacy.period == .total ? "consumer (never refreshed)" : privacy.period.rawValue); an identical query on the same snapshot returns the same answer and spends nothing")
+        note("each \(table.privacyUnit ?? "unit") contributes at most \(privacy.maxRowsPerUnit) rows to each of at most \(privacy.maxGroupsPerUnit) groups (chosen at random per query); measures are clamped to their bounds")
+        note("private group selection: a group is released only if its noisy count of distinct \(table.privacyUnit ?? "units") reaches \(calibrated.threshold) (δ = \(privacy.delta), min_group_size \(minimum))")
+
+        let stageOne = privateStageOne(whereClause: core.whereClause.map(qualified), measurements: measurements, privacy: privacy)
+        let keyNames = keys.indices.map { "__sg_k\($0)" }
+        let aggregateNames = aggregates.indices.map { "__sg_a\($0)" }
+        // What `rendered` shows and what a statement description prepares: stage 2 over an
+        // empty stand-in for the released groups (the sandbox puts the noisy groups there).
+        let standIn = CommonTable(name: Self.grouped, columns: keyNames + aggregateNames + [Self.unitCount], materialized: nil,
+                                  select: Self.releasedGroups([], width: keyNames.count + aggregateNames.count + 1))
+        let outer = SelectCore(
+            distinct: core.distinct,
+            columns: outputs.map { .expr($0.expr, alias: $0.name, span: $0.name) },
+            from: .table(name: Self.grouped, schema: nil, alias: nil, indexHint: nil),
+            whereClause: having)
+        let stageTwo = Select(body: .core(outer), orderBy: orderBy, limit: select.limit)
+        var shown = stageTwo
+        shown.with = With(recursive: false, tables: [standIn])
+        let plan = PrivatePlan(
+            stageOneSQL: Renderer.render(stageOne), stageTwo: stageTwo, keyCount: keys.count, measurements: measurements,
+            calibrations: calibrated.calibrations, aggregates: noisy, threshold: calibrated.threshold,
+            epsilonMicros: privacy.epsilonPerQueryMicros, budgetMicros: privacy.budgetMicros, period: privacy.period, aggregateNames: names,
+            outputAggregates: outputs.map { output -> Int? in
+                if case .column(let reference) = output.expr, reference.column.hasPrefix("__sg_a") { return Int(reference.column.dropFirst(6)) }
+                return nil
+            })
+        return CheckedQuery(
+            select: shown, maskedOutputs: outputs.map(\.masked), rules: rules,
+            plan: ExecutionPlan(isAggregatePlan: true, tables: tables.map(\.name), privacy: plan))
+    }
+
+    private static func unbounded(_ table: String, _ column: String) -> GatewayError {
+        GatewayError(.functionNotAllowed, "\(table).\(column) has no bounds, so its sum cannot be released privately", hint: "the data holder sets bounds: [lower, upper] on the measure")
+    }
+
+    /// Released groups as a VALUES list (or an empty SELECT of `width` NULLs when there are none).
+    static func releasedGroups(_ rows: [[Expr]], width: Int) -> Select {
+        if rows.isEmpty {
+            return Select(body: .core(SelectCore(columns: (0..<width).map { _ in .expr(.literal(.null), alias: nil, span: "NULL") },
+                                                 whereClause: .literal(.number("0")))))
+        }
+        return Select(body: .values(rows))
+    }
+
+    /// Stage 1 of a private plan: rows with keys evaluated once and measures clamped, each unit's
+    /// rows in a group numbered in a random order (kept: the first `max_rows_per_unit`), each
+    /// unit's groups numbered in a random order (kept: the first `max_groups_per_unit`), then one
+    /// row per group with the raw measurements, in key order.
+    private func privateStageOne(whereClause: Expr?, measurements: [Measurement], privacy: PrivacyPolicy) -> Select {
+        let keyNames = keys.indices.map { "__sg_k\($0)" }
+        let unit = unitReference()
+        var measures: [(name: String, bounds: MeasureBounds?)] = []
+        for measurement in measurements {
+            switch measurement.kind {
+            case .values(let name), .sum(let name):
+                if !measures.contains(where: { $0.name == name }) { measures.append((name, measurement.bounds)) }
+            default: break
+            }
+        }
+        for measurement in measurements {
+            if case .sum(let name) = measurement.kind, let index = measures.firstIndex(where: { $0.name == name }) { measures[index].bounds = measurement.bounds }
+        }
+        func literal(_ value: Double) -> Expr { .literal(.number(Self.numberText(value))) }
+        func randomOrder(_ partition: [Expr]) -> WindowReference {
+            .definition(WindowDefinition(base: nil, partitionBy: partition,
+                                         orderBy: [OrderingTerm(expr: Self.call(Self.random, []), descending: nil, nullsFirst: nil)], frame: nil))
+        }
+        var rowColumns: [ResultColumn] = keys.enumerated().map { .expr($0.element.expr, alias: keyNames[$0.offset], span: "") }
+        rowColumns.append(.expr(unit, alias: Self.unitValue, span: ""))
+        for (index, measure) in measures.enumerated() {
+            var value = Self.column(measure.name, relations[aggregateRelation].name)
+            if let bounds = measure.bounds {
+                // Scalar max/min with a NULL argument give NULL: NULLs stay uncounted.
+                value = Self.call("max", [literal(bounds.lower), Self.call("min", [literal(bounds.upper), value])])
+            }
+            rowColumns.append(.expr(value, alias: "__sg_v\(index)", span: ""))
+        }
+        rowColumns.append(.expr(.function(FunctionCall(name: "row_number", distinct: false, star: false, arguments: [], filter: nil,
+                                                       over: randomOrder([unit] + keys.map(\.expr)))), alias: "__sg_rn", span: ""))
+        let rows = CommonTable(name: Self.rowsBounded, columns: [], materialized: true, select: Select(body: .core(SelectCore(
+            columns: rowColumns, from: joinTree(), whereClause: whereClause))))
+
+        var unitColumns: [ResultColumn] = keyNames.map { .expr(Self.column($0), alias: $0, span: "") }
+        unitColumns.append(.expr(Self.column(Self.unitValue), alias: Self.unitValue, span: ""))
+        unitColumns.append(.expr(Self.call("count", [], star: true), alias: "__sg_c", span: ""))
+        for index in measures.indices {
+            unitColumns.append(.expr(Self.call("count", [Self.column("__sg_v\(index)")]), alias: "__sg_c\(index)", span: ""))
+            unitColumns.append(.expr(Self.call("total", [Self.column("__sg_v\(index)")]), alias: "__sg_s\(index)", span: ""))
+        }
+        unitColumns.append(.expr(.function(FunctionCall(name: "row_number", distinct: false, star: false, arguments: [], filter: nil,
+                                                        over: randomOrder([Self.column(Self.unitValue)]))), alias: "__sg_gn", span: ""))
+        let perUnit = CommonTable(name: Self.unitsBounded, columns: [], materialized: true, select: Select(body: .core(SelectCore(
+            columns: unitColumns, from: .table(name: Self.rowsBounded, schema: nil, alias: nil, indexHint: nil),
+            whereClause: .binary(.lessEqual, Self.column("__sg_rn"), .literal(.number(String(privacy.maxRowsPerUnit)))),
+            groupBy: [Self.column(Self.unitValue)] + keyNames.map { Self.column($0) }))))
+
+        var groupColumns: [ResultColumn] = keyNames.map { .expr(Self.column($0), alias: $0, span: "") }
+        for measurement in measurements {
+            let expr: Expr
+            switch measurement.kind {
+            case .units: expr = Self.call("count", [], star: true)
+            case .rows: expr = Self.call("total", [Self.column("__sg_c")])
+            case .values(let name): expr = Self.call("total", [Self.column("__sg_c\(measures.firstIndex { $0.name == name } ?? 0)")])
+            case .sum(let name): expr = Self.call("total", [Self.column("__sg_s\(measures.firstIndex { $0.name == name } ?? 0)")])
+            }
+            groupColumns.append(.expr(expr, alias: nil, span: ""))
+        }
+        let groups = SelectCore(
+            columns: groupColumns, from: .table(name: Self.unitsBounded, schema: nil, alias: nil, indexHint: nil),
+            whereClause: .binary(.lessEqual, Self.column("__sg_gn"), .literal(.number(String(privacy.maxGroupsPerUnit)))),
+            groupBy: keyNames.map { Self.column($0) })
+        return Select(with: With(recursive: false, tables: materializedRowsTables() + [rows, perUnit]), body: .core(groups),
+                      orderBy: keyNames.map { OrderingTerm(expr: Self.column($0), descending: nil, nullsFirst: nil) })
+    }
+
+    /// A number as SQL text that SQLite reads back as the same value (integers without a point).
+    static func numberText(_ value: Double) -> String {
+        if value == value.rounded(), abs(value) < 9e15 { return String(Int64(value)) }
+        return "\(value)"
     }
 
     // MARK: Join tree

@@ -13,6 +13,9 @@ public final class DatasetRuntime: Sendable {
     public let facts: SnapshotFacts
     let key: [UInt8]
     let pool: SandboxPool
+    /// Released answers of private queries (issue 10): a new snapshot or policy is a new runtime,
+    /// so an answer is never reused across them.
+    let privateAnswers = PrivateAnswers()
     /// Checked and rendered queries by SQL text (refusals too): the same text against the same
     /// policy always checks the same way. Bounded; cleared when full.
     private let plans = Mutex<[String: Result<PreparedQuery, GatewayError>]>([:])

@@ -1,0 +1,131 @@
+import Foundation
+import SandgateLedger
+import SandgatePolicy
+import SandgateSQLite
+import Synchronization
+
+/// A consumer's ε budget on a dataset for one private query: the table's `budget.epsilon`, lowered
+/// by the grant's `epsilon_budget`, counted since the start of its period.
+struct PrivacyBudget: Sendable {
+    let micros: Int64
+    /// Start of the current period (µs since the epoch; 0 for `total`).
+    let since: Int64
+    let period: BudgetPeriod
+
+    init(plan: PrivatePlan, grant: Grant, at now: Int64) {
+        micros = min(plan.budgetMicros, grant.epsilonBudgetMicros ?? .max)
+        period = plan.period
+        switch plan.period {
+        case .day: since = Timestamp.startOfDay(containing: now)
+        case .month: since = Timestamp.startOfMonth(containing: now)
+        case .total: since = 0
+        }
+    }
+
+    /// When the budget refreshes next, as users read it.
+    static func nextRefresh(_ period: BudgetPeriod, now: Int64) -> String {
+        switch period {
+        case .day: return "at 00:00 UTC"
+        case .month: return "on the 1st of the month, 00:00 UTC"
+        case .total: return "never (the budget is for all time; ask the data holder)"
+        }
+    }
+
+    /// The refusal of a query whose ε does not fit in what is left.
+    static func exhausted(remainingMicros: Int64, budgetMicros: Int64, needed: Int64, period: BudgetPeriod, now: Int64) -> GatewayError {
+        GatewayError(.privacyBudgetExhausted,
+                     "the privacy budget is spent: this query needs epsilon \(epsilonText(needed)), \(epsilonText(remainingMicros)) of \(epsilonText(budgetMicros)) is left",
+                     hint: "remaining epsilon \(epsilonText(remainingMicros)); the budget refreshes \(nextRefresh(period, now: now)); repeating an earlier query costs nothing")
+    }
+
+    /// micro-ε as a decimal (`500000` → `0.5`).
+    static func epsilonText(_ micros: Int64) -> String {
+        let whole = micros / 1_000_000, fraction = abs(micros % 1_000_000)
+        guard fraction != 0 else { return String(whole) }
+        var digits = String(fraction)
+        digits = String(repeating: "0", count: 6 - digits.count) + digits
+        while digits.hasSuffix("0") { digits.removeLast() }
+        return (micros < 0 && whole == 0 ? "-" : "") + "\(whole).\(digits)"
+    }
+}
+
+/// The released groups of one private query, kept so that an identical query (same consumer,
+/// same stage 1, same parameters, same runtime — so the same snapshot and policy) returns the
+/// same noisy answer and spends nothing: repetition cannot average the noise away.
+struct PrivateAnswer: Sendable {
+    let runtime: DatasetRuntime
+    let key: String
+    let groups: ReleasedGroups
+
+    init(runtime: DatasetRuntime, consumer: String, plan: PrivatePlan, parameters: QueryParameters, groups: ReleasedGroups) {
+        self.runtime = runtime
+        key = Self.key(consumer: consumer, plan: plan, parameters: parameters)
+        self.groups = groups
+    }
+
+    static func key(consumer: String, plan: PrivatePlan, parameters: QueryParameters) -> String {
+        var key = consumer + "\u{1F}" + plan.stageOneSQL + "\u{1F}"
+        switch parameters {
+        case .none: break
+        case .positional(let values): key += values.map(describe).joined(separator: "\u{1E}")
+        case .named(let values): key += values.sorted { $0.key < $1.key }.map { $0.key + "=" + describe($0.value) }.joined(separator: "\u{1E}")
+        }
+        return key
+    }
+
+    /// A parameter with its storage class, so `1` and `'1'` are different keys.
+    static func describe(_ value: SQLValue) -> String {
+        switch value {
+        case .null: return "n"
+        case .integer(let number): return "i\(number)"
+        case .real(let number): return "r\(number.bitPattern)"
+        case .text(let text): return "t" + text
+        case .blob(let bytes): return "b" + bytes.map { String($0, radix: 16) }.joined(separator: ",")
+        }
+    }
+}
+
+/// The answers a runtime remembers (bounded: the oldest half is dropped when full; a dropped
+/// answer is charged again when asked again, so forgetting never undercharges).
+final class PrivateAnswers: Sendable {
+    private let answers = Mutex<(entries: [String: ReleasedGroups], order: [String])>(([:], []))
+    static let capacity = 10_000
+
+    func answer(for key: String) -> ReleasedGroups? {
+        answers.withLock { $0.entries[key] }
+    }
+
+    func remember(_ key: String, _ groups: ReleasedGroups) {
+        answers.withLock { state in
+            guard state.entries[key] == nil else { return }
+            if state.order.count >= Self.capacity {
+                let dropped = state.order.prefix(Self.capacity / 2)
+                for old in dropped { state.entries[old] = nil }
+                state.order.removeFirst(dropped.count)
+            }
+            state.entries[key] = groups
+            state.order.append(key)
+        }
+    }
+}
+
+extension DatasetRuntime {
+    /// The answer an identical earlier query of `consumer` released, if remembered.
+    func rememberedAnswer(consumer: String, plan: PrivatePlan, parameters: QueryParameters) -> PrivateAnswer? {
+        let key = PrivateAnswer.key(consumer: consumer, plan: plan, parameters: parameters)
+        return privateAnswers.answer(for: key).map { PrivateAnswer(runtime: self, key: key, groups: $0) }
+    }
+
+    /// Remembers `answer` (called once its record is committed).
+    func remember(_ answer: PrivateAnswer) {
+        privateAnswers.remember(answer.key, answer.groups)
+    }
+}
+
+extension PrivateAnswer {
+    init(runtime: DatasetRuntime, key: String, groups: ReleasedGroups) {
+        self.runtime = runtime
+        self.key = key
+        self.groups = groups
+    }
+}
