@@ -292,7 +292,8 @@ public final class Gateway: Sendable {
             policyVersion: runtime?.policy.version ?? "", status: .refused, errorCode: "", rows: 0, cells: 0,
             bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
             costMicros: 0, currency: runtime?.policy.pricing.currency ?? "", sqlSHA256: Self.sha256Hex(request.sql),
-            sql: request.sql, rewrittenSQL: "").bounded()
+            sql: request.sql, rewrittenSQL: "", clientAddress: request.clientAddress,
+            holder: runtime?.policy.owner ?? "").bounded()
     }
 
     /// Records a request that a front end refused before running it (`overloaded`: too many in

@@ -17,13 +17,18 @@ public struct QueryRequest: Sendable {
     public var parameters: QueryParameters
     /// Set by the front end to stop the query while it runs (PostgreSQL's CancelRequest).
     public var cancellation: Cancellation?
+    /// The client's address as the front end saw it (recorded in `client_address`); empty for
+    /// the local CLI.
+    public var clientAddress: String
 
-    public init(consumer: String, dataset: String, sql: String, parameters: QueryParameters = .none, cancellation: Cancellation? = nil) {
+    public init(consumer: String, dataset: String, sql: String, parameters: QueryParameters = .none,
+                cancellation: Cancellation? = nil, clientAddress: String = "") {
         self.consumer = consumer
         self.dataset = dataset
         self.sql = sql
         self.parameters = parameters
         self.cancellation = cancellation
+        self.clientAddress = clientAddress
     }
 }
 

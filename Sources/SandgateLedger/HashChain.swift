@@ -28,6 +28,7 @@ public struct HashChain {
         linked.seq = seq
         linked.nodeID = nodeID
         linked.prevHash = hash
+        linked.chain = LedgerChain.currentVersion
         linked.recordHash = LedgerChain.keyedHash(of: linked, key: key)
         hash = linked.recordHash
         return linked
@@ -45,6 +46,8 @@ public struct ChainVerifier {
     /// The last record that verified (0 and the genesis hash before the first).
     public private(set) var seq: Int64 = 0
     public private(set) var hash = HashChain.genesisHash
+    /// The chain version of the last record that verified.
+    private var version: Int64 = 1
     /// The anchor's `seq` (0: none) and the `record_hash` found there, once seen.
     private let anchorSeq: Int64
     private var anchorHash: String?
@@ -67,16 +70,24 @@ public struct ChainVerifier {
 
     /// The problem with `record` (stored with chain version `chain`), or nil when it extends the
     /// chain; after a problem the verifier must not be fed further records.
+    /// A keyed record's version is 2 or 3 and never lower than the one before it (the magic of
+    /// the canonical bytes names the version, so the stored `chain` cannot be changed unseen).
     public mutating func check(_ record: UsageRecord, chain: Int64) -> LedgerProblem? {
+        var record = record
+        record.chain = chain
         let keyed = record.seq >= firstKeyedSeq
+        let versionFits = keyed
+            ? (LedgerChain.firstKeyedVersion...LedgerChain.currentVersion).contains(chain) && chain >= version
+            : chain == 1
         let expectedHash = keyed ? LedgerChain.keyedHash(of: record, key: key) : LedgerChain.legacyHash(of: record)
-        guard record.seq == seq + 1, record.prevHash == hash,
-              chain == (keyed ? LedgerChain.keyedVersion : 1), constantTimeEqual(expectedHash, record.recordHash) else {
+        guard record.seq == seq + 1, record.prevHash == hash, versionFits,
+              constantTimeEqual(expectedHash, record.recordHash) else {
             return LedgerProblem(seq: record.seq, reason: "the record does not verify (changed, deleted, inserted, reordered or recomputed without the key)")
         }
         if record.seq == anchorSeq { anchorHash = record.recordHash }
         seq = record.seq
         hash = record.recordHash
+        version = chain
         return nil
     }
 

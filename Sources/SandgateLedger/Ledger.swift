@@ -75,8 +75,10 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
                 if case .text(let name) = row[0] { return name }
                 return nil
             }
-            if !columns.contains("chain") {
-                try writer.execute("ALTER TABLE usage ADD COLUMN chain INTEGER NOT NULL DEFAULT 1")
+            // Columns added since the first release, in order (records of older versions read
+            // them as empty; the table's column order is the same as a new table's).
+            for (column, definition) in Self.addedColumns where !columns.contains(column) {
+                try writer.execute("ALTER TABLE usage ADD COLUMN \(column) \(definition)")
             }
             reader = try Connection(path: path, mode: .readWrite)
             reader.set(.enableTrigger, false)
@@ -192,7 +194,9 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             vm_steps INTEGER NOT NULL, elapsed_us INTEGER NOT NULL, cost_micros INTEGER NOT NULL,
             currency TEXT NOT NULL, sql_sha256 TEXT NOT NULL, prev_hash TEXT NOT NULL,
             record_hash TEXT NOT NULL, sql TEXT NOT NULL, rewritten_sql TEXT NOT NULL,
-            chain INTEGER NOT NULL DEFAULT 1
+            chain INTEGER NOT NULL DEFAULT 1, purpose TEXT NOT NULL DEFAULT '',
+            epsilon_micros INTEGER NOT NULL DEFAULT 0, client_address TEXT NOT NULL DEFAULT '',
+            holder TEXT NOT NULL DEFAULT '', holder_share_ppm INTEGER NOT NULL DEFAULT 0
         );
         CREATE TABLE IF NOT EXISTS usage_archives (
             through_seq INTEGER PRIMARY KEY, through_hash TEXT NOT NULL, file TEXT NOT NULL, mac TEXT NOT NULL
@@ -200,6 +204,13 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         CREATE INDEX IF NOT EXISTS usage_by_consumer_day ON usage(consumer, dataset, started_at);
         CREATE INDEX IF NOT EXISTS usage_by_time ON usage(started_at);
         """
+
+    /// The columns that later versions added to `usage`, for ledgers created before them.
+    static let addedColumns: [(String, String)] = [
+        ("chain", "INTEGER NOT NULL DEFAULT 1"), ("purpose", "TEXT NOT NULL DEFAULT ''"),
+        ("epsilon_micros", "INTEGER NOT NULL DEFAULT 0"), ("client_address", "TEXT NOT NULL DEFAULT ''"),
+        ("holder", "TEXT NOT NULL DEFAULT ''"), ("holder_share_ppm", "INTEGER NOT NULL DEFAULT 0"),
+    ]
 
     // MARK: Appending
 
@@ -229,7 +240,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             for entry in batch {
                 let record = chain.link(entry.record)
                 insert.reset()
-                try insert.bind(Self.columnValues(record) + [.integer(LedgerChain.keyedVersion)])
+                try insert.bind(Self.columnValues(record))
                 _ = try insert.step()
                 // No record, no result: anything but exactly one stored row fails the batch.
                 guard writer.changes == 1 else { throw LedgerError("the ledger did not store record \(record.seq)") }
@@ -250,8 +261,9 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     static let insertSQL = """
         INSERT INTO usage (seq, query_id, started_at, finished_at, consumer, dataset, dataset_version,
             policy_version, status, error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated,
-            vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain)
-        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain,
+            purpose, epsilon_micros, client_address, holder, holder_share_ppm)
+        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
         """
 
     static func columnValues(_ r: UsageRecord) -> [SQLValue] {
@@ -261,7 +273,8 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             .text(r.errorCode), .integer(r.rows), .integer(r.cells), .integer(r.bytes), .integer(r.maskedCells),
             .integer(r.suppressedGroups), .integer(r.truncated ? 1 : 0), .integer(r.vmSteps),
             .integer(r.elapsedMicroseconds), .integer(r.costMicros), .text(r.currency), .text(r.sqlSHA256),
-            .text(r.prevHash), .text(r.recordHash), .text(r.sql), .text(r.rewrittenSQL),
+            .text(r.prevHash), .text(r.recordHash), .text(r.sql), .text(r.rewrittenSQL), .integer(r.chain),
+            .text(r.purpose), .integer(r.epsilonMicros), .text(r.clientAddress), .text(r.holder), .integer(r.holderSharePPM),
         ]
     }
 
@@ -293,8 +306,8 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         }
         var verifier = ChainVerifier(key: key, firstKeyedSeq: checkpoint.firstKeyedSeq, anchorSeq: checkpoint.seq, after: boundary)
         var problem: LedgerProblem?
-        try scan(where: "1", parameters: []) { record, chain in
-            problem = verifier.check(record, chain: chain)
+        try scan(where: "1", parameters: []) { record in
+            problem = verifier.check(record, chain: record.chain)
             return problem == nil
         }
         if let problem = problem ?? verifier.finish(anchorHash: checkpoint.hash) { return problem }
@@ -346,11 +359,11 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         case .failure(let problem): throw LedgerError(problem.description)
         case .success(let found): boundary = found
         }
-        var records: [(UsageRecord, Int64)] = []
+        var records: [UsageRecord] = []
         var through = boundary
         try scan(where: "seq <= coalesce((SELECT min(seq) - 1 FROM usage WHERE started_at >= ?), (SELECT max(seq) FROM usage))",
-                 parameters: [.integer(before)]) { record, chain in
-            records.append((record, chain))
+                 parameters: [.integer(before)]) { record in
+            records.append(record)
             through = (record.seq, record.recordHash)
             return true
         }
@@ -360,9 +373,9 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             try archive.execute(Self.schema)
             try archive.execute("BEGIN")
             guard let insert = try archive.prepare(Self.insertSQL) else { throw LedgerError("cannot prepare insert") }
-            for (record, chain) in records {
+            for record in records {
                 insert.reset()
-                try insert.bind(Self.columnValues(record) + [.integer(chain)])
+                try insert.bind(Self.columnValues(record))
                 _ = try insert.step()
             }
             // The archive's own start (the previous boundary) and its end, both MACed.
@@ -413,7 +426,8 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         do {
             guard let statement = try archive.prepare("SELECT * FROM usage ORDER BY seq") else { return nil }
             while try statement.step() {
-                problem = verifier.check(Self.record(from: statement), chain: statement.integer(at: 25))
+                let record = Self.record(from: statement)
+                problem = verifier.check(record, chain: record.chain)
                 if problem != nil { break }
             }
         } catch {
@@ -468,7 +482,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
 
     public func receipt(queryID: String) throws(LedgerError) -> Receipt? {
         var found: UsageRecord?
-        try scan(where: "query_id = ?", parameters: [.text(queryID)]) { record, _ in found = record; return false }
+        try scan(where: "query_id = ?", parameters: [.text(queryID)]) { record in found = record; return false }
         guard let record = found else { return nil }
         readLock.lock()
         defer { readLock.unlock() }
@@ -492,11 +506,11 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         if let to = filter.to { clauses.append("started_at < ?"); parameters.append(.integer(to)) }
         if let consumer = filter.consumer { clauses.append("consumer = ?"); parameters.append(.text(consumer)) }
         if let dataset = filter.dataset { clauses.append("dataset = ?"); parameters.append(.text(dataset)) }
-        try scan(where: clauses.isEmpty ? "1" : clauses.joined(separator: " AND "), parameters: parameters) { record, _ in visit(record) }
+        try scan(where: clauses.isEmpty ? "1" : clauses.joined(separator: " AND "), parameters: parameters, visit)
     }
 
-    /// Calls `visit` with each record and its chain version.
-    private func scan(where condition: String, parameters: [SQLValue], _ visit: (UsageRecord, Int64) -> Bool) throws(LedgerError) {
+    /// Calls `visit` with each record (its `chain` the stored version).
+    private func scan(where condition: String, parameters: [SQLValue], _ visit: (UsageRecord) -> Bool) throws(LedgerError) {
         readLock.lock()
         defer { readLock.unlock() }
         do {
@@ -505,7 +519,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             while try statement.step() {
                 var record = Self.record(from: statement)
                 record.nodeID = nodeID
-                if !visit(record, statement.integer(at: 25)) { break }
+                if !visit(record) { break }
             }
         } catch {
             throw LedgerError("cannot read usage: \(error.message)")
@@ -528,6 +542,15 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         record.seq = s.integer(at: 0)
         record.prevHash = text(21)
         record.recordHash = text(22)
+        record.chain = s.integer(at: 25)
+        // An archive written before version 3 lacks the later columns (they are empty there).
+        if s.columnCount > 30 {
+            record.purpose = text(26)
+            record.epsilonMicros = s.integer(at: 27)
+            record.clientAddress = text(28)
+            record.holder = text(29)
+            record.holderSharePPM = s.integer(at: 30)
+        }
         return record
     }
 }

@@ -7,18 +7,23 @@ import Foundation
 /// canonical bytes include `prev_hash`. The encoding is typed and length-prefixed, independent of
 /// any export format: changing how a field is printed never changes a hash.
 public enum LedgerChain {
-    /// The chain version of records written by this code (column `chain`). Records of version 1
-    /// (unkeyed SHA-256 over export text, before issue 12) still verify as they were written.
-    public static let keyedVersion: Int64 = 2
+    /// The chain version of records written by this code (column `chain`). Older versions still
+    /// verify as they were written: 1 (unkeyed SHA-256 over export text, before issue 12) and 2
+    /// (keyed, without the fields that version 3 added).
+    public static let currentVersion: Int64 = 3
+    /// The first keyed version.
+    public static let firstKeyedVersion: Int64 = 2
 
-    /// `SGLR2`, then per field a tag and its bytes: `i` + 8-byte big-endian two's-complement
-    /// integer, `t` + 4-byte big-endian byte length + UTF-8 bytes, `b` + one byte 0 or 1. Fields
-    /// in this order: prev_hash, seq, query_id, started_at, finished_at, consumer, dataset,
-    /// dataset_version, policy_version, status, error_code, rows, cells, bytes, masked_cells,
-    /// suppressed_groups, truncated, vm_steps, elapsed_us, cost_micros, currency, sql_sha256, sql,
-    /// rewritten_sql.
+    /// `SGLR<version>`, then per field a tag and its bytes: `i` + 8-byte big-endian
+    /// two's-complement integer, `t` + 4-byte big-endian byte length + UTF-8 bytes, `b` + one
+    /// byte 0 or 1. Fields in this order: prev_hash, seq, query_id, started_at, finished_at,
+    /// consumer, dataset, dataset_version, policy_version, status, error_code, rows, cells, bytes,
+    /// masked_cells, suppressed_groups, truncated, vm_steps, elapsed_us, cost_micros, currency,
+    /// sql_sha256, sql, rewritten_sql; version 3 then adds purpose, epsilon_micros,
+    /// client_address, holder, holder_share_ppm. The record's `chain` picks the version (2 or 3).
     public static func canonicalBytes(_ r: UsageRecord) -> [UInt8] {
-        var encoder = CanonicalEncoder(magic: "SGLR2")
+        let version = r.chain >= 3 ? 3 : 2
+        var encoder = CanonicalEncoder(magic: "SGLR\(version)")
         encoder.text(r.prevHash)
         encoder.integer(r.seq)
         encoder.text(r.queryID)
@@ -43,10 +48,17 @@ public enum LedgerChain {
         encoder.text(r.sqlSHA256)
         encoder.text(r.sql)
         encoder.text(r.rewrittenSQL)
+        if version >= 3 {
+            encoder.text(r.purpose)
+            encoder.integer(r.epsilonMicros)
+            encoder.text(r.clientAddress)
+            encoder.text(r.holder)
+            encoder.integer(r.holderSharePPM)
+        }
         return encoder.bytes
     }
 
-    /// The keyed hash of a record (its `prevHash` and `seq` set), lower-case hex.
+    /// The keyed hash of a record (its `prevHash`, `seq` and `chain` set), lower-case hex.
     public static func keyedHash(of record: UsageRecord, key: SymmetricKey) -> String {
         Hex.encode(HMAC<SHA256>.authenticationCode(for: canonicalBytes(record), using: key))
     }
@@ -56,8 +68,7 @@ public enum LedgerChain {
     public static func legacyHash(of record: UsageRecord) -> String {
         var hasher = SHA256()
         hasher.update(data: Array(record.prevHash.utf8))
-        var fields = record.exportFields
-        fields.removeLast(2)
+        var fields = record.legacyFields
         fields.append(record.sql)
         fields.append(record.rewrittenSQL)
         for field in fields {

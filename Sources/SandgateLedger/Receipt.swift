@@ -96,6 +96,13 @@ public struct Receipt: Sendable, Equatable {
             elapsedMicroseconds: elapsed, costMicros: cost, currency: currency, sqlSHA256: sqlSHA256, sql: sql, rewrittenSQL: rewritten)
         record.seq = seq
         record.nodeID = object["node_id"] as? String ?? ""
+        // Receipts of version-2 records carry neither `chain` nor the fields version 3 added.
+        record.chain = integer("chain") ?? LedgerChain.firstKeyedVersion
+        record.purpose = text("purpose") ?? ""
+        record.epsilonMicros = integer("epsilon_micros") ?? 0
+        record.clientAddress = text("client_address") ?? ""
+        record.holder = text("holder") ?? ""
+        record.holderSharePPM = integer("holder_share_ppm") ?? 0
         record.prevHash = prevHash
         record.recordHash = recordHash
         var links: [Link] = []

@@ -16,7 +16,6 @@ public enum UsageExport {
 
     /// One JSON line with the export columns plus `sql` and `rewritten_sql`; numbers stay numbers.
     public static func jsonLine(_ record: UsageRecord) -> String {
-        let numeric: Set<String> = ["seq", "rows", "cells", "bytes", "masked_cells", "suppressed_groups", "vm_steps", "elapsed_us", "cost_micros"]
         var output = "{"
         let names = UsageRecord.exportColumns + ["sql", "rewritten_sql"]
         let values = record.exportFields + [record.sql, record.rewrittenSQL]
@@ -24,7 +23,7 @@ public enum UsageExport {
             if index > 0 { output += "," }
             JSONText.appendString(name, to: &output)
             output += ":"
-            if numeric.contains(name) {
+            if UsageRecord.numericExportColumns.contains(name) {
                 output += value
             } else if name == "truncated" {
                 output += record.truncated ? "true" : "false"

@@ -44,13 +44,28 @@ public struct UsageRecord: Sendable, Hashable {
     public var sql: String
     /// The SQL that ran in the sandbox (empty when nothing ran).
     public var rewrittenSQL: String
+    /// What the consumer declared the query is for (issue 13); empty when none was given.
+    public var purpose: String
+    /// Privacy budget spent, ε × 1,000,000 (issue 10): integers, so sums of a budget are exact.
+    public var epsilonMicros: Int64
+    /// The client's address as the server saw it (`127.0.0.1:51234`); empty for the local CLI.
+    /// A failed login's address lives here, never inside the SQL fields.
+    public var clientAddress: String
+    /// The dataset's holder (its policy's `owner`) and the holder's share of the charge in parts
+    /// per million, as they were when the query ran: settlement is reproducible from the ledger
+    /// alone, whatever the policies say later.
+    public var holder: String
+    public var holderSharePPM: Int64
+    /// The chain version the record is hashed under (`LedgerChain`): set when it is linked or read.
+    public var chain: Int64 = LedgerChain.currentVersion
 
     public init(
         queryID: String, startedAt: Int64, finishedAt: Int64, consumer: String, dataset: String,
         datasetVersion: String, policyVersion: String, status: UsageStatus, errorCode: String, rows: Int64,
         cells: Int64, bytes: Int64, maskedCells: Int64, suppressedGroups: Int64, truncated: Bool, vmSteps: Int64,
         elapsedMicroseconds: Int64, costMicros: Int64, currency: String, sqlSHA256: String, sql: String,
-        rewrittenSQL: String
+        rewrittenSQL: String, purpose: String = "", epsilonMicros: Int64 = 0, clientAddress: String = "",
+        holder: String = "", holderSharePPM: Int64 = 0
     ) {
         self.queryID = queryID
         self.startedAt = startedAt
@@ -74,6 +89,11 @@ public struct UsageRecord: Sendable, Hashable {
         self.sqlSHA256 = sqlSHA256
         self.sql = sql
         self.rewrittenSQL = rewrittenSQL
+        self.purpose = purpose
+        self.epsilonMicros = epsilonMicros
+        self.clientAddress = clientAddress
+        self.holder = holder
+        self.holderSharePPM = holderSharePPM
     }
 
     // MARK: Bounds
@@ -88,9 +108,10 @@ public struct UsageRecord: Sendable, Hashable {
     public static let nameLimit = 64
     /// Every other text field (ids, versions, hashes, codes, currency).
     public static let fieldLimit = 256
-    /// The most bytes of text one stored record can hold: 2 × `sqlLimit` + 2 × `nameLimit` +
-    /// 9 × `fieldLimit` (with `prev_hash` and `record_hash`), about 132 KiB.
-    public static let maxTextBytes = 2 * sqlLimit + 2 * nameLimit + 9 * fieldLimit
+    /// The most bytes of text one stored record can hold: 2 × `sqlLimit` + 3 × `nameLimit`
+    /// (consumer, dataset, purpose) + 12 × `fieldLimit` (with `node_id`, `prev_hash`,
+    /// `record_hash`, `client_address` and `holder`), about 132 KiB.
+    public static let maxTextBytes = 2 * sqlLimit + 3 * nameLimit + 12 * fieldLimit
 
     /// This record with every text field cut by bytes, on a UTF-8 boundary, to its limit. The
     /// ledger stores only bounded records, so no caller can grow it by more per record.
@@ -105,6 +126,9 @@ public struct UsageRecord: Sendable, Hashable {
         cut(&record.errorCode, Self.fieldLimit)
         cut(&record.currency, Self.fieldLimit)
         cut(&record.sqlSHA256, Self.fieldLimit)
+        cut(&record.purpose, Self.nameLimit)
+        cut(&record.clientAddress, Self.fieldLimit)
+        cut(&record.holder, Self.fieldLimit)
         // A refusal is known by its code (a record still being built has none yet).
         let refused = record.status == .refused && !record.errorCode.isEmpty
         cut(&record.sql, refused ? Self.refusedSQLLimit : Self.sqlLimit)
@@ -114,19 +138,37 @@ public struct UsageRecord: Sendable, Hashable {
 
     /// The CSV export columns, in order (DESIGN.md §7).
     public static let exportColumns = [
-        "seq", "query_id", "started_at", "finished_at", "consumer", "dataset", "dataset_version",
-        "policy_version", "status", "error_code", "rows", "cells", "bytes", "masked_cells",
-        "suppressed_groups", "truncated", "vm_steps", "elapsed_us", "cost_micros", "currency",
-        "sql_sha256", "prev_hash", "record_hash",
+        "node_id", "seq", "query_id", "started_at", "finished_at", "consumer", "dataset", "dataset_version",
+        "policy_version", "purpose", "status", "error_code", "rows", "cells", "bytes", "masked_cells",
+        "suppressed_groups", "truncated", "vm_steps", "elapsed_us", "cost_micros", "currency", "epsilon_micros",
+        "holder", "holder_share_ppm", "client_address", "sql_sha256", "chain", "prev_hash", "record_hash",
     ]
 
     /// The exported text of each column of `exportColumns`, in order.
     public var exportFields: [String] {
         [
+            nodeID, String(seq), queryID, Timestamp.rfc3339(startedAt), Timestamp.rfc3339(finishedAt), consumer, dataset,
+            datasetVersion, policyVersion, purpose, status.rawValue, errorCode, String(rows), String(cells), String(bytes),
+            String(maskedCells), String(suppressedGroups), truncated ? "true" : "false", String(vmSteps),
+            String(elapsedMicroseconds), String(costMicros), currency, String(epsilonMicros), holder,
+            String(holderSharePPM), clientAddress, sqlSHA256, String(chain), prevHash, recordHash,
+        ]
+    }
+
+    /// The columns that the numbers of `exportColumns` are (unquoted in JSON).
+    public static let numericExportColumns: Set<String> = [
+        "seq", "rows", "cells", "bytes", "masked_cells", "suppressed_groups", "vm_steps", "elapsed_us", "cost_micros",
+        "epsilon_micros", "holder_share_ppm", "chain",
+    ]
+
+    /// The export text of chain version 1 (before issue 12), which that version hashed: `seq`
+    /// through `sql_sha256` as printed then. Frozen: only old records are checked with it.
+    var legacyFields: [String] {
+        [
             String(seq), queryID, Timestamp.rfc3339(startedAt), Timestamp.rfc3339(finishedAt), consumer, dataset,
             datasetVersion, policyVersion, status.rawValue, errorCode, String(rows), String(cells), String(bytes),
             String(maskedCells), String(suppressedGroups), truncated ? "true" : "false", String(vmSteps),
-            String(elapsedMicroseconds), String(costMicros), currency, sqlSHA256, prevHash, recordHash,
+            String(elapsedMicroseconds), String(costMicros), currency, sqlSHA256,
         ]
     }
 }

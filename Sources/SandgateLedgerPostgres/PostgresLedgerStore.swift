@@ -78,6 +78,12 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             PRIMARY KEY (node_id, seq)
         )
         """,
+        // Chain version 3's fields; a ledger created before them reads them as empty.
+        "ALTER TABLE usage ADD COLUMN IF NOT EXISTS purpose text NOT NULL DEFAULT ''",
+        "ALTER TABLE usage ADD COLUMN IF NOT EXISTS epsilon_micros bigint NOT NULL DEFAULT 0",
+        "ALTER TABLE usage ADD COLUMN IF NOT EXISTS client_address text NOT NULL DEFAULT ''",
+        "ALTER TABLE usage ADD COLUMN IF NOT EXISTS holder text NOT NULL DEFAULT ''",
+        "ALTER TABLE usage ADD COLUMN IF NOT EXISTS holder_share_ppm bigint NOT NULL DEFAULT 0",
         "CREATE INDEX IF NOT EXISTS usage_by_consumer_day ON usage (consumer, dataset, started_at)",
         "CREATE INDEX IF NOT EXISTS usage_by_time ON usage (started_at)",
         "CREATE INDEX IF NOT EXISTS usage_by_query_id ON usage (query_id)",
@@ -168,19 +174,23 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     static let insertSQL = """
         INSERT INTO usage (node_id, seq, query_id, started_at, finished_at, consumer, dataset, dataset_version,
             policy_version, status, error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated,
-            vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain)
-        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27)
+            vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain,
+            purpose, epsilon_micros, client_address, holder, holder_share_ppm)
+        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,
+            $28,$29,$30,$31,$32)
         """
 
     static func binds(for r: UsageRecord) -> PostgresBindings {
-        var b = PostgresBindings(capacity: 27)
+        var b = PostgresBindings(capacity: 32)
         b.append(r.nodeID); b.append(r.seq); b.append(r.queryID); b.append(r.startedAt); b.append(r.finishedAt)
         b.append(r.consumer); b.append(r.dataset); b.append(r.datasetVersion); b.append(r.policyVersion)
         b.append(r.status.rawValue); b.append(r.errorCode); b.append(r.rows); b.append(r.cells); b.append(r.bytes)
         b.append(r.maskedCells); b.append(r.suppressedGroups); b.append(r.truncated); b.append(r.vmSteps)
         b.append(r.elapsedMicroseconds); b.append(r.costMicros); b.append(r.currency); b.append(r.sqlSHA256)
         b.append(r.prevHash); b.append(r.recordHash); b.append(r.sql); b.append(r.rewrittenSQL)
-        b.append(Int32(LedgerChain.keyedVersion))
+        b.append(Int32(truncatingIfNeeded: r.chain))
+        b.append(r.purpose); b.append(r.epsilonMicros); b.append(r.clientAddress); b.append(r.holder)
+        b.append(r.holderSharePPM)
         return b
     }
 
@@ -264,12 +274,12 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         if let to = filter.to { binds.append(to); clauses.append("started_at < $\(binds.count)") }
         if let consumer = filter.consumer { binds.append(consumer); clauses.append("consumer = $\(binds.count)") }
         if let dataset = filter.dataset { binds.append(dataset); clauses.append("dataset = $\(binds.count)") }
-        try scan(clauses: clauses, binds: binds) { record, _ in visit(record) }
+        try scan(clauses: clauses, binds: binds) { record in visit(record) }
     }
 
     private static let pageSize = 2_000
 
-    private func scan(clauses: [String], binds: PostgresBindings, _ visit: (UsageRecord, Int32) -> Bool) throws(LedgerError) {
+    private func scan(clauses: [String], binds: PostgresBindings, _ visit: (UsageRecord) -> Bool) throws(LedgerError) {
         var after: (node: String, seq: Int64)?
         do {
             while true {
@@ -285,8 +295,8 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                     try session.run("SELECT \(Self.columns) FROM usage WHERE \(condition) ORDER BY node_id, seq LIMIT \(Self.pageSize)", pageBinds)
                 }
                 for row in rows {
-                    let (record, chain) = try Self.record(from: row)
-                    if !visit(record, chain) { return }
+                    let record = try Self.record(from: row)
+                    if !visit(record) { return }
                     after = (record.nodeID, record.seq)
                 }
                 if rows.count < Self.pageSize { return }
@@ -299,10 +309,11 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     static let columns = """
         node_id, seq, query_id, started_at, finished_at, consumer, dataset, dataset_version, policy_version, status,
         error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated, vm_steps, elapsed_us, cost_micros,
-        currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain
+        currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain, purpose, epsilon_micros,
+        client_address, holder, holder_share_ppm
         """
 
-    static func record(from row: PostgresRow) throws(LedgerError) -> (UsageRecord, Int32) {
+    static func record(from row: PostgresRow) throws(LedgerError) -> UsageRecord {
         let cells = row.makeRandomAccess()
         func value<T: PostgresDecodable>(_ index: Int, _ type: T.Type) throws(LedgerError) -> T {
             do { return try cells[index].decode(T.self) } catch { throw LedgerError("column \(index) of a usage row does not decode") }
@@ -320,14 +331,20 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         record.seq = try value(1, Int64.self)
         record.prevHash = try value(22, String.self)
         record.recordHash = try value(23, String.self)
-        return (record, try value(26, Int32.self))
+        record.chain = Int64(try value(26, Int32.self))
+        record.purpose = try value(27, String.self)
+        record.epsilonMicros = try value(28, Int64.self)
+        record.clientAddress = try value(29, String.self)
+        record.holder = try value(30, String.self)
+        record.holderSharePPM = try value(31, Int64.self)
+        return record
     }
 
     public func receipt(queryID: String) throws(LedgerError) -> Receipt? {
         var binds = PostgresBindings()
         binds.append(queryID)
         var found: UsageRecord?
-        try scan(clauses: ["query_id = $1"], binds: binds) { record, _ in found = record; return false }
+        try scan(clauses: ["query_id = $1"], binds: binds) { record in found = record; return false }
         guard let record = found else { return nil }
         do {
             return try connector.withSession { session throws(LedgerError) in
@@ -397,8 +414,8 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             var problem: LedgerProblem?
             var binds = PostgresBindings()
             binds.append(anchor.node)
-            try scan(clauses: ["node_id = $1"], binds: binds) { record, chain in
-                problem = verifier.check(record, chain: Int64(chain))
+            try scan(clauses: ["node_id = $1"], binds: binds) { record in
+                problem = verifier.check(record, chain: record.chain)
                 return problem == nil
             }
             if let found = problem ?? verifier.finish(anchorHash: anchor.hash) {

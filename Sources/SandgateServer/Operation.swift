@@ -12,6 +12,8 @@ struct Operation: Sendable {
     /// The request's id as JSON text, echoed in the response.
     let id: String?
     let fields: [String: JSONValue]
+    /// The client's address (recorded with each query).
+    let clientAddress: String
 
     static let known: Set<String> = ["auth", "query", "explain", "describe", "datasets", "quota", "ping", "stats"]
 
@@ -66,7 +68,7 @@ struct Operation: Sendable {
         default:
             return .failure(LineError(error(GatewayError(.badRequest, "params must be an array or an object"))))
         }
-        return .success(QueryRequest(consumer: consumerName, dataset: dataset, sql: sql, parameters: parameters))
+        return .success(QueryRequest(consumer: consumerName, dataset: dataset, sql: sql, parameters: parameters, clientAddress: clientAddress))
     }
 
     /// The `dataset` field, or every dataset the consumer holds a grant for.

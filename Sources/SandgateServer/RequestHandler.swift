@@ -190,7 +190,7 @@ final class RequestHandler: ChannelInboundHandler {
         }
         guard let op = fields["op"]?.string else { return fail(.badRequest, "missing \"op\" (a string)") }
         services.state.countRequest(op: Operation.known.contains(op) ? op : "unknown", consumer: consumer)
-        let operation = Operation(services: services, consumerName: consumer ?? "", id: id, fields: fields)
+        let operation = Operation(services: services, consumerName: consumer ?? "", id: id, fields: fields, clientAddress: address)
         switch op {
         case "ping":
             return eventLoop.makeSucceededFuture(operation.ok("\"pong\":true"))

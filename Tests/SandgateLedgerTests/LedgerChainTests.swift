@@ -30,7 +30,7 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         try db.execute("""
             INSERT INTO usage VALUES (\(record.seq), '\(record.queryID)', \(record.startedAt), \(record.finishedAt), '\(record.consumer)',
             '\(record.dataset)', '', '', '\(record.status.rawValue)', '', \(record.rows), 0, 0, 0, 0, 0, 0, 0, \(record.costMicros), '',
-            '', '\(record.prevHash)', '\(record.recordHash)', '', '', 2)
+            '', '\(record.prevHash)', '\(record.recordHash)', '', '', \(LedgerChain.currentVersion), '', 0, '', '', 0)
             """)
     }
 }
@@ -38,15 +38,27 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
 @Suite struct LedgerChainTests {
     /// docs/CONTRACT.md §7: this record under the key 00 01 … 1f has this hash. The expected value
     /// was computed independently (Python's hmac over the documented encoding).
-    @Test("the canonical encoding and keyed hash match the documented test vector")
+    @Test("the canonical encodings (versions 2 and 3) and keyed hashes match the documented test vectors")
     func testVector() {
         var record = sampleRecord(1)
         record.seq = 1
         record.prevHash = Ledger.genesisHash
         let key = SymmetricKey(data: Array(0..<32) as [UInt8])
+        // Version 2: records written before the fields of version 3 keep their hash.
+        record.chain = 2
         #expect(LedgerChain.canonicalBytes(record).count == 344)
         #expect(Array(LedgerChain.canonicalBytes(record).prefix(6)) == Array("SGLR2t".utf8))
         #expect(LedgerChain.keyedHash(of: record, key: key) == "4d2cba4b8fba11d030f832e04b79944dc8886d5351e0df2e0e2d4d476105a542")
+        // Version 3 with every added field set.
+        record.chain = 3
+        record.purpose = "credit_risk"
+        record.epsilonMicros = 500_000
+        record.clientAddress = "127.0.0.1"
+        record.holder = "retail-data-office"
+        record.holderSharePPM = 800_000
+        #expect(LedgerChain.canonicalBytes(record).count == 415)
+        #expect(Array(LedgerChain.canonicalBytes(record).prefix(6)) == Array("SGLR3t".utf8))
+        #expect(LedgerChain.keyedHash(of: record, key: key) == "7a5c1f80124fd8ae52bfe31e2debe7c5f05eb16f81f28e6796aebd6b3802bf40")
     }
 
     /// docs/CONTRACT.md §7: a two-record chain, the anchor's MAC and a version-1 hash, computed
@@ -58,12 +70,18 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         var chain = HashChain(key: key, nodeID: "node-a")
         let first = chain.link(sampleRecord(1))
         let second = chain.link(sampleRecord(2))
-        #expect(first.recordHash == "4d2cba4b8fba11d030f832e04b79944dc8886d5351e0df2e0e2d4d476105a542")
+        #expect(first.chain == 3 && first.recordHash == "4fc45c5b81481d9a52e79c3fff1bc4544c18471a3599da54d80c2c56a8a502a6")
         #expect(second.seq == 2 && second.prevHash == first.recordHash && second.nodeID == "node-a")
-        #expect(second.recordHash == "9464dcc65b9b374c9f3723a3d47c17b4a724bd915b7ba749436864697d5f7564")
+        #expect(second.recordHash == "28a443ca1c91351dbe19e15d1bb31a8d3e6a2f8b0566977fe0e7cff7911fafe5")
         #expect(chain.seq == 2 && chain.hash == second.recordHash)
         let anchor = LedgerCheckpoint(nodeID: "node-a", seq: 2, hash: second.recordHash, firstKeyedSeq: 1)
-        #expect(anchor.mac(key: key) == "19ee064e9eb5b520f71fdf0a57f10824bf5fc56ab5a0432358a8561d407d5780")
+        #expect(anchor.mac(key: key) == "57237efaffcee374c5813d51ed44c87e804a7c605f8d01cb51500c1f6104fc84")
+        // The version-2 chain of the same records (a ledger written before version 3).
+        var v2 = sampleRecord(1)
+        v2.seq = 1
+        v2.prevHash = HashChain.genesisHash
+        v2.chain = 2
+        #expect(LedgerChain.keyedHash(of: v2, key: key) == "4d2cba4b8fba11d030f832e04b79944dc8886d5351e0df2e0e2d4d476105a542")
         var legacy = sampleRecord(1)
         legacy.seq = 1
         legacy.prevHash = HashChain.genesisHash
@@ -78,7 +96,7 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         func firstProblem(_ list: [UsageRecord], anchor: (Int64, String)? = nil) -> Int64? {
             var verifier = ChainVerifier(key: key, anchorSeq: anchor?.0 ?? 0)
             for record in list {
-                if let problem = verifier.check(record, chain: LedgerChain.keyedVersion) { return problem.seq ?? -1 }
+                if let problem = verifier.check(record, chain: record.chain) { return problem.seq ?? -1 }
             }
             return verifier.finish(anchorHash: anchor?.1 ?? "").map { $0.seq ?? -1 }
         }
@@ -95,6 +113,33 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         #expect(firstProblem(inserted) == 3)
         #expect(firstProblem([records[0], records[2], records[1], records[3]]) == 3)
         #expect(firstProblem(Array(records.prefix(3)), anchor: (4, records[3].recordHash)) == 4)
+        // A version-3 record relabelled version 2 (to drop its purpose, ε or address) does not
+        // verify; nor does a version-2 record after a version-3 one, even with a valid MAC.
+        var relabelled = records
+        relabelled[1].chain = 2
+        #expect(firstProblem(relabelled) == 2)
+        var downgraded = records
+        downgraded[2].chain = 2
+        downgraded[2].recordHash = LedgerChain.keyedHash(of: downgraded[2], key: key)
+        downgraded[3].prevHash = downgraded[2].recordHash
+        downgraded[3].recordHash = LedgerChain.keyedHash(of: downgraded[3], key: key)
+        #expect(firstProblem(downgraded) == 3)
+        // A version-2 prefix followed by version-3 records (an upgraded ledger) verifies.
+        var upgraded = records
+        upgraded[0].chain = 2
+        upgraded[0].recordHash = LedgerChain.keyedHash(of: upgraded[0], key: key)
+        for index in 1..<upgraded.count {
+            upgraded[index].prevHash = upgraded[index - 1].recordHash
+            upgraded[index].recordHash = LedgerChain.keyedHash(of: upgraded[index], key: key)
+        }
+        #expect(firstProblem(upgraded) == nil)
+        // Each added field is covered by the hash.
+        for edit in [{ (r: inout UsageRecord) in r.purpose = "other" }, { $0.epsilonMicros += 1 }, { $0.clientAddress = "10.0.0.1" },
+                     { $0.holder = "someone" }, { $0.holderSharePPM = 1 }] {
+            var changed = records
+            edit(&changed[1])
+            #expect(firstProblem(changed) == 2)
+        }
     }
 
     @Test("the key is 32 bytes with mode 0600 and the checkpoint follows every commit")
@@ -250,6 +295,27 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         #expect(try ledger.verify() == nil)
         try db.execute("UPDATE usage SET cost_micros = 0 WHERE seq = 2")
         #expect(try ledger.verify()?.seq == 2)
+    }
+
+    @Test("a ledger created before chain version 3 gains its columns on open and keeps verifying")
+    func versionThreeColumnsAdded() throws {
+        let path = try temporaryLedgerDirectory()
+        let ledger = try Ledger(path: path)
+        for index in 1...2 { _ = try ledger.append(sampleRecord(index)) }
+        ledger.close()
+        let db = try Connection(path: path, mode: .readWrite)
+        for column in ["purpose", "epsilon_micros", "client_address", "holder", "holder_share_ppm"] {
+            try db.execute("ALTER TABLE usage DROP COLUMN \(column)")
+        }
+        let reopened = try Ledger(path: path)
+        var record = sampleRecord(3)
+        record.purpose = "credit_risk"
+        record.epsilonMicros = 250_000
+        let stored = try reopened.append(record)
+        #expect(try reopened.verify() == nil)
+        var back: [UsageRecord] = []
+        try reopened.records { back.append($0); return true }
+        #expect(back.count == 3 && back[2].purpose == "credit_risk" && back[2].epsilonMicros == 250_000 && back[2] == stored)
     }
 
     @Test("every stored text field is cut by bytes on a UTF-8 boundary")

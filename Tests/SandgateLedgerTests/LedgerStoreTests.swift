@@ -51,7 +51,8 @@ struct StoreUnderTest {
     static let storedColumns = [
         "query_id", "started_at", "finished_at", "consumer", "dataset", "dataset_version", "policy_version", "status",
         "error_code", "rows", "cells", "bytes", "masked_cells", "suppressed_groups", "truncated", "vm_steps", "elapsed_us",
-        "cost_micros", "currency", "sql_sha256", "prev_hash", "record_hash", "sql", "rewritten_sql", "chain",
+        "cost_micros", "currency", "sql_sha256", "prev_hash", "record_hash", "sql", "rewritten_sql", "chain", "purpose",
+        "epsilon_micros", "client_address", "holder", "holder_share_ppm",
     ]
 
     /// SQL that copies record `seq` as a new record at `newSeq` with another query id and cost

@@ -136,12 +136,20 @@ import Testing
             durations.append(Date().timeIntervalSince(started))
         }
         #expect(durations[3] >= 0.35, "\(durations)")
-        var failures = 0
+        var failures: [UsageRecord] = []
         try harness.gateway.ledger.records { record in
-            if record.errorCode == "auth_failed" { failures += 1 }
+            if record.errorCode == "auth_failed" { failures.append(record) }
             return true
         }
-        #expect(failures == 4)
+        #expect(failures.count == 4)
+        // The address has its own field; the SQL fields stay what they are (empty: nothing was asked).
+        #expect(failures.allSatisfy { $0.clientAddress == "127.0.0.1" && $0.rewrittenSQL.isEmpty && $0.sql.isEmpty })
+        // An authenticated query records the address too, and the dataset's holder.
+        let analyst = try harness.authenticated("analyst-a")
+        _ = try analyst.request(#"{"op":"query","dataset":"retail","sql":"SELECT count(*) FROM customers"}"#)
+        var last: UsageRecord?
+        try harness.gateway.ledger.records { last = $0; return true }
+        #expect(last?.clientAddress == "127.0.0.1" && last?.holder == "retail-data-office" && last?.consumer == "analyst-a", "\(String(describing: last))")
         // The key is never stored or logged.
         #expect(!harness.logs.all.contains { $0.contains("guess") })
     }

@@ -26,6 +26,7 @@ public final class TestWorkspace {
     public static let retailPolicy = """
         dataset: retail
         description: test
+        owner: retail-data-office
         source: ../retail.sqlite
         limits:
           max_rows: 1000

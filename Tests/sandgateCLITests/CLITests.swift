@@ -160,7 +160,7 @@ struct CLIError: Error { let message: String; init(_ message: String) { self.mes
         #expect(csv.status == 0)
         let lines = csv.stdout.components(separatedBy: "\r\n").filter { !$0.isEmpty }
         #expect(lines.count == 3)
-        #expect(lines[0].hasPrefix("seq,query_id,started_at,finished_at,consumer,dataset"))
+        #expect(lines[0].hasPrefix("node_id,seq,query_id,started_at,finished_at,consumer,dataset"))
         let jsonl = try workspace.run("usage", "export", "--from", today, "--to", today, "--consumer", "analyst-a", "--format", "jsonl", "--out", "usage.jsonl")
         #expect(jsonl.status == 0)
         let exported = try String(contentsOfFile: workspace.root + "/usage.jsonl", encoding: .utf8)

@@ -732,7 +732,7 @@ final class PGSession: ChannelInboundHandler {
                 bound = .named(named)
             }
             cancellation.reset()
-            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, parameters: bound, cancellation: cancellation)
+            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, parameters: bound, cancellation: cancellation, clientAddress: address)
             let gateway = services.gateway
             // Overload refusals are recorded like every authenticated request (Gateway.refuse).
             let refusal = state.unsentRefusal(consumer: consumer)
@@ -834,7 +834,7 @@ final class PGSession: ChannelInboundHandler {
         }
         switch statement.command {
         case .query(let sql):
-            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql)
+            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, clientAddress: address)
             let gateway = services.gateway
             return services.workers.runIfActive(eventLoop: loop) { gateway.columns(request) }.hop(to: loop).assumeIsolated().map { [self] outcome in
                 switch outcome {
