@@ -464,6 +464,7 @@ public final class Gateway: Sendable {
             record.costMicros = usage.costMicros
             if let privacy = plan.privacy, let released = execution.released {
                 usage.epsilonMicros = epsilon
+                record.epsilonMicros = epsilon
                 usage.noise = privacy.noise(columns: result.columns, released: released)
                 if cachedAnswer == nil {
                     answer = PrivateAnswer(runtime: runtime, consumer: consumer.name, plan: privacy, parameters: request.parameters, groups: released)

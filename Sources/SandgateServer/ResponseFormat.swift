@@ -68,14 +68,7 @@ public enum ResponseFormat {
     }
 
     /// micro-ε as a JSON number (`500000` → `0.5`), exact.
-    public static func epsilonText(_ micros: Int64) -> String {
-        let whole = micros / 1_000_000, fraction = abs(micros % 1_000_000)
-        guard fraction != 0 else { return String(whole) }
-        var digits = String(fraction)
-        digits = String(repeating: "0", count: 6 - digits.count) + digits
-        while digits.hasSuffix("0") { digits.removeLast() }
-        return (micros < 0 && whole == 0 ? "-" : "") + "\(whole).\(digits)"
-    }
+    public static func epsilonText(_ micros: Int64) -> String { PrivacyBudget.epsilonText(micros) }
 
     /// A half-width as a JSON number with at most 6 decimal places.
     public static func halfWidthText(_ value: Double) -> String {

@@ -6,7 +6,7 @@ import Synchronization
 
 /// A consumer's ε budget on a dataset for one private query: the table's `budget.epsilon`, lowered
 /// by the grant's `epsilon_budget`, counted since the start of its period.
-struct PrivacyBudget: Sendable {
+public struct PrivacyBudget: Sendable {
     let micros: Int64
     /// Start of the current period (µs since the epoch; 0 for `total`).
     let since: Int64
@@ -38,8 +38,8 @@ struct PrivacyBudget: Sendable {
                      hint: "remaining epsilon \(epsilonText(remainingMicros)); the budget refreshes \(nextRefresh(period, now: now)); repeating an earlier query costs nothing")
     }
 
-    /// micro-ε as a decimal (`500000` → `0.5`).
-    static func epsilonText(_ micros: Int64) -> String {
+    /// micro-ε as an exact decimal (`500000` → `0.5`): one spelling for JSON, notices and the CLI.
+    public static func epsilonText(_ micros: Int64) -> String {
         let whole = micros / 1_000_000, fraction = abs(micros % 1_000_000)
         guard fraction != 0 else { return String(whole) }
         var digits = String(fraction)
@@ -127,5 +127,36 @@ extension PrivateAnswer {
         self.runtime = runtime
         self.key = key
         self.groups = groups
+    }
+}
+
+/// What is left of a consumer's ε budget on a dataset (the `quota` op, `sandgate usage quota`).
+public struct PrivacyBudgetStatus: Sendable, Equatable {
+    public let budgetMicros: Int64
+    /// Committed records' ε since the period began (queries in flight are not counted).
+    public let spentMicros: Int64
+    public let period: BudgetPeriod
+    /// When the budget refreshes next, in words.
+    public let refresh: String
+
+    public var remainingMicros: Int64 { max(0, budgetMicros - spentMicros) }
+
+    /// The status for `consumer` on `policy`'s private tables (the smallest budget among them, as
+    /// lowered by the grant), or nil when the dataset has no private table.
+    public static func read(policy: DatasetPolicy, grant: Grant, consumer: String, ledger: any LedgerStore, now: Int64) throws(LedgerError) -> PrivacyBudgetStatus? {
+        guard let privacy = policy.tables.compactMap(\.privacy).min(by: { $0.budgetMicros < $1.budgetMicros }) else { return nil }
+        let budget = min(privacy.budgetMicros, grant.epsilonBudgetMicros ?? .max)
+        let since: Int64 = switch privacy.period {
+        case .day: Timestamp.startOfDay(containing: now)
+        case .month: Timestamp.startOfMonth(containing: now)
+        case .total: 0
+        }
+        var spent: Int64 = 0
+        try ledger.records(from: since, consumer: consumer, dataset: policy.name) { record in
+            spent &+= record.epsilonMicros
+            return true
+        }
+        return PrivacyBudgetStatus(budgetMicros: budget, spentMicros: spent, period: privacy.period,
+                                   refresh: PrivacyBudget.nextRefresh(privacy.period, now: now))
     }
 }
