@@ -209,10 +209,10 @@ struct AggregatePlanner {
     ) throws(GatewayError) -> CheckedQuery {
         let table = tables[aggregateRelation]
         // Measurements: units first (group selection), then what the aggregates need.
-        var measurements = [Measurement(kind: .units, bounds: nil)]
-        func index(of kind: Measurement.Kind, bounds: MeasureBounds?) -> Int {
+        var measurements = [NoisyMeasurement(kind: .units, bounds: nil)]
+        func index(of kind: NoisyMeasurement.Kind, bounds: MeasureBounds?) -> Int {
             if let found = measurements.firstIndex(where: { $0.kind == kind }) { return found }
-            measurements.append(Measurement(kind: kind, bounds: bounds))
+            measurements.append(NoisyMeasurement(kind: kind, bounds: bounds))
             return measurements.count - 1
         }
         var noisy: [NoisyAggregate] = []
@@ -296,7 +296,7 @@ struct AggregatePlanner {
     /// rows in a group numbered in a random order (kept: the first `max_rows_per_unit`), each
     /// unit's groups numbered in a random order (kept: the first `max_groups_per_unit`), then one
     /// row per group with the raw measurements, in key order.
-    private func privateStageOne(whereClause: Expr?, measurements: [Measurement], privacy: PrivacyPolicy) -> Select {
+    private func privateStageOne(whereClause: Expr?, measurements: [NoisyMeasurement], privacy: PrivacyPolicy) -> Select {
         let keyNames = keys.indices.map { "__sg_k\($0)" }
         let unit = unitReference()
         var measures: [(name: String, bounds: MeasureBounds?)] = []

@@ -4,7 +4,7 @@ import SandgateSQL
 import SandgateSQLite
 
 /// One noisy quantity stage 1 of a private plan measures per group, after contribution bounding.
-struct Measurement: Sendable, Hashable {
+struct NoisyMeasurement: Sendable, Hashable {
     enum Kind: Sendable, Hashable {
         /// Distinct privacy units of the group (group selection, and `count(DISTINCT unit)`).
         case units
@@ -57,7 +57,7 @@ struct PrivatePlan: Sendable {
     /// noisy groups as a VALUES list.
     let stageTwo: Select
     let keyCount: Int
-    let measurements: [Measurement]
+    let measurements: [NoisyMeasurement]
     let calibrations: [Calibration]
     /// For each of the plan's aggregates (`__sg_aN`), how it is computed.
     let aggregates: [NoisyAggregate]
@@ -77,7 +77,7 @@ struct PrivatePlan: Sendable {
 
     /// Calibrates a plan: half of ε for group selection, the other half split evenly over the
     /// other measurements (all of it for selection when there are none).
-    static func calibrate(measurements: [Measurement], privacy: PrivacyPolicy, minGroupSize: Int) -> (calibrations: [Calibration], threshold: Int64)? {
+    static func calibrate(measurements: [NoisyMeasurement], privacy: PrivacyPolicy, minGroupSize: Int) -> (calibrations: [Calibration], threshold: Int64)? {
         let others = measurements.count - 1
         let selection = others == 0 ? privacy.epsilonPerQueryMicros : privacy.epsilonPerQueryMicros / 2
         let share = others == 0 ? 0 : (privacy.epsilonPerQueryMicros - selection) / Int64(others)
