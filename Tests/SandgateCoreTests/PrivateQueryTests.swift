@@ -184,16 +184,29 @@ func recordedEpsilon(_ gateway: Gateway) throws -> Int64 {
         for node in nodes { #expect(try node.ledger.verify() == nil) }
     }
 
-    @Test("a query that fails before release refunds its ε")
+    @Test("a query that fails before release refunds its ε: refused, or failed after stage 1 ran")
     func failureRefunds() throws {
-        let workspace = try PrivateRetail.workspace(policy: PrivateRetail.policy(budget: "{ epsilon: 1, period: month }"))
+        let workspace = try PrivateRetail.workspace(grant: "{ max_rows: 200, max_result_bytes: 1024 }",
+                                                    policy: PrivateRetail.policy(budget: "{ epsilon: 1, period: month }"))
         let gateway = try workspace.gateway()
-        // A stage-2 error (integer overflow in HAVING cannot happen; a bad parameter count can).
-        let failed = gateway.query("SELECT count(*) AS n FROM orders WHERE channel = ?", parameters: .positional([]))
-        #expect(failed.error != nil)
+        let refused = gateway.query("SELECT count(*) AS n FROM orders WHERE channel = ?", parameters: .positional([]))
+        #expect(refused.error?.code == .badRequest)
+        // Stage 1 runs and is noised; stage 2's row is wider than the grant's 1024 bytes.
+        let failed = gateway.query("SELECT count(*) AS n, printf('%1000d', count(*)) AS wide, printf('%1000d', count(*)) AS wider FROM orders")
+        #expect(failed.error?.code == .resultTooLarge, "\(String(describing: failed.error))")
+        var statuses: [UsageStatus] = []
+        try gateway.ledger.records { statuses.append($0.status); return true }
+        #expect(statuses == [.refused, .failed])
         #expect(try recordedEpsilon(gateway) == 0)
         let ok = gateway.query("SELECT count(*) AS n FROM orders")
         #expect(ok.isOK && ok.usage.epsilonMicros == 1_000_000, "\(String(describing: ok.error))")
+        // The wide query has the same stage 1 as the one that succeeded: it now reuses those
+        // released groups for free (post-processing), and fails in stage 2 again.
+        let again = gateway.query("SELECT count(*) AS n, printf('%1000d', count(*)) AS wide, printf('%1000d', count(*)) AS wider FROM orders")
+        #expect(again.error?.code == .resultTooLarge && again.usage.epsilonMicros == 0)
+        // A different stage 1 is charged, and the budget is spent.
+        #expect(gateway.query("SELECT count(*) AS n FROM orders WHERE channel <> 'q'").error?.code == .privacyBudgetExhausted)
+        #expect(try recordedEpsilon(gateway) == 1_000_000)
     }
 
     @Test("on a private table min, max and DISTINCT over a measure are refused")
@@ -203,5 +216,82 @@ func recordedEpsilon(_ gateway: Gateway) throws -> Int64 {
         #expect(gateway.query("SELECT max(amount) FROM orders").error?.code == .functionNotAllowed)
         #expect(gateway.query("SELECT count(DISTINCT amount) FROM orders").error?.code == .shapeNotAllowed)
         #expect(try recordedEpsilon(gateway) == 0)
+    }
+
+    /// A source where 50 customers have one order of 100 in channel `web` and customer 999 has
+    /// 1,000 orders of 5,000 spread over 10 channels.
+    static func heavyUnitSource(_ path: String, withHeavyUnit: Bool) throws {
+        try? FileManager.default.removeItem(atPath: path)
+        let db = try Connection(path: path, mode: .readWriteCreate)
+        try db.execute("CREATE TABLE customers (customer_id INTEGER PRIMARY KEY, city TEXT)")
+        try db.execute("CREATE TABLE orders (order_id INTEGER PRIMARY KEY, customer_id INTEGER, amount REAL, channel TEXT, created_at TEXT)")
+        try db.execute("BEGIN")
+        for customer in 1...50 {
+            try db.execute("INSERT INTO customers VALUES (\(customer), 'X')")
+            try db.execute("INSERT INTO orders (customer_id, amount, channel, created_at) VALUES (\(customer), 100, 'web', '2026-01-01')")
+        }
+        if withHeavyUnit {
+            try db.execute("INSERT INTO customers VALUES (999, 'X')")
+            for order in 0..<1_000 {
+                try db.execute("INSERT INTO orders (customer_id, amount, channel, created_at) VALUES (999, 5000, 'c\(order % 10)', '2026-01-01')")
+            }
+        }
+        try db.execute("COMMIT")
+    }
+
+    @Test("contribution bounding: a unit with 1,000 rows changes a sum by at most max_rows_per_unit × bound (plus noise)")
+    func contributionBounding() throws {
+        // ε 10 (the largest a query may spend) so the noise is small beside the 5,000,000 an
+        // unbounded unit would add; one group per unit, five rows per group.
+        let policy = PrivateRetail.policy(epsilon: "10", budget: "{ epsilon: 1000, period: month }", groups: 1, rows: 5, minGroupSize: 10)
+        var totals: [Bool: (sum: Int64, rows: Int64, width: Double, rowWidth: Double)] = [:]
+        for heavy in [false, true] {
+            let workspace = try PrivateRetail.workspace(policy: policy)
+            try Self.heavyUnitSource(workspace.source, withHeavyUnit: heavy)
+            let gateway = try workspace.gateway()
+            let response = gateway.query("SELECT sum(amount) AS s, count(*) AS n FROM orders")
+            guard case .integer(let sum)? = response.result?.rows.first?[0], case .integer(let rows)? = response.result?.rows.first?[1] else {
+                Issue.record("\(String(describing: response.error)) \(String(describing: response.result?.rows))")
+                return
+            }
+            totals[heavy] = (sum, rows, response.usage.noise[0].halfWidth, response.usage.noise[1].halfWidth)
+        }
+        guard let light = totals[false], let heavy = totals[true] else { return }
+        // At most 5 rows × 5000 in the one group the unit keeps; 4 half-widths of noise either side.
+        let bound = 5.0 * 5000
+        #expect(Double(heavy.sum - light.sum) <= bound + 4 * (heavy.width + light.width))
+        #expect(Double(heavy.rows - light.rows) <= 5 + 4 * (heavy.rowWidth + light.rowWidth))
+        #expect(heavy.width < 100_000, "the noise must be small enough for this test to mean something")
+    }
+
+    @Test("contribution bounding, exactly: stage 1 keeps at most max_rows_per_unit rows in at most max_groups_per_unit groups per unit, clamped")
+    func contributionBoundingExact() throws {
+        let policy = PrivateRetail.policy(budget: "{ epsilon: 1000, period: month }", groups: 2, rows: 5, bounds: "[0, 3000]")
+        let workspace = try PrivateRetail.workspace(policy: policy)
+        try Self.heavyUnitSource(workspace.source, withHeavyUnit: true)
+        let gateway = try workspace.gateway()
+        let runtime = try #require(gateway.runtime("retail"))
+        let plan = try #require(try runtime.prepare("SELECT channel, count(*) AS n, sum(amount) AS s FROM orders GROUP BY channel").get().plan.privacy)
+        // Measurements: units, rows, sum(amount) (in that order).
+        var chosen: Set<Set<String>> = []
+        for _ in 0..<20 {
+            var groups: [String: [SQLValue]] = [:]
+            let outcome = try runtime.pool.withConnection { sandbox in
+                sandbox.runStageOne(plan, parameters: .none, limits: runtime.policy.limits, cancellation: nil) { keys, raw in
+                    if case .text(let channel) = keys[0] { groups[channel] = raw }
+                }
+            }
+            #expect(throws: Never.self) { try outcome.get() }
+            #expect(groups["web"].map { [$0[0], $0[1], $0[2]] } == [.integer(50), .real(50), .real(5_000)])
+            // Customer 999 has 100 orders of 5,000 in each of c0…c9: two channels, five rows each,
+            // each clamped to 3,000 — chosen at random per query.
+            let heavy = groups.filter { $0.key.hasPrefix("c") }
+            #expect(heavy.count == 2)
+            for raw in heavy.values { #expect(raw == [.integer(1), .real(5), .real(15_000)]) }
+            chosen.insert(Set(heavy.keys))
+        }
+        // A fresh random choice per query: 20 draws of 2 of 10 channels repeat one pair with
+        // probability 45^-19.
+        #expect(chosen.count > 1)
     }
 }

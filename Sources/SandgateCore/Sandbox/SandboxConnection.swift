@@ -433,13 +433,41 @@ final class SandboxConnection {
     /// plan's threshold. Stage 1 rows never leave this function.
     private func releaseGroups(_ privacy: PrivatePlan, parameters: QueryParameters, limits: DatasetLimits,
                                cancellation: Cancellation?) -> Result<(groups: ReleasedGroups, steps: Int64), ExecutionFailure> {
+        var generator = SystemRandomNumberGenerator()
+        var rows: [[SQLValue]] = []
+        var widths = [Double](repeating: 0, count: privacy.aggregates.count)
+        var withheld = 0
+        let outcome = runStageOne(privacy, parameters: parameters, limits: limits, cancellation: cancellation) { keys, raw in
+            guard let noisy = privacy.release(raw: raw, using: &generator) else {
+                withheld += 1
+                return
+            }
+            rows.append(keys + noisy.values + [.integer(noisy.noisy[0])])
+            for (index, width) in privacy.halfWidths(values: noisy.values, noisy: noisy.noisy).enumerated() {
+                widths[index] = max(widths[index], width)
+            }
+        }
+        return outcome.map { steps in
+            if rows.isEmpty {
+                // Nothing released: the half-widths are still the calibrated ones (never data).
+                widths = privacy.halfWidths(values: privacy.aggregates.map { _ in .real(0) }, noisy: privacy.measurements.map { _ in 1 })
+            }
+            return (ReleasedGroups(rows: rows, halfWidths: widths, withheld: withheld), steps)
+        }
+    }
+
+    /// Runs stage 1 of a private plan and hands each group's keys and exact (bounded, clamped)
+    /// measurements to `visit`; returns the statement's VM steps. Only `releaseGroups` (and the
+    /// tests of contribution bounding) see these values.
+    func runStageOne(_ privacy: PrivatePlan, parameters: QueryParameters, limits: DatasetLimits, cancellation: Cancellation?,
+                     visit: (_ keys: [SQLValue], _ raw: [SQLValue]) -> Void) -> Result<Int64, ExecutionFailure> {
         authorizer.reset(allowAggregateTables: true, allowPlanFunctions: true)
         defer { authorizer.reset(allowAggregateTables: false, allowPlanFunctions: false) }
         budget.arm(maxSteps: .max, timeoutMilliseconds: limits.timeoutMilliseconds, cancellation: cancellation)
         defer { budget.disarm() }
         budget.lengthLimit = Self.aggregatePlanLengthLimit
         connection.setLimit(.length, Int32(clamping: Self.aggregatePlanLengthLimit))
-        func failure(_ error: GatewayError, executed: Bool, steps: Int64 = 0, detail: String = "") -> Result<(groups: ReleasedGroups, steps: Int64), ExecutionFailure> {
+        func failure(_ error: GatewayError, executed: Bool, steps: Int64 = 0, detail: String = "") -> Result<Int64, ExecutionFailure> {
             .failure(ExecutionFailure(error: error, vmSteps: steps, executed: executed, detail: detail))
         }
         if let error = Self.oversizedParameter(parameters) { return failure(error, executed: false) }
@@ -450,31 +478,15 @@ final class SandboxConnection {
         }
         defer { statement.reset() }
         if let error = bind(parameters, to: statement, partial: true) { return failure(error, executed: false) }
-        var generator = SystemRandomNumberGenerator()
-        var rows: [[SQLValue]] = []
-        var widths = [Double](repeating: 0, count: privacy.aggregates.count)
-        var withheld = 0
         let measured = privacy.keyCount..<(privacy.keyCount + privacy.measurements.count)
         do {
             while try statement.step() {
-                let raw = measured.map { statement.value(at: $0) }
-                guard let noisy = privacy.release(raw: raw, using: &generator) else {
-                    withheld += 1
-                    continue
-                }
-                rows.append((0..<privacy.keyCount).map { statement.value(at: $0) } + noisy.values + [.integer(noisy.noisy[0])])
-                for (index, width) in privacy.halfWidths(values: noisy.values, noisy: noisy.noisy).enumerated() {
-                    widths[index] = max(widths[index], width)
-                }
+                visit((0..<privacy.keyCount).map { statement.value(at: $0) }, measured.map { statement.value(at: $0) })
             }
         } catch {
             return failure(stepError(error, limits: limits, rowLimit: 0), executed: true, steps: statement.virtualMachineSteps, detail: error.message)
         }
-        if rows.isEmpty {
-            // Nothing released: the half-widths are still the calibrated ones (never data).
-            widths = privacy.halfWidths(values: privacy.aggregates.map { _ in .real(0) }, noisy: privacy.measurements.map { _ in 1 })
-        }
-        return .success((ReleasedGroups(rows: rows, halfWidths: widths, withheld: withheld), statement.virtualMachineSteps))
+        return .success(statement.virtualMachineSteps)
     }
 
     /// A value of a released group as a literal of stage 2's VALUES list (same storage class).
