@@ -245,6 +245,14 @@ extension ResponseFormat {
             output += ",\"limits\":{\"max_rows\":\(limits.maxRows),\"timeout_ms\":\(limits.timeoutMilliseconds),\"max_vm_steps\":\(limits.maxVMSteps),\"max_result_bytes\":\(limits.maxResultBytes)}"
             let pricing = explanation.pricing
             output += ",\"quote\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps),\"per_mib\":\(pricing.perMiB),\"min_cost_micros\":\(explanation.minimumCostMicros),\"max_cost_micros\":\(explanation.maximumCostMicros)}"
+            if let privacy = explanation.privacy {
+                output += ",\"privacy\":{\"epsilon\":\(epsilonText(privacy.epsilonMicros)),\"epsilon_per_query\":\(epsilonText(privacy.epsilonPerQueryMicros))"
+                if let budget = privacy.budget {
+                    output += ",\"epsilon_budget\":\(epsilonText(budget.budgetMicros)),\"epsilon_left\":\(epsilonText(budget.remainingMicros))"
+                }
+                output += ",\"threshold\":\(privacy.threshold),\"intervals\":{"
+                output += privacy.intervals.map { JSONText.quoted($0.column) + ":" + halfWidthText($0.halfWidth) }.joined(separator: ",") + "}}"
+            }
         }
         return output + "}"
     }

@@ -294,4 +294,42 @@ func recordedEpsilon(_ gateway: Gateway) throws -> Int64 {
         // probability 45^-19.
         #expect(chosen.count > 1)
     }
+
+    @Test("explain shows the ε cost and the expected 95% interval of every aggregate, runs nothing and spends nothing")
+    func explainShowsCostAndIntervals() throws {
+        let workspace = try PrivateRetail.workspace()
+        let gateway = try workspace.gateway()
+        let sql = "SELECT channel, count(*) AS n, sum(amount) AS total FROM orders GROUP BY channel"
+        let explanation = try gateway.explain(QueryRequest(consumer: "analyst-a", dataset: "retail", sql: sql)).get()
+        let privacy = try #require(explanation.privacy)
+        #expect(privacy.epsilonMicros == 1_000_000)
+        #expect(privacy.budget == PrivacyBudgetStatus(budgetMicros: 10_000_000, spentMicros: 0, period: .month, refresh: "on the 1st of the month, 00:00 UTC"))
+        let rowsWidth = Double(LaplaceScale(numerator: 40, denominator: 1)!.halfWidth())
+        let sumWidth = Double(LaplaceScale(numerator: 200_008, denominator: 1)!.halfWidth())
+        #expect(privacy.intervals == [NoiseInterval(column: "count(*)", halfWidth: rowsWidth), NoiseInterval(column: "sum(amount)", halfWidth: sumWidth)])
+        #expect(explanation.rules.contains("ε spent: 1 of 10 left"))
+        #expect(explanation.sql.contains("row_number() OVER"))
+        #expect(try recordedEpsilon(gateway) == 0)
+        // The query then reports the same widths, and a second explain says it is free.
+        let response = gateway.query(sql)
+        #expect(response.usage.noise.map(\.halfWidth) == [rowsWidth, sumWidth])
+        let again = try gateway.explain(QueryRequest(consumer: "analyst-a", dataset: "retail", sql: sql)).get()
+        #expect(again.privacy?.epsilonMicros == 0)
+        #expect(again.privacy?.budget?.remainingMicros == 9_000_000)
+    }
+
+    @Test("policy check refuses δ ≥ 1/units against the data")
+    func deltaAgainstUnits() throws {
+        // 2,500 customers: δ = 0.0005 ≥ 1/2500 is refused (the test fixture's 400 would pass).
+        let workspace = try PrivateRetail.workspace(policy: PrivateRetail.policy(delta: "0.0005"))
+        try? FileManager.default.removeItem(atPath: workspace.source)
+        let db = try Connection(path: workspace.source, mode: .readWriteCreate)
+        try db.execute("CREATE TABLE customers (customer_id INTEGER PRIMARY KEY, city TEXT)")
+        try db.execute("CREATE TABLE orders (order_id INTEGER PRIMARY KEY, customer_id INTEGER, amount REAL, channel TEXT, created_at TEXT)")
+        try db.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) INSERT INTO orders (customer_id, amount, channel, created_at) SELECT i, 1, 'web', '2026-01-01' FROM n")
+        let policy = try #require(PolicyLoader.load(directory: workspace.policies).datasets["retail"])
+        let problems = DataValidator.validate(policy, databasePath: workspace.source)
+        #expect(problems.map(\.message) == ["privacy: delta 0.0005 is not below 1/2500 (one over the number of distinct customer_id values): it would allow releasing one person's data outright"])
+        #expect(problems.first?.location.line == 24)  // the `privacy:` key
+    }
 }

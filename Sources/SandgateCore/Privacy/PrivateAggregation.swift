@@ -161,6 +161,17 @@ struct PrivatePlan: Sendable {
         }
     }
 
+    /// The 95% half-width of each aggregate before anything runs; for `avg`, at a group of
+    /// `threshold` units whose mean is the middle of the bounds (each unit's rows counted once).
+    func expectedIntervals() -> [NoiseInterval] {
+        let typical = aggregates.map { aggregate -> SQLValue in
+            if case .average(_, _, let bounds) = aggregate { return .real((bounds.lower + bounds.upper) / 2) }
+            return .integer(0)
+        }
+        let noisy = measurements.map { _ in threshold }
+        return zip(aggregateNames, halfWidths(values: typical, noisy: noisy)).map { NoiseInterval(column: $0, halfWidth: $1) }
+    }
+
     /// The `noise` of a response: the half-width of each output column that shows an aggregate.
     func noise(columns: [String], released: ReleasedGroups) -> [NoiseInterval] {
         zip(columns, outputAggregates).compactMap { column, aggregate in
