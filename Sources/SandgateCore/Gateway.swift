@@ -328,7 +328,8 @@ public final class Gateway: Sendable {
             response.usage.seq = record.seq
             response.usage.nodeID = record.nodeID
             response.usage.recordHash = record.recordHash
-            if let answer = pending.privateAnswer, response.isOK { answer.runtime.remember(answer) }
+            // The record that pays for the answer is committed: an identical query reuses it.
+            if let answer = pending.privateAnswer { answer.runtime.remember(answer) }
         case .failure(let error):
             logger.error("ledger append failed; result withheld", metadata: ["query_id": "\(pending.record.queryID)", "error": "\(error.message)"])
             response.outcome = .failure(GatewayError(.unavailable, "the usage record could not be written; no result is released",
@@ -477,7 +478,17 @@ public final class Gateway: Sendable {
                 logger.debug("query failed in SQLite", metadata: ["query_id": "\(record.queryID)", "sqlite": "\(failure.detail)"])
             }
             if plan.isAggregatePlan { usage.suppressedGroups = nil }
-            if !failure.executed { return refuse(failure.error) }
+            // Noise was drawn before stage 2 failed: its ε is spent and its groups remembered,
+            // or a failure that depends on a noisy value (HAVING, a value too wide) would read a
+            // fresh noisy answer for free on every try. A query stopped before its noise is drawn
+            // (refused, stage 1 timed out) spends nothing.
+            let spent = plan.privacy != nil && failure.released != nil
+            if spent, let privacy = plan.privacy, let released = failure.released, cachedAnswer == nil {
+                usage.epsilonMicros = epsilon
+                record.epsilonMicros = epsilon
+                answer = PrivateAnswer(runtime: runtime, consumer: consumer.name, plan: privacy, parameters: request.parameters, groups: released)
+            }
+            if !failure.executed, !spent { return refuse(failure.error) }
             // Work was done: charged per query and per step, no rows.
             usage.vmSteps = plan.isAggregatePlan ? meteredBase : failure.vmSteps
             usage.costMicros = runtime.policy.pricing.cost(rows: 0, vmSteps: usage.vmSteps)

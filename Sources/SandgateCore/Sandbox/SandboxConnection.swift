@@ -54,6 +54,9 @@ struct ExecutionFailure: Error {
     var executed: Bool
     /// SQLite's own text, for the server log only: it can quote data values.
     var detail: String = ""
+    /// A private plan that failed in stage 2: the groups its noise released. The noise was
+    /// drawn, so its ε is spent (a failure that depends on noisy values is itself an answer).
+    var released: ReleasedGroups? = nil
 }
 
 /// Counters the internal plan functions update while one statement runs.
@@ -425,6 +428,7 @@ final class SandboxConnection {
             return .success(execution)
         case .failure(var failure):
             failure.vmSteps &+= stageOneSteps
+            failure.released = released
             return .failure(failure)
         }
     }
