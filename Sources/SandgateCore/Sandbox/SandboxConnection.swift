@@ -67,12 +67,19 @@ final class PlanCounters {
     var packedRows = 0
     var packedLimit = Int.max
     var packedExceeded = false
+    /// The draws of `__sg_random`, keyed afresh for every statement.
+    var random = KeystreamGenerator()
 
     func reset(packedLimit: Int) {
         suppressedGroups = 0
         packedRows = 0
         self.packedLimit = packedLimit
         packedExceeded = false
+    }
+
+    /// A new key for `__sg_random` (each query's random choice is independent of every other's).
+    func rekey() {
+        random = KeystreamGenerator()
     }
 
     /// Internal function names (reserved prefix; the checker refuses them in consumer SQL and the
@@ -89,9 +96,8 @@ final class PlanCounters {
             if arguments.integer(at: 0) < arguments.integer(at: 1) { suppressedGroups += 1 }
             result.setArgument(arguments, at: 0)
         }
-        try connection.createFunction(name: Self.random, argumentCount: 0, deterministic: false) { _, result in
-            var generator = SystemRandomNumberGenerator()
-            result.setInteger(Int64(bitPattern: generator.next()))
+        try connection.createFunction(name: Self.random, argumentCount: 0, deterministic: false) { [unowned self] _, result in
+            result.setInteger(Int64(bitPattern: random.next()))
         }
         try connection.createFunction(name: Self.packed, argumentCount: 1, deterministic: false) { [unowned self] arguments, result in
             packedRows += 1
@@ -475,6 +481,7 @@ final class SandboxConnection {
             .failure(ExecutionFailure(error: error, vmSteps: steps, executed: executed, detail: detail))
         }
         if let error = Self.oversizedParameter(parameters) { return failure(error, executed: false) }
+        counters.rekey()
         let statement: Statement
         switch prepareStatement(privacy.stageOneSQL) {
         case .success(let prepared): statement = prepared
