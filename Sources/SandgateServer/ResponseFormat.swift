@@ -206,11 +206,15 @@ extension ResponseFormat {
         output += description.tables.map { table in
             var text = "{\"name\":\(JSONText.quoted(table.name)),\"access\":\(JSONText.quoted(table.access)),\"row_filter\":\(table.rowFilter)"
             if let size = table.minGroupSize { text += ",\"min_group_size\":\(size)" }
+            if let privacy = table.privacy {
+                text += ",\"privacy\":{\"epsilon_per_query\":\(epsilonText(privacy.epsilonPerQueryMicros)),\"delta\":\(jsonNumber(privacy.delta)),\"budget\":{\"epsilon\":\(epsilonText(privacy.budgetMicros)),\"period\":\(JSONText.quoted(privacy.period.rawValue))},\"max_groups_per_unit\":\(privacy.maxGroupsPerUnit),\"max_rows_per_unit\":\(privacy.maxRowsPerUnit)}"
+            }
             text += ",\"columns\":[" + table.columns.map { column in
                 var item = "{\"name\":\(JSONText.quoted(column.name)),\"role\":\(JSONText.quoted(column.role)),\"type\":\(JSONText.quoted(column.type))"
                 if let mask = column.mask { item += ",\"mask\":\(JSONText.quoted(mask))" }
                 if let summary = column.maskSummary { item += ",\"masked\":\(JSONText.quoted(summary))" }
                 if !column.aggregates.isEmpty { item += ",\"aggregates\":[" + column.aggregates.map(JSONText.quoted).joined(separator: ",") + "]" }
+                if let bounds = column.bounds { item += ",\"bounds\":[\(jsonNumber(bounds.lower)),\(jsonNumber(bounds.upper))]" }
                 return item + "}"
             }.joined(separator: ",") + "]}"
             return text

@@ -258,11 +258,15 @@ struct DescribeCommand: ParsableCommand {
                     output += "  table \(table.name) (access: \(table.access)"
                     if let size = table.minGroupSize { output += ", min_group_size \(size)" }
                     if table.rowFilter { output += ", rows filtered by policy" }
+                    if let privacy = table.privacy {
+                        output += ", differentially private: epsilon \(PrivacyBudget.epsilonText(privacy.epsilonPerQueryMicros)) per query, budget \(PrivacyBudget.epsilonText(privacy.budgetMicros)) per \(privacy.period == .total ? "consumer" : privacy.period.rawValue), delta \(privacy.delta), at most \(privacy.maxRowsPerUnit) rows in \(privacy.maxGroupsPerUnit) groups per unit"
+                    }
                     output += ")\n"
                     for column in table.columns {
                         output += "    \(column.name)  \(column.type.isEmpty ? "(no declared type)" : column.type)  \(column.role)"
                         if let summary = column.maskSummary { output += "  masked: \(summary)" }
                         if !column.aggregates.isEmpty { output += "  aggregates: \(column.aggregates.joined(separator: ", "))" }
+                        if let bounds = column.bounds { output += "  bounds: [\(bounds.lower), \(bounds.upper)]" }
                         output += "\n"
                     }
                 }
