@@ -1,9 +1,8 @@
 import Foundation
-import SandgateTestSupport
 
 /// A retail policy whose `orders` table is private (issue 10), for the privacy tests.
-enum PrivateRetail {
-    static func policy(epsilon: String = "1.0", delta: String = "1.0e-5", budget: String = "{ epsilon: 10, period: month }",
+public enum PrivateRetail {
+    public static func policy(epsilon: String = "1.0", delta: String = "1.0e-5", budget: String = "{ epsilon: 10, period: month }",
                        groups: Int = 2, rows: Int = 5, minGroupSize: Int = 10, bounds: String = "[0, 5000]") -> String {
         """
         dataset: retail
@@ -43,7 +42,7 @@ enum PrivateRetail {
         """
     }
 
-    static func workspace(grant: String = "{ max_rows: 200 }", policy: String = PrivateRetail.policy()) throws -> TestWorkspace {
+    public static func workspace(grant: String = "{ max_rows: 200 }", policy: String = PrivateRetail.policy()) throws -> TestWorkspace {
         try TestWorkspace(policy: policy, consumers: TestWorkspace.consumers(grant: grant))
     }
 }
