@@ -133,6 +133,7 @@ extension PrivatePlan {
     static func testPlan(measurements: [NoisyMeasurement], calibrated: (calibrations: [Calibration], threshold: Int64), aggregates: [NoisyAggregate]) -> PrivatePlan {
         PrivatePlan(stageOneSQL: "", stageTwo: AggregatePlanner.releasedGroups([], width: 1), keyCount: 0, measurements: measurements,
                     calibrations: calibrated.calibrations, aggregates: aggregates, threshold: calibrated.threshold, epsilonMicros: 1_000_000,
-                    budgetMicros: 10_000_000, period: .month, aggregateNames: aggregates.map { _ in "x" }, outputAggregates: [])
+                    budgetMicros: 10_000_000, period: .month, aggregateNames: aggregates.map { _ in "x" }, outputAggregates: [],
+                    measureColumns: [], maxGroupsPerUnit: 1, maxRowsPerUnit: 1)
     }
 }

@@ -196,13 +196,12 @@ struct AggregatePlanner {
 
     // MARK: Differential privacy
 
-    static let rowsBounded = "__sg_rb", unitsBounded = "__sg_ub", random = "__sg_random"
 
-    /// The plan of a query on a table with `privacy:` (issue 10): stage 1 bounds each unit's
-    /// contribution (at most `max_rows_per_unit` rows per group, `max_groups_per_unit` groups,
-    /// chosen by a fresh CSPRNG draw per row and per group) and clamps measures to their bounds;
-    /// the sandbox adds exact discrete noise, selects groups and runs stage 2 over the released
-    /// groups only (`PrivatePlan`).
+    /// The plan of a query on a table with `privacy:` (issue 10): stage 1 reads the rows with
+    /// their keys, unit and clamped measures; the sandbox bounds each unit's contribution (at
+    /// most `max_rows_per_unit` rows per group, `max_groups_per_unit` groups, chosen at random
+    /// per query: `ContributionBounder`), adds exact discrete noise, selects groups and runs
+    /// stage 2 over the released groups only (`PrivatePlan`).
     private mutating func privatePlan(
         core: SelectCore, select: Select, privacy: PrivacyPolicy, minimum: Int,
         outputs: [(expr: Expr, name: String, masked: Bool)], having: Expr?, orderBy: [OrderingTerm]
@@ -273,7 +272,8 @@ struct AggregatePlanner {
             outputAggregates: outputs.map { output -> Int? in
                 if case .column(let reference) = output.expr, reference.column.hasPrefix("__sg_a") { return Int(reference.column.dropFirst(6)) }
                 return nil
-            })
+            },
+            measureColumns: Self.measureColumns(measurements), maxGroupsPerUnit: privacy.maxGroupsPerUnit, maxRowsPerUnit: privacy.maxRowsPerUnit)
         return CheckedQuery(
             select: shown, maskedOutputs: outputs.map(\.masked), rules: rules,
             plan: ExecutionPlan(isAggregatePlan: true, tables: tables.map(\.name), privacy: plan))
@@ -292,75 +292,39 @@ struct AggregatePlanner {
         return Select(body: .values(rows))
     }
 
-    /// Stage 1 of a private plan: rows with keys evaluated once and measures clamped, each unit's
-    /// rows in a group numbered in a random order (kept: the first `max_rows_per_unit`), each
-    /// unit's groups numbered in a random order (kept: the first `max_groups_per_unit`), then one
-    /// row per group with the raw measurements, in key order.
-    private func privateStageOne(whereClause: Expr?, measurements: [NoisyMeasurement], privacy: PrivacyPolicy) -> Select {
-        let keyNames = keys.indices.map { "__sg_k\($0)" }
-        let unit = unitReference()
-        var measures: [(name: String, bounds: MeasureBounds?)] = []
+    /// The measures a private plan's stage 1 reads, once each, in the order of its columns.
+    static func measureColumns(_ measurements: [NoisyMeasurement]) -> [String] {
+        var names: [String] = []
         for measurement in measurements {
             switch measurement.kind {
             case .values(let name), .sum(let name):
-                if !measures.contains(where: { $0.name == name }) { measures.append((name, measurement.bounds)) }
+                if !names.contains(name) { names.append(name) }
             default: break
             }
         }
-        for measurement in measurements {
-            if case .sum(let name) = measurement.kind, let index = measures.firstIndex(where: { $0.name == name }) { measures[index].bounds = measurement.bounds }
-        }
+        return names
+    }
+
+    /// Stage 1 of a private plan: one row per row of the join tree that passes WHERE, with the
+    /// GROUP BY keys evaluated once, the unit's token and each measure clamped to its bounds
+    /// (scalar max/min of NULL are NULL: NULLs stay uncounted). `ContributionBounder` bounds
+    /// each unit's contribution over these rows in one pass.
+    private func privateStageOne(whereClause: Expr?, measurements: [NoisyMeasurement], privacy: PrivacyPolicy) -> Select {
         func literal(_ value: Double) -> Expr { .literal(.number(Self.numberText(value))) }
-        func randomOrder(_ partition: [Expr]) -> WindowReference {
-            .definition(WindowDefinition(base: nil, partitionBy: partition,
-                                         orderBy: [OrderingTerm(expr: Self.call(Self.random, []), descending: nil, nullsFirst: nil)], frame: nil))
-        }
-        var rowColumns: [ResultColumn] = keys.enumerated().map { .expr($0.element.expr, alias: keyNames[$0.offset], span: "") }
-        rowColumns.append(.expr(unit, alias: Self.unitValue, span: ""))
-        for (index, measure) in measures.enumerated() {
-            var value = Self.column(measure.name, relations[aggregateRelation].name)
-            if let bounds = measure.bounds {
-                // Scalar max/min with a NULL argument give NULL: NULLs stay uncounted.
+        var columns: [ResultColumn] = keys.enumerated().map { .expr($0.element.expr, alias: "__sg_k\($0.offset)", span: "") }
+        columns.append(.expr(unitReference(), alias: Self.unitValue, span: ""))
+        for (index, name) in Self.measureColumns(measurements).enumerated() {
+            var value = Self.column(name, relations[aggregateRelation].name)
+            let bounds = measurements.first { if case .sum(name) = $0.kind { true } else { false } }?.bounds
+                ?? tables[aggregateRelation].column(named: name)?.bounds
+            if let bounds {
                 value = Self.call("max", [literal(bounds.lower), Self.call("min", [literal(bounds.upper), value])])
             }
-            rowColumns.append(.expr(value, alias: "__sg_v\(index)", span: ""))
+            columns.append(.expr(value, alias: "__sg_v\(index)", span: ""))
         }
-        rowColumns.append(.expr(.function(FunctionCall(name: "row_number", distinct: false, star: false, arguments: [], filter: nil,
-                                                       over: randomOrder([unit] + keys.map(\.expr)))), alias: "__sg_rn", span: ""))
-        let rows = CommonTable(name: Self.rowsBounded, columns: [], materialized: true, select: Select(body: .core(SelectCore(
-            columns: rowColumns, from: joinTree(), whereClause: whereClause))))
-
-        var unitColumns: [ResultColumn] = keyNames.map { .expr(Self.column($0), alias: $0, span: "") }
-        unitColumns.append(.expr(Self.column(Self.unitValue), alias: Self.unitValue, span: ""))
-        unitColumns.append(.expr(Self.call("count", [], star: true), alias: "__sg_c", span: ""))
-        for index in measures.indices {
-            unitColumns.append(.expr(Self.call("count", [Self.column("__sg_v\(index)")]), alias: "__sg_c\(index)", span: ""))
-            unitColumns.append(.expr(Self.call("total", [Self.column("__sg_v\(index)")]), alias: "__sg_s\(index)", span: ""))
-        }
-        unitColumns.append(.expr(.function(FunctionCall(name: "row_number", distinct: false, star: false, arguments: [], filter: nil,
-                                                        over: randomOrder([Self.column(Self.unitValue)]))), alias: "__sg_gn", span: ""))
-        let perUnit = CommonTable(name: Self.unitsBounded, columns: [], materialized: true, select: Select(body: .core(SelectCore(
-            columns: unitColumns, from: .table(name: Self.rowsBounded, schema: nil, alias: nil, indexHint: nil),
-            whereClause: .binary(.lessEqual, Self.column("__sg_rn"), .literal(.number(String(privacy.maxRowsPerUnit)))),
-            groupBy: [Self.column(Self.unitValue)] + keyNames.map { Self.column($0) }))))
-
-        var groupColumns: [ResultColumn] = keyNames.map { .expr(Self.column($0), alias: $0, span: "") }
-        for measurement in measurements {
-            let expr: Expr
-            switch measurement.kind {
-            case .units: expr = Self.call("count", [], star: true)
-            case .rows: expr = Self.call("total", [Self.column("__sg_c")])
-            case .values(let name): expr = Self.call("total", [Self.column("__sg_c\(measures.firstIndex { $0.name == name } ?? 0)")])
-            case .sum(let name): expr = Self.call("total", [Self.column("__sg_s\(measures.firstIndex { $0.name == name } ?? 0)")])
-            }
-            groupColumns.append(.expr(expr, alias: nil, span: ""))
-        }
-        let groups = SelectCore(
-            columns: groupColumns, from: .table(name: Self.unitsBounded, schema: nil, alias: nil, indexHint: nil),
-            whereClause: .binary(.lessEqual, Self.column("__sg_gn"), .literal(.number(String(privacy.maxGroupsPerUnit)))),
-            groupBy: keyNames.map { Self.column($0) })
-        return Select(with: With(recursive: false, tables: materializedRowsTables() + [rows, perUnit]), body: .core(groups),
-                      orderBy: keyNames.map { OrderingTerm(expr: Self.column($0), descending: nil, nullsFirst: nil) })
+        let copies = materializedRowsTables()
+        return Select(with: copies.isEmpty ? nil : With(recursive: false, tables: copies), body: .core(SelectCore(
+            columns: columns, from: joinTree(), whereClause: whereClause)))
     }
 
     /// A number as SQL text that SQLite reads back as the same value (integers without a point).

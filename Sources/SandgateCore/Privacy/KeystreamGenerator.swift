@@ -1,8 +1,8 @@
 import Crypto
 import Foundation
 
-/// A cryptographically secure generator for the many draws of contribution bounding (one per row
-/// and per unit × group): the ChaCha20 keystream under a fresh 256-bit key from the system
+/// A cryptographically secure generator for the many draws of contribution bounding (reservoir
+/// sampling and the choice of groups, `ContributionBounder`): the ChaCha20 keystream under a fresh 256-bit key from the system
 /// CSPRNG, in 64 KiB blocks (each a new nonce), as OpenBSD's arc4random does. The system
 /// generator costs a `getrandom` call per draw; this costs a few nanoseconds. Noise itself is
 /// drawn from `SystemRandomNumberGenerator` (a handful of draws per group).

@@ -85,26 +85,38 @@ struct PrivateAnswer: Sendable {
     }
 }
 
-/// The answers a runtime remembers (bounded: the oldest half is dropped when full; a dropped
-/// answer is charged again when asked again, so forgetting never undercharges).
+/// The answers a runtime remembers, bounded by the number of answers and by the values they hold
+/// together (the oldest half is dropped when either is full). A dropped answer is charged again
+/// when asked again, so forgetting never undercharges.
 final class PrivateAnswers: Sendable {
-    private let answers = Mutex<(entries: [String: ReleasedGroups], order: [String])>(([:], []))
+    private struct State {
+        var entries: [String: ReleasedGroups] = [:]
+        var order: [String] = []
+        var values = 0
+    }
+
+    private let state = Mutex(State())
     static let capacity = 10_000
+    /// Values (cells of released groups) kept in all; about 16 bytes and more each.
+    static let valueCapacity = 4_000_000
 
     func answer(for key: String) -> ReleasedGroups? {
-        answers.withLock { $0.entries[key] }
+        state.withLock { $0.entries[key] }
     }
 
     func remember(_ key: String, _ groups: ReleasedGroups) {
-        answers.withLock { state in
+        let size = groups.rows.reduce(0) { $0 + $1.count }
+        guard size <= Self.valueCapacity / 4 else { return }
+        state.withLock { state in
             guard state.entries[key] == nil else { return }
-            if state.order.count >= Self.capacity {
-                let dropped = state.order.prefix(Self.capacity / 2)
-                for old in dropped { state.entries[old] = nil }
+            while !state.order.isEmpty, state.order.count >= Self.capacity || state.values + size > Self.valueCapacity {
+                let dropped = state.order.prefix(max(1, state.order.count / 2))
+                for old in dropped { state.values -= state.entries.removeValue(forKey: old).map { $0.rows.reduce(0) { $0 + $1.count } } ?? 0 }
                 state.order.removeFirst(dropped.count)
             }
             state.entries[key] = groups
             state.order.append(key)
+            state.values += size
         }
     }
 }

@@ -74,6 +74,22 @@ struct PrivatePlan: Sendable {
     /// For each output column: the aggregate it shows as it is (for its `noise` half-width), or
     /// nil for keys and expressions.
     let outputAggregates: [Int?]
+    /// The measures stage 1 returns after the keys and the unit, in order.
+    let measureColumns: [String]
+    let maxGroupsPerUnit: Int
+    let maxRowsPerUnit: Int
+
+    /// One group's exact measurements (in `measurements` order) from its bounded contributions.
+    func measured(units: Int64, rows: Int64, counts: [Int64], sums: [Double]) -> [SQLValue] {
+        measurements.map { measurement in
+            switch measurement.kind {
+            case .units: return .integer(units)
+            case .rows: return .integer(rows)
+            case .values(let name): return .integer(measureColumns.firstIndex(of: name).map { counts[$0] } ?? 0)
+            case .sum(let name): return .real(measureColumns.firstIndex(of: name).map { sums[$0] } ?? 0)
+            }
+        }
+    }
 
     /// Calibrates a plan: half of ε for group selection, the other half split evenly over the
     /// other measurements (all of it for selection when there are none).

@@ -82,7 +82,7 @@ final class SandboxAuthorizer {
                 if let view = request.innermostView?.lowercased(), viewNames.contains(view) { return .allow }
                 return deny(.functionNotAllowed(request.second ?? ""))
             }
-            if name == PlanCounters.tally || name == PlanCounters.packed || name == PlanCounters.random {
+            if name == PlanCounters.tally || name == PlanCounters.packed {
                 return allowPlanFunctions ? .allow : deny(.functionNotAllowed(request.second ?? ""))
             }
             // printf/format pass here only because the checker admitted their literal, small widths.

@@ -67,8 +67,6 @@ final class PlanCounters {
     var packedRows = 0
     var packedLimit = Int.max
     var packedExceeded = false
-    /// The draws of `__sg_random`, keyed afresh for every statement.
-    var random = KeystreamGenerator()
 
     func reset(packedLimit: Int) {
         suppressedGroups = 0
@@ -77,27 +75,17 @@ final class PlanCounters {
         packedExceeded = false
     }
 
-    /// A new key for `__sg_random` (each query's random choice is independent of every other's).
-    func rekey() {
-        random = KeystreamGenerator()
-    }
 
     /// Internal function names (reserved prefix; the checker refuses them in consumer SQL and the
     /// authorizer allows them only in statements whose plan uses them).
     static let tally = "__sg_tally"
     static let packed = "__sg_packed"
-    /// A uniform 64-bit integer from the system CSPRNG per call: the random order in which a
-    /// private plan keeps each unit's rows and groups (contribution bounding).
-    static let random = AggregatePlanner.random
 
     func register(on connection: Connection) throws(SQLiteError) {
         // Not deterministic: SQLite must call them once per group or row, never fold them.
         try connection.createFunction(name: Self.tally, argumentCount: 2, deterministic: false) { [unowned self] arguments, result in
             if arguments.integer(at: 0) < arguments.integer(at: 1) { suppressedGroups += 1 }
             result.setArgument(arguments, at: 0)
-        }
-        try connection.createFunction(name: Self.random, argumentCount: 0, deterministic: false) { [unowned self] _, result in
-            result.setInteger(Int64(bitPattern: random.next()))
         }
         try connection.createFunction(name: Self.packed, argumentCount: 1, deterministic: false) { [unowned self] arguments, result in
             packedRows += 1
@@ -396,6 +384,7 @@ final class SandboxConnection {
     private func executePrivate(_ privacy: PrivatePlan, parameters: QueryParameters, limits: DatasetLimits, rowLimit: Int, plan: ExecutionPlan,
                                 cancellation: Cancellation?, released cached: ReleasedGroups?) -> Result<Execution, ExecutionFailure> {
         var stageOneSteps: Int64 = 0
+        let started = DispatchTime.now().uptimeNanoseconds
         let released: ReleasedGroups
         if let cached {
             released = cached
@@ -424,7 +413,11 @@ final class SandboxConnection {
             connection.setLimit(.sqlLength, 1_000_000)
             connection.setLimit(.vdbeOperations, 50_000)
         }
-        let outcome = executeStatement(sql: Renderer.render(stageTwo), parameters: parameters, limits: limits, rowLimit: rowLimit,
+        // One clock for both stages: stage 2 gets what stage 1 left of the timeout.
+        var remaining = limits
+        let spentMilliseconds = Int((DispatchTime.now().uptimeNanoseconds - started) / 1_000_000)
+        remaining.timeoutMilliseconds = max(1, limits.timeoutMilliseconds - spentMilliseconds)
+        let outcome = executeStatement(sql: Renderer.render(stageTwo), parameters: parameters, limits: remaining, rowLimit: rowLimit,
                                        plan: stageTwoPlan, cancellation: cancellation, partialParameters: true, cached: false)
         switch outcome {
         case .success(var execution):
@@ -481,7 +474,6 @@ final class SandboxConnection {
             .failure(ExecutionFailure(error: error, vmSteps: steps, executed: executed, detail: detail))
         }
         if let error = Self.oversizedParameter(parameters) { return failure(error, executed: false) }
-        counters.rekey()
         let statement: Statement
         switch prepareStatement(privacy.stageOneSQL) {
         case .success(let prepared): statement = prepared
@@ -489,13 +481,25 @@ final class SandboxConnection {
         }
         defer { statement.reset() }
         if let error = bind(parameters, to: statement, partial: true) { return failure(error, executed: false) }
-        let measured = privacy.keyCount..<(privacy.keyCount + privacy.measurements.count)
+        var bounder = ContributionBounder(keyCount: privacy.keyCount, measureCount: privacy.measureColumns.count,
+                                          maxRows: privacy.maxRowsPerUnit, maxGroups: privacy.maxGroupsPerUnit)
+        let unitColumn = privacy.keyCount, firstMeasure = privacy.keyCount + 1
+        var measures = [Double](repeating: 0, count: privacy.measureColumns.count)
         do {
             while try statement.step() {
-                visit((0..<privacy.keyCount).map { statement.value(at: $0) }, measured.map { statement.value(at: $0) })
+                let keys = (0..<privacy.keyCount).map { statement.value(at: $0) }
+                let unit = statement.withBytes(at: unitColumn) { UnitToken($0) }
+                for index in measures.indices {
+                    let column = firstMeasure + index
+                    measures[index] = statement.type(at: column) == .null ? .nan : statement.real(at: column)
+                }
+                bounder.add(keys: keys, unit: unit, measures: measures)
             }
         } catch {
             return failure(stepError(error, limits: limits, rowLimit: 0), executed: true, steps: statement.virtualMachineSteps, detail: error.message)
+        }
+        for group in bounder.finish() {
+            visit(group.keys, privacy.measured(units: group.units, rows: group.rows, counts: group.counts, sums: group.sums))
         }
         return .success(statement.virtualMachineSteps)
     }
