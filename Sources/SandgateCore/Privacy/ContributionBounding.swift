@@ -116,7 +116,7 @@ struct ContributionBounder {
                 let group = Int(pairGroup[pair])
                 units[group] += 1
                 let kept = pairKept[pair]
-                rows[group] += Int64(kept.count / max(1, measureCount))
+                rows[group] += Int64(min(Int(pairSeen[pair]), maxRows))
                 for (offset, value) in kept.enumerated() where !value.isNaN {
                     counts[group][offset % measureCount] += 1
                     sums[group][offset % measureCount] += value
