@@ -31,8 +31,13 @@ run "PRAGMA table_info(customers)"
 echo
 echo "\$ sandgate usage export --format csv | tail -3     # this month so far"
 "$sandgate" usage export --format csv | tail -3
+echo "\$ sandgate query --dataset retail --as analyst-a --purpose credit_risk \"SELECT city, count(*) AS n FROM customers GROUP BY city ORDER BY n DESC LIMIT 3\""
+"$sandgate" query --dataset retail --as analyst-a --purpose credit_risk "SELECT city, count(*) AS n FROM customers GROUP BY city ORDER BY n DESC LIMIT 3"
+echo
 echo "\$ sandgate usage invoice"
 "$sandgate" usage invoice
+echo "\$ sandgate usage settle     # per holder, dataset and purpose: gross, platform fee, holder revenue"
+"$sandgate" usage settle
 "$sandgate" usage verify
 echo "\$ sandgate consumer list"
 "$sandgate" consumer list

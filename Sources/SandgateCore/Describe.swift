@@ -35,6 +35,12 @@ public struct DatasetDescription: Sendable {
     public let tables: [Table]
     public let limits: DatasetLimits
     public let pricing: Pricing
+    /// The purposes the consumer may use (for the operator: every purpose the dataset lists).
+    public let purposes: [PurposeDeclaration]
+    /// True when every query must declare one of `purposes`.
+    public let purposeRequired: Bool
+    /// `shared` or `per_consumer` (tokens traceable to their receiver).
+    public let tokens: String
 }
 
 extension Gateway {
@@ -44,6 +50,8 @@ extension Gateway {
             return .failure(GatewayError(.unknownDataset, "no dataset named '\(dataset)'"))
         }
         var limits = runtime.policy.limits
+        var purposes = runtime.policy.purposes
+        var required = !purposes.isEmpty
         if let consumer {
             guard let known = consumers.consumers[consumer] else {
                 return .failure(GatewayError(.authFailed, "unknown consumer '\(consumer)'"))
@@ -52,6 +60,11 @@ extension Gateway {
                 return .failure(GatewayError(.notGranted, "consumer '\(consumer)' has no grant for dataset '\(dataset)'"))
             }
             limits = limits.lowered(by: grant)
+            let allowed = PurposeRule.allowed(dataset: runtime.policy, grant: grant)
+            required = allowed.required
+            purposes = allowed.names.map { name in
+                runtime.policy.purpose(named: name) ?? PurposeDeclaration(name: name, description: "", location: runtime.policy.sourceLocation)
+            }
         }
         let policy = runtime.policy
         let tables = policy.tables.map { table in
@@ -77,6 +90,6 @@ extension Gateway {
         }
         return .success(DatasetDescription(
             dataset: dataset, description: policy.description, owner: policy.owner, tables: tables, limits: limits,
-            pricing: policy.pricing))
+            pricing: policy.pricing, purposes: purposes, purposeRequired: required, tokens: policy.tokens.rawValue))
     }
 }

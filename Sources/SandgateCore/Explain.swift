@@ -46,19 +46,20 @@ extension Gateway {
         guard let runtime = Name.isValid(request.dataset) ? runtime(request.dataset) : nil else {
             return .failure(GatewayError(.unknownDataset, "no dataset named '\(request.dataset)'"))
         }
-        guard consumer.grants[request.dataset] != nil else {
+        guard let grant = consumer.grants[request.dataset] else {
             return .failure(GatewayError(.notGranted, "consumer '\(consumer.name)' has no grant for dataset '\(request.dataset)'"))
         }
         guard request.sql.utf8.count <= Self.maxSQLBytes else {
             return .failure(GatewayError(.requestTooLarge, "the query is longer than \(Self.maxSQLBytes) bytes"))
         }
+        if case .failure(let error) = Self.decidePurpose(request.purpose, runtime: runtime, grant: grant) { return .failure(error) }
         let prepared: PreparedQuery
         switch runtime.prepare(request.sql) {
         case .success(let query): prepared = query
         case .failure(let error): return .failure(error)
         }
         do {
-            return try runtime.pool.withConnection { sandbox in
+            return try runtime.pool(for: consumer.name).withConnection { sandbox in
                 sandbox.columns(sql: prepared.rendered, plan: prepared.plan).map { columns in
                     columns.map { ($0.name, ColumnType(declared: $0.declared, seen: [], temporalValues: true)) }
                 }
@@ -82,13 +83,20 @@ extension Gateway {
         guard request.sql.utf8.count <= Self.maxSQLBytes else {
             return .failure(GatewayError(.requestTooLarge, "the query is longer than \(Self.maxSQLBytes) bytes"))
         }
+        let purpose: PurposeRule.Decision
+        switch Self.decidePurpose(request.purpose, runtime: runtime, grant: grant) {
+        case .success(let decision): purpose = decision
+        case .failure(let error): return .failure(error)
+        }
         let checked: CheckedQuery
         switch Self.check(request.sql, policy: runtime.policy, facts: runtime.facts) {
         case .success(let query): checked = query
         case .failure(let error): return .failure(error)
         }
-        let limits = runtime.policy.limits.lowered(by: grant)
+        let limits = runtime.policy.limits.lowered(by: grant).lowered(by: purpose.limits)
         var rules = checked.rules
+        if !purpose.purpose.isEmpty { rules.append("purpose: \(purpose.purpose) (recorded with the query)") }
+        if runtime.policy.tokens == .perConsumer { rules.append("join keys and hash values are tokens keyed for this consumer (traceable to it)") }
         rules.append("at most \(limits.maxRows) rows (more are cut and marked truncated)")
         rules.append("budget: \(limits.maxVMSteps) VM steps, \(limits.timeoutMilliseconds) ms, \(limits.maxResultBytes) result bytes")
         if let daily = grant.dailyQueries { rules.append("quota: \(daily) queries per UTC day") }

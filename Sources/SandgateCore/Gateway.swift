@@ -169,7 +169,7 @@ public final class Gateway: Sendable {
     /// does this at start; the command line opens connections on first use).
     public func warmUp() {
         let runtimes = state.withLock { Array($0.datasets.values) }
-        for runtime in runtimes {
+        for runtime in runtimes where runtime.policy.tokens == .shared {
             do {
                 try runtime.pool.warmUp()
             } catch {
@@ -293,7 +293,11 @@ public final class Gateway: Sendable {
             bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
             costMicros: 0, currency: runtime?.policy.pricing.currency ?? "", sqlSHA256: Self.sha256Hex(request.sql),
             sql: request.sql, rewrittenSQL: "", clientAddress: request.clientAddress,
-            holder: runtime?.policy.owner ?? "").bounded()
+            holder: runtime?.policy.owner ?? "",
+            // The holder's share as it is now, so that settlement is reproducible from the ledger
+            // alone after the policy changes. The purpose is set only once it is decided: a refused
+            // purpose is not recorded (any string would become its own invoice line).
+            holderSharePPM: runtime?.policy.pricing.holderSharePPM ?? 0).bounded()
     }
 
     /// Records a request that a front end refused before running it (`overloaded`: too many in
@@ -354,9 +358,13 @@ public final class Gateway: Sendable {
             queryID: record.queryID, rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, vmSteps: 0,
             elapsedMicroseconds: 0, costMicros: 0, currency: record.currency, seq: 0)
 
+        // A purpose that no list checked (a dataset and a grant that list none) is kept only on
+        // records the consumer pays for: free refusals must not mint invoice lines.
+        var purposeChecked = false
         func refuse(_ error: GatewayError) -> QueryResponse {
             record.status = .refused
             record.errorCode = error.code.rawValue
+            if !purposeChecked { record.purpose = "" }
             return QueryResponse(outcome: .failure(error), truncated: false, truncatedBy: nil, usage: usage)
         }
 
@@ -372,7 +380,14 @@ public final class Gateway: Sendable {
         guard request.sql.utf8.count <= Self.maxSQLBytes else {
             return refuse(GatewayError(.requestTooLarge, "the query is longer than \(Self.maxSQLBytes) bytes"))
         }
-        let limits = runtime.policy.limits.lowered(by: grant)
+        let purpose: PurposeRule.Decision
+        switch Self.decidePurpose(request.purpose, runtime: runtime, grant: grant) {
+        case .success(let decision): purpose = decision
+        case .failure(let error): return refuse(error)
+        }
+        record.purpose = purpose.purpose
+        purposeChecked = PurposeRule.allowed(dataset: runtime.policy, grant: grant).required
+        let limits = runtime.policy.limits.lowered(by: grant).lowered(by: purpose.limits)
         var rowLimit = limits.maxRows
         var truncatedBy = "max_rows"
         // Checked first, refused after the quotas (a quota refusal keeps its precedence): a private
@@ -434,7 +449,7 @@ public final class Gateway: Sendable {
 
         let outcome: Result<Execution, ExecutionFailure>
         do {
-            outcome = try runtime.pool.withConnection { sandbox in
+            outcome = try runtime.pool(for: consumer.name).withConnection { sandbox in
                 sandbox.execute(sql: rendered, parameters: request.parameters, limits: limits, rowLimit: rowLimit, plan: plan,
                                 cancellation: request.cancellation, released: cachedAnswer?.groups)
             }
@@ -497,6 +512,15 @@ public final class Gateway: Sendable {
             record.vmSteps = failure.vmSteps
             record.costMicros = usage.costMicros
             return QueryResponse(outcome: .failure(failure.error), truncated: false, truncatedBy: nil, usage: usage)
+        }
+    }
+
+    /// The purpose of a request under `PurposeRule`, or `purpose_not_allowed` with the purposes
+    /// the consumer may use in the hint.
+    static func decidePurpose(_ requested: String?, runtime: DatasetRuntime, grant: Grant) -> Result<PurposeRule.Decision, GatewayError> {
+        PurposeRule.decide(requested, dataset: runtime.policy, grant: grant).mapError { refusal in
+            let (message, hint) = PurposeRule.explain(refusal, dataset: runtime.policy, grant: grant)
+            return GatewayError(.purposeNotAllowed, message, hint: hint)
         }
     }
 

@@ -22,6 +22,8 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     /// Concatenating aggregates would carry more rows' values than the row limit.
     case rowsLimitExceeded = "rows_limit_exceeded"
     case requestTooLarge = "request_too_large"
+    /// The query's purpose is missing, unknown, not granted, or not allowed by the dataset.
+    case purposeNotAllowed = "purpose_not_allowed"
     /// The client cancelled the running query (PostgreSQL's CancelRequest).
     case cancelled
     /// The front end refused the request to protect the gateway (too many in flight, responses

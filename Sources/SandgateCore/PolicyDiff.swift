@@ -86,8 +86,13 @@ public enum PolicyDiff {
         }
         changes += limitChanges(old.limits, new.limits, subject: dataset, what: "dataset")
         if old.pricing != new.pricing {
-            changes.append(.init(direction: .neutral, severity: 0, subject: dataset, message: "pricing changed"))
+            var message = "pricing changed"
+            if old.pricing.holderSharePPM != new.pricing.holderSharePPM {
+                message += " (holder_share \(old.pricing.holderSharePPM) → \(new.pricing.holderSharePPM) parts per million)"
+            }
+            changes.append(.init(direction: .neutral, severity: 0, subject: dataset, message: message))
         }
+        changes += purposeChanges(old, new)
         let oldTables = Dictionary(old.tables.map { ($0.name.lowercased(), $0) }, uniquingKeysWith: { first, _ in first })
         let newTables = Dictionary(new.tables.map { ($0.name.lowercased(), $0) }, uniquingKeysWith: { first, _ in first })
         for name in Set(oldTables.keys).union(newTables.keys).sorted() {
@@ -104,6 +109,34 @@ public enum PolicyDiff {
             case (nil, nil):
                 break
             }
+        }
+        return changes
+    }
+
+    /// Purposes and token scope (issue 13). Dropping the list of purposes allows any use; shared
+    /// tokens after per-consumer ones let consumers link their results.
+    static func purposeChanges(_ old: DatasetPolicy, _ new: DatasetPolicy) -> [ExposureChange] {
+        var changes: [ExposureChange] = []
+        let dataset = new.name
+        let before = Set(old.purposes.map(\.name)), after = Set(new.purposes.map(\.name))
+        if !before.isEmpty, after.isEmpty {
+            changes.append(.init(direction: .wider, severity: grant, subject: dataset, message: "purposes no longer listed: queries need no purpose, any use is allowed"))
+        } else if before.isEmpty, !after.isEmpty {
+            changes.append(.init(direction: .narrower, severity: grant, subject: dataset,
+                                 message: "every query must now declare a purpose (\(new.purposes.map(\.name).joined(separator: ", ")))"))
+        } else {
+            for name in after.subtracting(before).sorted() {
+                changes.append(.init(direction: .wider, severity: grant, subject: dataset, message: "purpose \(name) allowed"))
+            }
+            for name in before.subtracting(after).sorted() {
+                changes.append(.init(direction: .narrower, severity: grant, subject: dataset, message: "purpose \(name) no longer allowed"))
+            }
+        }
+        if old.tokens != new.tokens {
+            let shared = new.tokens == .shared
+            changes.append(.init(direction: shared ? .wider : .narrower, severity: shared ? token : grant, subject: dataset,
+                                 message: shared ? "tokens shared by every consumer: their results can be linked, and leaks no longer trace to a consumer"
+                                                 : "tokens keyed per consumer: results no longer link across consumers (every token changes)"))
         }
         return changes
     }
@@ -345,6 +378,22 @@ public enum PolicyDiff {
         compare("max_vm_steps", old.maxVMSteps, new.maxVMSteps)
         compare("max_result_bytes", old.maxResultBytes.map(Int64.init), new.maxResultBytes.map(Int64.init))
         compare("epsilon_budget (micro-ε)", old.epsilonBudgetMicros, new.epsilonBudgetMicros)
+        // Purposes (issue 13): a purpose granted is wider, one taken away narrower; limits per
+        // purpose compare like the grant's own.
+        let before = old.purposes ?? [:], after = new.purposes ?? [:]
+        for name in Set(after.keys).subtracting(before.keys).sorted() {
+            changes.append(.init(direction: .wider, severity: grant, subject: subject, message: "\(dataset) purpose \(name) granted"))
+        }
+        for name in Set(before.keys).subtracting(after.keys).sorted() {
+            changes.append(.init(direction: .narrower, severity: grant, subject: subject, message: "\(dataset) purpose \(name) no longer granted"))
+        }
+        for name in Set(before.keys).intersection(after.keys).sorted() {
+            guard let was = before[name], let now = after[name], was != now else { continue }
+            compare("max_rows for purpose \(name)", was.maxRows.map(Int64.init), now.maxRows.map(Int64.init))
+            compare("timeout_ms for purpose \(name)", was.timeoutMilliseconds.map(Int64.init), now.timeoutMilliseconds.map(Int64.init))
+            compare("max_vm_steps for purpose \(name)", was.maxVMSteps, now.maxVMSteps)
+            compare("max_result_bytes for purpose \(name)", was.maxResultBytes.map(Int64.init), now.maxResultBytes.map(Int64.init))
+        }
         return changes
     }
 }

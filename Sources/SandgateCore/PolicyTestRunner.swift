@@ -33,7 +33,7 @@ public enum PolicyTestRunner {
         guard let runtime = gateway.runtime(dataset) else {
             return result("dataset '\(dataset)' is not available", "the policy did not load (see `sandgate policy check`)")
         }
-        let response = gateway.run(QueryRequest(consumer: testCase.consumer, dataset: dataset, sql: testCase.query))
+        let response = gateway.run(QueryRequest(consumer: testCase.consumer, dataset: dataset, sql: testCase.query, purpose: testCase.purpose))
         let actual: String
         switch response.outcome {
         case .failure(let error): actual = "refused: \(error.code.rawValue): \(error.message)"
@@ -112,7 +112,7 @@ public enum PolicyTestRunner {
         let count = FunctionCall(name: "count", distinct: true, star: false, arguments: [.column(unit)], filter: nil, over: nil)
         core.columns.append(.expr(.function(count), alias: unitsAlias, span: ""))
         select.body = .core(core)
-        let response = gateway.run(QueryRequest(consumer: testCase.consumer, dataset: dataset, sql: Renderer.render(select)))
+        let response = gateway.run(QueryRequest(consumer: testCase.consumer, dataset: dataset, sql: Renderer.render(select), purpose: testCase.purpose))
         guard let answer = response.result, let column = answer.columns.lastIndex(of: unitsAlias) else {
             return ["cannot measure group sizes: \(response.error.map { "\($0.code.rawValue): \($0.message)" } ?? "no count came back")"]
         }

@@ -20,9 +20,13 @@ public struct QueryRequest: Sendable {
     /// The client's address as the front end saw it (recorded in `client_address`); empty for
     /// the local CLI.
     public var clientAddress: String
+    /// What the consumer declares the query is for (`purpose` on JSON lines, `--purpose`,
+    /// `sandgate.purpose` over PostgreSQL); nil when none was declared. Decided by `PurposeRule`.
+    public var purpose: String?
 
     public init(consumer: String, dataset: String, sql: String, parameters: QueryParameters = .none,
-                cancellation: Cancellation? = nil, clientAddress: String = "") {
+                cancellation: Cancellation? = nil, clientAddress: String = "", purpose: String? = nil) {
+        self.purpose = purpose
         self.consumer = consumer
         self.dataset = dataset
         self.sql = sql

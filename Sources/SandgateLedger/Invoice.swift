@@ -1,7 +1,9 @@
-/// One invoice line: what one consumer used of one dataset in a period.
+/// One invoice line: what one consumer used of one dataset for one purpose in a period.
 public struct InvoiceLine: Sendable, Equatable {
     public let consumer: String
     public let dataset: String
+    /// The purpose the queries declared ("" for queries without one, where the dataset allows that).
+    public var purpose: String = ""
     public let currency: String
     public var queries: Int64 = 0
     public var refused: Int64 = 0
@@ -12,23 +14,24 @@ public struct InvoiceLine: Sendable, Equatable {
     /// Privacy budget spent (micro-ε, issue 10), beside the money.
     public var epsilonMicros: Int64 = 0
 
-    public static let columns = ["consumer", "dataset", "currency", "queries", "refused", "failed", "rows", "vm_steps", "cost_micros", "epsilon_micros"]
+    public static let columns = ["consumer", "dataset", "purpose", "currency", "queries", "refused", "failed", "rows", "vm_steps", "cost_micros",
+                                 "epsilon_micros"]
 
     var fields: [String] {
-        [consumer, dataset, currency, String(queries), String(refused), String(failed), String(rows), String(vmSteps), String(costMicros),
+        [consumer, dataset, purpose, currency, String(queries), String(refused), String(failed), String(rows), String(vmSteps), String(costMicros),
          String(epsilonMicros)]
     }
 }
 
-/// Sums usage records into invoice lines, one per consumer × dataset × currency, in name order.
+/// Sums usage records into invoice lines, one per consumer × dataset × purpose × currency, in name order.
 public enum Invoice {
     /// Lines for `records`; with `datasets`, only for those datasets (the ones the policies
     /// publish): a record of anything else is audit evidence, never an invoice line.
     public static func lines(from records: [UsageRecord], datasets: Set<String>? = nil) -> [InvoiceLine] {
         var lines: [String: InvoiceLine] = [:]
         for record in records where !record.dataset.isEmpty && datasets?.contains(record.dataset) != false {
-            let key = "\(record.consumer)\u{0}\(record.dataset)\u{0}\(record.currency)"
-            var line = lines[key] ?? InvoiceLine(consumer: record.consumer, dataset: record.dataset, currency: record.currency)
+            let key = "\(record.consumer)\u{0}\(record.dataset)\u{0}\(record.purpose)\u{0}\(record.currency)"
+            var line = lines[key] ?? InvoiceLine(consumer: record.consumer, dataset: record.dataset, purpose: record.purpose, currency: record.currency)
             switch record.status {
             case .ok: line.queries += 1
             case .refused: line.refused += 1
@@ -41,7 +44,7 @@ public enum Invoice {
             line.epsilonMicros = line.epsilonMicros.addingReportingOverflow(record.epsilonMicros).overflow ? .max : line.epsilonMicros + record.epsilonMicros
             lines[key] = line
         }
-        return lines.values.sorted { ($0.consumer, $0.dataset, $0.currency) < ($1.consumer, $1.dataset, $1.currency) }
+        return lines.values.sorted { ($0.consumer, $0.dataset, $0.purpose, $0.currency) < ($1.consumer, $1.dataset, $1.purpose, $1.currency) }
     }
 
     public static func csv(_ lines: [InvoiceLine]) -> String {
@@ -60,7 +63,7 @@ public enum Invoice {
     }
 
     static func jsonObject(_ line: InvoiceLine) -> String {
-        "{\"consumer\":\(JSONText.quoted(line.consumer)),\"dataset\":\(JSONText.quoted(line.dataset)),\"currency\":\(JSONText.quoted(line.currency)),"
+        "{\"consumer\":\(JSONText.quoted(line.consumer)),\"dataset\":\(JSONText.quoted(line.dataset)),\"purpose\":\(JSONText.quoted(line.purpose)),\"currency\":\(JSONText.quoted(line.currency)),"
             + "\"queries\":\(line.queries),\"refused\":\(line.refused),\"failed\":\(line.failed),\"rows\":\(line.rows),"
             + "\"vm_steps\":\(line.vmSteps),\"cost_micros\":\(line.costMicros),\"epsilon_micros\":\(line.epsilonMicros)}"
     }

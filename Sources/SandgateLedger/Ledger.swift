@@ -258,13 +258,15 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         }
     }
 
-    static let insertSQL = """
-        INSERT INTO usage (seq, query_id, started_at, finished_at, consumer, dataset, dataset_version,
+    /// The stored columns in table order: what `columnValues` binds and `record(from:)` reads.
+    static let storedColumns = """
+        seq, query_id, started_at, finished_at, consumer, dataset, dataset_version,
             policy_version, status, error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated,
             vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain,
-            purpose, epsilon_micros, client_address, holder, holder_share_ppm)
-        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            purpose, epsilon_micros, client_address, holder, holder_share_ppm
         """
+
+    static let insertSQL = "INSERT INTO usage (\(storedColumns)) VALUES (\(Array(repeating: "?", count: 31).joined(separator: ",")))"
 
     static func columnValues(_ r: UsageRecord) -> [SQLValue] {
         [

@@ -126,7 +126,7 @@ public enum LedgerKey {
         return (SymmetricKey(data: bytes), true)
     }
 
-    static func read(path: String) throws(LedgerError) -> SymmetricKey? {
+    public static func read(path: String) throws(LedgerError) -> SymmetricKey? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         guard let data = FileManager.default.contents(atPath: path), data.count == 32 else {
             throw LedgerError("the ledger key \(path) is unreadable or not 32 bytes")

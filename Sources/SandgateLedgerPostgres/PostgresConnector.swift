@@ -77,14 +77,18 @@ final class PostgresSession {
     }
 
     /// Sends statements one after another without waiting between them (one round trip), then
-    /// waits for all; the first failure is thrown after every answer arrived.
-    func pipeline(_ statements: [(String, PostgresBindings)]) throws(LedgerError) {
+    /// waits for all and returns each one's rows; the first failure is thrown after every answer
+    /// arrived.
+    @discardableResult
+    func pipeline(_ statements: [(String, PostgresBindings)]) throws(LedgerError) -> [[PostgresRow]] {
         let futures = statements.map { connection.query(PostgresQuery(unsafeSQL: $0.0, binds: $0.1), logger: logger) }
         var failure: (any Error)?
+        var results: [[PostgresRow]] = []
         for future in futures {
-            do { _ = try future.wait() } catch { failure = failure ?? error }
+            do { results.append(try future.wait().rows) } catch { failure = failure ?? error; results.append([]) }
         }
         if let failure { throw LedgerError("\(Self.describe(failure))") }
+        return results
     }
 
     /// PSQLError's description hides the server's message; this keeps it (never bound values).

@@ -98,6 +98,13 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         "CREATE INDEX IF NOT EXISTS usage_reservations_by_key ON usage_reservations (consumer, dataset, day)",
         // ε held by queries in flight (issue 10); a reservation made before it holds none.
         "ALTER TABLE usage_reservations ADD COLUMN IF NOT EXISTS epsilon_micros bigint NOT NULL DEFAULT 0",
+        // Where each node's stored chain begins after `usage archive` (NodeArchive's boundaries).
+        """
+        CREATE TABLE IF NOT EXISTS usage_archives (
+            node_id text NOT NULL, through_seq bigint NOT NULL, through_hash text NOT NULL, file text NOT NULL,
+            mac text NOT NULL, PRIMARY KEY (node_id, through_seq)
+        )
+        """,
     ]
 
     /// Creates the tables under an advisory lock: nodes starting together would otherwise race
@@ -123,76 +130,101 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         }
     }
 
-    /// One transaction per batch: lock this node's anchor row, link and insert the records,
-    /// delete their holds, move the anchor. Every record of a failed batch fails.
+    /// One statement per batch (one round trip, one implicit transaction): move the anchor from
+    /// the tail this node last wrote, insert the linked records, delete their holds. Only this
+    /// node appends to its chain, so the tail is kept in memory; the anchor moves only from that
+    /// tail (otherwise nothing is written) and `(node_id, seq)` is the primary key, so a second
+    /// writer with the same node id (a misconfiguration) cannot fork the chain: the tail is read
+    /// again and the batch is linked and sent once more. Every record of a batch that still
+    /// fails, fails.
     private func commit(_ batch: [GroupCommit.Entry]) -> [Result<UsageRecord, LedgerError>] {
-        do throws(LedgerError) {
-            let session: PostgresSession
-            if let current = writerSession, !current.isClosed {
-                session = current
-            } else {
-                session = try connector.connect()
-                writerSession = session
-            }
-            do {
-                let records = try commit(batch, on: session)
-                return records.map { .success($0) }
+        var lastError = LedgerError("append failed")
+        for _ in 0..<2 {
+            do throws(LedgerError) {
+                let session: PostgresSession
+                if let current = writerSession, !current.isClosed {
+                    session = current
+                } else {
+                    session = try connector.connect()
+                    writerSession = session
+                    tail = nil
+                }
+                do {
+                    return try commit(batch, on: session).map { .success($0) }
+                } catch {
+                    tail = nil
+                    throw error
+                }
             } catch {
-                if !session.isClosed { _ = try? session.run("ROLLBACK") }
-                throw error
+                lastError = LedgerError("append failed: \(error.message)")
+                // A broken connection may have committed before the answer was lost: never resend.
+                if writerSession?.isClosed ?? true { break }
             }
-        } catch {
-            let failure = LedgerError("append failed: \(error.message)")
-            return batch.map { _ in .failure(failure) }
         }
+        return batch.map { _ in .failure(lastError) }
     }
 
+    /// The writer thread's view of this node's chain tail (nil: read it from `usage_nodes`).
+    private var tail: (seq: Int64, hash: String)?
+
     private func commit(_ batch: [GroupCommit.Entry], on session: PostgresSession) throws(LedgerError) -> [UsageRecord] {
-        try session.run("BEGIN")
-        let tail = try session.run("SELECT seq, hash FROM usage_nodes WHERE node_id = $1 FOR UPDATE", Self.binds(nodeID))
-        guard let row = tail.first else { throw LedgerError("node \(nodeID) is not registered in usage_nodes") }
-        let (seq, hash) = try Self.decode(row, (Int64.self, String.self))
-        var chain = HashChain(key: key, nodeID: nodeID, seq: seq, hash: hash)
-        var statements: [(String, PostgresBindings)] = []
-        var records: [UsageRecord] = []
-        for entry in batch {
-            let record = chain.link(entry.record)
-            records.append(record)
-            statements.append((Self.insertSQL, Self.binds(for: record)))
+        let start: (seq: Int64, hash: String)
+        if let tail {
+            start = tail
+        } else {
+            let rows = try session.run("SELECT seq, hash FROM usage_nodes WHERE node_id = $1", Self.binds(nodeID))
+            guard let row = rows.first else { throw LedgerError("node \(nodeID) is not registered in usage_nodes") }
+            start = try Self.decode(row, (Int64.self, String.self))
         }
-        let holdIDs = batch.compactMap(\.hold?.id)
-        if !holdIDs.isEmpty {
-            var binds = PostgresBindings()
-            binds.append(holdIDs)
-            statements.append(("DELETE FROM usage_reservations WHERE id = ANY($1)", binds))
+        var chain = HashChain(key: key, nodeID: nodeID, seq: start.seq, hash: start.hash)
+        let records = batch.map { chain.link($0.record) }
+        var binds = Self.binds(for: records)
+        binds.append(nodeID); binds.append(chain.seq); binds.append(chain.hash); binds.append(anchorMAC(seq: chain.seq, hash: chain.hash))
+        binds.append(start.seq); binds.append(start.hash); binds.append(batch.compactMap(\.hold?.id))
+        let rows = try session.run(Self.commitSQL, binds)
+        guard let row = rows.first else { throw LedgerError("the batch's commit returned nothing") }
+        let (moved, inserted) = try Self.decode(row, (Int64.self, Int64.self))
+        guard moved == 1, inserted == Int64(records.count) else {
+            throw LedgerError("node \(nodeID)'s chain moved past seq \(start.seq) (another writer with this node id?); nothing was written")
         }
-        statements.append(("UPDATE usage_nodes SET seq = $2, hash = $3, mac = $4 WHERE node_id = $1",
-                           Self.binds(nodeID, chain.seq, chain.hash, anchorMAC(seq: chain.seq, hash: chain.hash))))
-        statements.append(("COMMIT", PostgresBindings()))
-        try session.pipeline(statements)
+        tail = (chain.seq, chain.hash)
         return records
     }
 
-    static let insertSQL = """
-        INSERT INTO usage (node_id, seq, query_id, started_at, finished_at, consumer, dataset, dataset_version,
-            policy_version, status, error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated,
-            vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain,
-            purpose, epsilon_micros, client_address, holder, holder_share_ppm)
-        VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22,$23,$24,$25,$26,$27,
-            $28,$29,$30,$31,$32)
+    /// A whole batch in one statement: each record column is one array parameter (`$1`…`$32`);
+    /// the anchor moves from the batch's starting tail (`$37`, `$38`) to its end (`$34`…`$36`) or
+    /// nothing is written; the holds `$39` end with the records that charge them.
+    static let commitSQL = """
+        WITH moved AS (
+            UPDATE usage_nodes SET seq = $34, hash = $35, mac = $36 WHERE node_id = $33 AND seq = $37 AND hash = $38 RETURNING 1),
+        inserted AS (
+            INSERT INTO usage (node_id, seq, query_id, started_at, finished_at, consumer, dataset, dataset_version,
+                policy_version, status, error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated,
+                vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain,
+                purpose, epsilon_micros, client_address, holder, holder_share_ppm)
+            SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
+                $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
+                $16::bigint[], $17::boolean[], $18::bigint[], $19::bigint[], $20::bigint[], $21::text[], $22::text[],
+                $23::text[], $24::text[], $25::text[], $26::text[], $27::integer[], $28::text[], $29::bigint[], $30::text[],
+                $31::text[], $32::bigint[])
+            WHERE EXISTS (SELECT 1 FROM moved)
+            RETURNING 1),
+        released AS (
+            DELETE FROM usage_reservations WHERE id = ANY($39::text[]) AND EXISTS (SELECT 1 FROM moved))
+        SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM inserted)
         """
 
-    static func binds(for r: UsageRecord) -> PostgresBindings {
+    static func binds(for records: [UsageRecord]) -> PostgresBindings {
         var b = PostgresBindings(capacity: 32)
-        b.append(r.nodeID); b.append(r.seq); b.append(r.queryID); b.append(r.startedAt); b.append(r.finishedAt)
-        b.append(r.consumer); b.append(r.dataset); b.append(r.datasetVersion); b.append(r.policyVersion)
-        b.append(r.status.rawValue); b.append(r.errorCode); b.append(r.rows); b.append(r.cells); b.append(r.bytes)
-        b.append(r.maskedCells); b.append(r.suppressedGroups); b.append(r.truncated); b.append(r.vmSteps)
-        b.append(r.elapsedMicroseconds); b.append(r.costMicros); b.append(r.currency); b.append(r.sqlSHA256)
-        b.append(r.prevHash); b.append(r.recordHash); b.append(r.sql); b.append(r.rewrittenSQL)
-        b.append(Int32(truncatingIfNeeded: r.chain))
-        b.append(r.purpose); b.append(r.epsilonMicros); b.append(r.clientAddress); b.append(r.holder)
-        b.append(r.holderSharePPM)
+        func text(_ field: (UsageRecord) -> String) { b.append(records.map { StoredText.encode(field($0)) }) }
+        func integer(_ field: (UsageRecord) -> Int64) { b.append(records.map(field)) }
+        text(\.nodeID); integer(\.seq); text(\.queryID); integer(\.startedAt); integer(\.finishedAt)
+        text(\.consumer); text(\.dataset); text(\.datasetVersion); text(\.policyVersion); text(\.status.rawValue)
+        text(\.errorCode); integer(\.rows); integer(\.cells); integer(\.bytes); integer(\.maskedCells)
+        integer(\.suppressedGroups); b.append(records.map(\.truncated)); integer(\.vmSteps); integer(\.elapsedMicroseconds)
+        integer(\.costMicros); text(\.currency); text(\.sqlSHA256); text(\.prevHash); text(\.recordHash); text(\.sql)
+        text(\.rewrittenSQL); b.append(records.map { Int32(truncatingIfNeeded: $0.chain) }); text(\.purpose)
+        integer(\.epsilonMicros); text(\.clientAddress); text(\.holder); integer(\.holderSharePPM)
         return b
     }
 
@@ -208,46 +240,60 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
 
     /// Decides `request` in one transaction under an advisory lock on consumer × dataset: the
     /// committed use and the live holds of every node are summed by one statement (one snapshot),
-    /// and a granted hold is inserted before the lock is released.
+    /// and a granted hold is inserted before the lock is released. Two round trips: the lock and
+    /// the sums are pipelined, then the hold and the COMMIT.
     public func reserve(_ request: QuotaRequest) throws(LedgerError) -> QuotaDecision {
         do {
             return try connector.withSession { session throws(LedgerError) in
-                try session.run("BEGIN")
-                try session.run("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", Self.binds(request.consumer + "\u{1F}" + request.dataset))
-                // ε (issue 10) is counted from the start of its budget's period, whatever the day;
-                // without an ε budget that start is the month's, so nothing more is read.
-                let epsilonSince = request.limits.epsilonMicros == nil ? request.month : request.limits.epsilonSince
-                let rows = try session.run("""
-                    WITH committed AS (
-                        SELECT count(*) FILTER (WHERE status = 'ok' AND started_at >= $3) AS queries,
-                               coalesce(sum(rows) FILTER (WHERE status = 'ok' AND started_at >= $3), 0)::bigint AS rows,
-                               coalesce(sum(cost_micros) FILTER (WHERE started_at >= $4), 0)::bigint AS cost,
-                               coalesce(sum(epsilon_micros) FILTER (WHERE started_at >= $5), 0)::bigint AS epsilon
-                        FROM usage WHERE consumer = $1 AND dataset = $2 AND started_at >= least($4, $5)),
-                    held AS (
-                        SELECT count(*) FILTER (WHERE day = $3) AS queries, coalesce(sum(rows) FILTER (WHERE day = $3), 0)::bigint AS rows,
-                               coalesce(sum(epsilon_micros), 0)::bigint AS epsilon
-                        FROM usage_reservations WHERE consumer = $1 AND dataset = $2 AND expires_at > now())
-                    SELECT committed.queries + held.queries, committed.rows + held.rows, committed.cost, committed.epsilon + held.epsilon
-                    FROM committed, held
-                    """, Self.binds(request.consumer, request.dataset, request.day, request.month, epsilonSince))
-                guard let row = rows.first else { throw LedgerError("no quota row") }
-                let (queries, usedRows, cost, epsilon) = try Self.decode(row, (Int64.self, Int64.self, Int64.self, Int64.self))
-                let used = QuotaUse(queries: queries, rows: usedRows, costMicros: cost, epsilonMicros: epsilon)
-                let decision = request.decide(used: used, holdID: UUID().uuidString)
-                if case .granted(let hold, _) = decision {
-                    try session.run("""
-                        INSERT INTO usage_reservations (id, node_id, consumer, dataset, day, rows, epsilon_micros, expires_at)
-                        VALUES ($1, $2, $3, $4, $5, $6, $7, now() + interval '\(Self.holdLifetime)')
-                        """, Self.binds(hold.id, nodeID, hold.consumer, hold.dataset, hold.day, hold.rows, hold.epsilonMicros))
+                do throws(LedgerError) {
+                    // ε (issue 10) is counted from the start of its budget's period, whatever the
+                    // day; without an ε budget that start is the month's, so nothing more is read.
+                    let epsilonSince = request.limits.epsilonMicros == nil ? request.month : request.limits.epsilonSince
+                    let results = try session.pipeline([
+                        ("BEGIN", PostgresBindings()),
+                        ("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", Self.binds(request.consumer + "\u{1F}" + request.dataset)),
+                        (Self.quotaUseSQL, Self.binds(request.consumer, request.dataset, request.day, request.month, epsilonSince)),
+                    ])
+                    guard let row = results.last?.first else { throw LedgerError("no quota row") }
+                    let (queries, usedRows, cost, epsilon) = try Self.decode(row, (Int64.self, Int64.self, Int64.self, Int64.self))
+                    let used = QuotaUse(queries: queries, rows: usedRows, costMicros: cost, epsilonMicros: epsilon)
+                    let decision = request.decide(used: used, holdID: UUID().uuidString)
+                    var finish: [(String, PostgresBindings)] = []
+                    if case .granted(let hold, _) = decision {
+                        finish.append(("""
+                            INSERT INTO usage_reservations (id, node_id, consumer, dataset, day, rows, epsilon_micros, expires_at)
+                            VALUES ($1, $2, $3, $4, $5, $6, $7, now() + interval '\(Self.holdLifetime)')
+                            """, Self.binds(hold.id, nodeID, hold.consumer, hold.dataset, hold.day, hold.rows, hold.epsilonMicros)))
+                    }
+                    finish.append(("COMMIT", PostgresBindings()))
+                    try session.pipeline(finish)
+                    return decision
+                } catch {
+                    if !session.isClosed { _ = try? session.run("ROLLBACK") }
+                    throw error
                 }
-                try session.run("COMMIT")
-                return decision
             }
         } catch {
             throw LedgerError("cannot decide a quota: \(error.message)")
         }
     }
+
+    /// Today's `ok` queries and rows plus live holds, the month's cost, and the ε spent since $5 plus
+    /// ε held (issue 10), of consumer × dataset.
+    static let quotaUseSQL = """
+        WITH committed AS (
+            SELECT count(*) FILTER (WHERE status = 'ok' AND started_at >= $3) AS queries,
+                   coalesce(sum(rows) FILTER (WHERE status = 'ok' AND started_at >= $3), 0)::bigint AS rows,
+                   coalesce(sum(cost_micros) FILTER (WHERE started_at >= $4), 0)::bigint AS cost,
+                   coalesce(sum(epsilon_micros) FILTER (WHERE started_at >= $5), 0)::bigint AS epsilon
+            FROM usage WHERE consumer = $1 AND dataset = $2 AND started_at >= least($4, $5)),
+        held AS (
+            SELECT count(*) FILTER (WHERE day = $3) AS queries, coalesce(sum(rows) FILTER (WHERE day = $3), 0)::bigint AS rows,
+                   coalesce(sum(epsilon_micros), 0)::bigint AS epsilon
+            FROM usage_reservations WHERE consumer = $1 AND dataset = $2 AND expires_at > now())
+        SELECT committed.queries + held.queries, committed.rows + held.rows, committed.cost, committed.epsilon + held.epsilon
+        FROM committed, held
+        """
 
     /// Deletes the hold; if the ledger is down, the hold lapses after `holdLifetime` (erring on
     /// the side of refusing).
@@ -281,8 +327,8 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         var binds = PostgresBindings()
         if let from = filter.from { binds.append(from); clauses.append("started_at >= $\(binds.count)") }
         if let to = filter.to { binds.append(to); clauses.append("started_at < $\(binds.count)") }
-        if let consumer = filter.consumer { binds.append(consumer); clauses.append("consumer = $\(binds.count)") }
-        if let dataset = filter.dataset { binds.append(dataset); clauses.append("dataset = $\(binds.count)") }
+        if let consumer = filter.consumer { binds.append(StoredText.encode(consumer)); clauses.append("consumer = $\(binds.count)") }
+        if let dataset = filter.dataset { binds.append(StoredText.encode(dataset)); clauses.append("dataset = $\(binds.count)") }
         try scan(clauses: clauses, binds: binds) { record in visit(record) }
     }
 
@@ -327,6 +373,12 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         func value<T: PostgresDecodable>(_ index: Int, _ type: T.Type) throws(LedgerError) -> T {
             do { return try cells[index].decode(T.self) } catch { throw LedgerError("column \(index) of a usage row does not decode") }
         }
+        func value(_ index: Int, _ type: String.Type) throws(LedgerError) -> String {
+            let stored: String
+            do { stored = try cells[index].decode(String.self) } catch { throw LedgerError("column \(index) of a usage row does not decode") }
+            guard let text = StoredText.decode(stored) else { throw LedgerError("column \(index) of a usage row is not valid stored text") }
+            return text
+        }
         var record = UsageRecord(
             queryID: try value(2, String.self), startedAt: try value(3, Int64.self), finishedAt: try value(4, Int64.self),
             consumer: try value(5, String.self), dataset: try value(6, String.self), datasetVersion: try value(7, String.self),
@@ -370,6 +422,86 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         }
     }
 
+    // MARK: Archives
+
+    /// Where `node`'s stored records begin: its last archive boundary (MAC checked) or the genesis.
+    private func archiveBoundary(_ session: PostgresSession, node: String) throws(LedgerError) -> Result<(seq: Int64, hash: String), LedgerProblem> {
+        let rows = try session.run("SELECT through_seq, through_hash, mac FROM usage_archives WHERE node_id = $1 ORDER BY through_seq DESC LIMIT 1",
+                                   Self.binds(node))
+        guard let row = rows.first else { return .success((0, HashChain.genesisHash)) }
+        let (seq, hash, mac) = try Self.decode(row, (Int64.self, String.self, String.self))
+        guard constantTimeEqual(NodeArchive.boundaryMAC(node: node, seq: seq, hash: hash, key: key), mac) else {
+            return .failure(LedgerProblem(seq: nil, reason: "node \(node): the archive boundary does not verify under the ledger key"))
+        }
+        return .success((seq, hash))
+    }
+
+    /// Moves every node's records before its first record that started at or after `before` (µs)
+    /// into a new node archive at `path` (`NodeArchive`, verifiable on its own), then, in one
+    /// transaction, deletes them and records each node's boundary, so every chain stays checkable
+    /// across the cut. The ledger must verify first. Returns how many records moved.
+    public func archive(before: Int64, to path: String) throws(LedgerError) -> Int64 {
+        if let problem = try verify() { throw LedgerError("the ledger does not verify (\(problem)); nothing archived") }
+        let nodes = try connector.withSession { session throws(LedgerError) in
+            try session.run("SELECT node_id FROM usage_nodes ORDER BY node_id").map { row throws(LedgerError) in try Self.decode(row, String.self) }
+        }
+        let writer = try NodeArchive.Writer(path: path, key: key)
+        var moved: Int64 = 0
+        var cuts: [(node: String, seq: Int64, hash: String)] = []
+        do throws(LedgerError) {
+            for node in nodes {
+                let start = try connector.withSession { session throws(LedgerError) in try archiveBoundary(session, node: node) }
+                guard case .success(let begin) = start else { throw LedgerError("node \(node): the archive boundary does not verify") }
+                var binds = PostgresBindings()
+                binds.append(node)
+                binds.append(before)
+                var end = begin
+                var failure: LedgerError?
+                try scan(clauses: ["node_id = $1", """
+                    seq <= coalesce((SELECT min(seq) - 1 FROM usage WHERE node_id = $1 AND started_at >= $2),
+                                    (SELECT max(seq) FROM usage WHERE node_id = $1))
+                    """], binds: binds) { record in
+                    do throws(LedgerError) { try writer.add(record) } catch { failure = error; return false }
+                    end = (record.seq, record.recordHash)
+                    moved += 1
+                    return true
+                }
+                if let failure { throw failure }
+                guard end.seq > begin.seq else { continue }
+                try writer.bound(node: node, start: begin, end: end)
+                cuts.append((node, end.seq, end.hash))
+            }
+            guard !cuts.isEmpty else {
+                writer.discard()
+                return 0
+            }
+            try writer.finish()
+        } catch {
+            writer.discard()
+            throw error
+        }
+        do throws(LedgerError) {
+            try connector.withSession { session throws(LedgerError) in
+                var statements: [(String, PostgresBindings)] = [("BEGIN", PostgresBindings())]
+                for cut in cuts {
+                    statements.append(("INSERT INTO usage_archives VALUES ($1, $2, $3, $4, $5)",
+                                       Self.binds(cut.node, cut.seq, cut.hash, path, NodeArchive.boundaryMAC(node: cut.node, seq: cut.seq, hash: cut.hash, key: key))))
+                    statements.append(("DELETE FROM usage WHERE node_id = $1 AND seq <= $2", Self.binds(cut.node, cut.seq)))
+                }
+                statements.append(("COMMIT", PostgresBindings()))
+                do throws(LedgerError) {
+                    try session.pipeline(statements)
+                } catch {
+                    if !session.isClosed { _ = try? session.run("ROLLBACK") }
+                    throw error
+                }
+            }
+        } catch {
+            throw LedgerError("the archive \(path) is written but the ledger still holds its records (\(error.message)); delete the file and retry")
+        }
+        return moved
+    }
+
     // MARK: Verifying
 
     private func anchorMAC(seq: Int64, hash: String) -> String {
@@ -385,7 +517,15 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             return "node \(node): the anchor does not verify under the ledger key"
         }
         let last = try session.run("SELECT seq, record_hash FROM usage WHERE node_id = $1 ORDER BY seq DESC LIMIT 1", Self.binds(node))
-        let tail = try last.first.map { row throws(LedgerError) in try Self.decode(row, (Int64.self, String.self)) } ?? (Int64(0), HashChain.genesisHash)
+        let tail: (Int64, String)
+        if let row = last.first {
+            tail = try Self.decode(row, (Int64.self, String.self))
+        } else {
+            switch try archiveBoundary(session, node: node) {
+            case .success(let boundary): tail = boundary
+            case .failure(let problem): return problem.reason
+            }
+        }
         guard tail.0 == seq, tail.1 == hash else {
             return "node \(node): the chain ends at seq \(tail.0) but its anchor names seq \(seq)"
         }
@@ -419,7 +559,12 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             guard constantTimeEqual(expected, anchor.mac) else {
                 return LedgerProblem(seq: nil, reason: "node \(anchor.node): the anchor does not verify under the ledger key")
             }
-            var verifier = ChainVerifier(key: key, anchorSeq: anchor.seq)
+            let boundary: (seq: Int64, hash: String)
+            switch try connector.withSession({ session throws(LedgerError) in try archiveBoundary(session, node: anchor.node) }) {
+            case .success(let found): boundary = found
+            case .failure(let problem): return problem
+            }
+            var verifier = ChainVerifier(key: key, anchorSeq: anchor.seq, after: boundary)
             var problem: LedgerProblem?
             var binds = PostgresBindings()
             binds.append(anchor.node)
@@ -447,5 +592,25 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
 
     static func decode<each T: PostgresDecodable>(_ row: PostgresRow, _ types: (repeat (each T).Type)) throws(LedgerError) -> (repeat each T) {
         do { return try row.decode((repeat each T).self) } catch { throw LedgerError("a ledger row does not decode: \(PostgresSession.describe(error))") }
+    }
+}
+
+/// PostgreSQL's `text` cannot hold U+0000, but a consumer's SQL (or a failed login's name) can:
+/// one such record must not fail its whole batch (every other consumer's results with it).
+/// Text with U+0000, or that starts with U+0001, is stored as U+0001 + base64 of its UTF-8;
+/// everything else as it is, so the table stays readable. Reads undo it, so hashes recompute.
+enum StoredText {
+    static let marker: Character = "\u{1}"
+
+    static func encode(_ text: String) -> String {
+        guard text.utf8.contains(0) || text.utf8.first == 1 else { return text }
+        return String(marker) + Data(text.utf8).base64EncodedString()
+    }
+
+    /// nil when a marked value is not base64 of UTF-8 (the table was edited).
+    static func decode(_ stored: String) -> String? {
+        guard stored.utf8.first == 1 else { return stored }
+        guard let data = Data(base64Encoded: String(stored.dropFirst())) else { return nil }
+        return String(bytes: data, encoding: .utf8)
     }
 }

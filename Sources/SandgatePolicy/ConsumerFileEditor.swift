@@ -15,12 +15,21 @@ public struct GrantFields: Sendable, Equatable {
 
     /// Sets `key` (a `PolicyLoader.grantKeys` member) to `value`, keeping the others.
     public mutating func set(_ key: String, _ value: Int64) {
+        set(key, text: String(value))
+    }
+
+    /// Sets the grant's purposes to `names` (valid `Name`s), written as a flow list `[a, b]`.
+    public mutating func setPurposes(_ names: [String]) {
+        set("purposes", text: "[" + names.joined(separator: ", ") + "]")
+    }
+
+    private mutating func set(_ key: String, text: String) {
         if let index = values.firstIndex(where: { $0.key == key }) {
-            values[index].value = String(value)
+            values[index].value = text
         } else {
-            values.append((key, String(value)))
+            values.append((key, text))
         }
-        let order = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes", "daily_queries", "daily_rows", "monthly_cost_micros"]
+        let order = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes", "daily_queries", "daily_rows", "monthly_cost_micros", "purposes"]
         values.sort { (order.firstIndex(of: $0.key) ?? order.count) < (order.firstIndex(of: $1.key) ?? order.count) }
     }
 
@@ -241,7 +250,24 @@ public struct ConsumerFileEditor {
         }
         var fields = GrantFields()
         for (key, value) in mapping {
-            guard case .scalar(let scalar) = value else { throw ConsumerEditError("the grant for '\(dataset)' has a value that is not a number") }
+            // A list of purpose names is kept as its flow text; purposes with limits (a mapping)
+            // are left to the operator's editor rather than reformatted.
+            if key.string == "purposes", case .sequence(let items) = value {
+                let names = items.compactMap { item -> String? in
+                    if case .scalar(let scalar) = item, Name.isValid(scalar.string) { return scalar.string }
+                    return nil
+                }
+                guard names.count == items.count else {
+                    throw ConsumerEditError("the purposes of the grant for '\(dataset)' are not all purpose names; fix consumers.yaml by hand (`sandgate policy check`)")
+                }
+                fields.values.append(("purposes", "[" + names.joined(separator: ", ") + "]"))
+                continue
+            }
+            guard case .scalar(let scalar) = value else {
+                throw ConsumerEditError(key.string == "purposes"
+                    ? "the grant for '\(dataset)' lists purposes with limits; edit consumers.yaml by hand"
+                    : "the grant for '\(dataset)' has a value that is not a number")
+            }
             fields.values.append((key.string ?? "", scalar.string))
         }
         return fields

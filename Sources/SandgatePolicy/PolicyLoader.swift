@@ -28,6 +28,8 @@ public struct PolicyLoadResult: Sendable {
 /// masks and the existence of each source file. Checks against the data live in SandgateCore.
 public enum PolicyLoader {
     public static let consumersFileName = "consumers.yaml"
+    /// The `*.yaml` files of a policies directory that are not dataset policies.
+    public static let reservedFileNames: Set<String> = [consumersFileName, GatewaySettings.fileName]
 
     /// Loads every `*.yaml` file of `directory`. `requireSources: false` skips the check that
     /// each `source:` exists (for `policy diff` of an old version, whose data may be gone).
@@ -41,7 +43,7 @@ public enum PolicyLoader {
             return PolicyLoadResult(datasets: [:], consumers: .empty, diagnostics: [PolicyDiagnostic(location, "cannot read the policies directory")])
         }
         var result = PolicyLoadResult(datasets: [:], consumers: .empty, diagnostics: [])
-        let datasetFiles = names.filter { $0.hasSuffix(".yaml") && $0 != consumersFileName }
+        let datasetFiles = names.filter { $0.hasSuffix(".yaml") && !reservedFileNames.contains($0) }
         let datasetNames = Set(datasetFiles.map { String($0.dropLast(5)) })
         result.datasetFiles = datasetNames
         for name in datasetFiles {
@@ -61,7 +63,8 @@ public enum PolicyLoader {
         }
         let consumersPath = url.appendingPathComponent(consumersFileName).path
         if FileManager.default.fileExists(atPath: consumersPath) {
-            let file = loadConsumers(path: consumersPath, knownDatasets: datasetNames)
+            let purposes = result.datasets.mapValues { $0.purposes.map(\.name) }
+            let file = loadConsumers(path: consumersPath, knownDatasets: datasetNames, datasetPurposes: purposes)
             result.consumerFile = file
             if file.sealed { result.sealed.insert(consumersFileName) }
             result.consumers = file.merged(over: nil)
@@ -128,9 +131,9 @@ public enum PolicyLoader {
 
     // MARK: Datasets
 
-    static let topKeys: Set<String> = ["dataset", "description", "owner", "source", "limits", "pricing", "tables"]
+    static let topKeys: Set<String> = ["dataset", "description", "owner", "source", "limits", "pricing", "tables", "purposes", "tokens"]
     static let limitKeys: Set<String> = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes"]
-    static let pricingKeys: Set<String> = ["currency", "per_query", "per_row", "per_million_vm_steps", "per_mib"]
+    static let pricingKeys: Set<String> = ["currency", "per_query", "per_row", "per_million_vm_steps", "per_mib", "holder_share"]
     static let tableKeys: Set<String> = ["access", "row_filter", "columns", "privacy_unit", "min_group_size", "small_groups", "privacy"]
     static let columnKeys: Set<String> = ["role", "mask", "aggregates", "bounds"]
     static let privacyKeys: Set<String> = ["epsilon_per_query", "delta", "budget", "max_groups_per_unit", "max_rows_per_unit"]
@@ -183,6 +186,10 @@ public enum PolicyLoader {
 
         let limits = readLimits(top["limits"]?.value, reader: &reader)
         let pricing = readPricing(top["pricing"]?.value, reader: &reader)
+        let purposes = top["purposes"].map { readPurposes($0.value, reader: &reader) } ?? []
+        let tokens = top["tokens"].flatMap {
+            reader.choice($0.value, what: "tokens", as: TokenScope.self, options: ["shared", "per_consumer"])
+        } ?? .shared
 
         var tables: [TablePolicy] = []
         if let tablesNode = top["tables"] {
@@ -198,11 +205,75 @@ public enum PolicyLoader {
             reader.report(root, "missing key 'tables'")
         }
 
+        // Issue 13: choices that are valid but do not do what they suggest.
+        if tokens == .perConsumer, let node = top["tokens"]?.value,
+           !tables.contains(where: { table in table.visibleColumns.contains { column in
+               (column.role == .joinKey && table.access == .rows) || { if case .hash? = column.mask?.kind { true } else { false } }()
+           } }) {
+            reader.warn(node, "tokens: per_consumer, but no rows table has a join_key column and no column a hash mask: nothing released is traceable")
+        }
+        if owner.isEmpty, let share = (top["pricing"]?.value).flatMap({ node -> Node? in
+            if case .mapping(let mapping) = node { return mapping["holder_share"] }
+            return nil
+        }) {
+            reader.warn(share, "holder_share without an owner: settlement statements will name an empty holder (add `owner:`)")
+        }
         guard reader.diagnostics.isEmpty else { return .failure(PolicyErrors(reader.diagnostics)) }
         return .success(DatasetPolicy(
             name: fileName, description: description, owner: owner, sourcePath: sourcePath, limits: limits,
             pricing: pricing, tables: tables, version: version, file: path, sourceLocation: sourceLocation,
-            warnings: reader.warnings, sealed: sealed, source: sourceText))
+            warnings: reader.warnings, sealed: sealed, source: sourceText, purposes: purposes, tokens: tokens))
+    }
+
+    /// `purposes:` — a mapping of purpose names to one-line descriptions (the form to write), or
+    /// a list of names (accepted with a warning: consumers see no description).
+    static func readPurposes(_ node: Node, reader: inout YAMLReader) -> [PurposeDeclaration] {
+        var purposes: [PurposeDeclaration] = []
+        func add(_ name: String, _ keyNode: Node, description: String) {
+            if !Name.isValid(name) {
+                reader.report(keyNode, "'\(name)' is not a purpose name (\(Name.rule))")
+            } else if purposes.contains(where: { $0.name == name }) {
+                reader.report(keyNode, "purpose '\(name)' is listed twice")
+            } else {
+                purposes.append(PurposeDeclaration(name: name, description: description, location: reader.location(keyNode)))
+            }
+        }
+        if case .sequence(let sequence) = node {
+            for item in sequence {
+                guard let name = reader.string(item, what: "a purpose") else { continue }
+                reader.warn(item, "purpose '\(name)' has no description: write `purposes: { \(name): one line for consumers }`")
+                add(name, item, description: "")
+            }
+            if sequence.isEmpty { reader.report(node, "purposes is empty: list at least one purpose, or remove the key (then a purpose is optional)") }
+            return purposes
+        }
+        guard let entries = reader.entries(node, what: "purposes", whenEmpty: "remove the key, then a purpose is optional") else { return [] }
+        for entry in entries {
+            guard let description = reader.string(entry.value, what: "the description of purpose '\(entry.key)'") else { continue }
+            if description.contains(where: \.isNewline) || description.trimmingCharacters(in: .whitespaces).isEmpty || description.utf8.count > 200 {
+                reader.report(entry.value, "the description of purpose '\(entry.key)' must be one non-empty line of at most 200 bytes")
+                continue
+            }
+            add(entry.key, entry.keyNode, description: description)
+        }
+        if entries.isEmpty { reader.report(node, "purposes is empty: list at least one purpose, or remove the key (then a purpose is optional)") }
+        return purposes
+    }
+
+    /// `holder_share` as parts per million, read from its decimal text (never through a binary
+    /// floating-point value): `0.8`, `0.80`, `0.123456`, `1`, `0`. At most six decimals.
+    static func partsPerMillion(_ text: String) -> Int64? {
+        let parts = text.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let whole = parts.first, !whole.isEmpty, whole.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }), whole.utf8.count <= 7,
+              let wholeValue = Int64(whole) else { return nil }
+        var fraction: Int64 = 0
+        if parts.count == 2 {
+            let digits = parts[1]
+            guard !digits.isEmpty, digits.utf8.count <= 6, digits.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }),
+                  let value = Int64(digits.padding(toLength: 6, withPad: "0", startingAt: 0)) else { return nil }
+            fraction = value
+        }
+        return wholeValue * 1_000_000 + fraction
     }
 
     static func readLimits(_ node: Node?, reader: inout YAMLReader) -> DatasetLimits {
@@ -240,8 +311,16 @@ public enum PolicyLoader {
             guard let value = fields[key]?.value else { return 0 }
             return reader.integer(value, what: key, range: range) ?? 0
         }
+        var share = Pricing.wholePPM
+        if let value = fields["holder_share"]?.value, let text = reader.string(value, what: "holder_share") {
+            if let ppm = partsPerMillion(text), ppm <= Pricing.wholePPM {
+                share = ppm
+            } else {
+                reader.report(value, "holder_share must be a decimal from 0 to 1 with at most six decimals (0.80 gives the holder 80% of every charge), not '\(text)'")
+            }
+        }
         return Pricing(currency: currency, perQuery: price("per_query"), perRow: price("per_row"),
-                       perMillionVMSteps: price("per_million_vm_steps"), perMiB: price("per_mib"))
+                       perMillionVMSteps: price("per_million_vm_steps"), perMiB: price("per_mib"), holderSharePPM: share)
     }
 
     static func readTable(_ name: String, keyNode: Node, node: Node, reader: inout YAMLReader) -> TablePolicy? {
@@ -544,13 +623,19 @@ public enum PolicyLoader {
     // MARK: Consumers
 
     static let consumerKeys: Set<String> = ["key_sha256", "scram_sha256", "grants", "role"]
-    static let grantKeys: Set<String> = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes", "daily_queries", "daily_rows", "monthly_cost_micros", "epsilon_budget"]
+    static let grantKeys: Set<String> = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes", "daily_queries", "daily_rows", "monthly_cost_micros", "purposes",
+                                         "epsilon_budget"]
+    static let purposeLimitKeys: Set<String> = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes"]
 
     /// Loads `consumers.yaml` part by part: each consumer entry and each of its grants validates
     /// on its own, so that a problem in one part does not stop a removal or a narrowed grant
     /// elsewhere from taking effect (see `ConsumerFile.merged(over:)`). A grant naming a dataset
     /// without a policy file is a warning: deleting a dataset must not break the consumer file.
-    public static func loadConsumers(path: String, knownDatasets: Set<String>) -> ConsumerFile {
+    /// `datasetPurposes` (the purposes each dataset lists) lets a grant's purpose that its dataset
+    /// does not list be reported as a warning with the nearest listed name; it is a warning, not
+    /// an error, for the same reason as a grant for a missing dataset (a holder dropping a
+    /// purpose must not invalidate the operator's file), and the gateway refuses it anyway.
+    public static func loadConsumers(path: String, knownDatasets: Set<String>, datasetPurposes: [String: [String]] = [:]) -> ConsumerFile {
         let root: Node
         let version: String
         let sealed: Bool
@@ -615,6 +700,12 @@ public enum PolicyLoader {
                         reader.warn(grant.keyNode, "grant for dataset '\(grant.key)', which has no policy file (it takes effect if one appears)")
                     }
                     let value = readGrant(grant.value, reader: &reader)
+                    if let value, let listed = datasetPurposes[grant.key], !listed.isEmpty, let purposes = value.purposes {
+                        for name in purposes.keys.sorted() where !listed.contains(name) {
+                            reader.warn(purposeNode(named: name, in: grant.value) ?? grant.keyNode,
+                                        "purpose '\(name)' is not listed by dataset '\(grant.key)', so it is refused\(NearestName.suggestion(for: name, among: listed))")
+                        }
+                    }
                     if let value, reader.diagnostics.count == before {
                         grants[grant.key] = value
                     } else {
@@ -639,11 +730,55 @@ public enum PolicyLoader {
         return file
     }
 
+    /// The key node of purpose `name` under a grant's `purposes:` (for a warning's position).
+    static func purposeNode(named name: String, in grant: Node) -> Node? {
+        guard case .mapping(let fields) = grant, let purposes = fields["purposes"] else { return nil }
+        switch purposes {
+        case .mapping(let mapping): return mapping.first { $0.key.string == name }?.key
+        case .sequence(let sequence): return sequence.first { $0.string == name }
+        default: return nil
+        }
+    }
+
+    /// A grant's `purposes:`: a list of names, or a mapping of names to limits that lower the
+    /// grant's (`{}` for none).
+    static func readGrantPurposes(_ node: Node, reader: inout YAMLReader) -> [String: PurposeLimits]? {
+        var purposes: [String: PurposeLimits] = [:]
+        func add(_ name: String, _ keyNode: Node, _ limits: PurposeLimits) {
+            if !Name.isValid(name) {
+                reader.report(keyNode, "'\(name)' is not a purpose name (\(Name.rule))")
+            } else if purposes[name] != nil {
+                reader.report(keyNode, "purpose '\(name)' is listed twice")
+            } else {
+                purposes[name] = limits
+            }
+        }
+        if case .sequence(let sequence) = node {
+            for item in sequence {
+                if let name = reader.string(item, what: "a purpose") { add(name, item, .none) }
+            }
+            return purposes
+        }
+        guard let entries = reader.entries(node, what: "purposes of the grant", whenEmpty: "write `purposes: []` to allow none") else { return nil }
+        for entry in entries {
+            guard let fields = reader.fields(entry.value, what: "purpose '\(entry.key)'", allowed: purposeLimitKeys,
+                                             whenEmpty: "write {} for the grant's own limits") else { continue }
+            let limits = PurposeLimits(
+                maxRows: fields["max_rows"].flatMap { reader.integer($0.value, what: "max_rows", range: DatasetLimits.maxRowsRange) },
+                timeoutMilliseconds: fields["timeout_ms"].flatMap { reader.integer($0.value, what: "timeout_ms", range: DatasetLimits.timeoutRange) },
+                maxVMSteps: fields["max_vm_steps"].flatMap { reader.integer($0.value, what: "max_vm_steps", range: DatasetLimits.vmStepsRange) },
+                maxResultBytes: fields["max_result_bytes"].flatMap { reader.integer($0.value, what: "max_result_bytes", range: DatasetLimits.resultBytesRange) })
+            add(entry.key, entry.keyNode, limits)
+        }
+        return purposes
+    }
+
     static func readGrant(_ node: Node, reader: inout YAMLReader) -> Grant? {
         guard let fields = reader.fields(node, what: "grant", allowed: grantKeys, whenEmpty: "write {} for the dataset's own limits") else { return nil }
         func int(_ key: String, _ range: ClosedRange<Int>) -> Int? {
             fields[key].flatMap { reader.integer($0.value, what: key, range: range) }
         }
+        let purposes = fields["purposes"].flatMap { readGrantPurposes($0.value, reader: &reader) }
         return Grant(
             maxRows: int("max_rows", DatasetLimits.maxRowsRange),
             timeoutMilliseconds: int("timeout_ms", DatasetLimits.timeoutRange),
@@ -654,6 +789,7 @@ public enum PolicyLoader {
             monthlyCostMicros: fields["monthly_cost_micros"].flatMap {
                 reader.integer($0.value, what: "monthly_cost_micros", range: Int64(0)...1_000_000_000_000_000)
             },
+            purposes: purposes,
             epsilonBudgetMicros: fields["epsilon_budget"].flatMap { entry in
                 readEpsilon(entry.value, what: "epsilon_budget", maximum: PrivacyPolicy.maxBudget, allowZero: true, reader: &reader)
             })

@@ -22,12 +22,20 @@ public struct DatasetPolicy: Sendable {
     public let warnings: [PolicyDiagnostic]
     /// The file ends with the closing `...` line (`PolicyLoader.isSealed`).
     public let sealed: Bool
+    /// The purposes the holder allows this dataset to be used for, in file order. Empty: the
+    /// holder lists none, so a purpose is optional (recorded when a query gives one).
+    public let purposes: [PurposeDeclaration]
+    /// Whether `join_key` tokens and `hash` masks are keyed per consumer (traceable) or shared.
+    public let tokens: TokenScope
 
     public init(
         name: String, description: String, owner: String, sourcePath: String, limits: DatasetLimits,
         pricing: Pricing, tables: [TablePolicy], version: String, file: String, sourceLocation: SourceLocation,
-        warnings: [PolicyDiagnostic] = [], sealed: Bool = false, source: String = ""
+        warnings: [PolicyDiagnostic] = [], sealed: Bool = false, source: String = "",
+        purposes: [PurposeDeclaration] = [], tokens: TokenScope = .shared
     ) {
+        self.purposes = purposes
+        self.tokens = tokens
         self.source = source
         self.warnings = warnings
         self.sealed = sealed
@@ -43,10 +51,43 @@ public struct DatasetPolicy: Sendable {
         self.sourceLocation = sourceLocation
     }
 
+    /// The declared purpose named `name` (compared as bytes, like every other name).
+    public func purpose(named name: String) -> PurposeDeclaration? {
+        purposes.first { Array($0.name.utf8) == Array(name.utf8) }
+    }
+
     /// The table named `name` (ASCII case-insensitive, as SQLite compares names).
     public func table(named name: String) -> TablePolicy? {
         tables.first { $0.name.lowercased() == name.lowercased() }
     }
+}
+
+/// One purpose a dataset may be used for (`purposes:` in its policy).
+public struct PurposeDeclaration: Sendable, Hashable {
+    /// A `Name` (`[a-z0-9][a-z0-9_.-]{0,63}`): it is recorded in the ledger and printed in CSV.
+    public let name: String
+    /// One line a consumer reads in `describe`.
+    public let description: String
+    public let location: SourceLocation
+
+    public init(name: String, description: String, location: SourceLocation) {
+        self.name = name
+        self.description = description
+        self.location = location
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.name == rhs.name && lhs.description == rhs.description }
+    public func hash(into hasher: inout Hasher) { hasher.combine(name) }
+}
+
+/// Who shares a dataset's `join_key` tokens and `hash` values.
+public enum TokenScope: String, Sendable {
+    /// One key per dataset: every consumer receives the same token for a value.
+    case shared
+    /// One key per consumer and dataset (derived from the dataset's secret): a consumer's tokens
+    /// are stable for it and different from every other consumer's, so a leaked file names its
+    /// receiver (`sandgate trace`) and two consumers cannot link their results.
+    case perConsumer = "per_consumer"
 }
 
 /// Per-query budgets of a dataset; a grant may lower them, never raise them.
@@ -79,11 +120,20 @@ public struct DatasetLimits: Sendable, Hashable {
 
     /// These limits lowered by a grant's (a grant can only lower).
     public func lowered(by grant: Grant) -> DatasetLimits {
+        lowered(maxRows: grant.maxRows, timeout: grant.timeoutMilliseconds, steps: grant.maxVMSteps, bytes: grant.maxResultBytes)
+    }
+
+    /// These limits lowered by a purpose's limits inside a grant (they can only lower too).
+    public func lowered(by purpose: PurposeLimits) -> DatasetLimits {
+        lowered(maxRows: purpose.maxRows, timeout: purpose.timeoutMilliseconds, steps: purpose.maxVMSteps, bytes: purpose.maxResultBytes)
+    }
+
+    private func lowered(maxRows: Int?, timeout: Int?, steps: Int64?, bytes: Int?) -> DatasetLimits {
         var result = self
-        if let rows = grant.maxRows { result.maxRows = min(result.maxRows, rows) }
-        if let timeout = grant.timeoutMilliseconds { result.timeoutMilliseconds = min(result.timeoutMilliseconds, timeout) }
-        if let steps = grant.maxVMSteps { result.maxVMSteps = min(result.maxVMSteps, steps) }
-        if let bytes = grant.maxResultBytes { result.maxResultBytes = min(result.maxResultBytes, bytes) }
+        if let maxRows { result.maxRows = min(result.maxRows, maxRows) }
+        if let timeout { result.timeoutMilliseconds = min(result.timeoutMilliseconds, timeout) }
+        if let steps { result.maxVMSteps = min(result.maxVMSteps, steps) }
+        if let bytes { result.maxResultBytes = min(result.maxResultBytes, bytes) }
         return result
     }
 }
@@ -97,10 +147,18 @@ public struct Pricing: Sendable, Hashable {
     /// Per MiB of result bytes (`bytes` meter), charged pro rata and rounded up to a whole
     /// micro-unit: a few wide rows cost what they carry.
     public let perMiB: Int64
+    /// The holder's share of every charge in parts per million (`holder_share: 0.80` → 800,000);
+    /// the rest is the platform's fee. Fixed-point so settlement never sees a binary fraction.
+    public let holderSharePPM: Int64
+
+    /// 1,000,000 parts per million: the whole.
+    public static let wholePPM: Int64 = 1_000_000
 
     public static let free = Pricing(currency: "CNY", perQuery: 0, perRow: 0, perMillionVMSteps: 0)
 
-    public init(currency: String, perQuery: Int64, perRow: Int64, perMillionVMSteps: Int64, perMiB: Int64 = 0) {
+    public init(currency: String, perQuery: Int64, perRow: Int64, perMillionVMSteps: Int64, perMiB: Int64 = 0,
+                holderSharePPM: Int64 = Pricing.wholePPM) {
+        self.holderSharePPM = holderSharePPM
         self.currency = currency
         self.perQuery = perQuery
         self.perRow = perRow
@@ -268,14 +326,18 @@ public struct Grant: Sendable, Hashable {
     public let dailyRows: Int?
     /// Cost (µ-units of the dataset's currency) per UTC calendar month; nil means unlimited.
     public let monthlyCostMicros: Int64?
+    /// The purposes this consumer may use the dataset for, each with limits that may lower the
+    /// grant's; nil when the grant lists none (see `PurposeRule`).
+    public let purposes: [String: PurposeLimits]?
     /// `epsilon_budget`: lowers the private tables' `budget.epsilon` for this consumer (micro-ε).
     public let epsilonBudgetMicros: Int64?
 
     public init(
         maxRows: Int? = nil, timeoutMilliseconds: Int? = nil, maxVMSteps: Int64? = nil,
         maxResultBytes: Int? = nil, dailyQueries: Int? = nil, dailyRows: Int? = nil, monthlyCostMicros: Int64? = nil,
-        epsilonBudgetMicros: Int64? = nil
+        purposes: [String: PurposeLimits]? = nil, epsilonBudgetMicros: Int64? = nil
     ) {
+        self.purposes = purposes
         self.epsilonBudgetMicros = epsilonBudgetMicros
         self.monthlyCostMicros = monthlyCostMicros
         self.maxRows = maxRows
@@ -284,5 +346,24 @@ public struct Grant: Sendable, Hashable {
         self.maxResultBytes = maxResultBytes
         self.dailyQueries = dailyQueries
         self.dailyRows = dailyRows
+    }
+}
+
+
+/// Per-query limits of one purpose inside a grant (`purposes: { credit_risk: { max_rows: 50 } }`):
+/// they lower the grant's and the dataset's, never raise them.
+public struct PurposeLimits: Sendable, Hashable {
+    public let maxRows: Int?
+    public let timeoutMilliseconds: Int?
+    public let maxVMSteps: Int64?
+    public let maxResultBytes: Int?
+
+    public static let none = PurposeLimits()
+
+    public init(maxRows: Int? = nil, timeoutMilliseconds: Int? = nil, maxVMSteps: Int64? = nil, maxResultBytes: Int? = nil) {
+        self.maxRows = maxRows
+        self.timeoutMilliseconds = timeoutMilliseconds
+        self.maxVMSteps = maxVMSteps
+        self.maxResultBytes = maxResultBytes
     }
 }

@@ -7,6 +7,7 @@ import Yams
 ///
 /// ```yaml
 /// consumer: analyst-a              # default consumer of every case
+/// purpose: credit_risk             # default purpose (where the dataset lists purposes)
 /// cases:
 ///   - name: phones keep 3 + 4 digits
 ///     query: SELECT phone FROM customers LIMIT 20
@@ -29,6 +30,8 @@ public struct PolicyTestCase: Sendable {
     public let query: String
     public let expectation: Expectation
     public let location: SourceLocation
+    /// The purpose the query declares (the case's, else the file's); nil for none.
+    public var purpose: String? = nil
 
     public enum Expectation: Sendable {
         case allow(Allowed)
@@ -75,8 +78,8 @@ public enum PolicyTestLoader {
     /// The directory of test files inside a policies directory.
     public static let directoryName = "tests"
 
-    static let fileKeys: Set<String> = ["consumer", "cases"]
-    static let caseKeys: Set<String> = ["name", "consumer", "query", "allow", "refuse"]
+    static let fileKeys: Set<String> = ["consumer", "purpose", "cases"]
+    static let caseKeys: Set<String> = ["name", "consumer", "purpose", "query", "allow", "refuse"]
     static let allowKeys: Set<String> = ["masked", "unmasked", "values", "min_group_size", "max_rows", "truncated"]
 
     /// Every `tests/*.yaml` of `policiesDirectory` (sorted), with the problems found reading them.
@@ -105,11 +108,12 @@ public enum PolicyTestLoader {
         let dataset = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
         let top = reader.fields(root, what: "the test file", allowed: fileKeys) ?? [:]
         let defaultConsumer = top["consumer"].flatMap { reader.string($0.value, what: "consumer") }
+        let defaultPurpose = top["purpose"].flatMap { reader.string($0.value, what: "purpose") }
         var cases: [PolicyTestCase] = []
         if let node = top["cases"]?.value {
             if case .sequence(let sequence) = node {
                 for item in sequence {
-                    if let testCase = readCase(item, defaultConsumer: defaultConsumer, reader: &reader) { cases.append(testCase) }
+                    if let testCase = readCase(item, defaultConsumer: defaultConsumer, defaultPurpose: defaultPurpose, reader: &reader) { cases.append(testCase) }
                 }
             } else {
                 reader.report(node, "cases must be a list (each item starts with '- name: …')")
@@ -125,7 +129,7 @@ public enum PolicyTestLoader {
         return .success(PolicyTestFile(dataset: dataset, file: path, cases: cases))
     }
 
-    static func readCase(_ node: Node, defaultConsumer: String?, reader: inout YAMLReader) -> PolicyTestCase? {
+    static func readCase(_ node: Node, defaultConsumer: String?, defaultPurpose: String? = nil, reader: inout YAMLReader) -> PolicyTestCase? {
         let before = reader.diagnostics.count
         guard let fields = reader.fields(node, what: "a case", allowed: caseKeys) else { return nil }
         let name = fields["name"].flatMap { reader.string($0.value, what: "name") }
@@ -146,7 +150,8 @@ public enum PolicyTestLoader {
             reader.report(node, "a case has either 'allow' or 'refuse', not both")
         }
         guard reader.diagnostics.count == before, let name, let query, let consumer, let expectation else { return nil }
-        return PolicyTestCase(name: name, consumer: consumer, query: query, expectation: expectation, location: reader.location(node))
+        let purpose = fields["purpose"].flatMap { reader.string($0.value, what: "purpose") } ?? defaultPurpose
+        return PolicyTestCase(name: name, consumer: consumer, query: query, expectation: expectation, location: reader.location(node), purpose: purpose)
     }
 
     static func readAllowed(_ node: Node, reader: inout YAMLReader) -> PolicyTestCase.Allowed? {

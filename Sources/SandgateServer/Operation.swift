@@ -14,6 +14,8 @@ struct Operation: Sendable {
     let fields: [String: JSONValue]
     /// The client's address (recorded with each query).
     let clientAddress: String
+    /// The purpose given on `auth`, the default of every `query`/`explain` without its own.
+    var sessionPurpose: String? = nil
 
     static let known: Set<String> = ["auth", "query", "explain", "describe", "datasets", "quota", "ping", "stats"]
 
@@ -68,7 +70,13 @@ struct Operation: Sendable {
         default:
             return .failure(LineError(error(GatewayError(.badRequest, "params must be an array or an object"))))
         }
-        return .success(QueryRequest(consumer: consumerName, dataset: dataset, sql: sql, parameters: parameters, clientAddress: clientAddress))
+        let purpose: String?
+        switch fields["purpose"] {
+        case nil, .null?: purpose = sessionPurpose
+        case .string(let text)?: purpose = text
+        default: return .failure(LineError(error(GatewayError(.badRequest, "purpose must be a string"))))
+        }
+        return .success(QueryRequest(consumer: consumerName, dataset: dataset, sql: sql, parameters: parameters, clientAddress: clientAddress, purpose: purpose))
     }
 
     /// The `dataset` field, or every dataset the consumer holds a grant for.

@@ -41,6 +41,8 @@ final class RequestHandler: ChannelInboundHandler {
 
     private let services: ServerServices
     private var consumer: String?
+    /// The purpose declared on `auth` (the default of each query that names none).
+    private var sessionPurpose: String?
     private var queue = CircularBuffer<Frame>()
     /// Bytes of the queued request lines (reading pauses above `maxLineBytes`).
     private var queuedBytes = 0
@@ -190,7 +192,7 @@ final class RequestHandler: ChannelInboundHandler {
         }
         guard let op = fields["op"]?.string else { return fail(.badRequest, "missing \"op\" (a string)") }
         services.state.countRequest(op: Operation.known.contains(op) ? op : "unknown", consumer: consumer)
-        let operation = Operation(services: services, consumerName: consumer ?? "", id: id, fields: fields, clientAddress: address)
+        let operation = Operation(services: services, consumerName: consumer ?? "", id: id, fields: fields, clientAddress: address, sessionPurpose: sessionPurpose)
         switch op {
         case "ping":
             return eventLoop.makeSucceededFuture(operation.ok("\"pong\":true"))
@@ -254,6 +256,12 @@ final class RequestHandler: ChannelInboundHandler {
         guard let name = operation.fields["consumer"]?.string, let key = operation.fields["key"]?.string else {
             return eventLoop.makeSucceededFuture(operation.error(GatewayError(.badRequest, "auth needs \"consumer\" and \"key\" strings")))
         }
+        let purpose: String?
+        switch operation.fields["purpose"] {
+        case nil, .null?: purpose = nil
+        case .string(let text)?: purpose = text
+        default: return eventLoop.makeSucceededFuture(operation.error(GatewayError(.badRequest, "purpose must be a string")))
+        }
         let address = self.address
         let state = services.state
         let gateway = services.gateway
@@ -282,10 +290,14 @@ final class RequestHandler: ChannelInboundHandler {
         return answer.hop(to: eventLoop).assumeIsolated().map { [self] declared -> String in
             guard let declared else {
                 consumer = nil
+                sessionPurpose = nil
                 return operation.error(GatewayError(.authFailed, "unknown consumer or wrong key", hint: "consumer names are \(Name.rule)"))
             }
             if consumer == nil, let channel { services.state.authenticated(channel, address: address) }
             consumer = declared
+            // The session's default purpose: each query may name another; it is decided per query
+            // against that query's dataset and the consumer's grant (PurposeRule), never here.
+            sessionPurpose = purpose
             return operation.ok("\"consumer\":\(JSONText.quoted(declared))")
         }.nonisolated()
     }

@@ -221,7 +221,10 @@ extension ResponseFormat {
         }.joined(separator: ",")
         let limits = description.limits, pricing = description.pricing
         output += "],\"limits\":{\"max_rows\":\(limits.maxRows),\"timeout_ms\":\(limits.timeoutMilliseconds),\"max_vm_steps\":\(limits.maxVMSteps),\"max_result_bytes\":\(limits.maxResultBytes)}"
-        output += ",\"pricing\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps),\"per_mib\":\(pricing.perMiB)}}"
+        output += ",\"pricing\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps),\"per_mib\":\(pricing.perMiB)}"
+        output += ",\"purposes\":[" + description.purposes.map {
+            "{\"name\":\(JSONText.quoted($0.name)),\"description\":\(JSONText.quoted($0.description))}"
+        }.joined(separator: ",") + "],\"purpose_required\":\(description.purposeRequired),\"tokens\":\(JSONText.quoted(description.tokens))}"
         return output
     }
 

@@ -4,6 +4,7 @@ import Foundation
 import SandgateCore
 import SandgateFixtures
 import SandgateLedger
+import SandgateLedgerPostgres
 import SandgatePolicy
 
 struct FixturesCommand: ParsableCommand {
@@ -36,7 +37,7 @@ struct FixturesCommand: ParsableCommand {
 }
 
 struct UsageCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Verify.self, ReceiptCommand.self, CheckReceipt.self, Archive.self, Quota.self])
+    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Settle.self, Verify.self, ReceiptCommand.self, CheckReceipt.self, Archive.self, Quota.self])
 
     /// The ledger `--ledger` names, or the one in the state directory (created empty when missing).
     static func ledger(_ common: CommonOptions) throws -> any LedgerStore {
@@ -84,6 +85,46 @@ struct UsageCommand: ParsableCommand {
             default: SandgateLedger.Invoice.csv(lines)
             }
             try period.write(text)
+        }
+    }
+
+    struct Settle: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "settle",
+            abstract: "One statement per holder for a period (UTC days, both inclusive): per dataset and purpose, gross, platform fee and holder revenue; refuses a ledger whose chain does not verify.")
+
+        @OptionGroup var common: CommonOptions
+
+        @OptionGroup var period: PeriodOptions
+
+        @Option(help: "csv or json.")
+        var format: OutputFormat = .csv
+
+        @Option(help: "Only this holder's statement (a dataset's `owner`).")
+        var holder: String?
+
+        func validate() throws {
+            try format.require(in: [.csv, .json])
+        }
+
+        func run() throws {
+            let ledger = try UsageCommand.ledger(common)
+            let (start, end) = period.range
+            var records: [UsageRecord] = []
+            do {
+                if let problem = try ledger.verify() { throw Failure("internal: the ledger does not verify (\(problem)); no statement from a tampered ledger") }
+                try ledger.records(from: start, to: end) { records.append($0); return true }
+            } catch let failure as Failure {
+                throw failure
+            } catch {
+                throw Failure("\(error)")
+            }
+            // The same selection as `usage invoice`, so statements and invoices sum to the same total.
+            let published = Set(PolicyLoader.load(directory: common.policies).datasetFiles)
+            var settlement = Settlement.settle(records: records, datasets: published)
+            if let holder { settlement.statements.removeAll { $0.holder != holder } }
+            try period.write(format == .json ? settlement.json(from: period.firstDay, to: period.lastDay)
+                                             : settlement.csv(from: period.firstDay, to: period.lastDay))
         }
     }
 
@@ -155,8 +196,15 @@ struct UsageCommand: ParsableCommand {
                     throw Failure("the archive \(archive) or the ledger key \(common.keyPath) is missing")
                 }
                 do {
-                    let ledger = try Ledger(path: path)
-                    if let problem = try ledger.verifyArchive(at: archive) { throw Failure("the archive does not verify: \(problem)") }
+                    let problem: LedgerProblem?
+                    if NodeArchive.isNodeArchive(path: archive) {
+                        // A shared ledger's archive: the key is all it needs.
+                        guard let key = try LedgerKey.read(path: common.keyPath) else { throw Failure("the ledger key \(common.keyPath) is missing") }
+                        problem = try NodeArchive.verify(path: archive, key: key)
+                    } else {
+                        problem = try Ledger(path: path).verifyArchive(at: archive)
+                    }
+                    if let problem { throw Failure("the archive does not verify: \(problem)") }
                     writeOut("ok: the archive's keyed hash chain verifies between its boundaries\n")
                     return
                 } catch let failure as Failure {
@@ -165,7 +213,8 @@ struct UsageCommand: ParsableCommand {
                     throw Failure("\(error)")
                 }
             }
-            guard common.ledger != nil || FileManager.default.fileExists(atPath: path) else { throw Failure("no ledger at \(path)") }
+            let shared = try common.usesSharedLedger()
+            guard shared || FileManager.default.fileExists(atPath: path) else { throw Failure("no ledger at \(path)") }
             // A check must not repair what it checks: without its key a ledger cannot verify,
             // and opening it would create a new key.
             guard FileManager.default.fileExists(atPath: common.keyPath) else {
@@ -176,7 +225,7 @@ struct UsageCommand: ParsableCommand {
                 if let problem = try ledger.verify() {
                     throw Failure("the ledger does not verify: \(problem)")
                 }
-                writeOut(common.ledger == nil ? "ok: the keyed hash chain and its checkpoint verify\n"
+                writeOut(!shared ? "ok: the keyed hash chain and its checkpoint verify\n"
                                               : "ok: every node's keyed hash chain and its anchor verify\n")
             } catch let failure as Failure {
                 throw failure
@@ -191,7 +240,7 @@ extension UsageCommand {
     struct Archive: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "archive",
-            abstract: "Move the records that started before DATE (UTC) into FILE, which verifies on its own; the ledger keeps the boundary hash (SQLite ledger).")
+            abstract: "Move the records that started before DATE (UTC, at most the first day of this month) into FILE, which verifies on its own; the ledger keeps each chain's boundary hash.")
 
         @OptionGroup var common: CommonOptions
 
@@ -206,14 +255,25 @@ extension UsageCommand {
         }
 
         func run() throws {
-            guard common.ledger == nil else { throw Failure("usage archive is built for the SQLite ledger only") }
-            guard let day = Timestamp.startOfDay(before), let ledger = try UsageCommand.ledger(common) as? Ledger else {
-                throw Failure("usage archive is built for the SQLite ledger only")
+            guard let day = Timestamp.startOfDay(before) else { throw Failure("bad_request: --before must be a date YYYY-MM-DD") }
+            // This month's records count against quotas (`monthly_cost_micros`, daily quotas) and
+            // its invoice is still open: moving them would hand quota back.
+            let month = Timestamp.startOfMonth(containing: Int64(Date().timeIntervalSince1970 * 1_000_000))
+            guard day <= month else {
+                throw Failure("bad_request: --before \(before) is in the current month; records of an open month count against quotas and its invoice (archive up to \(Timestamp.rfc3339(month).prefix(10)) at most)")
             }
             do {
-                let moved = try ledger.archive(before: day, to: out)
+                let ledger = try UsageCommand.ledger(common)
+                let moved: Int64
+                switch ledger {
+                case let sqlite as Ledger: moved = try sqlite.archive(before: day, to: out)
+                case let shared as PostgresLedgerStore: moved = try shared.archive(before: day, to: out)
+                default: throw Failure("internal: this ledger cannot archive")
+                }
                 ledger.close()
                 writeOut("ok: \(moved) record(s) moved to \(out); verify it with `sandgate usage verify --archive \(out)`\n")
+            } catch let failure as Failure {
+                throw failure
             } catch {
                 throw Failure("\(error)")
             }

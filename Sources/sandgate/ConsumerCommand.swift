@@ -34,9 +34,15 @@ struct ConsumerCommand: ParsableCommand {
         @Option(help: "Cost per UTC calendar month, in micro-units of the dataset's currency.")
         var monthlyCostMicros: Int?
 
+        @Option(name: .customLong("purpose"), help: "A purpose the consumer may use the dataset for (repeat for several; replaces the grant's list).")
+        var purposes: [String] = []
+
         func validate() throws {
             for value in [maxRows, dailyQueries, dailyRows, timeoutMs, monthlyCostMicros].compactMap({ $0 }) where value < 0 {
                 throw ValidationError("limits must not be negative")
+            }
+            for purpose in purposes where !Name.isValid(purpose) {
+                throw ValidationError("'\(purpose)' is not a purpose name (\(Name.rule))")
             }
         }
 
@@ -48,6 +54,7 @@ struct ConsumerCommand: ParsableCommand {
             if let dailyQueries { fields.set("daily_queries", Int64(dailyQueries)) }
             if let dailyRows { fields.set("daily_rows", Int64(dailyRows)) }
             if let monthlyCostMicros { fields.set("monthly_cost_micros", Int64(monthlyCostMicros)) }
+            if !purposes.isEmpty { fields.setPurposes(purposes) }
             return fields
         }
     }
@@ -290,7 +297,7 @@ struct ConsumersFile {
 
     var datasets: Set<String> {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: policies)) ?? []
-        return Set(names.filter { $0.hasSuffix(".yaml") && $0 != PolicyLoader.consumersFileName }.map { String($0.dropLast(5)) })
+        return Set(names.filter { $0.hasSuffix(".yaml") && !PolicyLoader.reservedFileNames.contains($0) }.map { String($0.dropLast(5)) })
     }
 
     func requireDatasets(_ names: [String]) throws {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SandgateCore
 import SandgateLedger
+import SandgateLedgerPostgres
 import SandgatePolicy
 
 struct PolicyCommand: ParsableCommand {
@@ -21,6 +22,9 @@ struct PolicyCommand: ParsableCommand {
         func run() throws {
             let loaded = PolicyLoader.load(directory: directory ?? common.policies)
             var problems = loaded.diagnostics
+            if case .failure(let errors) = GatewaySettings.load(directory: directory ?? common.policies, isValidLedger: { PostgresLedgerURL($0) != nil }) {
+                problems += errors.diagnostics
+            }
             for name in loaded.datasets.keys.sorted() {
                 guard let policy = loaded.datasets[name] else { continue }
                 problems += DataValidator.validate(policy, databasePath: policy.sourcePath)

@@ -14,10 +14,13 @@ struct QueryTarget: ParsableArguments {
     @Option(name: .customLong("as"), help: "The consumer whose grant applies.")
     var consumer: String
 
+    @Option(help: "What the query is for (one of the purposes `describe` lists; required where the dataset lists purposes).")
+    var purpose: String?
+
     @Argument(help: "The SQL text (one SELECT statement).")
     var sql: String
 
-    var request: QueryRequest { QueryRequest(consumer: consumer, dataset: dataset, sql: sql) }
+    var request: QueryRequest { QueryRequest(consumer: consumer, dataset: dataset, sql: sql, purpose: purpose) }
 }
 
 struct QueryCommand: ParsableCommand {
@@ -81,7 +84,8 @@ extension QueryCommand {
             guard auth.contains("\"ok\":true") else {
                 throw Failure("auth_failed: the gateway refused consumer \(consumer)")
             }
-            line = try client.request("{\"id\":1,\"op\":\"query\",\"dataset\":\(ResponseFormatQuote.quote(dataset)),\"sql\":\(ResponseFormatQuote.quote(sql))}")
+            let purposeField = target.purpose.map { ",\"purpose\":\(ResponseFormatQuote.quote($0))" } ?? ""
+            line = try client.request("{\"id\":1,\"op\":\"query\",\"dataset\":\(ResponseFormatQuote.quote(dataset)),\"sql\":\(ResponseFormatQuote.quote(sql))\(purposeField)}")
         } catch let failure as Failure {
             throw failure
         } catch {
@@ -254,6 +258,15 @@ struct DescribeCommand: ParsableCommand {
                 output += "  limits: max_rows \(limits.maxRows), timeout_ms \(limits.timeoutMilliseconds), max_vm_steps \(limits.maxVMSteps), max_result_bytes \(limits.maxResultBytes)\n"
                 let pricing = description.pricing
                 output += "  pricing (micro-\(pricing.currency)): per_query \(pricing.perQuery), per_row \(pricing.perRow), per_million_vm_steps \(pricing.perMillionVMSteps), per_mib \(pricing.perMiB)\n"
+                if description.purposes.isEmpty {
+                    output += description.purposeRequired ? "  purposes: none granted (every query needs one)\n" : "  purposes: optional (none listed)\n"
+                } else {
+                    output += "  purposes (\(description.purposeRequired ? "required" : "optional")):\n"
+                    for purpose in description.purposes {
+                        output += "    \(purpose.name)\(purpose.description.isEmpty ? "" : " — \(purpose.description)")\n"
+                    }
+                }
+                if description.tokens == TokenScope.perConsumer.rawValue { output += "  tokens: per consumer (join keys and hash values are keyed for each consumer)\n" }
                 for table in description.tables {
                     output += "  table \(table.name) (access: \(table.access)"
                     if let size = table.minGroupSize { output += ", min_group_size \(size)" }

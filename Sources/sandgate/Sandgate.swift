@@ -4,6 +4,7 @@ import Logging
 import SandgateCore
 import SandgateLedger
 import SandgateLedgerPostgres
+import SandgatePolicy
 
 /// The `sandgate` command line (DESIGN.md §4).
 struct Sandgate: ParsableCommand {
@@ -12,7 +13,7 @@ struct Sandgate: ParsableCommand {
         abstract: "A data-sandbox query gateway: masked, limited, metered SQL over published SQLite datasets.",
         subcommands: [
             QueryCommand.self, ExplainCommand.self, DescribeCommand.self, PolicyCommand.self, FixturesCommand.self, UsageCommand.self,
-            ServeCommand.self, ConsumerCommand.self,
+            ServeCommand.self, ConsumerCommand.self, TraceCommand.self,
         ])
 }
 
@@ -24,7 +25,7 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "State directory: snapshots, dataset keys and the usage ledger.")
     var state = "var"
 
-    @Option(help: "The usage ledger: postgres://user@host:port/database for one ledger shared by many nodes (default: <state>/usage.sqlite).")
+    @Option(help: "The usage ledger: postgres://user@host:port/database for one ledger shared by many nodes (default: `ledger:` in <policies>/sandgate.yaml, else <state>/usage.sqlite).")
     var ledger: String?
 
     @Option(help: "This gateway node's name in a shared ledger; it owns its own hash chain (default: the host name).")
@@ -49,14 +50,30 @@ struct CommonOptions: ParsableArguments {
         return name.isEmpty ? "node" : String(decoding: Array(name.utf8.prefix(UsageRecord.nameLimit)), as: UTF8.self)
     }
 
-    /// Opens the ledger `--ledger` names, or the SQLite file in the state directory.
+    /// The shared ledger's URL in force: `--ledger`, else `ledger:` in `<policies>/sandgate.yaml`;
+    /// nil for the embedded SQLite ledger. A broken `sandgate.yaml` is an error, never a silent
+    /// fallback to another ledger (records would land where no one looks).
+    func ledgerURL() throws(LedgerError) -> PostgresLedgerURL? {
+        if let ledger { return PostgresLedgerURL(ledger) }
+        switch GatewaySettings.load(directory: policies, isValidLedger: { PostgresLedgerURL($0) != nil }) {
+        case .success(let settings): return settings.ledger.flatMap(PostgresLedgerURL.init)
+        case .failure(let errors): throw LedgerError("\(errors)")
+        }
+    }
+
+    /// Whether the ledger in force is a shared one (`--ledger` or `sandgate.yaml`).
+    func usesSharedLedger() throws -> Bool {
+        do { return try ledgerURL() != nil } catch { throw Failure("bad_request: \(error.message)") }
+    }
+
+    /// Opens the ledger in force (`ledgerURL`), or the SQLite file in the state directory.
     func openLedger(logger: Logger = Logger(label: "sandgate")) throws(LedgerError) -> any LedgerStore {
         do {
             try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         } catch {
             throw LedgerError("cannot create the state directory \(state)")
         }
-        if let ledger, let url = PostgresLedgerURL(ledger) {
+        if let url = try ledgerURL() {
             return try PostgresLedgerStore(url: url, nodeID: node, keyPath: keyPath, logger: logger)
         }
         return try Ledger(path: (state as NSString).appendingPathComponent("usage.sqlite"))

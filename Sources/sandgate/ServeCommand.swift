@@ -88,9 +88,13 @@ struct ServeCommand: AsyncParsableCommand {
                 throw Failure("unavailable: cannot listen on \(pgListen) (set by --pg-listen): \(error)")
             }
         }
+        // Where the records go, never with a password (the URL's description has none).
+        let ledgerDescription = (try? common.ledgerURL()).flatMap { $0.map { "\($0) as node \(common.node)" } }
+            ?? (common.state as NSString).appendingPathComponent("usage.sqlite")
         writeOut("""
             sandgate is serving \(gateway.datasetNames.joined(separator: ", ")) on \(address.host):\(port) (JSON lines)\(postgres.isEmpty ? "" : " and PostgreSQL").
             \(Self.tryLine(gateway: gateway, host: address.host, port: port))\(postgres)
+            Usage ledger: \(ledgerDescription).
             Stop with Ctrl-C.
 
             """)

@@ -26,6 +26,8 @@ struct StoreUnderTest {
     let execute: (String) throws -> Void
     /// The stored columns in table order (the SQLite table has no `node_id`).
     let columns: [String]
+    /// The ledger key's file (PostgreSQL stores; the SQLite ledger keeps its key beside the file).
+    var keyPath = ""
 
     /// Opens a fresh store of `kind`; nil when PostgreSQL is not installed here (skip printed).
     static func make(_ kind: StoreKind) throws -> StoreUnderTest? {
@@ -44,7 +46,7 @@ struct StoreUnderTest {
                 kind: kind, store: try PostgresLedgerStore(url: url, nodeID: "node-a", keyPath: key),
                 open: { try PostgresLedgerStore(url: url, nodeID: $0, keyPath: key) },
                 execute: { try server.execute($0, on: url) },
-                columns: ["node_id", "seq"] + storedColumns)
+                columns: ["node_id", "seq"] + storedColumns, keyPath: key)
         }
     }
 
@@ -187,6 +189,52 @@ struct StoreUnderTest {
         #expect(try again.verify() == nil)
     }
 
+    /// Two open handles writing as one node (a CLI beside a server, or a node id given twice):
+    /// their appends interleave, every record lands once, and the chain stays one chain.
+    @Test("two handles appending as the same node keep one chain", arguments: StoreKind.allCases)
+    func twoWritersOneNode(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let other = try subject.open(subject.store.nodeID)
+        var seqs: [Int64] = []
+        for index in 1...6 {
+            seqs.append(try (index.isMultiple(of: 2) ? other : subject.store).append(sampleRecord(index)).seq)
+        }
+        #expect(seqs == [1, 2, 3, 4, 5, 6])
+        #expect(try subject.store.verify() == nil)
+    }
+
+    /// PostgreSQL's text cannot hold U+0000, a consumer's SQL can: such a record (and one that
+    /// starts with the storage marker U+0001) is stored, read back exactly and verifies, and the
+    /// records committed in the same batch are not lost with it.
+    @Test("text with U+0000 or a leading U+0001 round-trips in a batch of ordinary records", arguments: StoreKind.allCases)
+    func controlCharactersRoundTrip(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        var odd = sampleRecord(2, consumer: "na\u{0}me")
+        odd.sql = "SELECT 1\u{0}; -- \u{0}"
+        odd.rewrittenSQL = "\u{1}AAAA"
+        let records = [sampleRecord(1), odd, sampleRecord(3)]
+        let done = DispatchGroup()
+        let results = Mutex<[Int: UsageRecord]>([:])
+        for (index, record) in records.enumerated() {
+            done.enter()
+            subject.store.append(record) { result in
+                if case .success(let stored) = result { results.withLock { $0[index] = stored } }
+                done.leave()
+            }
+        }
+        done.wait()
+        #expect(results.withLock { $0.count } == 3)
+        var read: [UsageRecord] = []
+        try subject.store.records { read.append($0); return true }
+        #expect(read.count == 3)
+        let back = try #require(read.first { $0.queryID == "q2" })
+        #expect(back.sql == odd.sql && back.rewrittenSQL == odd.rewrittenSQL && back.consumer == odd.consumer)
+        var filtered = 0
+        try subject.store.records(consumer: "na\u{0}me") { _ in filtered += 1; return true }
+        #expect(filtered == 1)
+        #expect(try subject.store.verify() == nil)
+    }
+
     /// 64 threads race for a quota of 10 queries through one store; each granted hold is charged
     /// by an `ok` record. Exactly 10 run, and the ledger holds exactly 10.
     @Test("quota holds are exact under concurrent requests", arguments: StoreKind.allCases)
@@ -266,6 +314,51 @@ func raceForQuota(stores: [any LedgerStore], threads: Int, limit: Int64) throws 
         try nodes[0].records { perNode[$0.nodeID, default: []].append($0.seq); return true }
         #expect(perNode.values.reduce(0) { $0 + $1.count } == 10)
         for seqs in perNode.values { #expect(seqs == Array(1...Int64(seqs.count))) }
+    }
+
+    /// `usage archive` on a shared ledger: every node's old records move to one file that verifies
+    /// on its own; each chain verifies across its cut and continues; a node whose records all
+    /// moved reopens cleanly; tampering on either side is found.
+    @Test("archives of a shared ledger: per-node boundaries, chains verify across the cut, tampering is found")
+    func archive() throws {
+        guard let subject = try StoreUnderTest.make(.postgres), let store = subject.store as? PostgresLedgerStore else { return }
+        let other = try #require(try subject.open("node-b") as? PostgresLedgerStore)
+        let day: Int64 = 86_400_000_000
+        let base: Int64 = 1_795_000_000_000_000
+        for index in 1...4 { _ = try store.append(sampleRecord(index, startedAt: base + Int64(index / 3) * day)) }   // days 0,0,1,1
+        for index in 5...6 { _ = try other.append(sampleRecord(index, startedAt: base)) }                              // day 0
+        let cut = Timestamp.startOfDay(containing: base + day)
+        let out = NSTemporaryDirectory() + "sandgate-archive-\(UUID().uuidString).sqlite"
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        #expect(try store.archive(before: cut, to: out) == 4)
+        let key = try #require(try LedgerKey.read(path: subject.keyPath))
+        #expect(NodeArchive.isNodeArchive(path: out))
+        #expect(try NodeArchive.verify(path: out, key: key) == nil)
+        #expect(try store.verify() == nil)
+        var kept: [String] = []
+        try store.records { kept.append("\($0.nodeID)/\($0.seq)"); return true }
+        #expect(kept == ["node-a/3", "node-a/4"])
+        // Both chains continue; node-b, all of whose records moved, reopens without an anchor problem.
+        #expect(try store.append(sampleRecord(7)).seq == 5)
+        let reopened = try subject.open("node-b")
+        #expect(reopened.anchorFailure == nil)
+        #expect(try reopened.append(sampleRecord(8)).seq == 3)
+        #expect(try store.verify() == nil)
+        // A second archive starts where the first ended, per node.
+        let second = NSTemporaryDirectory() + "sandgate-archive-\(UUID().uuidString).sqlite"
+        defer { try? FileManager.default.removeItem(atPath: second) }
+        #expect(try store.archive(before: Int64.max, to: second) == 4)
+        #expect(try NodeArchive.verify(path: second, key: key) == nil)
+        #expect(try store.verify() == nil)
+        // Tampering: an archived record edited; a boundary moved; a boundary given to another node.
+        try Connection(path: out, mode: .readWrite).execute("UPDATE usage SET cost_micros = 0 WHERE node_id = 'node-a' AND seq = 2")
+        #expect(try NodeArchive.verify(path: out, key: key)?.seq == 2)
+        try subject.execute("UPDATE usage_archives SET through_seq = 10 WHERE node_id = 'node-b' AND through_seq = 3")
+        #expect(try store.verify() != nil)
+        try subject.execute("UPDATE usage_archives SET through_seq = 3 WHERE node_id = 'node-b' AND through_seq = 10")
+        #expect(try store.verify() == nil)
+        try subject.execute("UPDATE usage_archives SET node_id = 'node-c' WHERE node_id = 'node-b'")
+        #expect(try store.verify() != nil)
     }
 
     @Test("URLs name a user, a host and a database", arguments: [

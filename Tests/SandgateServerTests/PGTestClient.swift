@@ -67,8 +67,10 @@ final class PGTestClient: @unchecked Sendable {
 
     /// Starts up and authenticates with SCRAM-SHA-256; returns the messages after the final
     /// SASL step (AuthenticationOk … ReadyForQuery, or the ErrorResponse).
-    func login(user: String, database: String = "retail", password: String) throws -> [Message] {
-        try sendStartup(["user": user, "database": database])
+    func login(user: String, database: String = "retail", password: String, options: String? = nil) throws -> [Message] {
+        var parameters = ["user": user, "database": database]
+        if let options { parameters["options"] = options }
+        try sendStartup(parameters)
         guard let request = try read(), request.typeCharacter == "R" else { return [] }
         let nonce = "rOprNGfwEbeRWgbNEkqO"
         let clientFirstBare = "n=,r=\(nonce)"

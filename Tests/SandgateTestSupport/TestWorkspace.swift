@@ -76,6 +76,40 @@ public final class TestWorkspace {
         """
     }
 
+    /// The test policy with purposes, per-consumer tokens and a holder share of 80% (issue 13).
+    public static let purposePolicy = retailPolicy
+        .replacingOccurrences(of: "description: test\n", with: """
+            description: test
+            tokens: per_consumer
+            purposes:
+              credit_risk: Scoring the credit risk of applicants
+              public_health_research: Aggregate studies approved by the ethics board
+
+            """)
+        .replacingOccurrences(of: "  per_million_vm_steps: 500\n", with: "  per_million_vm_steps: 500\n  holder_share: 0.80\n")
+
+    /// For `purposePolicy`: analyst-a may use credit_risk (with `creditRiskLimit`) and
+    /// `marketing`, which the dataset does not list; analyst-b may use public_health_research.
+    public static func purposeConsumers(creditRiskLimit: String = "{ max_rows: 5 }") -> String {
+        """
+        consumers:
+          analyst-a:
+            key_sha256: \(demoKeyHash)
+            scram_sha256: "\(demoKeySCRAM)"
+            grants:
+              retail:
+                max_rows: 200
+                purposes:
+                  credit_risk: \(creditRiskLimit)
+                  marketing: {}
+          analyst-b:
+            key_sha256: \(demoKeyHash)
+            scram_sha256: "\(demoKeySCRAM)"
+            grants:
+              retail: { max_rows: 200, purposes: [public_health_research] }
+        """
+    }
+
     /// `kate` (3 queries, 10 rows a day, 5 rows a query) and `ops` (role: operator), both with
     /// the demo key: for quota, identity and role tests.
     public static let kateConsumers = """

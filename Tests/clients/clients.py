@@ -60,6 +60,13 @@ check(cur.fetchall()[0][0] == "Shenzhen", "psycopg2: query with a client-side pa
 c2.rollback()
 c2.close()
 
+# --- Issue 13: declaring a purpose from Python (options in the connection, or SET) ----------------
+with psycopg.connect(dsn, autocommit=True, options="-c sandgate.purpose=credit_risk") as conn:
+    check(conn.execute("SHOW sandgate.purpose").fetchone()[0] == "credit_risk", "psycopg: options='-c sandgate.purpose=credit_risk' declares the purpose")
+    conn.execute("SET sandgate.purpose = 'public_health_research'")
+    check(conn.execute("SELECT city FROM customers LIMIT 1").fetchone() is not None, "psycopg: query under the purpose set by SET")
+    check(conn.execute("SHOW sandgate.purpose").fetchone()[0] == "public_health_research", "psycopg: SET sandgate.purpose changes the session's purpose")
+
 # --- pandas through SQLAlchemy's PostgreSQL dialect ----------------------------------------------
 engine = sa.create_engine(f"postgresql+psycopg://analyst-a:{key}@127.0.0.1:{pg_port}/retail")
 frame = pd.read_sql("SELECT city, count(*) AS n FROM customers GROUP BY city ORDER BY n DESC LIMIT 5", engine)

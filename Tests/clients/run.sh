@@ -58,6 +58,15 @@ echo "ok: psql budget breach"
 PGPASSWORD=wrong psql "$CONN" -X -c "SELECT 1" > "$WORK/out" 2>&1 && fail "psql wrong key must fail"
 grep -q 'password authentication failed' "$WORK/out" || fail "psql wrong key message"
 echo "ok: psql wrong key refused"
+# Issue 13: the purpose as a startup option (in the connection string and through PGOPTIONS) and
+# by SET; the demo dataset lists no purposes, so a purpose is optional there and recorded.
+psql "$CONN options='-c sandgate.purpose=credit_risk'" -X -A -t -c "SELECT city FROM customers LIMIT 1" > "$WORK/out" 2>&1 || fail "psql with options=-c sandgate.purpose"
+PGOPTIONS="-c sandgate.purpose=public_health_research" psql "$CONN" -X -A -t -c "SHOW sandgate.purpose" > "$WORK/out" 2>&1 && grep -q '^public_health_research$' "$WORK/out" || fail "psql PGOPTIONS sandgate.purpose"
+psql "$CONN" -X -A -t -v ON_ERROR_STOP=1 -c "SET sandgate.purpose = 'not a name'" -c "SELECT city FROM customers LIMIT 1" > "$WORK/out" 2>&1 && fail "an invalid purpose must be refused"
+grep -q 'ERROR:  purpose_not_allowed' "$WORK/out" || fail "psql invalid purpose refused with purpose_not_allowed"
+"$BIN" usage export --policies "$WORK/Policies" --state "$WORK/state" --format jsonl > "$WORK/out" 2>&1 || fail "usage export"
+grep -q '"purpose":"credit_risk"' "$WORK/out" || fail "the purpose declared over psql is in the ledger"
+echo "ok: psql declares a purpose (options, PGOPTIONS, SET); recorded in the ledger"
 
 java -cp /usr/share/java/postgresql.jar Tests/clients/JdbcClient.java "$PG_PORT" "$KEY" > "$WORK/out" 2>&1 || fail "pgjdbc"
 grep -q '^prepared: Shanghai [0-9]*$' "$WORK/out" || fail "pgjdbc PreparedStatement (server-prepared after 5 runs)"

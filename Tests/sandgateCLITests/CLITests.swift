@@ -143,11 +143,11 @@ struct CLIError: Error { let message: String; init(_ message: String) { self.mes
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         let output = try workspace.run("policy", "check", "Policies")
         #expect(output.status == 1)
-        #expect(output.stdout.contains("retail.yaml:23:28: unknown mask preset 'phone_xx'"), "\(output.stdout)")
+        #expect(output.stdout.contains("retail.yaml:24:28: unknown mask preset 'phone_xx'"), "\(output.stdout)")
         // The data check runs only on a structurally valid policy; fix the preset to see it.
         try text.replacing("phone_xx", with: "phone_cn").write(toFile: path, atomically: true, encoding: .utf8)
         let second = try workspace.run("policy", "check")
-        #expect(second.stdout.contains("retail.yaml:26:7: column 'cityy' does not exist in table 'customers'"), "\(second.stdout)")
+        #expect(second.stdout.contains("retail.yaml:27:7: column 'cityy' does not exist in table 'customers'"), "\(second.stdout)")
     }
 
     @Test("usage export writes CSV and JSONL; verify checks the chain")
@@ -269,7 +269,7 @@ struct CLIError: Error { let message: String; init(_ message: String) { self.mes
         let workspace = try CLIWorkspace()
         let check = try workspace.run("policy", "check")
         #expect(check.status == 0)
-        #expect(check.stdout.contains("retail.yaml:36:67: warning: min on measure 'orders.amount' releases one individual's value"), "\(check.stdout)")
+        #expect(check.stdout.contains("retail.yaml:37:67: warning: min on measure 'orders.amount' releases one individual's value"), "\(check.stdout)")
         _ = try workspace.run("query", "--dataset", "retail", "--as", "analyst-a", "SELECT 1")
         _ = try workspace.run("query", "--dataset", "retail", "--as", "analyst-a", "SELECT 2")
         #expect(try workspace.run("usage", "verify").status == 0)
@@ -293,9 +293,9 @@ struct CLIError: Error { let message: String; init(_ message: String) { self.mes
         let csv = try workspace.run("usage", "invoice", "--from", today, "--to", today, "--format", "csv")
         #expect(csv.status == 0, "\(csv.stderr)")
         let lines = csv.stdout.components(separatedBy: "\r\n").filter { !$0.isEmpty }
-        #expect(lines.first == "consumer,dataset,currency,queries,refused,failed,rows,vm_steps,cost_micros,epsilon_micros")
+        #expect(lines.first == "consumer,dataset,purpose,currency,queries,refused,failed,rows,vm_steps,cost_micros,epsilon_micros")
         #expect(lines.count == 2)
-        #expect(lines[1].hasPrefix("analyst-a,retail,CNY,2,1,0,5,"))
+        #expect(lines[1].hasPrefix("analyst-a,retail,,CNY,2,1,0,5,"))
         let json = try workspace.run("usage", "invoice", "--from", today, "--to", today, "--format", "json")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
         let line = try #require((object["lines"] as? [[String: Any]])?.first)

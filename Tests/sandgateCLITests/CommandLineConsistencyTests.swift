@@ -28,7 +28,7 @@ import Testing
         let object = try #require(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any])
         let today = String(ISO8601DateFormatter().string(from: Date()).prefix(10))
         #expect(object["from"] as? String == String(today.prefix(8)) + "01" && object["to"] as? String == today)
-        #expect(try workspace.run("usage", "invoice").stdout.hasPrefix("consumer,dataset,currency"))
+        #expect(try workspace.run("usage", "invoice").stdout.hasPrefix("consumer,dataset,purpose,currency"))
         let wrong = try workspace.run("usage", "export", "--format", "table")
         #expect(wrong.status == 2 && wrong.stderr.contains("--format must be csv, jsonl, json"))
         let reversed = try workspace.run("usage", "export", "--from", "2026-12-02", "--to", "2026-12-01")

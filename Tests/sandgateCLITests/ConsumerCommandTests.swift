@@ -59,6 +59,22 @@ import Glibc
         #expect(try Self.text(workspace) == Self.commented)
     }
 
+    @Test("grant --purpose writes the grant's purposes; a later change of limits keeps them; purposes with limits are left to the editor")
+    func grantPurposes() throws {
+        let workspace = try Self.workspace()
+        let granted = try workspace.run("consumer", "grant", "analyst-a", "retail", "--purpose", "credit_risk", "--purpose", "public_health_research")
+        #expect(granted.status == 0, "\(granted.stderr)")
+        #expect(try Self.text(workspace).contains("      retail: { max_rows: 200, daily_queries: 1000, purposes: [credit_risk, public_health_research] }   # agreed 2026-10"))
+        #expect(try workspace.run("consumer", "grant", "analyst-a", "retail", "--max-rows", "20").status == 0)
+        #expect(try Self.text(workspace).contains("      retail: { max_rows: 20, daily_queries: 1000, purposes: [credit_risk, public_health_research] }"))
+        #expect(try workspace.run("policy", "check").status == 0)
+        let bad = try workspace.run("consumer", "grant", "analyst-a", "retail", "--purpose", "Credit Risk")
+        #expect(bad.status == 2 && bad.stderr.contains("is not a purpose name"))
+        try workspace.edit("Policies/consumers.yaml", replacing: "purposes: [credit_risk, public_health_research]", with: "purposes: { credit_risk: { max_rows: 5 } }")
+        let mapped = try workspace.run("consumer", "grant", "analyst-a", "retail", "--max-rows", "30")
+        #expect(mapped.status != 0 && mapped.stderr.contains("lists purposes with limits; edit consumers.yaml by hand"), "\(mapped.stderr)")
+    }
+
     @Test("add, rotate-key and revoke --all edit only their own lines")
     func addRotateRemove() throws {
         let workspace = try Self.workspace()

@@ -12,6 +12,8 @@ import Testing
         /// What the report says for the edit (OLD → NEW), and for the edit undone.
         let widened: String
         let narrowed: String
+        /// The edit narrows: compare it undone first (like "grant added").
+        var reversed = false
         var testDescription: String { label }
     }
 
@@ -27,9 +29,19 @@ import Testing
              widened: "retail.orders: min_group_size lowered from 10 to 3", narrowed: "retail.orders: min_group_size raised from 3 to 10"),
         Edit(label: "max_rows raised", file: "retail.yaml", old: "max_rows: 1000", new: "max_rows: 5000",
              widened: "retail: dataset max_rows raised from 1000 to 5000", narrowed: "retail: dataset max_rows lowered from 5000 to 1000"),
-        Edit(label: "grant added", file: "consumers.yaml", old: "    grants:\n      retail: { max_rows: 200, daily_queries: 1000, daily_rows: 50000 }",
-             new: "    grants: {}",
+        // The line of the retail grant only: analyst-a keeps its other grants (retail_dp).
+        Edit(label: "grant added", file: "consumers.yaml", old: "      retail: { max_rows: 200, daily_queries: 1000, daily_rows: 50000 }\n",
+             new: "",
              widened: "consumer analyst-a: grant for dataset retail revoked", narrowed: "consumer analyst-a: grant added for dataset retail"),
+        Edit(label: "tokens per consumer → shared", file: "retail.yaml", old: "owner: retail-data-office\n", new: "owner: retail-data-office\ntokens: per_consumer\n",
+             widened: "retail: tokens shared by every consumer: their results can be linked, and leaks no longer trace to a consumer",
+             narrowed: "retail: tokens keyed per consumer: results no longer link across consumers (every token changes)", reversed: true),
+        Edit(label: "purposes no longer listed", file: "retail.yaml", old: "owner: retail-data-office\n",
+             new: "owner: retail-data-office\npurposes: { credit_risk: Scoring the credit risk of applicants }\n",
+             widened: "retail: purposes no longer listed: queries need no purpose, any use is allowed",
+             narrowed: "retail: every query must now declare a purpose (credit_risk)", reversed: true),
+        Edit(label: "purpose granted", file: "consumers.yaml", old: "daily_rows: 50000 }", new: "daily_rows: 50000, purposes: [credit_risk] }",
+             widened: "consumer analyst-a: retail purpose credit_risk granted", narrowed: "consumer analyst-a: retail purpose credit_risk no longer granted"),
     ]
 
     @Test("each edit is reported with its direction; exit 3 when exposure grows, 0 when it shrinks", arguments: edits)
@@ -40,7 +52,7 @@ import Testing
         try workspace.edit("Edited/" + edit.file, replacing: edit.old, with: edit.new)
         // "grant added" is written as its removal, so that the edited side is the narrower one.
         let addsGrant = edit.label == "grant added"
-        let (older, newer) = addsGrant ? ("Edited", "Policies") : ("Policies", "Edited")
+        let (older, newer) = addsGrant || edit.reversed ? ("Edited", "Policies") : ("Policies", "Edited")
         let forward = try workspace.run("policy", "diff", older, newer)
         #expect(forward.status == 3, "\(forward.stdout)\(forward.stderr)")
         let widened = addsGrant ? edit.narrowed : edit.widened

@@ -46,7 +46,7 @@ import Testing
         try workspace.edit("Policies/retail.yaml", replacing: "min_group_size: 10", with: "min_group_size: ten")
         let output = try workspace.run("policy", "test")
         #expect(output.status == 1)
-        #expect(output.stdout.contains("retail.yaml:32:21: min_group_size must be an integer"), "\(output.stdout)")
+        #expect(output.stdout.contains("retail.yaml:33:21: min_group_size must be an integer"), "\(output.stdout)")
         #expect(output.stdout.contains("problem:  dataset 'retail' is not available"))
         #expect(!output.stdout.contains("ok   retail"))
     }

@@ -12,10 +12,16 @@ public final class DatasetRuntime: Sendable {
     /// Sizes, unique keys and sum ranges of the snapshot, for aggregate plans.
     public let facts: SnapshotFacts
     let key: [UInt8]
+    /// The sandboxes of a dataset whose tokens are shared by every consumer.
     let pool: SandboxPool
     /// Released answers of private queries (issue 10): a new snapshot or policy is a new runtime,
     /// so an answer is never reused across them.
     let privateAnswers = PrivateAnswers()
+    /// With `tokens: per_consumer`: one pool per consumer, whose sandboxes mask with that
+    /// consumer's derived key. Created on a consumer's first query; consumers are the operator's
+    /// declared names (a query reaches here only after its consumer was found), so this is bounded.
+    private let consumerPools = Mutex<[String: SandboxPool]>([:])
+    private let poolSize: Int
     /// Checked and rendered queries by SQL text (refusals too): the same text against the same
     /// policy always checks the same way. Bounded; cleared when full.
     private let plans = Mutex<[String: Result<PreparedQuery, GatewayError>]>([:])
@@ -26,8 +32,28 @@ public final class DatasetRuntime: Sendable {
         self.snapshot = snapshot
         self.facts = facts
         self.key = key
+        self.poolSize = poolSize
         pool = SandboxPool(capacity: poolSize) { () throws(GatewayError) in
             try SandboxConnection(policy: policy, snapshot: snapshot, key: key)
+        }
+    }
+}
+
+extension DatasetRuntime {
+    /// The pool whose sandboxes mask for `consumer`: the shared pool, or with `tokens:
+    /// per_consumer` the consumer's own (its key derived from the dataset's secret, so its tokens
+    /// are stable across queries, reloads and restarts, and differ from every other consumer's).
+    func pool(for consumer: String) -> SandboxPool {
+        guard policy.tokens == .perConsumer else { return pool }
+        return consumerPools.withLock { pools in
+            if let existing = pools[consumer] { return existing }
+            let key = DatasetSecret.consumerKey(datasetKey: self.key, consumer: consumer)
+            let (policy, snapshot) = (self.policy, self.snapshot)
+            let made = SandboxPool(capacity: max(1, poolSize / 2)) { () throws(GatewayError) in
+                try SandboxConnection(policy: policy, snapshot: snapshot, key: key)
+            }
+            pools[consumer] = made
+            return made
         }
     }
 }

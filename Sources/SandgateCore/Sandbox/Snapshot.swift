@@ -96,6 +96,18 @@ public enum Snapshotter {
 /// The per-dataset secret behind `hash` masks and join tokens: 32 random bytes in
 /// `<state>/keys/<dataset>.key`, mode 0600, created on first use and never written anywhere else.
 public enum DatasetSecret {
+    /// The key of `consumer`'s tokens and hash values on a `tokens: per_consumer` dataset:
+    /// HKDF-SHA256 of the dataset's secret with the consumer's name as info. Deterministic (the
+    /// same consumer gets the same tokens after a reload or restart), independent between
+    /// consumers (HKDF outputs for different infos are unrelated without the secret), and the
+    /// dataset's secret cannot be recovered from it. Never logged or stored.
+    public static func consumerKey(datasetKey: [UInt8], consumer: String) -> [UInt8] {
+        let derived = HKDF<SHA256>.deriveKey(
+            inputKeyMaterial: SymmetricKey(data: datasetKey), salt: Array("sandgate/tokens/per-consumer/v1".utf8),
+            info: Array("consumer:\(consumer)".utf8), outputByteCount: 32)
+        return derived.withUnsafeBytes { Array($0) }
+    }
+
     public static func load(dataset: String, stateDirectory: String) throws(GatewayError) -> [UInt8] {
         let directory = (stateDirectory as NSString).appendingPathComponent("keys")
         let path = (directory as NSString).appendingPathComponent("\(dataset).key")

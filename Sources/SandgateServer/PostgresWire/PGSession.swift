@@ -267,7 +267,7 @@ final class PGSession: ChannelInboundHandler {
     static func sqlState(_ code: ErrorCode) -> String {
         switch code {
         case .authFailed: "28P01"
-        case .notGranted, .columnNotAllowed, .functionNotAllowed, .aggregateRequired, .shapeNotAllowed, .notASelect: "42501"
+        case .notGranted, .columnNotAllowed, .functionNotAllowed, .aggregateRequired, .shapeNotAllowed, .notASelect, .purposeNotAllowed: "42501"
         case .unknownDataset: "3D000"
         case .syntaxError: "42601"
         case .noSuchTable: "42P01"
@@ -496,8 +496,26 @@ final class PGSession: ChannelInboundHandler {
         }
     }
 
+    /// The purpose declared with `options=-c sandgate.purpose=…` or `SET sandgate.purpose`; sent
+    /// with every query and decided there (`PurposeRule`). Only these two spellings set it: SQL
+    /// text is never searched for a purpose, so a comment cannot declare one.
+    private var purpose: String?
+
+    /// A setting's value without one pair of surrounding quotes (`'x'`, `"x"`, `E'x'` is not
+    /// unquoted and so is not a valid purpose name); `''` inside single quotes is one quote.
+    static func settingValue(_ text: String) -> String {
+        if text.count >= 2, text.hasPrefix("'"), text.hasSuffix("'") {
+            return String(text.dropFirst().dropLast()).replacingOccurrences(of: "''", with: "'")
+        }
+        if text.count >= 2, text.hasPrefix("\""), text.hasSuffix("\"") { return String(text.dropFirst().dropLast()) }
+        return text
+    }
+
     private func set(_ name: String, _ value: String) {
         switch name.lowercased() {
+        case "sandgate.purpose":
+            let text = Self.settingValue(value)
+            purpose = text.isEmpty || text.uppercased() == "DEFAULT" ? nil : text
         case "client_min_messages":
             notices = !["warning", "error", "log", "fatal", "panic"].contains(value.lowercased().trimmingCharacters(in: "'"))
         case "sandgate.notices":
@@ -602,9 +620,14 @@ final class PGSession: ChannelInboundHandler {
         switch first.upper {
         case "SET", "RESET":
             if first.upper == "SET", words.count >= 3 {
-                let name = words[1].upper == "SESSION" || words[1].upper == "LOCAL" ? (words.count > 2 ? words[2].text : "") : words[1].text
-                let valueIndex = words.firstIndex { $0.text == "=" || $0.upper == "TO" }.map { $0 + 1 } ?? words.count
-                if valueIndex < words.count { set(name, words[valueIndex].text) }
+                // A dotted name (`sandgate.purpose`) is several tokens: the name is everything up
+                // to `=`/`TO`, the value everything after it (`public-health.v2` is several too).
+                let nameStart = words[1].upper == "SESSION" || words[1].upper == "LOCAL" ? 2 : 1
+                if let equals = words.firstIndex(where: { $0.text == "=" || $0.upper == "TO" }), equals > nameStart, equals + 1 < words.count {
+                    set(words[nameStart..<equals].map(\.text).joined(), words[(equals + 1)...].map(\.text).joined())
+                }
+            } else if first.upper == "RESET", words.count >= 2, ["ALL", "SANDGATE.PURPOSE"].contains(words.dropFirst().map(\.upper).joined()) {
+                purpose = nil
             }
             return .utility(tag: first.upper)
         case "BEGIN", "START": return .utility(tag: "BEGIN")
@@ -682,7 +705,7 @@ final class PGSession: ChannelInboundHandler {
         case .empty, .utility:
             return loop.makeSucceededVoidFuture()
         case .show(let setting):
-            let value = Self.showValue(setting, consumer: consumer)
+            let value = setting == "sandgate.purpose" || setting == "sandgate . purpose" ? purpose ?? "" : Self.showValue(setting, consumer: consumer)
             portals[name]?.rows = .catalog(PGCatalog.Answer(columns: [PGColumn(name: setting, type: .text)], rows: [[.text(value)]]))
             return loop.makeSucceededVoidFuture()
         case .catalog(let sql):
@@ -732,7 +755,7 @@ final class PGSession: ChannelInboundHandler {
                 bound = .named(named)
             }
             cancellation.reset()
-            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, parameters: bound, cancellation: cancellation, clientAddress: address)
+            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, parameters: bound, cancellation: cancellation, clientAddress: address, purpose: purpose)
             let gateway = services.gateway
             // Overload refusals are recorded like every authenticated request (Gateway.refuse).
             let refusal = state.unsentRefusal(consumer: consumer)
@@ -834,7 +857,7 @@ final class PGSession: ChannelInboundHandler {
         }
         switch statement.command {
         case .query(let sql):
-            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, clientAddress: address)
+            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, clientAddress: address, purpose: purpose)
             let gateway = services.gateway
             return services.workers.runIfActive(eventLoop: loop) { gateway.columns(request) }.hop(to: loop).assumeIsolated().map { [self] outcome in
                 switch outcome {

@@ -1,0 +1,55 @@
+import Foundation
+import SandgateLedgerPostgres
+import SandgateTestSupport
+import Testing
+
+/// `sandgate.yaml` beside the policies names the shared ledger for every command (issue 9).
+@Suite struct SettingsFileTests {
+    @Test("a broken sandgate.yaml is an error with file:line:column, never a silent fallback to the local ledger")
+    func brokenSettings() throws {
+        let workspace = try CLIWorkspace()
+        try "ledger: mysql://somewhere/db\n".write(toFile: workspace.root + "/Policies/sandgate.yaml", atomically: true, encoding: .utf8)
+        let check = try workspace.run("policy", "check")
+        #expect(check.status != 0)
+        #expect(check.stdout.contains("Policies/sandgate.yaml:1:9: ledger must be postgres://"), "\(check.stdout)")
+        let query = try workspace.run("query", "--as", "analyst-a", "--dataset", "retail", "SELECT count(*) FROM customers")
+        #expect(query.status != 0 && query.stderr.contains("sandgate.yaml:1:9"), "\(query.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: workspace.root + "/var/usage.sqlite"))
+        try "ledgr: postgres://u@h:1/d\n".write(toFile: workspace.root + "/Policies/sandgate.yaml", atomically: true, encoding: .utf8)
+        let typo = try workspace.run("policy", "check")
+        #expect(typo.stdout.contains("sandgate.yaml:1:1: unknown key 'ledgr'") && typo.stdout.contains("did you mean 'ledger'?"), "\(typo.stdout)")
+        // It is not a dataset policy: removing it leaves a clean check.
+        try FileManager.default.removeItem(atPath: workspace.root + "/Policies/sandgate.yaml")
+        #expect(try workspace.run("policy", "check").status == 0)
+    }
+
+    @Test("ledger: in sandgate.yaml sends query, export and verify to the PostgreSQL ledger; --ledger still wins")
+    func sharedLedgerFromSettings() throws {
+        guard let server = try PostgresTestServer.shared() else { return }
+        let workspace = try CLIWorkspace()
+        let url = "postgres://sandgate@127.0.0.1:\(server.port)/\(try server.makeDatabase().database)"
+        try "# shared by every node\nledger: \(url)\n...\n".write(toFile: workspace.root + "/Policies/sandgate.yaml", atomically: true, encoding: .utf8)
+        #expect(try workspace.run("policy", "check").status == 0)
+        let query = try CLI.run(["query", "--as", "analyst-a", "--dataset", "retail", "--node-id", "cli-1", "SELECT count(*) FROM customers"],
+                                in: workspace.root, environment: ["SANDGATE_KEY": "sg_demo_analyst_a_2026"])
+        #expect(query.status == 0, "\(query.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: workspace.root + "/var/usage.sqlite"))
+        let export = try workspace.run("usage", "export", "--format", "jsonl")
+        #expect(export.status == 0 && export.stdout.contains("\"node_id\":\"cli-1\""), "\(export.stdout) \(export.stderr)")
+        let verify = try workspace.run("usage", "verify")
+        #expect(verify.status == 0 && verify.stdout.contains("every node's keyed hash chain"), "\(verify.stdout) \(verify.stderr)")
+        // Archives: never into the open month (its records count against quotas); up to its first day they may.
+        let today = ISO8601DateFormatter.string(from: Date(), timeZone: TimeZone(identifier: "UTC")!, formatOptions: [.withFullDate])
+        let refused = try workspace.run("usage", "archive", "--before", today, "--out", "a.sqlite")
+        let firstOfMonth = String(today.prefix(8)) + "01"
+        if today != firstOfMonth {
+            #expect(refused.status != 0 && refused.stderr.contains("current month"), "\(refused.stderr)")
+        }
+        let archived = try workspace.run("usage", "archive", "--before", firstOfMonth, "--out", "b.sqlite")
+        #expect(archived.status == 0 && archived.stdout.contains("0 record(s) moved"), "\(archived.stdout) \(archived.stderr)")
+        // --ledger beats the file: the same export against an empty database finds nothing.
+        let other = "postgres://sandgate@127.0.0.1:\(server.port)/\(try server.makeDatabase().database)"
+        let empty = try workspace.run("usage", "export", "--format", "jsonl", "--ledger", other)
+        #expect(empty.status == 0 && empty.stdout.isEmpty, "\(empty.stdout) \(empty.stderr)")
+    }
+}
