@@ -337,3 +337,26 @@ func recordedEpsilon(_ gateway: Gateway) throws -> Int64 {
         #expect(problems.first?.location.line == 24)  // the `privacy:` key
     }
 }
+
+/// `policy diff` ranks edits of `privacy:` (issue 10).
+@Suite struct PrivacyPolicyDiffTests {
+    func orders(_ policy: String) throws -> TablePolicy {
+        let workspace = try PrivateRetail.workspace(policy: policy)
+        return try #require(PolicyLoader.load(directory: workspace.policies).datasets["retail"]?.table(named: "orders"))
+    }
+
+    @Test("removing privacy, raising ε or widening bounds exposes more; the reverse exposes less")
+    func privacyEdits() throws {
+        let base = try orders(PrivateRetail.policy())
+        let raised = try orders(PrivateRetail.policy(epsilon: "2.0", bounds: "[0, 9000]"))
+        let forward = PolicyDiff.privacyChanges(base, raised, subject: "retail.orders").map(\.description)
+        #expect(forward == [
+            "+ exposes more: retail.orders: privacy epsilon_per_query raised from 1 to 2",
+            "+ exposes more: retail.orders.amount: bounds [0.0, 5000.0] → [0.0, 9000.0]",
+        ])
+        #expect(PolicyDiff.privacyChanges(raised, base, subject: "retail.orders").allSatisfy { $0.direction == .narrower })
+        let plain = try orders(TestWorkspace.retailPolicy)
+        #expect(PolicyDiff.privacyChanges(base, plain, subject: "retail.orders").map(\.description)
+                == ["+ exposes more: retail.orders: privacy removed: answers are exact again, and differencing two queries reveals one person"])
+    }
+}
