@@ -121,11 +121,22 @@ extension QueryCommand {
         }
         var elapsed = 0.0
         if case .real(let value)? = usage["elapsed_ms"] { elapsed = value } else { elapsed = Double(number("elapsed_ms")) }
-        let figures = UsageSummary(
+        var figures = UsageSummary(
             queryID: usage["query_id"]?.string ?? "", rows: Int(number("rows")), cells: Int(number("cells")), bytes: Int(number("bytes")),
             maskedCells: Int(number("masked_cells")), suppressedGroups: usage["suppressed_groups"] == .null ? nil : Int(number("suppressed_groups")),
             vmSteps: number("vm_steps"), elapsedMicroseconds: Int64(elapsed * 1000),
             costMicros: number("cost_micros"), currency: usage["currency"]?.string ?? "", seq: number("seq"))
+        // A private answer's ε and 95% half-widths (issue 10), in the order of the columns.
+        func decimal(_ value: JSONValue?) -> Double? {
+            switch value {
+            case .integer(let number)?: Double(number)
+            case .real(let number)?: number
+            default: nil
+            }
+        }
+        if let epsilon = decimal(usage["epsilon"]) { figures.epsilonMicros = Int64((epsilon * 1_000_000).rounded()) }
+        let noise = usage["noise"]?.fields ?? [:]
+        figures.noise = columns.compactMap { column in decimal(noise[column]).map { NoiseInterval(column: column, halfWidth: $0) } }
         let truncatedBy = object["truncated"] == .bool(true) ? object["truncated_by"]?.string ?? "max_rows" : nil
         let summary = ResponseFormat.usageLine(figures, truncatedBy: truncatedBy)
         Self.write(columns: columns, rows: rows, format: format, summary: summary)

@@ -428,6 +428,10 @@ final class SandboxConnection {
         case .failure(var failure):
             failure.vmSteps &+= stageOneSteps
             failure.released = released
+            if failure.error.code == .timeout {
+                // The query's own timeout, not what stage 1 left of it.
+                failure.error = GatewayError(.timeout, "the query ran longer than \(limits.timeoutMilliseconds) ms", hint: failure.error.hint)
+            }
             return .failure(failure)
         }
     }
