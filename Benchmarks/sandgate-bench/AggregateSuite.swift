@@ -125,3 +125,66 @@ func runFunctionSuite(_ options: Options) throws {
         print(String(format: "%-34@ median %.3f s  max %.3f s  %@", label as NSString, summary(times).median, times.max() ?? 0, outcome as NSString))
     }
 }
+
+// Issue 10's figure: `--suite privacy`. The same orders table published twice — thresholds only
+// (`retail`) and with `privacy:` (`retail_dp`: ε 0.5, δ 1e-7, 4 groups × 5 rows per unit,
+// bounds [0, 5000]) — and `GROUP BY channel` over it, interleaved. Each run's SQL differs by a
+// filter that matches every row (`channel <> 'run-N'`), so the private query is never answered
+// from the remembered answers and draws its noise anew (and the threshold query is the same text).
+
+let privacyPolicy = aggregatePolicy
+    .replacing("amount: { role: measure, aggregates: [count, sum, avg, min, max] }", with: "amount: { role: measure, aggregates: [count, sum, avg], bounds: [0, 5000] }")
+    .replacing("    small_groups: SMALL\n", with: """
+            small_groups: drop
+            privacy:
+              epsilon_per_query: 0.5
+              delta: 1.0e-7
+              budget: { epsilon: 1000, period: total }
+              max_groups_per_unit: 4
+              max_rows_per_unit: 5
+
+        """)
+
+func runPrivacySuite(_ options: Options) throws {
+    let fm = FileManager.default
+    try ensureFixture(options)
+    let policies = "\(options.directory)/privacy-policies-\(options.rows)"
+    try fm.createDirectory(atPath: policies, withIntermediateDirectories: true)
+    let threshold = aggregatePolicy.replacing("ROWS", with: String(options.rows)).replacing("TIMEOUT", with: "600000").replacing("SMALL", with: "drop")
+    try threshold.write(toFile: "\(policies)/retail.yaml", atomically: true, encoding: .utf8)
+    try privacyPolicy.replacing("ROWS", with: String(options.rows)).replacing("TIMEOUT", with: "600000")
+        .write(toFile: "\(policies)/retail_dp.yaml", atomically: true, encoding: .utf8)
+    try """
+        consumers:
+          bench:
+            key_sha256: "0000000000000000000000000000000000000000000000000000000000000000"
+            grants:
+              retail: {}
+              retail_dp: {}
+        """.write(toFile: "\(policies)/consumers.yaml", atomically: true, encoding: .utf8)
+    let state = "\(options.directory)/privacy-state-\(options.rows)-\(UUID().uuidString)"
+    defer { try? fm.removeItem(atPath: state) }
+    let gateway = try Gateway(configuration: GatewayConfiguration(policiesDirectory: policies, stateDirectory: state))
+    guard gateway.runtime("retail") != nil, gateway.runtime("retail_dp") != nil else {
+        throw BenchError("dataset unavailable: \(gateway.diagnostics.map(\.description).joined(separator: "; "))")
+    }
+    print("privacy suite: \(options.rows) customers, runs: \(options.runs), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+    var run = 0
+    func query(_ dataset: String) throws {
+        run += 1
+        let sql = "SELECT channel, count(*) AS n, sum(amount) AS total FROM orders WHERE channel <> 'run-\(run)' GROUP BY channel"
+        let response = gateway.run(QueryRequest(consumer: "bench", dataset: dataset, sql: sql))
+        guard response.isOK else { throw BenchError("\(dataset): \(String(describing: response.error))") }
+        if dataset == "retail_dp", response.usage.epsilonMicros != 500_000 { throw BenchError("the private query was not noised anew") }
+    }
+    try query("retail")  // warm-up
+    try query("retail_dp")
+    var samples = [String: [Double]]()
+    for _ in 0..<options.runs {
+        for dataset in ["retail", "retail_dp"] { samples[dataset, default: []].append(try seconds { try query(dataset) }) }
+    }
+    let plain = summary(samples["retail"] ?? []), noisy = summary(samples["retail_dp"] ?? [])
+    print(String(format: "GROUP BY channel, thresholds only   median %.3f s  (min %.3f, max %.3f)", plain.median, plain.min, plain.max))
+    print(String(format: "GROUP BY channel, privacy:          median %.3f s  (min %.3f, max %.3f)", noisy.median, noisy.min, noisy.max))
+    print(String(format: "private / thresholds only: %.2f×", noisy.median / plain.median))
+}

@@ -23,7 +23,7 @@ struct Options {
     var directory = ".build/bench"
     /// Run only one measurement (`gateway`, `plain`, `substr`, `sqlite`), e.g. under a profiler.
     var only: String?
-    /// `masks` (default), `aggregate` or `functions`.
+    /// `masks` (default), `aggregate`, `functions` or `privacy`.
     var suite = "masks"
 
     init(_ arguments: [String]) throws {
@@ -133,7 +133,8 @@ do {
     case "masks": break
     case "aggregate": try runAggregateSuite(options); exit(0)
     case "functions": try runFunctionSuite(options); exit(0)
-    default: throw BenchError("--suite takes masks, aggregate or functions")
+    case "privacy": try runPrivacySuite(options); exit(0)
+    default: throw BenchError("--suite takes masks, aggregate, functions or privacy")
     }
     let fm = FileManager.default
     try ensureFixture(options)

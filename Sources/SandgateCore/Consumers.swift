@@ -66,6 +66,8 @@ extension Gateway {
         public let rowsToday: Int64
         public let dailyQueries: Int?
         public let dailyRows: Int?
+        /// The ε budget on the dataset's private tables (nil: the dataset has none).
+        public var privacy: PrivacyBudgetStatus? = nil
     }
 
     public func quota(consumer: String, dataset: String) -> Result<QuotaStatus, GatewayError> {
@@ -74,7 +76,11 @@ extension Gateway {
         }
         do {
             let used = try ledger.usage(consumer: consumer, dataset: dataset, since: Timestamp.startOfDay(containing: configuration.now()))
-            return .success(QuotaStatus(dataset: dataset, queriesToday: used.queries, rowsToday: used.rows, dailyQueries: grant.dailyQueries, dailyRows: grant.dailyRows))
+            var status = QuotaStatus(dataset: dataset, queriesToday: used.queries, rowsToday: used.rows, dailyQueries: grant.dailyQueries, dailyRows: grant.dailyRows)
+            if let policy = runtime(dataset)?.policy {
+                status.privacy = try PrivacyBudgetStatus.read(policy: policy, grant: grant, consumer: consumer, ledger: ledger, now: configuration.now())
+            }
+            return .success(status)
         } catch {
             return .failure(GatewayError(.internal, "cannot read today's usage"))
         }

@@ -15,6 +15,8 @@ public struct DatasetDescription: Sendable {
         /// What the mask does, in words (`year only (YYYY-01-01)`); nil when shown as is.
         public let maskSummary: String?
         public let aggregates: [String]
+        /// A measure's `bounds` (values are clamped to them on private tables).
+        public var bounds: MeasureBounds? = nil
     }
 
     public struct Table: Sendable {
@@ -23,6 +25,8 @@ public struct DatasetDescription: Sendable {
         public let rowFilter: Bool
         public let minGroupSize: Int?
         public let columns: [Column]
+        /// The `privacy:` block of a differentially private table (issue 10).
+        public var privacy: PrivacyPolicy? = nil
     }
 
     public let dataset: String
@@ -64,7 +68,7 @@ extension Gateway {
         }
         let policy = runtime.policy
         let tables = policy.tables.map { table in
-            DatasetDescription.Table(
+            var described = DatasetDescription.Table(
                 name: table.name, access: table.access.rawValue, rowFilter: table.rowFilter != nil,
                 minGroupSize: table.minGroupSize,
                 columns: table.visibleColumns.map { column in
@@ -74,11 +78,15 @@ extension Gateway {
                     case .null?: "NULL"
                     default: "TEXT"
                     }
-                    return DatasetDescription.Column(
+                    var described = DatasetDescription.Column(
                         name: column.name, role: column.role.rawValue, type: type,
                         mask: column.role == .joinKey ? "token" : column.mask?.name, maskSummary: column.mask?.summary,
                         aggregates: column.aggregates)
+                    described.bounds = column.bounds
+                    return described
                 })
+            described.privacy = table.privacy
+            return described
         }
         return .success(DatasetDescription(
             dataset: dataset, description: policy.description, owner: policy.owner, tables: tables, limits: limits,

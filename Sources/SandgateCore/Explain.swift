@@ -15,6 +15,24 @@ public struct Explanation: Sendable {
     public let minimumCostMicros: Int64
     /// The most it can cost within the limits: every allowed row and every allowed VM step.
     public let maximumCostMicros: Int64
+    /// For a query on a table with `privacy:`: its ε and expected intervals (issue 10).
+    public var privacy: PrivacyExplanation? = nil
+}
+
+/// What a private query would spend and how precise its answer would be, known before it runs:
+/// the noise is calibrated from the policy alone.
+public struct PrivacyExplanation: Sendable, Equatable {
+    /// ε the query would spend now (0 when an identical query's answer would be returned).
+    public let epsilonMicros: Int64
+    /// ε per query as the policy sets it.
+    public let epsilonPerQueryMicros: Int64
+    /// What is left of the consumer's budget, when the ledger could be read.
+    public let budget: PrivacyBudgetStatus?
+    /// The noisy unit count a group needs to be released.
+    public let threshold: Int64
+    /// The 95% half-width of each aggregate (`count(*)`, `sum(amount)`, …); for `avg` the
+    /// half-width at a group of `threshold` units with values at the middle of the bounds.
+    public let intervals: [NoiseInterval]
 }
 
 extension Gateway {
@@ -85,9 +103,26 @@ extension Gateway {
         if let daily = grant.dailyRows { rules.append("quota: \(daily) rows per UTC day") }
         if let monthly = grant.monthlyCostMicros { rules.append("quota: cost \(monthly) micro-\(runtime.policy.pricing.currency) per UTC month") }
         let pricing = runtime.policy.pricing
-        return .success(Explanation(
-            sql: Renderer.render(checked.select), rules: rules, limits: limits, pricing: pricing,
+        var sql = Renderer.render(checked.select)
+        var privacy: PrivacyExplanation?
+        if let plan = checked.plan.privacy {
+            sql = plan.stageOneSQL + "\n-- then, in sandgate: exact discrete noise and group selection; released groups replace __sg_g in:\n" + sql
+            let cached = runtime.rememberedAnswer(consumer: consumer.name, plan: plan, parameters: request.parameters) != nil
+            let budget = try? PrivacyBudgetStatus.read(policy: runtime.policy, grant: grant, consumer: consumer.name, ledger: ledger, now: configuration.now())
+            privacy = PrivacyExplanation(
+                epsilonMicros: cached ? 0 : plan.epsilonMicros, epsilonPerQueryMicros: plan.epsilonMicros, budget: budget ?? nil,
+                threshold: plan.threshold, intervals: plan.expectedIntervals())
+            rules.append(cached ? "this exact query was answered before: the same answer is returned and no ε is spent"
+                         : "ε spent: \(PrivacyBudget.epsilonText(plan.epsilonMicros))" + (budget.flatMap { $0 }.map { " of \(PrivacyBudget.epsilonText($0.remainingMicros)) left" } ?? ""))
+            for interval in plan.expectedIntervals() {
+                rules.append("expected 95% interval of \(interval.column): ± \(interval.halfWidth)")
+            }
+        }
+        var explanation = Explanation(
+            sql: sql, rules: rules, limits: limits, pricing: pricing,
             minimumCostMicros: pricing.cost(rows: 0, vmSteps: 0),
-            maximumCostMicros: pricing.cost(rows: limits.maxRows, vmSteps: limits.maxVMSteps, bytes: limits.maxResultBytes)))
+            maximumCostMicros: pricing.cost(rows: limits.maxRows, vmSteps: limits.maxVMSteps, bytes: limits.maxResultBytes))
+        explanation.privacy = privacy
+        return .success(explanation)
     }
 }

@@ -198,6 +198,8 @@ public final class Gateway: Sendable {
         public let record: UsageRecord
         /// The quota hold the record's append charges (or `release` drops).
         let hold: QuotaHold?
+        /// A private query's released groups, cached once its record (which pays for them) is committed.
+        var privateAnswer: PrivateAnswer? = nil
     }
 
     /// Runs one request end to end. Never throws: every outcome, refusals included, is a response
@@ -271,11 +273,12 @@ public final class Gateway: Sendable {
         var record = Self.refusedRecord(request, queryID: queryID, started: started, runtime: runtime, consumer: consumer)
 
         var hold: QuotaHold?
-        var response = execute(request, runtime: runtime, consumer: consumer, record: &record, hold: &hold)
+        var answer: PrivateAnswer?
+        var response = execute(request, runtime: runtime, consumer: consumer, record: &record, hold: &hold, answer: &answer)
         record.finishedAt = configuration.now()
         record.elapsedMicroseconds = Int64((DispatchTime.now().uptimeNanoseconds - clock) / 1000)
         response.usage.elapsedMicroseconds = record.elapsedMicroseconds
-        return PendingResponse(response: response, record: record, hold: hold)
+        return PendingResponse(response: response, record: record, hold: hold, privateAnswer: answer)
     }
 
     /// A refused record of `request` (nothing run, priced 0) that `execute` fills in as it goes.
@@ -329,6 +332,8 @@ public final class Gateway: Sendable {
             response.usage.seq = record.seq
             response.usage.nodeID = record.nodeID
             response.usage.recordHash = record.recordHash
+            // The record that pays for the answer is committed: an identical query reuses it.
+            if let answer = pending.privateAnswer { answer.runtime.remember(answer) }
         case .failure(let error):
             logger.error("ledger append failed; result withheld", metadata: ["query_id": "\(pending.record.queryID)", "error": "\(error.message)"])
             response.outcome = .failure(GatewayError(.unavailable, "the usage record could not be written; no result is released",
@@ -352,7 +357,7 @@ public final class Gateway: Sendable {
 
     private func execute(
         _ request: QueryRequest, runtime: DatasetRuntime?, consumer: Consumer?, record: inout UsageRecord,
-        hold: inout QuotaHold?
+        hold: inout QuotaHold?, answer: inout PrivateAnswer?
     ) -> QueryResponse {
         var usage = UsageSummary(
             queryID: record.queryID, rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, vmSteps: 0,
@@ -390,12 +395,24 @@ public final class Gateway: Sendable {
         let limits = runtime.policy.limits.lowered(by: grant).lowered(by: purpose.limits)
         var rowLimit = limits.maxRows
         var truncatedBy = "max_rows"
-        let quotaLimits = QuotaLimits(dailyQueries: grant.dailyQueries.map(Int64.init), dailyRows: grant.dailyRows.map(Int64.init),
+        // Checked first, refused after the quotas (a quota refusal keeps its precedence): a private
+        // plan's ε must be known to be reserved with them.
+        let preparation = runtime.prepare(request.sql)
+        let privacy = try? preparation.get().plan.privacy
+        let cachedAnswer = privacy.flatMap { runtime.rememberedAnswer(consumer: consumer.name, plan: $0, parameters: request.parameters) }
+        let epsilon = privacy != nil && cachedAnswer == nil ? privacy?.epsilonMicros ?? 0 : 0
+        var quotaLimits = QuotaLimits(dailyQueries: grant.dailyQueries.map(Int64.init), dailyRows: grant.dailyRows.map(Int64.init),
                                       monthlyCostMicros: grant.monthlyCostMicros)
+        let budget = privacy.map { PrivacyBudget(plan: $0, grant: grant, at: record.startedAt) }
+        if epsilon > 0, let budget {
+            quotaLimits.epsilonMicros = budget.micros
+            quotaLimits.epsilonSince = budget.since
+        }
         if !quotaLimits.isEmpty {
             let quota = QuotaRequest(
                 consumer: consumer.name, dataset: request.dataset, day: Timestamp.startOfDay(containing: record.startedAt),
-                month: Timestamp.startOfMonth(containing: record.startedAt), rowLimit: Int64(rowLimit), limits: quotaLimits)
+                month: Timestamp.startOfMonth(containing: record.startedAt), rowLimit: Int64(rowLimit), limits: quotaLimits,
+                epsilonMicros: epsilon)
             let decision: QuotaDecision
             do {
                 decision = try ledger.reserve(quota)
@@ -407,6 +424,9 @@ public final class Gateway: Sendable {
             case .exceeded(let name, let limit):
                 let reset = name == "monthly_cost_micros" ? "on the 1st of the month, 00:00 UTC" : "at 00:00 UTC"
                 return refuse(GatewayError(.quotaExceeded, "\(name) quota of \(limit) reached", hint: "the quota resets \(reset)"))
+            case .budgetExhausted(let remaining, let total):
+                return refuse(PrivacyBudget.exhausted(remainingMicros: remaining, budgetMicros: total, needed: epsilon,
+                                                      period: budget?.period ?? .total, now: record.startedAt))
             case .granted(let granted, let limit):
                 hold = granted
                 if limit < Int64(rowLimit) {
@@ -416,7 +436,7 @@ public final class Gateway: Sendable {
             }
         }
         let prepared: PreparedQuery
-        switch runtime.prepare(request.sql) {
+        switch preparation {
         case .success(let query): prepared = query
         case .failure(let error): return refuse(error)
         }
@@ -436,7 +456,7 @@ public final class Gateway: Sendable {
         do {
             outcome = try runtime.pool(for: consumer.name).withConnection { sandbox in
                 sandbox.execute(sql: rendered, parameters: request.parameters, limits: limits, rowLimit: rowLimit, plan: plan,
-                                cancellation: request.cancellation)
+                                cancellation: request.cancellation, released: cachedAnswer?.groups)
             }
         } catch {
             return refuse(error)
@@ -463,6 +483,14 @@ public final class Gateway: Sendable {
             record.truncated = execution.truncated
             record.vmSteps = execution.vmSteps
             record.costMicros = usage.costMicros
+            if let privacy = plan.privacy, let released = execution.released {
+                usage.epsilonMicros = epsilon
+                record.epsilonMicros = epsilon
+                usage.noise = privacy.noise(columns: result.columns, released: released)
+                if cachedAnswer == nil {
+                    answer = PrivateAnswer(runtime: runtime, consumer: consumer.name, plan: privacy, parameters: request.parameters, groups: released)
+                }
+            }
             return QueryResponse(outcome: .success(result), truncated: execution.truncated,
                                  truncatedBy: execution.truncated ? truncatedBy : nil, usage: usage)
         case .failure(let failure):
@@ -470,7 +498,17 @@ public final class Gateway: Sendable {
                 logger.debug("query failed in SQLite", metadata: ["query_id": "\(record.queryID)", "sqlite": "\(failure.detail)"])
             }
             if plan.isAggregatePlan { usage.suppressedGroups = nil }
-            if !failure.executed { return refuse(failure.error) }
+            // Noise was drawn before stage 2 failed: its ε is spent and its groups remembered,
+            // or a failure that depends on a noisy value (HAVING, a value too wide) would read a
+            // fresh noisy answer for free on every try. A query stopped before its noise is drawn
+            // (refused, stage 1 timed out) spends nothing.
+            let spent = plan.privacy != nil && failure.released != nil
+            if spent, let privacy = plan.privacy, let released = failure.released, cachedAnswer == nil {
+                usage.epsilonMicros = epsilon
+                record.epsilonMicros = epsilon
+                answer = PrivateAnswer(runtime: runtime, consumer: consumer.name, plan: privacy, parameters: request.parameters, groups: released)
+            }
+            if !failure.executed, !spent { return refuse(failure.error) }
             // Work was done: charged per query and per step, no rows.
             usage.vmSteps = plan.isAggregatePlan ? meteredBase : failure.vmSteps
             usage.costMicros = runtime.policy.pricing.cost(rows: 0, vmSteps: usage.vmSteps)

@@ -15,6 +15,8 @@ public enum ErrorCode: String, Sendable, CaseIterable {
     case timeout
     case resultTooLarge = "result_too_large"
     case quotaExceeded = "quota_exceeded"
+    /// The consumer's ε budget on the dataset cannot pay for this private query (issue 10).
+    case privacyBudgetExhausted = "privacy_budget_exhausted"
     /// A function SQLite does not have (a misspelling, or `median`); the hint suggests one.
     case noSuchFunction = "no_such_function"
     /// Concatenating aggregates would carry more rows' values than the row limit.

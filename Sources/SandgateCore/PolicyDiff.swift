@@ -188,6 +188,7 @@ public enum PolicyDiff {
                 changes.append(.init(direction: wider ? .wider : .narrower, severity: threshold, subject: subject,
                                      message: wider ? "small_groups drop → remainder: small groups are released merged" : "small_groups remainder → drop"))
             }
+            changes += privacyChanges(old, new, subject: subject)
         }
         let oldColumns = Dictionary(old.columns.map { ($0.name.lowercased(), $0) }, uniquingKeysWith: { first, _ in first })
         let newColumns = Dictionary(new.columns.map { ($0.name.lowercased(), $0) }, uniquingKeysWith: { first, _ in first })
@@ -195,6 +196,47 @@ public enum PolicyDiff {
             let columnName = newColumns[name]?.name ?? oldColumns[name]?.name ?? name
             changes += compare(oldColumns[name], newColumns[name], subject: "\(subject).\(columnName)", access: new.access,
                                sample: { sample.values(of: columnName) })
+        }
+        return changes
+    }
+
+    /// `privacy:` (issue 10): removing it, a larger ε, δ, budget or contribution bound, or wider
+    /// measure bounds expose more (wider bounds scale the noise up, but keep more of each value).
+    static func privacyChanges(_ old: TablePolicy, _ new: TablePolicy, subject: String) -> [ExposureChange] {
+        var changes: [ExposureChange] = []
+        switch (old.privacy, new.privacy) {
+        case (.some, nil):
+            changes.append(.init(direction: .wider, severity: threshold, subject: subject, message: "privacy removed: answers are exact again, and differencing two queries reveals one person"))
+        case (nil, .some):
+            changes.append(.init(direction: .narrower, severity: threshold, subject: subject, message: "privacy added: answers become differentially private"))
+        case (let before?, let after?):
+            func compare(_ key: String, _ from: Double, _ to: Double, _ text: (Double) -> String) {
+                guard from != to else { return }
+                changes.append(.init(direction: to > from ? .wider : .narrower, severity: threshold, subject: subject,
+                                     message: "privacy \(key) \(to > from ? "raised" : "lowered") from \(text(from)) to \(text(to))"))
+            }
+            let epsilon = { (micros: Double) in PrivacyBudget.epsilonText(Int64(micros)) }
+            compare("epsilon_per_query", Double(before.epsilonPerQueryMicros), Double(after.epsilonPerQueryMicros), epsilon)
+            compare("delta", before.delta, after.delta) { "\($0)" }
+            compare("budget.epsilon", Double(before.budgetMicros), Double(after.budgetMicros), epsilon)
+            compare("max_groups_per_unit", Double(before.maxGroupsPerUnit), Double(after.maxGroupsPerUnit)) { String(Int($0)) }
+            compare("max_rows_per_unit", Double(before.maxRowsPerUnit), Double(after.maxRowsPerUnit)) { String(Int($0)) }
+            let order: [BudgetPeriod: Int] = [.total: 0, .month: 1, .day: 2]
+            if before.period != after.period {
+                let wider = (order[after.period] ?? 0) > (order[before.period] ?? 0)
+                changes.append(.init(direction: wider ? .wider : .narrower, severity: threshold, subject: subject,
+                                     message: "privacy budget period \(before.period.rawValue) → \(after.period.rawValue): the budget refreshes \(wider ? "more" : "less") often"))
+            }
+        case (nil, nil):
+            break
+        }
+        if new.privacy != nil {
+            for column in new.columns {
+                guard let after = column.bounds, let before = old.column(named: column.name)?.bounds, before != after else { continue }
+                let wider = after.lower < before.lower || after.upper > before.upper
+                changes.append(.init(direction: wider ? .wider : .narrower, severity: threshold, subject: "\(subject).\(column.name)",
+                                     message: "bounds [\(before.lower), \(before.upper)] → [\(after.lower), \(after.upper)]"))
+            }
         }
         return changes
     }
@@ -335,6 +377,7 @@ public enum PolicyDiff {
         compare("timeout_ms", old.timeoutMilliseconds.map(Int64.init), new.timeoutMilliseconds.map(Int64.init))
         compare("max_vm_steps", old.maxVMSteps, new.maxVMSteps)
         compare("max_result_bytes", old.maxResultBytes.map(Int64.init), new.maxResultBytes.map(Int64.init))
+        compare("epsilon_budget (micro-ε)", old.epsilonBudgetMicros, new.epsilonBudgetMicros)
         // Purposes (issue 13): a purpose granted is wider, one taken away narrower; limits per
         // purpose compare like the grant's own.
         let before = old.purposes ?? [:], after = new.purposes ?? [:]

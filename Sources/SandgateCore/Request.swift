@@ -66,6 +66,12 @@ public struct UsageSummary: Sendable, Equatable {
     public var seq: Int64
     public var nodeID: String = ""
     public var recordHash: String = ""
+    /// Privacy budget this request spent, micro-ε (0 when nothing was noised, or when an identical
+    /// earlier query's answer was returned).
+    public var epsilonMicros: Int64 = 0
+    /// For a private aggregate: the 95% interval half-width of each output column that shows a
+    /// noisy aggregate as it is (`sum(amount)` → 812.4), in output order.
+    public var noise: [NoiseInterval] = []
 
     public init(queryID: String, rows: Int, cells: Int, bytes: Int, maskedCells: Int, suppressedGroups: Int?, vmSteps: Int64,
                 elapsedMicroseconds: Int64, costMicros: Int64, currency: String, seq: Int64, nodeID: String = "", recordHash: String = "") {
@@ -82,6 +88,18 @@ public struct UsageSummary: Sendable, Equatable {
         self.seq = seq
         self.nodeID = nodeID
         self.recordHash = recordHash
+    }
+}
+
+/// The 95% interval of one noisy output column: the released value is within ± `halfWidth` of the
+/// exact aggregate (over the bounded, clamped contributions) with probability 95%.
+public struct NoiseInterval: Sendable, Equatable {
+    public var column: String
+    public var halfWidth: Double
+
+    public init(column: String, halfWidth: Double) {
+        self.column = column
+        self.halfWidth = halfWidth
     }
 }
 

@@ -11,11 +11,15 @@ public struct InvoiceLine: Sendable, Equatable {
     public var rows: Int64 = 0
     public var vmSteps: Int64 = 0
     public var costMicros: Int64 = 0
+    /// Privacy budget spent (micro-ε, issue 10), beside the money.
+    public var epsilonMicros: Int64 = 0
 
-    public static let columns = ["consumer", "dataset", "purpose", "currency", "queries", "refused", "failed", "rows", "vm_steps", "cost_micros"]
+    public static let columns = ["consumer", "dataset", "purpose", "currency", "queries", "refused", "failed", "rows", "vm_steps", "cost_micros",
+                                 "epsilon_micros"]
 
     var fields: [String] {
-        [consumer, dataset, purpose, currency, String(queries), String(refused), String(failed), String(rows), String(vmSteps), String(costMicros)]
+        [consumer, dataset, purpose, currency, String(queries), String(refused), String(failed), String(rows), String(vmSteps), String(costMicros),
+         String(epsilonMicros)]
     }
 }
 
@@ -37,6 +41,7 @@ public enum Invoice {
             line.vmSteps += record.vmSteps
             let (sum, overflow) = line.costMicros.addingReportingOverflow(record.costMicros)
             line.costMicros = overflow ? .max : sum
+            line.epsilonMicros = line.epsilonMicros.addingReportingOverflow(record.epsilonMicros).overflow ? .max : line.epsilonMicros + record.epsilonMicros
             lines[key] = line
         }
         return lines.values.sorted { ($0.consumer, $0.dataset, $0.purpose, $0.currency) < ($1.consumer, $1.dataset, $1.purpose, $1.currency) }
@@ -60,6 +65,6 @@ public enum Invoice {
     static func jsonObject(_ line: InvoiceLine) -> String {
         "{\"consumer\":\(JSONText.quoted(line.consumer)),\"dataset\":\(JSONText.quoted(line.dataset)),\"purpose\":\(JSONText.quoted(line.purpose)),\"currency\":\(JSONText.quoted(line.currency)),"
             + "\"queries\":\(line.queries),\"refused\":\(line.refused),\"failed\":\(line.failed),\"rows\":\(line.rows),"
-            + "\"vm_steps\":\(line.vmSteps),\"cost_micros\":\(line.costMicros)}"
+            + "\"vm_steps\":\(line.vmSteps),\"cost_micros\":\(line.costMicros),\"epsilon_micros\":\(line.epsilonMicros)}"
     }
 }

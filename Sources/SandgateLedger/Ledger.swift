@@ -452,16 +452,22 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         readLock.lock()
         defer { readLock.unlock() }
         do {
+            // ε (issue 10) is counted from the start of its budget's period; without an ε budget
+            // that start is the month's, so nothing more is read.
+            let month = min(request.day, request.month)
+            let epsilonSince = request.limits.epsilonMicros == nil ? month : request.limits.epsilonSince
             let row = try reader.rows("""
                 SELECT coalesce(sum(status = 'ok' AND started_at >= ?3), 0),
                        coalesce(sum(CASE WHEN status = 'ok' AND started_at >= ?3 THEN rows ELSE 0 END), 0),
-                       coalesce(sum(cost_micros), 0)
-                FROM usage WHERE consumer = ?1 AND dataset = ?2 AND started_at >= ?4
-                """, [.text(request.consumer), .text(request.dataset), .integer(request.day), .integer(min(request.day, request.month))]).first
-            guard let row, case .integer(let queries) = row[0], case .integer(let rows) = row[1], case .integer(let cost) = row[2] else {
+                       coalesce(sum(CASE WHEN started_at >= ?4 THEN cost_micros ELSE 0 END), 0),
+                       coalesce(sum(CASE WHEN started_at >= ?5 THEN epsilon_micros ELSE 0 END), 0)
+                FROM usage WHERE consumer = ?1 AND dataset = ?2 AND started_at >= min(?4, ?5)
+                """, [.text(request.consumer), .text(request.dataset), .integer(request.day), .integer(month), .integer(epsilonSince)]).first
+            guard let row, case .integer(let queries) = row[0], case .integer(let rows) = row[1], case .integer(let cost) = row[2],
+                  case .integer(let epsilon) = row[3] else {
                 return QuotaUse()
             }
-            return QuotaUse(queries: queries, rows: rows, costMicros: cost)
+            return QuotaUse(queries: queries, rows: rows, costMicros: cost, epsilonMicros: epsilon)
         } catch {
             throw LedgerError("cannot read usage: \(error.message)")
         }

@@ -11,7 +11,14 @@ final class LocalHolds: Sendable {
         let day: Int64
     }
 
+    private struct BudgetKey: Hashable {
+        let consumer: String
+        let dataset: String
+    }
+
     private let held = Mutex<[Key: QuotaUse]>([:])
+    /// Micro-ε held per consumer × dataset, whatever the day: a budget's period is not a day.
+    private let heldEpsilon = Mutex<[BudgetKey: Int64]>([:])
     /// Serialises read-decide-hold per process, so a commit between a read of the ledger and the
     /// hold cannot let two requests take one last query.
     private let deciding = NSLock()
@@ -25,6 +32,8 @@ final class LocalHolds: Sendable {
         let holding = held.withLock { $0[key] ?? QuotaUse() }
         used.queries += holding.queries
         used.rows += holding.rows
+        let budgetKey = BudgetKey(consumer: request.consumer, dataset: request.dataset)
+        used.epsilonMicros += heldEpsilon.withLock { $0[budgetKey] ?? 0 }
         let decision = request.decide(used: used, holdID: UUID().uuidString)
         if case .granted(let hold, _) = decision {
             held.withLock { book in
@@ -33,6 +42,7 @@ final class LocalHolds: Sendable {
                 entry.rows += hold.rows
                 book[key] = entry
             }
+            if hold.epsilonMicros > 0 { heldEpsilon.withLock { $0[budgetKey, default: 0] += hold.epsilonMicros } }
         }
         return decision
     }
@@ -61,6 +71,13 @@ final class LocalHolds: Sendable {
             entry.queries -= 1
             entry.rows -= hold.rows
             book[key] = entry.queries <= 0 ? nil : entry
+        }
+        if hold.epsilonMicros > 0 {
+            let budgetKey = BudgetKey(consumer: hold.consumer, dataset: hold.dataset)
+            heldEpsilon.withLock { book in
+                let left = (book[budgetKey] ?? 0) - hold.epsilonMicros
+                book[budgetKey] = left <= 0 ? nil : left
+            }
         }
     }
 }

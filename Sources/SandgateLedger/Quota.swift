@@ -4,14 +4,21 @@ public struct QuotaLimits: Sendable, Equatable {
     public var dailyRows: Int64?
     /// Cost of every record (ok and failed) in the calendar month, UTC.
     public var monthlyCostMicros: Int64?
+    /// Privacy budget (micro-ε) of the consumer on the dataset since `epsilonSince` (issue 10).
+    public var epsilonMicros: Int64?
+    /// Start of the budget's period (µs since the epoch; 0 for a budget that never refreshes).
+    public var epsilonSince: Int64
 
-    public init(dailyQueries: Int64? = nil, dailyRows: Int64? = nil, monthlyCostMicros: Int64? = nil) {
+    public init(dailyQueries: Int64? = nil, dailyRows: Int64? = nil, monthlyCostMicros: Int64? = nil,
+                epsilonMicros: Int64? = nil, epsilonSince: Int64 = 0) {
         self.dailyQueries = dailyQueries
         self.dailyRows = dailyRows
         self.monthlyCostMicros = monthlyCostMicros
+        self.epsilonMicros = epsilonMicros
+        self.epsilonSince = epsilonSince
     }
 
-    public var isEmpty: Bool { dailyQueries == nil && dailyRows == nil && monthlyCostMicros == nil }
+    public var isEmpty: Bool { dailyQueries == nil && dailyRows == nil && monthlyCostMicros == nil && epsilonMicros == nil }
 }
 
 /// One request's demand on a quota, made before it runs.
@@ -24,8 +31,11 @@ public struct QuotaRequest: Sendable, Equatable {
     /// Rows the query may return at most before the row quota is applied.
     public var rowLimit: Int64
     public var limits: QuotaLimits
+    /// Privacy budget the query spends if it runs (micro-ε; 0 for queries without noise).
+    public var epsilonMicros: Int64
 
-    public init(consumer: String, dataset: String, day: Int64, month: Int64, rowLimit: Int64, limits: QuotaLimits) {
+    public init(consumer: String, dataset: String, day: Int64, month: Int64, rowLimit: Int64, limits: QuotaLimits, epsilonMicros: Int64 = 0) {
+        self.epsilonMicros = epsilonMicros
         self.consumer = consumer
         self.dataset = dataset
         self.day = day
@@ -41,8 +51,11 @@ public struct QuotaUse: Sendable, Equatable {
     public var queries: Int64 = 0
     public var rows: Int64 = 0
     public var costMicros: Int64 = 0
+    /// Micro-ε spent since the budget's period began, plus micro-ε held.
+    public var epsilonMicros: Int64 = 0
 
-    public init(queries: Int64 = 0, rows: Int64 = 0, costMicros: Int64 = 0) {
+    public init(queries: Int64 = 0, rows: Int64 = 0, costMicros: Int64 = 0, epsilonMicros: Int64 = 0) {
+        self.epsilonMicros = epsilonMicros
         self.queries = queries
         self.rows = rows
         self.costMicros = costMicros
@@ -59,8 +72,11 @@ public struct QuotaHold: Sendable, Equatable {
     public let dataset: String
     public let day: Int64
     public let rows: Int64
+    /// Micro-ε reserved: spent when the record is appended with it, refunded by `release`.
+    public let epsilonMicros: Int64
 
-    public init(id: String, consumer: String, dataset: String, day: Int64, rows: Int64) {
+    public init(id: String, consumer: String, dataset: String, day: Int64, rows: Int64, epsilonMicros: Int64 = 0) {
+        self.epsilonMicros = epsilonMicros
         self.id = id
         self.consumer = consumer
         self.dataset = dataset
@@ -75,6 +91,8 @@ public enum QuotaDecision: Sendable, Equatable {
     case granted(QuotaHold, rowLimit: Int64)
     /// Refused: this quota (`daily_queries`, `daily_rows` or `monthly_cost_micros`) is used up.
     case exceeded(quota: String, limit: Int64)
+    /// Refused: the query's ε does not fit in what is left of the privacy budget.
+    case budgetExhausted(remainingMicros: Int64, budgetMicros: Int64)
 }
 
 extension QuotaRequest {
@@ -89,13 +107,19 @@ extension QuotaRequest {
         if let monthly = limits.monthlyCostMicros, used.costMicros >= monthly {
             return .exceeded(quota: "monthly_cost_micros", limit: monthly)
         }
+        // ε is reserved in full before the query runs: spent plus held plus this query's ε
+        // never passes the budget, across concurrent requests and nodes.
+        if epsilonMicros > 0, let budget = limits.epsilonMicros, used.epsilonMicros > budget - epsilonMicros {
+            return .budgetExhausted(remainingMicros: max(0, budget - used.epsilonMicros), budgetMicros: budget)
+        }
         var rowLimit = self.rowLimit
         if let daily = limits.dailyRows {
             let left = daily - used.rows
             guard left > 0 else { return .exceeded(quota: "daily_rows", limit: daily) }
             rowLimit = min(rowLimit, left)
         }
-        let hold = QuotaHold(id: holdID, consumer: consumer, dataset: dataset, day: day, rows: limits.dailyRows == nil ? 0 : rowLimit)
+        let hold = QuotaHold(id: holdID, consumer: consumer, dataset: dataset, day: day, rows: limits.dailyRows == nil ? 0 : rowLimit,
+                             epsilonMicros: limits.epsilonMicros == nil ? 0 : epsilonMicros)
         return .granted(hold, rowLimit: rowLimit)
     }
 }

@@ -101,6 +101,8 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         )
         """,
         "CREATE INDEX IF NOT EXISTS usage_reservations_by_key ON usage_reservations (consumer, dataset, day)",
+        // ε held by queries in flight (issue 10); a reservation made before it holds none.
+        "ALTER TABLE usage_reservations ADD COLUMN IF NOT EXISTS epsilon_micros bigint NOT NULL DEFAULT 0",
         // Where each node's stored chain begins after `usage archive` (NodeArchive's boundaries).
         """
         CREATE TABLE IF NOT EXISTS usage_archives (
@@ -288,20 +290,24 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         do {
             return try connector.withSession { session throws(LedgerError) in
                 do throws(LedgerError) {
+                    // ε (issue 10) is counted from the start of its budget's period, whatever the
+                    // day; without an ε budget that start is the month's, so nothing more is read.
+                    let epsilonSince = request.limits.epsilonMicros == nil ? request.month : request.limits.epsilonSince
                     let results = try session.pipeline([
                         ("BEGIN", PostgresBindings()),
                         ("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", Self.binds(request.consumer + "\u{1F}" + request.dataset)),
-                        (Self.quotaUseSQL, Self.binds(request.consumer, request.dataset, request.day, request.month)),
+                        (Self.quotaUseSQL, Self.binds(request.consumer, request.dataset, request.day, request.month, epsilonSince)),
                     ])
                     guard let row = results.last?.first else { throw LedgerError("no quota row") }
-                    let (queries, usedRows, cost) = try Self.decode(row, (Int64.self, Int64.self, Int64.self))
-                    let decision = request.decide(used: QuotaUse(queries: queries, rows: usedRows, costMicros: cost), holdID: UUID().uuidString)
+                    let (queries, usedRows, cost, epsilon) = try Self.decode(row, (Int64.self, Int64.self, Int64.self, Int64.self))
+                    let used = QuotaUse(queries: queries, rows: usedRows, costMicros: cost, epsilonMicros: epsilon)
+                    let decision = request.decide(used: used, holdID: UUID().uuidString)
                     var finish: [(String, PostgresBindings)] = []
                     if case .granted(let hold, _) = decision {
                         finish.append(("""
-                            INSERT INTO usage_reservations (id, node_id, consumer, dataset, day, rows, expires_at)
-                            VALUES ($1, $2, $3, $4, $5, $6, now() + interval '\(Self.holdLifetime)')
-                            """, Self.binds(hold.id, nodeID, hold.consumer, hold.dataset, hold.day, hold.rows)))
+                            INSERT INTO usage_reservations (id, node_id, consumer, dataset, day, rows, epsilon_micros, expires_at)
+                            VALUES ($1, $2, $3, $4, $5, $6, $7, now() + interval '\(Self.holdLifetime)')
+                            """, Self.binds(hold.id, nodeID, hold.consumer, hold.dataset, hold.day, hold.rows, hold.epsilonMicros)))
                     }
                     finish.append(("COMMIT", PostgresBindings()))
                     try session.pipeline(finish)
@@ -316,17 +322,21 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         }
     }
 
-    /// Today's `ok` queries and rows plus live holds, and the month's cost, of consumer × dataset.
+    /// Today's `ok` queries and rows plus live holds, the month's cost, and the ε spent since $5 plus
+    /// ε held (issue 10), of consumer × dataset.
     static let quotaUseSQL = """
         WITH committed AS (
             SELECT count(*) FILTER (WHERE status = 'ok' AND started_at >= $3) AS queries,
                    coalesce(sum(rows) FILTER (WHERE status = 'ok' AND started_at >= $3), 0)::bigint AS rows,
-                   coalesce(sum(cost_micros), 0)::bigint AS cost
-            FROM usage WHERE consumer = $1 AND dataset = $2 AND started_at >= $4),
+                   coalesce(sum(cost_micros) FILTER (WHERE started_at >= $4), 0)::bigint AS cost,
+                   coalesce(sum(epsilon_micros) FILTER (WHERE started_at >= $5), 0)::bigint AS epsilon
+            FROM usage WHERE consumer = $1 AND dataset = $2 AND started_at >= least($4, $5)),
         held AS (
-            SELECT count(*) AS queries, coalesce(sum(rows), 0)::bigint AS rows FROM usage_reservations
-            WHERE consumer = $1 AND dataset = $2 AND day = $3 AND expires_at > now())
-        SELECT committed.queries + held.queries, committed.rows + held.rows, committed.cost FROM committed, held
+            SELECT count(*) FILTER (WHERE day = $3) AS queries, coalesce(sum(rows) FILTER (WHERE day = $3), 0)::bigint AS rows,
+                   coalesce(sum(epsilon_micros), 0)::bigint AS epsilon
+            FROM usage_reservations WHERE consumer = $1 AND dataset = $2 AND expires_at > now())
+        SELECT committed.queries + held.queries, committed.rows + held.rows, committed.cost, committed.epsilon + held.epsilon
+        FROM committed, held
         """
 
     /// Deletes the hold; if the ledger is down, the hold lapses after `holdLifetime` (erring on

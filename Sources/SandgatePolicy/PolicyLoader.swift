@@ -134,8 +134,10 @@ public enum PolicyLoader {
     static let topKeys: Set<String> = ["dataset", "description", "owner", "source", "limits", "pricing", "tables", "purposes", "tokens"]
     static let limitKeys: Set<String> = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes"]
     static let pricingKeys: Set<String> = ["currency", "per_query", "per_row", "per_million_vm_steps", "per_mib", "holder_share"]
-    static let tableKeys: Set<String> = ["access", "row_filter", "columns", "privacy_unit", "min_group_size", "small_groups"]
-    static let columnKeys: Set<String> = ["role", "mask", "aggregates"]
+    static let tableKeys: Set<String> = ["access", "row_filter", "columns", "privacy_unit", "min_group_size", "small_groups", "privacy"]
+    static let columnKeys: Set<String> = ["role", "mask", "aggregates", "bounds"]
+    static let privacyKeys: Set<String> = ["epsilon_per_query", "delta", "budget", "max_groups_per_unit", "max_rows_per_unit"]
+    static let budgetKeys: Set<String> = ["epsilon", "period"]
     static let maskKeys: Set<String> = ["pattern", "replace", "flags", "on_no_match"]
     static let aggregateNames = ["count", "sum", "avg", "min", "max", "total"]
 
@@ -375,13 +377,19 @@ public enum PolicyLoader {
                 smallGroups = reader.choice(value, what: "small_groups", as: SmallGroups.self, options: ["drop", "remainder"]) ?? .drop
             }
         } else {
-            for key in ["privacy_unit", "min_group_size", "small_groups"] {
+            for key in ["privacy_unit", "min_group_size", "small_groups", "privacy"] {
                 if let entry = fields[key] { reader.report(entry.keyNode, "'\(key)' applies only to tables with access: aggregate") }
             }
         }
+        var privacy: PrivacyPolicy?
+        if access == .aggregate, let entry = fields["privacy"] {
+            privacy = readPrivacy(entry.value, keyNode: entry.keyNode, reader: &reader)
+            if privacy != nil { checkPrivateColumns(columns, table: name, smallGroups: fields["small_groups"], privacy: privacy, reader: &reader) }
+        }
         return TablePolicy(
             name: name, access: access, rowFilter: rowFilter, rowFilterLocation: rowFilterLocation, columns: columns,
-            privacyUnit: privacyUnit, minGroupSize: minGroupSize, smallGroups: smallGroups, location: reader.location(keyNode))
+            privacyUnit: privacyUnit, minGroupSize: minGroupSize, smallGroups: smallGroups, location: reader.location(keyNode),
+            privacy: privacy)
     }
 
     static func readColumn(_ name: String, keyNode: Node, node: Node, access: TableAccess, table: String, reader: inout YAMLReader) -> ColumnPolicy? {
@@ -426,7 +434,132 @@ public enum PolicyLoader {
             aggregates = ["count", "sum", "avg", "total"]
         }
         if role == .joinKey { mask = .joinKey }
-        return ColumnPolicy(name: name, role: role, mask: mask, aggregates: aggregates, location: reader.location(keyNode))
+        var bounds: MeasureBounds?
+        if let entry = fields["bounds"] {
+            if role != .measure {
+                reader.report(entry.keyNode, "'bounds' applies only to columns with role: measure")
+            } else {
+                bounds = readBounds(entry.value, reader: &reader)
+            }
+        }
+        return ColumnPolicy(name: name, role: role, mask: mask, aggregates: aggregates, location: reader.location(keyNode), bounds: bounds)
+    }
+
+    /// `bounds: [lo, hi]`: two finite numbers, lo ≤ hi, at most 6 decimal places.
+    static func readBounds(_ node: Node, reader: inout YAMLReader) -> MeasureBounds? {
+        guard case .sequence(let sequence) = node, sequence.count == 2 else {
+            reader.report(node, "bounds must be a list of two numbers [lower, upper], such as [0, 5000]")
+            return nil
+        }
+        guard let lower = reader.number(sequence[0], what: "the lower bound"),
+              let upper = reader.number(sequence[1], what: "the upper bound") else { return nil }
+        guard lower.value <= upper.value else {
+            reader.report(sequence[0], "the lower bound \(lower.value) is above the upper bound \(upper.value)")
+            return nil
+        }
+        let decimals = max(lower.decimals, upper.decimals)
+        guard decimals <= 6, max(abs(lower.value), abs(upper.value)) <= 1e15 else {
+            reader.report(node, "bounds take at most 6 decimal places and magnitudes up to 10^15")
+            return nil
+        }
+        return MeasureBounds(lower: lower.value, upper: upper.value, decimals: decimals)
+    }
+
+    /// An ε as a positive number up to `maximum`, in micro-ε.
+    static func readEpsilon(_ node: Node, what: String, maximum: Double, allowZero: Bool = false, reader: inout YAMLReader) -> Int64? {
+        guard let number = reader.number(node, what: what) else { return nil }
+        guard number.value > 0 || (allowZero && number.value == 0) else {
+            reader.report(node, "\(what) must be greater than 0, not \(number.value) (ε ≤ 0 would promise a protection no noise can give)")
+            return nil
+        }
+        guard number.value <= maximum else {
+            reader.report(node, "\(what) must be at most \(maximum), not \(number.value)")
+            return nil
+        }
+        let micros = Int64((number.value * Double(PrivacyPolicy.microsPerEpsilon)).rounded())
+        guard micros > 0 || allowZero else {
+            reader.report(node, "\(what) must be at least 0.000001 (ε is counted in millionths)")
+            return nil
+        }
+        return micros
+    }
+
+    /// The `privacy:` block of an aggregate table.
+    static func readPrivacy(_ node: Node, keyNode: Node, reader: inout YAMLReader) -> PrivacyPolicy? {
+        guard let fields = reader.fields(node, what: "privacy", allowed: privacyKeys, whenEmpty: "write epsilon_per_query, delta, budget, max_groups_per_unit and max_rows_per_unit") else { return nil }
+        var complete = true
+        func required(_ key: String) -> Node? {
+            guard let entry = fields[key] else {
+                reader.report(keyNode, "privacy needs '\(key)'")
+                complete = false
+                return nil
+            }
+            return entry.value
+        }
+        let epsilon = required("epsilon_per_query").flatMap { readEpsilon($0, what: "epsilon_per_query", maximum: PrivacyPolicy.maxEpsilonPerQuery, reader: &reader) }
+        var delta: Double?
+        if let node = required("delta"), let number = reader.number(node, what: "delta") {
+            if number.value > 0, number.value < 1e-3 {
+                delta = number.value
+            } else {
+                reader.report(node, "delta must be above 0 and below 0.001, not \(number.value) (δ is the chance that a key held by one person is released)")
+            }
+        }
+        var budget: Int64?
+        var period = BudgetPeriod.month
+        if let node = required("budget"), let budgetFields = reader.fields(node, what: "budget", allowed: budgetKeys, whenEmpty: "write { epsilon: 10, period: month }") {
+            if let value = budgetFields["epsilon"]?.value {
+                budget = readEpsilon(value, what: "budget.epsilon", maximum: PrivacyPolicy.maxBudget, reader: &reader)
+                if let budget, let epsilon, budget < epsilon {
+                    reader.report(value, "budget.epsilon is smaller than epsilon_per_query: not even one query could run")
+                }
+            } else {
+                reader.report(node, "budget needs 'epsilon'")
+            }
+            if let value = budgetFields["period"]?.value {
+                period = reader.choice(value, what: "budget.period", as: BudgetPeriod.self, options: ["day", "month", "total"]) ?? .month
+            } else {
+                reader.report(node, "budget needs 'period' (day, month or total)")
+            }
+        }
+        let groups = required("max_groups_per_unit").flatMap { reader.integer($0, what: "max_groups_per_unit", range: PrivacyPolicy.maxGroupsRange) }
+        let rows = required("max_rows_per_unit").flatMap { reader.integer($0, what: "max_rows_per_unit", range: PrivacyPolicy.maxRowsRange) }
+        guard complete, let epsilon, let delta, let budget, let groups, let rows else { return nil }
+        return PrivacyPolicy(epsilonPerQueryMicros: epsilon, delta: delta, budgetMicros: budget, period: period,
+                             maxGroupsPerUnit: groups, maxRowsPerUnit: rows, location: reader.location(keyNode))
+    }
+
+    /// On a private table: every measure with sum/avg/total needs bounds, min/max are refused
+    /// (each releases one person's value, which no noise calibrated to the bounds hides), the
+    /// sensitivity must fit the noise sampler, and `small_groups: remainder` is refused (group
+    /// selection decides which keys exist; there is no remainder group).
+    static func checkPrivateColumns(_ columns: [ColumnPolicy], table: String, smallGroups: (keyNode: Node, value: Node)?, privacy: PrivacyPolicy?, reader: inout YAMLReader) {
+        if let smallGroups, case .scalar(let scalar) = smallGroups.value, scalar.string == "remainder" {
+            reader.report(smallGroups.value, "small_groups: remainder is not available on a table with privacy: (private group selection drops small groups)")
+        }
+        for column in columns where column.role == .measure {
+            for refused in ["min", "max"] where column.aggregates.contains(refused) {
+                reader.report(at: column.location, "\(refused) is not allowed on measure '\(table).\(column.name)' of a table with privacy: (it releases one individual's value)")
+            }
+            let summing = column.aggregates.filter { ["sum", "avg", "total"].contains($0) }
+            guard let bounds = column.bounds else {
+                if !summing.isEmpty {
+                    reader.report(at: column.location, "measure '\(table).\(column.name)' needs bounds: [lower, upper] for \(summing.joined(separator: ", ")) on a table with privacy: (the noise is scaled to them)")
+                }
+                continue
+            }
+            if let privacy {
+                let grid = pow10(bounds.decimals)
+                let sensitivity = Double(privacy.maxGroupsPerUnit) * Double(privacy.maxRowsPerUnit) * bounds.magnitude * grid
+                if sensitivity > PrivacyPolicy.maxSensitivityUnits {
+                    reader.report(at: column.location, "bounds of '\(table).\(column.name)' × max_groups_per_unit × max_rows_per_unit are too large for exact noise (at most 10^12 grid steps); narrow the bounds or use fewer decimal places")
+                }
+            }
+        }
+    }
+
+    static func pow10(_ exponent: Int) -> Double {
+        (0..<max(0, exponent)).reduce(1.0) { value, _ in value * 10 }
     }
 
     static func readMask(_ node: Node, reader: inout YAMLReader) -> Mask? {
@@ -490,7 +623,8 @@ public enum PolicyLoader {
     // MARK: Consumers
 
     static let consumerKeys: Set<String> = ["key_sha256", "scram_sha256", "grants", "role"]
-    static let grantKeys: Set<String> = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes", "daily_queries", "daily_rows", "monthly_cost_micros", "purposes"]
+    static let grantKeys: Set<String> = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes", "daily_queries", "daily_rows", "monthly_cost_micros", "purposes",
+                                         "epsilon_budget"]
     static let purposeLimitKeys: Set<String> = ["max_rows", "timeout_ms", "max_vm_steps", "max_result_bytes"]
 
     /// Loads `consumers.yaml` part by part: each consumer entry and each of its grants validates
@@ -655,7 +789,10 @@ public enum PolicyLoader {
             monthlyCostMicros: fields["monthly_cost_micros"].flatMap {
                 reader.integer($0.value, what: "monthly_cost_micros", range: Int64(0)...1_000_000_000_000_000)
             },
-            purposes: purposes)
+            purposes: purposes,
+            epsilonBudgetMicros: fields["epsilon_budget"].flatMap { entry in
+                readEpsilon(entry.value, what: "epsilon_budget", maximum: PrivacyPolicy.maxBudget, allowZero: true, reader: &reader)
+            })
     }
 }
 

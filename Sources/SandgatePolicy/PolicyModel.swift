@@ -212,12 +212,15 @@ public struct TablePolicy: Sendable {
     public let minGroupSize: Int?
     public let smallGroups: SmallGroups
     public let location: SourceLocation
+    /// The `privacy:` block: when set, every release from this table is differentially private.
+    public let privacy: PrivacyPolicy?
 
     public init(
         name: String, access: TableAccess, rowFilter: String?, rowFilterLocation: SourceLocation?,
         columns: [ColumnPolicy], privacyUnit: String?, minGroupSize: Int?, smallGroups: SmallGroups,
-        location: SourceLocation
+        location: SourceLocation, privacy: PrivacyPolicy? = nil
     ) {
+        self.privacy = privacy
         self.name = name
         self.access = access
         self.rowFilter = rowFilter
@@ -255,8 +258,11 @@ public struct ColumnPolicy: Sendable {
     /// For measures of aggregate tables: the aggregates allowed on it.
     public let aggregates: [String]
     public let location: SourceLocation
+    /// `bounds: [lo, hi]` of a measure (required for sum/avg/total on private tables).
+    public let bounds: MeasureBounds?
 
-    public init(name: String, role: ColumnRole, mask: Mask?, aggregates: [String], location: SourceLocation) {
+    public init(name: String, role: ColumnRole, mask: Mask?, aggregates: [String], location: SourceLocation, bounds: MeasureBounds? = nil) {
+        self.bounds = bounds
         self.name = name
         self.role = role
         self.mask = mask
@@ -323,13 +329,16 @@ public struct Grant: Sendable, Hashable {
     /// The purposes this consumer may use the dataset for, each with limits that may lower the
     /// grant's; nil when the grant lists none (see `PurposeRule`).
     public let purposes: [String: PurposeLimits]?
+    /// `epsilon_budget`: lowers the private tables' `budget.epsilon` for this consumer (micro-ε).
+    public let epsilonBudgetMicros: Int64?
 
     public init(
         maxRows: Int? = nil, timeoutMilliseconds: Int? = nil, maxVMSteps: Int64? = nil,
         maxResultBytes: Int? = nil, dailyQueries: Int? = nil, dailyRows: Int? = nil, monthlyCostMicros: Int64? = nil,
-        purposes: [String: PurposeLimits]? = nil
+        purposes: [String: PurposeLimits]? = nil, epsilonBudgetMicros: Int64? = nil
     ) {
         self.purposes = purposes
+        self.epsilonBudgetMicros = epsilonBudgetMicros
         self.monthlyCostMicros = monthlyCostMicros
         self.maxRows = maxRows
         self.timeoutMilliseconds = timeoutMilliseconds

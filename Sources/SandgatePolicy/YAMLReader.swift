@@ -99,6 +99,26 @@ struct YAMLReader {
         return value
     }
 
+    /// A plain decimal number (`0.5`, `1.0e-7`, `5000`), with the decimal places written after the
+    /// point (for fixed-point grids); quoted numbers, `.inf` and `.nan` are type errors.
+    mutating func number(_ node: Node, what: String) -> (value: Double, decimals: Int)? {
+        guard case .scalar(let scalar) = node, scalar.style == .plain || scalar.style == .any else {
+            report(node, "\(what) must be a number")
+            return nil
+        }
+        let text = scalar.string.replacingOccurrences(of: "_", with: "")
+        let allowed = Set("0123456789+-.eE")
+        guard !text.isEmpty, text.allSatisfy({ allowed.contains($0) }), let value = Double(text), value.isFinite else {
+            report(node, "\(what) must be a number")
+            return nil
+        }
+        var decimals = 0
+        if let point = text.firstIndex(of: "."), !text.contains(where: { $0 == "e" || $0 == "E" }) {
+            decimals = text[text.index(after: point)...].count
+        }
+        return (value, decimals)
+    }
+
     /// A scalar from a closed set of words.
     mutating func choice<T: RawRepresentable<String>>(_ node: Node, what: String, as type: T.Type, options: [String]) -> T? {
         guard let text = string(node, what: what) else { return nil }

@@ -111,7 +111,12 @@ struct Operation: Sendable {
             for name in requestedDatasets(consumer: consumer) {
                 switch gateway.quota(consumer: consumer, dataset: name) {
                 case .success(let quota):
-                    items.append("{\"dataset\":\(JSONText.quoted(name)),\"queries_today\":\(quota.queriesToday),\"rows_today\":\(quota.rowsToday),\"daily_queries\":\(quota.dailyQueries.map(String.init) ?? "null"),\"daily_rows\":\(quota.dailyRows.map(String.init) ?? "null")}")
+                    var item = "{\"dataset\":\(JSONText.quoted(name)),\"queries_today\":\(quota.queriesToday),\"rows_today\":\(quota.rowsToday),\"daily_queries\":\(quota.dailyQueries.map(String.init) ?? "null"),\"daily_rows\":\(quota.dailyRows.map(String.init) ?? "null")"
+                    if let privacy = quota.privacy {
+                        item += ",\"epsilon_budget\":\(ResponseFormat.epsilonText(privacy.budgetMicros)),\"epsilon_spent\":\(ResponseFormat.epsilonText(privacy.spentMicros))"
+                        item += ",\"epsilon_left\":\(ResponseFormat.epsilonText(privacy.remainingMicros)),\"epsilon_period\":\(JSONText.quoted(privacy.period.rawValue)),\"epsilon_refresh\":\(JSONText.quoted(privacy.refresh))"
+                    }
+                    items.append(item + "}")
                 case .failure(let failure): return error(failure)
                 }
             }

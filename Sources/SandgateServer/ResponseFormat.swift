@@ -58,7 +58,25 @@ public enum ResponseFormat {
         JSONText.appendString(usage.nodeID, to: &output)
         output += ",\"record_hash\":"
         JSONText.appendString(usage.recordHash, to: &output)
+        // Private aggregates (issue 10): ε spent, and the 95% half-width of each noisy column.
+        if !usage.noise.isEmpty || usage.epsilonMicros > 0 {
+            output += ",\"epsilon\":" + epsilonText(usage.epsilonMicros) + ",\"noise\":{"
+            output += usage.noise.map { JSONText.quoted($0.column) + ":" + halfWidthText($0.halfWidth) }.joined(separator: ",")
+            output += "}"
+        }
         return output + "}"
+    }
+
+    /// micro-ε as a JSON number (`500000` → `0.5`), exact.
+    public static func epsilonText(_ micros: Int64) -> String { PrivacyBudget.epsilonText(micros) }
+
+    /// A half-width as a JSON number with at most 6 decimal places.
+    public static func halfWidthText(_ value: Double) -> String {
+        guard value.isFinite else { return "null" }
+        var text = String(format: "%.6f", value)
+        while text.hasSuffix("0") { text.removeLast() }
+        if text.hasSuffix(".") { text.removeLast() }
+        return text
     }
 
     /// Appends `[v,…],[v,…]` straight from the result's byte chunks.
@@ -173,6 +191,10 @@ public enum ResponseFormat {
         var line = "\(usage.rows) row(s), \(usage.maskedCells) masked cell(s), \(usage.vmSteps) VM steps, \(String(format: "%.2f", Double(usage.elapsedMicroseconds) / 1000)) ms, cost \(usage.costMicros) micro-\(usage.currency), query \(usage.queryID)"
         if usage.suppressedGroups == nil { line += ", groups below the threshold are withheld" }
         if let truncatedBy { line += " — truncated by \(truncatedBy)" }
+        if !usage.noise.isEmpty || usage.epsilonMicros > 0 {
+            line += "; epsilon \(epsilonText(usage.epsilonMicros)) spent"
+            if !usage.noise.isEmpty { line += ", 95% ± " + usage.noise.map { "\($0.column) \(halfWidthText($0.halfWidth))" }.joined(separator: ", ") }
+        }
         return line
     }
 }
@@ -184,11 +206,15 @@ extension ResponseFormat {
         output += description.tables.map { table in
             var text = "{\"name\":\(JSONText.quoted(table.name)),\"access\":\(JSONText.quoted(table.access)),\"row_filter\":\(table.rowFilter)"
             if let size = table.minGroupSize { text += ",\"min_group_size\":\(size)" }
+            if let privacy = table.privacy {
+                text += ",\"privacy\":{\"epsilon_per_query\":\(epsilonText(privacy.epsilonPerQueryMicros)),\"delta\":\(jsonNumber(privacy.delta)),\"budget\":{\"epsilon\":\(epsilonText(privacy.budgetMicros)),\"period\":\(JSONText.quoted(privacy.period.rawValue))},\"max_groups_per_unit\":\(privacy.maxGroupsPerUnit),\"max_rows_per_unit\":\(privacy.maxRowsPerUnit)}"
+            }
             text += ",\"columns\":[" + table.columns.map { column in
                 var item = "{\"name\":\(JSONText.quoted(column.name)),\"role\":\(JSONText.quoted(column.role)),\"type\":\(JSONText.quoted(column.type))"
                 if let mask = column.mask { item += ",\"mask\":\(JSONText.quoted(mask))" }
                 if let summary = column.maskSummary { item += ",\"masked\":\(JSONText.quoted(summary))" }
                 if !column.aggregates.isEmpty { item += ",\"aggregates\":[" + column.aggregates.map(JSONText.quoted).joined(separator: ",") + "]" }
+                if let bounds = column.bounds { item += ",\"bounds\":[\(jsonNumber(bounds.lower)),\(jsonNumber(bounds.upper))]" }
                 return item + "}"
             }.joined(separator: ",") + "]}"
             return text
@@ -226,6 +252,14 @@ extension ResponseFormat {
             output += ",\"limits\":{\"max_rows\":\(limits.maxRows),\"timeout_ms\":\(limits.timeoutMilliseconds),\"max_vm_steps\":\(limits.maxVMSteps),\"max_result_bytes\":\(limits.maxResultBytes)}"
             let pricing = explanation.pricing
             output += ",\"quote\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps),\"per_mib\":\(pricing.perMiB),\"min_cost_micros\":\(explanation.minimumCostMicros),\"max_cost_micros\":\(explanation.maximumCostMicros)}"
+            if let privacy = explanation.privacy {
+                output += ",\"privacy\":{\"epsilon\":\(epsilonText(privacy.epsilonMicros)),\"epsilon_per_query\":\(epsilonText(privacy.epsilonPerQueryMicros))"
+                if let budget = privacy.budget {
+                    output += ",\"epsilon_budget\":\(epsilonText(budget.budgetMicros)),\"epsilon_left\":\(epsilonText(budget.remainingMicros))"
+                }
+                output += ",\"threshold\":\(privacy.threshold),\"intervals\":{"
+                output += privacy.intervals.map { JSONText.quoted($0.column) + ":" + halfWidthText($0.halfWidth) }.joined(separator: ",") + "}}"
+            }
         }
         return output + "}"
     }

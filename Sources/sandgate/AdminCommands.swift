@@ -37,7 +37,7 @@ struct FixturesCommand: ParsableCommand {
 }
 
 struct UsageCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Settle.self, Verify.self, ReceiptCommand.self, CheckReceipt.self, Archive.self])
+    static let configuration = CommandConfiguration(commandName: "usage", abstract: "The usage ledger.", subcommands: [Export.self, Invoice.self, Settle.self, Verify.self, ReceiptCommand.self, CheckReceipt.self, Archive.self, Quota.self])
 
     /// The ledger `--ledger` names, or the one in the state directory (created empty when missing).
     static func ledger(_ common: CommonOptions) throws -> any LedgerStore {
@@ -278,6 +278,45 @@ extension UsageCommand {
             } catch {
                 throw Failure("\(error)")
             }
+        }
+    }
+
+    /// Today's queries and rows against the grant, and the ε left of each private dataset's
+    /// budget (issue 10), for one consumer.
+    struct Quota: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "quota", abstract: "A consumer's use of its grants today and the privacy budget (ε) it has left.")
+
+        @OptionGroup var common: CommonOptions
+
+        @Option(name: .customLong("as"), help: "The consumer.")
+        var consumer: String
+
+        @Option(help: "Only this dataset.")
+        var dataset: String?
+
+        func run() throws {
+            let loaded = PolicyLoader.load(directory: common.policies, requireSources: false)
+            guard let grants = loaded.consumers.consumers[consumer]?.grants else { throw Failure("not_granted: no consumer named '\(consumer)'") }
+            let ledger = try UsageCommand.ledger(common)
+            defer { ledger.close() }
+            let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+            var lines: [String] = []
+            for (name, grant) in grants.sorted(by: { $0.key < $1.key }) where dataset == nil || dataset == name {
+                do {
+                    let today = try ledger.usage(consumer: consumer, dataset: name, since: Timestamp.startOfDay(containing: now))
+                    var line = "\(name): \(today.queries) queries (of \(grant.dailyQueries.map(String.init) ?? "unlimited")) and \(today.rows) rows (of \(grant.dailyRows.map(String.init) ?? "unlimited")) today"
+                    if let policy = loaded.datasets[name],
+                       let privacy = try PrivacyBudgetStatus.read(policy: policy, grant: grant, consumer: consumer, ledger: ledger, now: now) {
+                        line += "; epsilon left \(PrivacyBudget.epsilonText(privacy.remainingMicros)) of \(PrivacyBudget.epsilonText(privacy.budgetMicros)) (spent \(PrivacyBudget.epsilonText(privacy.spentMicros)) this \(privacy.period == .total ? "budget" : privacy.period.rawValue)), refreshes \(privacy.refresh)"
+                    }
+                    lines.append(line)
+                } catch {
+                    throw Failure("\(error)")
+                }
+            }
+            if lines.isEmpty { throw Failure("not_granted: '\(consumer)' has no grant\(dataset.map { " for dataset '\($0)'" } ?? "")") }
+            writeOut(lines.joined(separator: "\n") + "\n")
         }
     }
 

@@ -121,11 +121,22 @@ extension QueryCommand {
         }
         var elapsed = 0.0
         if case .real(let value)? = usage["elapsed_ms"] { elapsed = value } else { elapsed = Double(number("elapsed_ms")) }
-        let figures = UsageSummary(
+        var figures = UsageSummary(
             queryID: usage["query_id"]?.string ?? "", rows: Int(number("rows")), cells: Int(number("cells")), bytes: Int(number("bytes")),
             maskedCells: Int(number("masked_cells")), suppressedGroups: usage["suppressed_groups"] == .null ? nil : Int(number("suppressed_groups")),
             vmSteps: number("vm_steps"), elapsedMicroseconds: Int64(elapsed * 1000),
             costMicros: number("cost_micros"), currency: usage["currency"]?.string ?? "", seq: number("seq"))
+        // A private answer's ε and 95% half-widths (issue 10), in the order of the columns.
+        func decimal(_ value: JSONValue?) -> Double? {
+            switch value {
+            case .integer(let number)?: Double(number)
+            case .real(let number)?: number
+            default: nil
+            }
+        }
+        if let epsilon = decimal(usage["epsilon"]) { figures.epsilonMicros = Int64((epsilon * 1_000_000).rounded()) }
+        let noise = usage["noise"]?.fields ?? [:]
+        figures.noise = columns.compactMap { column in decimal(noise[column]).map { NoiseInterval(column: column, halfWidth: $0) } }
         let truncatedBy = object["truncated"] == .bool(true) ? object["truncated_by"]?.string ?? "max_rows" : nil
         let summary = ResponseFormat.usageLine(figures, truncatedBy: truncatedBy)
         Self.write(columns: columns, rows: rows, format: format, summary: summary)
@@ -271,11 +282,15 @@ struct DescribeCommand: ParsableCommand {
                     output += "  table \(table.name) (access: \(table.access)"
                     if let size = table.minGroupSize { output += ", min_group_size \(size)" }
                     if table.rowFilter { output += ", rows filtered by policy" }
+                    if let privacy = table.privacy {
+                        output += ", differentially private: epsilon \(PrivacyBudget.epsilonText(privacy.epsilonPerQueryMicros)) per query, budget \(PrivacyBudget.epsilonText(privacy.budgetMicros)) per \(privacy.period == .total ? "consumer" : privacy.period.rawValue), delta \(privacy.delta), at most \(privacy.maxRowsPerUnit) rows in \(privacy.maxGroupsPerUnit) groups per unit"
+                    }
                     output += ")\n"
                     for column in table.columns {
                         output += "    \(column.name)  \(column.type.isEmpty ? "(no declared type)" : column.type)  \(column.role)"
                         if let summary = column.maskSummary { output += "  masked: \(summary)" }
                         if !column.aggregates.isEmpty { output += "  aggregates: \(column.aggregates.joined(separator: ", "))" }
+                        if let bounds = column.bounds { output += "  bounds: [\(bounds.lower), \(bounds.upper)]" }
                         output += "\n"
                     }
                 }

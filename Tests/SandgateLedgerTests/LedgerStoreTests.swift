@@ -264,6 +264,40 @@ struct StoreUnderTest {
         }
     }
 
+    /// Issue 10: ε is held with the quotas, whatever the day; a hold released without a record
+    /// refunds it; a record's `epsilon_micros` spends it; records before the period do not count.
+    @Test("ε budget: held across days, refunded by release, spent by the record, counted from the period's start", arguments: StoreKind.allCases)
+    func epsilonBudget(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let now: Int64 = 1_795_000_000_000_000
+        let day = Timestamp.startOfDay(containing: now), month = Timestamp.startOfMonth(containing: now)
+        func request(day: Int64) -> QuotaRequest {
+            QuotaRequest(consumer: "analyst-a", dataset: "retail", day: day, month: month, rowLimit: 10,
+                         limits: QuotaLimits(epsilonMicros: 1_000_000, epsilonSince: month), epsilonMicros: 600_000)
+        }
+        // Spent before the month began: not counted.
+        var old = sampleRecord(1, startedAt: month - 86_400_000_000)
+        old.epsilonMicros = 900_000
+        _ = try subject.store.append(old)
+        guard case .granted(let hold, _) = try subject.store.reserve(request(day: day)) else {
+            Issue.record("the first request must be granted (\(kind))")
+            return
+        }
+        #expect(hold.epsilonMicros == 600_000)
+        // Held on another day of the same month: 0.6 + 0.6 > 1.
+        #expect(try subject.store.reserve(request(day: day + 86_400_000_000)) == .budgetExhausted(remainingMicros: 400_000, budgetMicros: 1_000_000))
+        subject.store.release(hold)
+        guard case .granted(let second, _) = try subject.store.reserve(request(day: day)) else {
+            Issue.record("a released hold must refund its ε (\(kind))")
+            return
+        }
+        var spent = sampleRecord(2, startedAt: now)
+        spent.epsilonMicros = 600_000
+        _ = try subject.store.append(spent, hold: second)
+        #expect(try subject.store.reserve(request(day: day)) == .budgetExhausted(remainingMicros: 400_000, budgetMicros: 1_000_000))
+        #expect(try subject.store.verify() == nil)
+    }
+
     @Test("monthly cost counts every record of the month")
     func monthlyCost() throws {
         for kind in StoreKind.allCases {

@@ -293,7 +293,7 @@ struct CLIError: Error { let message: String; init(_ message: String) { self.mes
         let csv = try workspace.run("usage", "invoice", "--from", today, "--to", today, "--format", "csv")
         #expect(csv.status == 0, "\(csv.stderr)")
         let lines = csv.stdout.components(separatedBy: "\r\n").filter { !$0.isEmpty }
-        #expect(lines.first == "consumer,dataset,purpose,currency,queries,refused,failed,rows,vm_steps,cost_micros")
+        #expect(lines.first == "consumer,dataset,purpose,currency,queries,refused,failed,rows,vm_steps,cost_micros,epsilon_micros")
         #expect(lines.count == 2)
         #expect(lines[1].hasPrefix("analyst-a,retail,,CNY,2,1,0,5,"))
         let json = try workspace.run("usage", "invoice", "--from", today, "--to", today, "--format", "json")

@@ -169,6 +169,10 @@ struct AggregatePlanner {
             if let offset = limit.offset { try checkConstant(offset) }
         }
 
+        if let privacy = table.privacy {
+            return try privatePlan(core: core, select: select, privacy: privacy, minimum: minimum,
+                                   outputs: mappedOutputs, having: having, orderBy: orderBy)
+        }
         note("threshold: groups of \(table.name) need at least \(minimum) distinct \(table.privacyUnit ?? "units"); smaller groups are \(table.smallGroups == .drop ? "dropped" : "merged into one remainder group")")
         note("two-stage plan: HAVING, ORDER BY and LIMIT apply to released groups only")
 
@@ -188,6 +192,145 @@ struct AggregatePlanner {
         return CheckedQuery(
             select: planned, maskedOutputs: mappedOutputs.map(\.masked), rules: rules,
             plan: ExecutionPlan(isAggregatePlan: true, tables: tables.map(\.name)))
+    }
+
+    // MARK: Differential privacy
+
+
+    /// The plan of a query on a table with `privacy:` (issue 10): stage 1 reads the rows with
+    /// their keys, unit and clamped measures; the sandbox bounds each unit's contribution (at
+    /// most `max_rows_per_unit` rows per group, `max_groups_per_unit` groups, chosen at random
+    /// per query: `ContributionBounder`), adds exact discrete noise, selects groups and runs
+    /// stage 2 over the released groups only (`PrivatePlan`).
+    private mutating func privatePlan(
+        core: SelectCore, select: Select, privacy: PrivacyPolicy, minimum: Int,
+        outputs: [(expr: Expr, name: String, masked: Bool)], having: Expr?, orderBy: [OrderingTerm]
+    ) throws(GatewayError) -> CheckedQuery {
+        let table = tables[aggregateRelation]
+        // Measurements: units first (group selection), then what the aggregates need.
+        var measurements = [NoisyMeasurement(kind: .units, bounds: nil)]
+        func index(of kind: NoisyMeasurement.Kind, bounds: MeasureBounds?) -> Int {
+            if let found = measurements.firstIndex(where: { $0.kind == kind }) { return found }
+            measurements.append(NoisyMeasurement(kind: kind, bounds: bounds))
+            return measurements.count - 1
+        }
+        var noisy: [NoisyAggregate] = []
+        var names: [String] = []
+        for aggregate in aggregates {
+            if aggregate.distinct, !aggregate.countsUnits {
+                throw GatewayError(.shapeNotAllowed, "\(aggregate.canonical) is not available on \(table.name): DISTINCT over a measure has no bounded sensitivity",
+                                   hint: "use count(*), count(\(aggregate.argument?.column.name ?? "m")), sum or avg")
+            }
+            names.append(aggregate.countsUnits ? "count(DISTINCT \(table.privacyUnit ?? "unit"))" : aggregate.argument.map { "\(aggregate.name)(\($0.column.name))" } ?? "count(*)")
+            guard let bound = aggregate.argument, !aggregate.countsUnits else {
+                noisy.append(.count(aggregate.countsUnits ? 0 : index(of: .rows, bounds: nil)))
+                continue
+            }
+            let column = bound.column.name
+            let bounds = bound.column.policy?.bounds
+            switch aggregate.name {
+            case "count":
+                noisy.append(.count(index(of: .values(column), bounds: nil)))
+            case "sum", "total":
+                guard let bounds else { throw Self.unbounded(table.name, column) }
+                noisy.append(.sum(index(of: .sum(column), bounds: bounds), real: aggregate.name == "total" || bounds.decimals > 0))
+            case "avg":
+                guard let bounds else { throw Self.unbounded(table.name, column) }
+                let sum = index(of: .sum(column), bounds: bounds)
+                noisy.append(.average(sum: sum, count: index(of: .values(column), bounds: nil), bounds: bounds))
+            default:
+                throw GatewayError(.functionNotAllowed, "\(aggregate.name)(\(column)) is not available on \(table.name): it releases one individual's value")
+            }
+        }
+        guard let calibrated = PrivatePlan.calibrate(measurements: measurements, privacy: privacy, minGroupSize: minimum) else {
+            throw GatewayError(.unavailable, "the privacy settings of \(table.name) cannot be calibrated", hint: "the data holder should run `sandgate policy check`")
+        }
+        let epsilon = Double(privacy.epsilonPerQueryMicros) / Double(PrivacyPolicy.microsPerEpsilon)
+        note("differential privacy: this query spends ε = \(epsilon) of a budget of \(Double(privacy.budgetMicros) / 1e6) per \(privacy.period == .total ? "consumer (never refreshed)" : privacy.period.rawValue); an identical query on the same snapshot returns the same answer and spends nothing")
+        note("each \(table.privacyUnit ?? "unit") contributes at most \(privacy.maxRowsPerUnit) rows to each of at most \(privacy.maxGroupsPerUnit) groups (chosen at random per query); measures are clamped to their bounds")
+        note("private group selection: a group is released only if its noisy count of distinct \(table.privacyUnit ?? "units") reaches \(calibrated.threshold) (δ = \(privacy.delta), min_group_size \(minimum))")
+
+        let stageOne = privateStageOne(whereClause: core.whereClause.map(qualified), measurements: measurements, privacy: privacy)
+        let keyNames = keys.indices.map { "__sg_k\($0)" }
+        let aggregateNames = aggregates.indices.map { "__sg_a\($0)" }
+        // What `rendered` shows and what a statement description prepares: stage 2 over an
+        // empty stand-in for the released groups (the sandbox puts the noisy groups there).
+        let standIn = CommonTable(name: Self.grouped, columns: keyNames + aggregateNames + [Self.unitCount], materialized: nil,
+                                  select: Self.releasedGroups([], width: keyNames.count + aggregateNames.count + 1))
+        let outer = SelectCore(
+            distinct: core.distinct,
+            columns: outputs.map { .expr($0.expr, alias: $0.name, span: $0.name) },
+            from: .table(name: Self.grouped, schema: nil, alias: nil, indexHint: nil),
+            whereClause: having)
+        let stageTwo = Select(body: .core(outer), orderBy: orderBy, limit: select.limit)
+        var shown = stageTwo
+        shown.with = With(recursive: false, tables: [standIn])
+        let plan = PrivatePlan(
+            stageOneSQL: Renderer.render(stageOne), stageTwo: stageTwo, keyCount: keys.count, measurements: measurements,
+            calibrations: calibrated.calibrations, aggregates: noisy, threshold: calibrated.threshold,
+            epsilonMicros: privacy.epsilonPerQueryMicros, budgetMicros: privacy.budgetMicros, period: privacy.period, aggregateNames: names,
+            outputAggregates: outputs.map { output -> Int? in
+                if case .column(let reference) = output.expr, reference.column.hasPrefix("__sg_a") { return Int(reference.column.dropFirst(6)) }
+                return nil
+            },
+            measureColumns: Self.measureColumns(measurements), maxGroupsPerUnit: privacy.maxGroupsPerUnit, maxRowsPerUnit: privacy.maxRowsPerUnit)
+        return CheckedQuery(
+            select: shown, maskedOutputs: outputs.map(\.masked), rules: rules,
+            plan: ExecutionPlan(isAggregatePlan: true, tables: tables.map(\.name), privacy: plan))
+    }
+
+    private static func unbounded(_ table: String, _ column: String) -> GatewayError {
+        GatewayError(.functionNotAllowed, "\(table).\(column) has no bounds, so its sum cannot be released privately", hint: "the data holder sets bounds: [lower, upper] on the measure")
+    }
+
+    /// Released groups as a VALUES list (or an empty SELECT of `width` NULLs when there are none).
+    static func releasedGroups(_ rows: [[Expr]], width: Int) -> Select {
+        if rows.isEmpty {
+            return Select(body: .core(SelectCore(columns: (0..<width).map { _ in .expr(.literal(.null), alias: nil, span: "NULL") },
+                                                 whereClause: .literal(.number("0")))))
+        }
+        return Select(body: .values(rows))
+    }
+
+    /// The measures a private plan's stage 1 reads, once each, in the order of its columns.
+    static func measureColumns(_ measurements: [NoisyMeasurement]) -> [String] {
+        var names: [String] = []
+        for measurement in measurements {
+            switch measurement.kind {
+            case .values(let name), .sum(let name):
+                if !names.contains(name) { names.append(name) }
+            default: break
+            }
+        }
+        return names
+    }
+
+    /// Stage 1 of a private plan: one row per row of the join tree that passes WHERE, with the
+    /// GROUP BY keys evaluated once, the unit's token and each measure clamped to its bounds
+    /// (scalar max/min of NULL are NULL: NULLs stay uncounted). `ContributionBounder` bounds
+    /// each unit's contribution over these rows in one pass.
+    private func privateStageOne(whereClause: Expr?, measurements: [NoisyMeasurement], privacy: PrivacyPolicy) -> Select {
+        func literal(_ value: Double) -> Expr { .literal(.number(Self.numberText(value))) }
+        var columns: [ResultColumn] = keys.enumerated().map { .expr($0.element.expr, alias: "__sg_k\($0.offset)", span: "") }
+        columns.append(.expr(unitReference(), alias: Self.unitValue, span: ""))
+        for (index, name) in Self.measureColumns(measurements).enumerated() {
+            var value = Self.column(name, relations[aggregateRelation].name)
+            let bounds = measurements.first { if case .sum(name) = $0.kind { true } else { false } }?.bounds
+                ?? tables[aggregateRelation].column(named: name)?.bounds
+            if let bounds {
+                value = Self.call("max", [literal(bounds.lower), Self.call("min", [literal(bounds.upper), value])])
+            }
+            columns.append(.expr(value, alias: "__sg_v\(index)", span: ""))
+        }
+        let copies = materializedRowsTables()
+        return Select(with: copies.isEmpty ? nil : With(recursive: false, tables: copies), body: .core(SelectCore(
+            columns: columns, from: joinTree(), whereClause: whereClause)))
+    }
+
+    /// A number as SQL text that SQLite reads back as the same value (integers without a point).
+    static func numberText(_ value: Double) -> String {
+        if value == value.rounded(), abs(value) < 9e15 { return String(Int64(value)) }
+        return "\(value)"
     }
 
     // MARK: Join tree

@@ -14,6 +14,9 @@ public final class DatasetRuntime: Sendable {
     let key: [UInt8]
     /// The sandboxes of a dataset whose tokens are shared by every consumer.
     let pool: SandboxPool
+    /// Released answers of private queries (issue 10): a new snapshot or policy is a new runtime,
+    /// so an answer is never reused across them.
+    let privateAnswers = PrivateAnswers()
     /// With `tokens: per_consumer`: one pool per consumer, whose sandboxes mask with that
     /// consumer's derived key. Created on a consumer's first query; consumers are the operator's
     /// declared names (a query reaches here only after its consumer was found), so this is bounded.

@@ -17,6 +17,8 @@ struct ExecutionPlan: Sendable {
     var packsRows = false
     /// Published tables an aggregate plan reads (for its metered steps).
     var tables: [String] = []
+    /// A plan on a table with `privacy:`: stage 1, noise and group selection, then stage 2.
+    var privacy: PrivatePlan?
 }
 
 /// What one execution in the sandbox produced.
@@ -29,6 +31,19 @@ struct Execution {
     var suppressedGroups: Int
     /// Input rows packed into values by concatenating aggregates.
     var packedRows: Int
+    /// A private plan's released groups (cached by the gateway once the record is committed).
+    var released: ReleasedGroups? = nil
+}
+
+/// The outcome of stage 1 of a private plan after noise and group selection: everything stage 2
+/// may read. Reused as it is for an identical query on the same snapshot by the same consumer.
+struct ReleasedGroups: Sendable {
+    /// One row per released group: keys, the plan's aggregates (noisy), the noisy unit count.
+    let rows: [[SQLValue]]
+    /// For each of the plan's aggregates, the largest 95% half-width over the released rows.
+    let halfWidths: [Double]
+    /// Groups stage 1 saw that selection withheld (for the holder's record only).
+    let withheld: Int
 }
 
 /// A failed execution, with the work it consumed (for pricing and the ledger).
@@ -39,6 +54,9 @@ struct ExecutionFailure: Error {
     var executed: Bool
     /// SQLite's own text, for the server log only: it can quote data values.
     var detail: String = ""
+    /// A private plan that failed in stage 2: the groups its noise released. The noise was
+    /// drawn, so its ε is spent (a failure that depends on noisy values is itself an answer).
+    var released: ReleasedGroups? = nil
 }
 
 /// Counters the internal plan functions update while one statement runs.
@@ -56,6 +74,7 @@ final class PlanCounters {
         self.packedLimit = packedLimit
         packedExceeded = false
     }
+
 
     /// Internal function names (reserved prefix; the checker refuses them in consumer SQL and the
     /// authorizer allows them only in statements whose plan uses them).
@@ -227,9 +246,19 @@ final class SandboxConnection {
     }
 
     /// Runs `sql` (rendered by sandgate from a checked query) within `limits`, returning at most
-    /// `rowLimit` rows.
+    /// `rowLimit` rows. A private plan runs its stage 1 (or takes `released`, the groups an
+    /// identical earlier query released), then stage 2 over the released groups.
     func execute(sql: String, parameters: QueryParameters, limits: DatasetLimits, rowLimit: Int, plan: ExecutionPlan = ExecutionPlan(),
-                 cancellation: Cancellation? = nil) -> Result<Execution, ExecutionFailure> {
+                 cancellation: Cancellation? = nil, released cached: ReleasedGroups? = nil) -> Result<Execution, ExecutionFailure> {
+        if let privacy = plan.privacy {
+            return executePrivate(privacy, parameters: parameters, limits: limits, rowLimit: rowLimit, plan: plan,
+                                  cancellation: cancellation, released: cached)
+        }
+        return executeStatement(sql: sql, parameters: parameters, limits: limits, rowLimit: rowLimit, plan: plan, cancellation: cancellation)
+    }
+
+    private func executeStatement(sql: String, parameters: QueryParameters, limits: DatasetLimits, rowLimit: Int, plan: ExecutionPlan,
+                                  cancellation: Cancellation?, partialParameters: Bool = false, cached: Bool = true) -> Result<Execution, ExecutionFailure> {
         authorizer.reset(allowAggregateTables: plan.isAggregatePlan, allowPlanFunctions: plan.isAggregatePlan || plan.packsRows)
         defer { authorizer.reset(allowAggregateTables: false, allowPlanFunctions: false) }
         // Aggregate plans are budgeted by their metered steps before they run (Gateway); only the
@@ -254,35 +283,13 @@ final class SandboxConnection {
         }
 
         let statement: Statement
-        if let cached = statements[sql] {
-            statement = cached
-            statement.reset()
-            statement.resetVirtualMachineSteps()
-        } else {
-            do {
-                let (prepared, hasMore) = try connection.prepareSingle(sql)
-                guard let prepared else {
-                    return failure(GatewayError(.syntaxError, "the query is empty"), executed: false)
-                }
-                guard !hasMore else {
-                    return failure(GatewayError(.notASelect, "only one statement per request is allowed"), executed: false)
-                }
-                statement = prepared
-            } catch {
-                return failure(prepareError(error), executed: false)
-            }
-            if statement.isExplain {
-                return failure(GatewayError(.notASelect, "EXPLAIN is not available", hint: "use `sandgate explain`"), executed: false)
-            }
-            guard statement.isReadOnly else {
-                return failure(GatewayError(.notASelect, "only read-only SELECT statements are allowed"), executed: false)
-            }
-            if statements.count >= Self.statementCacheSize { statements.removeAll() }
-            statements[sql] = statement
+        switch prepareStatement(sql, cached: cached) {
+        case .success(let prepared): statement = prepared
+        case .failure(let error): return failure(error, executed: false)
         }
         // Leave the statement reset: a cached statement must not hold a read transaction open.
         defer { statement.reset() }
-        if let error = bind(parameters, to: statement) {
+        if let error = bind(parameters, to: statement, partial: partialParameters) {
             return failure(error, executed: false)
         }
 
@@ -339,12 +346,191 @@ final class SandboxConnection {
             suppressedGroups: counters.suppressedGroups, packedRows: counters.packedRows))
     }
 
+    /// A prepared statement for `sql`, from the cache when `cached` (stage 2 of a private plan
+    /// carries its noisy groups in its text, so it is never cached).
+    private func prepareStatement(_ sql: String, cached: Bool = true) -> Result<Statement, GatewayError> {
+        if cached, let existing = statements[sql] {
+            existing.reset()
+            existing.resetVirtualMachineSteps()
+            return .success(existing)
+        }
+        let statement: Statement
+        do {
+            let (prepared, hasMore) = try connection.prepareSingle(sql)
+            guard let prepared else { return .failure(GatewayError(.syntaxError, "the query is empty")) }
+            guard !hasMore else { return .failure(GatewayError(.notASelect, "only one statement per request is allowed")) }
+            statement = prepared
+        } catch {
+            return .failure(prepareError(error))
+        }
+        if statement.isExplain {
+            return .failure(GatewayError(.notASelect, "EXPLAIN is not available", hint: "use `sandgate explain`"))
+        }
+        guard statement.isReadOnly else {
+            return .failure(GatewayError(.notASelect, "only read-only SELECT statements are allowed"))
+        }
+        if cached {
+            if statements.count >= Self.statementCacheSize { statements.removeAll() }
+            statements[sql] = statement
+        }
+        return .success(statement)
+    }
+
+    // MARK: Private plans
+
+    /// Stage 1 (unless `cached`), exact noise and group selection, then stage 2 over the released
+    /// groups. Everything the consumer sees comes from released groups; the exact steps of stage 1
+    /// go to the holder's record only, like every aggregate plan's.
+    private func executePrivate(_ privacy: PrivatePlan, parameters: QueryParameters, limits: DatasetLimits, rowLimit: Int, plan: ExecutionPlan,
+                                cancellation: Cancellation?, released cached: ReleasedGroups?) -> Result<Execution, ExecutionFailure> {
+        var stageOneSteps: Int64 = 0
+        let started = DispatchTime.now().uptimeNanoseconds
+        let released: ReleasedGroups
+        if let cached {
+            released = cached
+        } else {
+            switch releaseGroups(privacy, parameters: parameters, limits: limits, cancellation: cancellation) {
+            case .success(let groups):
+                released = groups.groups
+                stageOneSteps = groups.steps
+            case .failure(let failure):
+                return .failure(failure)
+            }
+        }
+        let width = privacy.keyCount + privacy.aggregates.count + 1
+        let names = (0..<privacy.keyCount).map { "__sg_k\($0)" } + privacy.aggregates.indices.map { "__sg_a\($0)" } + [AggregatePlanner.unitCount]
+        var stageTwo = privacy.stageTwo
+        stageTwo.with = With(recursive: false, tables: [CommonTable(
+            name: AggregatePlanner.grouped, columns: names, materialized: nil,
+            select: AggregatePlanner.releasedGroups(released.rows.map { $0.map(Self.literalExpression) }, width: width))])
+        var stageTwoPlan = plan
+        stageTwoPlan.privacy = nil
+        // The noisy groups are in the statement's text: its length and size are bounded by the
+        // released groups, not by the consumer, so the text limits are raised for it alone.
+        connection.setLimit(.sqlLength, Int32(Self.aggregatePlanLengthLimit))
+        connection.setLimit(.vdbeOperations, Int32.max)
+        defer {
+            connection.setLimit(.sqlLength, 1_000_000)
+            connection.setLimit(.vdbeOperations, 50_000)
+        }
+        // One clock for both stages: stage 2 gets what stage 1 left of the timeout.
+        var remaining = limits
+        let spentMilliseconds = Int((DispatchTime.now().uptimeNanoseconds - started) / 1_000_000)
+        remaining.timeoutMilliseconds = max(1, limits.timeoutMilliseconds - spentMilliseconds)
+        let outcome = executeStatement(sql: Renderer.render(stageTwo), parameters: parameters, limits: remaining, rowLimit: rowLimit,
+                                       plan: stageTwoPlan, cancellation: cancellation, partialParameters: true, cached: false)
+        switch outcome {
+        case .success(var execution):
+            execution.vmSteps &+= stageOneSteps
+            execution.suppressedGroups = released.withheld
+            execution.released = released
+            return .success(execution)
+        case .failure(var failure):
+            failure.vmSteps &+= stageOneSteps
+            failure.released = released
+            if failure.error.code == .timeout {
+                // The query's own timeout, not what stage 1 left of it.
+                failure.error = GatewayError(.timeout, "the query ran longer than \(limits.timeoutMilliseconds) ms", hint: failure.error.hint)
+            }
+            return .failure(failure)
+        }
+    }
+
+    /// Runs stage 1 and releases its groups: noise from the system CSPRNG, selection against the
+    /// plan's threshold. Stage 1 rows never leave this function.
+    private func releaseGroups(_ privacy: PrivatePlan, parameters: QueryParameters, limits: DatasetLimits,
+                               cancellation: Cancellation?) -> Result<(groups: ReleasedGroups, steps: Int64), ExecutionFailure> {
+        var generator = SystemRandomNumberGenerator()
+        var rows: [[SQLValue]] = []
+        var widths = [Double](repeating: 0, count: privacy.aggregates.count)
+        var withheld = 0
+        let outcome = runStageOne(privacy, parameters: parameters, limits: limits, cancellation: cancellation) { keys, raw in
+            guard let noisy = privacy.release(raw: raw, using: &generator) else {
+                withheld += 1
+                return
+            }
+            rows.append(keys + noisy.values + [.integer(noisy.noisy[0])])
+            for (index, width) in privacy.halfWidths(values: noisy.values, noisy: noisy.noisy).enumerated() {
+                widths[index] = max(widths[index], width)
+            }
+        }
+        return outcome.map { steps in
+            if rows.isEmpty {
+                // Nothing released: the half-widths are still the calibrated ones (never data).
+                widths = privacy.halfWidths(values: privacy.aggregates.map { _ in .real(0) }, noisy: privacy.measurements.map { _ in 1 })
+            }
+            return (ReleasedGroups(rows: rows, halfWidths: widths, withheld: withheld), steps)
+        }
+    }
+
+    /// Runs stage 1 of a private plan and hands each group's keys and exact (bounded, clamped)
+    /// measurements to `visit`; returns the statement's VM steps. Only `releaseGroups` (and the
+    /// tests of contribution bounding) see these values.
+    func runStageOne(_ privacy: PrivatePlan, parameters: QueryParameters, limits: DatasetLimits, cancellation: Cancellation?,
+                     visit: (_ keys: [SQLValue], _ raw: [SQLValue]) -> Void) -> Result<Int64, ExecutionFailure> {
+        authorizer.reset(allowAggregateTables: true, allowPlanFunctions: true)
+        defer { authorizer.reset(allowAggregateTables: false, allowPlanFunctions: false) }
+        budget.arm(maxSteps: .max, timeoutMilliseconds: limits.timeoutMilliseconds, cancellation: cancellation)
+        defer { budget.disarm() }
+        budget.lengthLimit = Self.aggregatePlanLengthLimit
+        connection.setLimit(.length, Int32(clamping: Self.aggregatePlanLengthLimit))
+        func failure(_ error: GatewayError, executed: Bool, steps: Int64 = 0, detail: String = "") -> Result<Int64, ExecutionFailure> {
+            .failure(ExecutionFailure(error: error, vmSteps: steps, executed: executed, detail: detail))
+        }
+        if let error = Self.oversizedParameter(parameters) { return failure(error, executed: false) }
+        let statement: Statement
+        switch prepareStatement(privacy.stageOneSQL) {
+        case .success(let prepared): statement = prepared
+        case .failure(let error): return failure(error, executed: false)
+        }
+        defer { statement.reset() }
+        if let error = bind(parameters, to: statement, partial: true) { return failure(error, executed: false) }
+        var bounder = ContributionBounder(keyCount: privacy.keyCount, measureCount: privacy.measureColumns.count,
+                                          maxRows: privacy.maxRowsPerUnit, maxGroups: privacy.maxGroupsPerUnit)
+        let unitColumn = privacy.keyCount, firstMeasure = privacy.keyCount + 1
+        var measures = [Double](repeating: 0, count: privacy.measureColumns.count)
+        do {
+            while try statement.step() {
+                let keys = (0..<privacy.keyCount).map { statement.value(at: $0) }
+                let unit = statement.withBytes(at: unitColumn) { UnitToken($0) }
+                for index in measures.indices {
+                    let column = firstMeasure + index
+                    measures[index] = statement.type(at: column) == .null ? .nan : statement.real(at: column)
+                }
+                bounder.add(keys: keys, unit: unit, measures: measures)
+            }
+        } catch {
+            return failure(stepError(error, limits: limits, rowLimit: 0), executed: true, steps: statement.virtualMachineSteps, detail: error.message)
+        }
+        for group in bounder.finish() {
+            visit(group.keys, privacy.measured(units: group.units, rows: group.rows, counts: group.counts, sums: group.sums))
+        }
+        return .success(statement.virtualMachineSteps)
+    }
+
+    /// A value of a released group as a literal of stage 2's VALUES list (same storage class).
+    static func literalExpression(_ value: SQLValue) -> Expr {
+        switch value {
+        case .null: return .literal(.null)
+        case .integer(let number): return .literal(.number(String(number)))
+        case .real(let number):
+            if number.isNaN { return .literal(.null) }
+            if number.isInfinite { return .literal(.number(number > 0 ? "9e999" : "-9e999")) }
+            let text = "\(number)"
+            return .literal(.number(text.contains(".") || text.contains("e") ? text : text + ".0"))
+        case .text(let text): return .literal(.string(text))
+        case .blob(let bytes): return .literal(.blob(bytes.map { String(format: "%02X", $0) }.joined()))
+        }
+    }
+
     private func packedRowsError(_ rowLimit: Int) -> GatewayError {
         GatewayError(.rowsLimitExceeded, "the query packs more than \(rowLimit) rows' values into its result",
                      hint: "group_concat, string_agg, json_group_array and json_group_object count every input row against the row limit; filter or aggregate further")
     }
 
-    private func bind(_ parameters: QueryParameters, to statement: Statement) -> GatewayError? {
+    /// Binds `parameters`. `partial`: the statement is one stage of a private plan and may use
+    /// only some of the query's parameters (each stage binds what it uses).
+    private func bind(_ parameters: QueryParameters, to statement: Statement, partial: Bool = false) -> GatewayError? {
         let count = statement.parameterCount
         do {
             switch parameters {
@@ -355,6 +541,10 @@ final class SandboxConnection {
                     if let name = statement.parameterName(at: index), !name.hasPrefix("?") {
                         return GatewayError(.badRequest, "parameter \(name) is named; send params as an object")
                     }
+                }
+                if partial, values.count >= count {
+                    for index in 1...max(count, 1) where index <= count { try statement.bind(values[index - 1], at: index) }
+                    return nil
                 }
                 guard values.count == count else {
                     return GatewayError(.badRequest, "the query has \(count) parameter(s) but \(values.count) were given")
@@ -373,7 +563,7 @@ final class SandboxConnection {
                     used.insert(key)
                     try statement.bind(value, at: index)
                 }
-                if let extra = values.keys.first(where: { !used.contains($0) }) {
+                if !partial, let extra = values.keys.first(where: { !used.contains($0) }) {
                     return GatewayError(.badRequest, "the query has no parameter named '\(extra)'")
                 }
             }

@@ -49,6 +49,13 @@ public enum DataValidator {
             if let unit = table.privacyUnit, !existing.contains(unit.lowercased()) {
                 problems.append(PolicyDiagnostic(table.location, "privacy_unit '\(unit)' is not a column of table '\(table.name)'"))
             }
+            // δ is the chance that one person's key is released: at δ ≥ 1/units, releasing one
+            // person outright on every query would still meet it.
+            if let privacy = table.privacy, let unit = table.privacyUnit, existing.contains(unit.lowercased()),
+               case .integer(let units)? = try? db.scalar("SELECT count(DISTINCT \(Renderer.identifier(unit))) FROM \(Renderer.identifier(table.name))"),
+               units > 0, privacy.delta >= 1 / Double(units) {
+                problems.append(PolicyDiagnostic(privacy.location, "privacy: delta \(privacy.delta) is not below 1/\(units) (one over the number of distinct \(unit) values): it would allow releasing one person's data outright"))
+            }
             if let filter = table.rowFilter, let location = table.rowFilterLocation {
                 do {
                     guard let statement = try db.prepare("SELECT 1 FROM \(Renderer.identifier(table.name)) WHERE (\(filter))"), statement.isReadOnly else {

@@ -275,7 +275,7 @@ final class PGSession: ChannelInboundHandler {
         case .noSuchFunction: "42883"
         case .budgetExceeded, .resultTooLarge, .rowsLimitExceeded, .requestTooLarge: "54000"
         case .timeout, .cancelled: "57014"
-        case .quotaExceeded: "53400"
+        case .quotaExceeded, .privacyBudgetExhausted: "53400"
         case .overloaded: "53000"
         case .badRequest: "22000"
         case .unavailable: "57P03"
@@ -985,6 +985,13 @@ final class PGSession: ChannelInboundHandler {
             text += ", groups below the threshold are withheld"
         }
         if response.truncated { text += ", truncated by \(response.truncatedBy ?? "max_rows")" }
+        // Differential privacy: what was spent, and how far each noisy column may be from the truth.
+        if !usage.noise.isEmpty || usage.epsilonMicros > 0 {
+            text += "; differential privacy: epsilon \(ResponseFormat.epsilonText(usage.epsilonMicros)) spent"
+            if !usage.noise.isEmpty {
+                text += ", 95% interval half-widths " + usage.noise.map { "\($0.column) ±\(ResponseFormat.halfWidthText($0.halfWidth))" }.joined(separator: ", ")
+            }
+        }
         // The receipt (`sandgate usage check-receipt`), as the JSON `usage` carries it.
         if usage.seq > 0 { text += "; receipt: node \(usage.nodeID), seq \(usage.seq), record_hash \(usage.recordHash)" }
         output.writePGMessage(UInt8(ascii: "N")) { buffer in
