@@ -412,7 +412,8 @@ public final class Gateway: Sendable {
             let quota = QuotaRequest(
                 consumer: consumer.name, dataset: request.dataset, day: Timestamp.startOfDay(containing: record.startedAt),
                 month: Timestamp.startOfMonth(containing: record.startedAt), rowLimit: Int64(rowLimit), limits: quotaLimits,
-                epsilonMicros: epsilon)
+                epsilonMicros: epsilon,
+                costMicros: runtime.policy.pricing.cost(rows: rowLimit, vmSteps: limits.maxVMSteps, bytes: limits.maxResultBytes))
             let decision: QuotaDecision
             do {
                 decision = try ledger.reserve(quota)

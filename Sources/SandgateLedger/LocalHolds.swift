@@ -32,6 +32,7 @@ final class LocalHolds: Sendable {
         let holding = held.withLock { $0[key] ?? QuotaUse() }
         used.queries += holding.queries
         used.rows += holding.rows
+        used.costMicros = used.costMicros.addingReportingOverflow(holding.costMicros).overflow ? .max : used.costMicros + holding.costMicros
         let budgetKey = BudgetKey(consumer: request.consumer, dataset: request.dataset)
         used.epsilonMicros += heldEpsilon.withLock { $0[budgetKey] ?? 0 }
         let decision = request.decide(used: used, holdID: UUID().uuidString)
@@ -40,6 +41,7 @@ final class LocalHolds: Sendable {
                 var entry = book[key] ?? QuotaUse()
                 entry.queries += 1
                 entry.rows += hold.rows
+                entry.costMicros = entry.costMicros.addingReportingOverflow(hold.costMicros).overflow ? .max : entry.costMicros + hold.costMicros
                 book[key] = entry
             }
             if hold.epsilonMicros > 0 { heldEpsilon.withLock { $0[budgetKey, default: 0] += hold.epsilonMicros } }
@@ -70,6 +72,7 @@ final class LocalHolds: Sendable {
             guard var entry = book[key] else { return }
             entry.queries -= 1
             entry.rows -= hold.rows
+            entry.costMicros = max(0, entry.costMicros - hold.costMicros)
             book[key] = entry.queries <= 0 ? nil : entry
         }
         if hold.epsilonMicros > 0 {

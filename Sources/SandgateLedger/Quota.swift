@@ -33,9 +33,15 @@ public struct QuotaRequest: Sendable, Equatable {
     public var limits: QuotaLimits
     /// Privacy budget the query spends if it runs (micro-ε; 0 for queries without noise).
     public var epsilonMicros: Int64
+    /// The most the query can cost (its price at its row, step and byte limits): held against
+    /// `monthly_cost_micros` while it runs, so concurrent queries cannot all start below the
+    /// limit and together pass it (red team: 8 concurrent queries spent 8.7 × the quota).
+    public var costMicros: Int64
 
-    public init(consumer: String, dataset: String, day: Int64, month: Int64, rowLimit: Int64, limits: QuotaLimits, epsilonMicros: Int64 = 0) {
+    public init(consumer: String, dataset: String, day: Int64, month: Int64, rowLimit: Int64, limits: QuotaLimits, epsilonMicros: Int64 = 0,
+                costMicros: Int64 = 0) {
         self.epsilonMicros = epsilonMicros
+        self.costMicros = costMicros
         self.consumer = consumer
         self.dataset = dataset
         self.day = day
@@ -74,9 +80,12 @@ public struct QuotaHold: Sendable, Equatable {
     public let rows: Int64
     /// Micro-ε reserved: spent when the record is appended with it, refunded by `release`.
     public let epsilonMicros: Int64
+    /// The query's most possible cost, held against `monthly_cost_micros` until its record counts.
+    public let costMicros: Int64
 
-    public init(id: String, consumer: String, dataset: String, day: Int64, rows: Int64, epsilonMicros: Int64 = 0) {
+    public init(id: String, consumer: String, dataset: String, day: Int64, rows: Int64, epsilonMicros: Int64 = 0, costMicros: Int64 = 0) {
         self.epsilonMicros = epsilonMicros
+        self.costMicros = costMicros
         self.id = id
         self.consumer = consumer
         self.dataset = dataset
@@ -98,8 +107,10 @@ public enum QuotaDecision: Sendable, Equatable {
 extension QuotaRequest {
     /// The decision for this request given what is used and held: the one rule both stores apply
     /// under their lock. A query is admitted while fewer than `daily_queries` are used or held,
-    /// rows are left, and this month's committed cost is below `monthly_cost_micros` (the query
-    /// that crosses it still completes: its cost is known only afterwards).
+    /// rows are left, and this month's committed cost plus the most that the queries in flight
+    /// can cost is below `monthly_cost_micros` (the query admitted below it still completes: its
+    /// cost is known only afterwards; so at most one query's cost passes the limit, as when
+    /// queries come one after another).
     public func decide(used: QuotaUse, holdID: String) -> QuotaDecision {
         if let daily = limits.dailyQueries, used.queries >= daily {
             return .exceeded(quota: "daily_queries", limit: daily)
@@ -119,7 +130,8 @@ extension QuotaRequest {
             rowLimit = min(rowLimit, left)
         }
         let hold = QuotaHold(id: holdID, consumer: consumer, dataset: dataset, day: day, rows: limits.dailyRows == nil ? 0 : rowLimit,
-                             epsilonMicros: limits.epsilonMicros == nil ? 0 : epsilonMicros)
+                             epsilonMicros: limits.epsilonMicros == nil ? 0 : epsilonMicros,
+                             costMicros: limits.monthlyCostMicros == nil ? 0 : costMicros)
         return .granted(hold, rowLimit: rowLimit)
     }
 }

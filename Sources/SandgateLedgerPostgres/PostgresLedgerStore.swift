@@ -103,6 +103,8 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         "CREATE INDEX IF NOT EXISTS usage_reservations_by_key ON usage_reservations (consumer, dataset, day)",
         // ε held by queries in flight (issue 10); a reservation made before it holds none.
         "ALTER TABLE usage_reservations ADD COLUMN IF NOT EXISTS epsilon_micros bigint NOT NULL DEFAULT 0",
+        // The most a query in flight can cost, held against monthly_cost_micros.
+        "ALTER TABLE usage_reservations ADD COLUMN IF NOT EXISTS cost_micros bigint NOT NULL DEFAULT 0",
         // Where each node's stored chain begins after `usage archive` (NodeArchive's boundaries).
         """
         CREATE TABLE IF NOT EXISTS usage_archives (
@@ -305,9 +307,9 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                     var finish: [(String, PostgresBindings)] = []
                     if case .granted(let hold, _) = decision {
                         finish.append(("""
-                            INSERT INTO usage_reservations (id, node_id, consumer, dataset, day, rows, epsilon_micros, expires_at)
-                            VALUES ($1, $2, $3, $4, $5, $6, $7, now() + interval '\(Self.holdLifetime)')
-                            """, Self.binds(hold.id, nodeID, hold.consumer, hold.dataset, hold.day, hold.rows, hold.epsilonMicros)))
+                            INSERT INTO usage_reservations (id, node_id, consumer, dataset, day, rows, epsilon_micros, cost_micros, expires_at)
+                            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + interval '\(Self.holdLifetime)')
+                            """, Self.binds(hold.id, nodeID, hold.consumer, hold.dataset, hold.day, hold.rows, hold.epsilonMicros, hold.costMicros)))
                     }
                     finish.append(("COMMIT", PostgresBindings()))
                     try session.pipeline(finish)
@@ -333,9 +335,9 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             FROM usage WHERE consumer = $1 AND dataset = $2 AND started_at >= least($4, $5)),
         held AS (
             SELECT count(*) FILTER (WHERE day = $3) AS queries, coalesce(sum(rows) FILTER (WHERE day = $3), 0)::bigint AS rows,
-                   coalesce(sum(epsilon_micros), 0)::bigint AS epsilon
+                   coalesce(sum(epsilon_micros), 0)::bigint AS epsilon, coalesce(sum(cost_micros), 0)::bigint AS cost
             FROM usage_reservations WHERE consumer = $1 AND dataset = $2 AND expires_at > now())
-        SELECT committed.queries + held.queries, committed.rows + held.rows, committed.cost, committed.epsilon + held.epsilon
+        SELECT committed.queries + held.queries, committed.rows + held.rows, committed.cost + held.cost, committed.epsilon + held.epsilon
         FROM committed, held
         """
 

@@ -244,6 +244,39 @@ struct StoreUnderTest {
         try raceForQuota(stores: [subject.store], threads: 64, limit: 10)
     }
 
+    /// Red team: 8 concurrent queries all started below `monthly_cost_micros` and spent 8.7 × it.
+    /// Each hold now carries its query's most possible cost: whatever the concurrency, the month's
+    /// charges pass the limit by less than one query's cost (as when queries come one by one).
+    @Test("monthly_cost_micros holds the worst cost of queries in flight", arguments: StoreKind.allCases)
+    func monthlyCostRace(kind: StoreKind) throws {
+        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let day = Timestamp.startOfDay(containing: 1_795_000_000_000_000)
+        let limit: Int64 = 5_000
+        let request = QuotaRequest(consumer: "spender", dataset: "retail", day: day, month: Timestamp.startOfMonth(containing: day),
+                                   rowLimit: 10, limits: QuotaLimits(monthlyCostMicros: limit), costMicros: 1_500)
+        let failures = Mutex<[String]>([])
+        let store = subject.store
+        concurrently(32) { index in
+            do {
+                if case .granted(let hold, _) = try store.reserve(request) {
+                    #expect(hold.costMicros == 1_500)
+                    _ = try store.append(sampleRecord(index, consumer: "spender"), hold: hold)   // costs 1,020
+                }
+            } catch {
+                failures.withLock { $0.append("\(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 } == [])
+        var spent: Int64 = 0
+        var count = 0
+        try subject.store.records(consumer: "spender") { spent += $0.costMicros; count += 1; return true }
+        #expect(count >= 1 && spent < limit + 1_020, "\(count) queries spent \(spent)")
+        // Once the month's charges reach the limit, the next query is refused.
+        if spent >= limit {
+            #expect(try subject.store.reserve(request) == .exceeded(quota: "monthly_cost_micros", limit: limit))
+        }
+    }
+
     @Test("a hold released without a record frees its query")
     func releasedHold() throws {
         for kind in StoreKind.allCases {
