@@ -245,6 +245,15 @@ public final class Gateway: Sendable {
         return response
     }
 
+    /// Writes the summary records of refusals counted so far (the server calls it every few
+    /// seconds, so a crash loses at most those seconds' count; red team: a summary waited for the
+    /// consumer's next refusal and was lost on kill -9).
+    public func writeDueRefusalSummaries() {
+        for (consumer, count, minute) in refusals.flush(before: configuration.now() / 60_000_000) {
+            appendRefusalSummary(consumer: consumer, count: count, minute: minute)
+        }
+    }
+
     /// Writes the summary records of refusals not yet summarised (at shutdown).
     public func flushRefusalSummaries() {
         for (consumer, count, minute) in refusals.drain() {
@@ -587,6 +596,24 @@ final class RefusalMeter: Sendable {
             windows[consumer] = window
             if windows.count > 100_000 { windows = windows.filter { $0.value.minute == minute } }
             return (record, summary)
+        }
+    }
+
+    /// The unrecorded counts so far, cleared; each window keeps how many it recorded one by one
+    /// (so flushing often never records more refusals one by one), and windows of minutes before
+    /// `minute` are dropped.
+    func flush(before minute: Int64) -> [(consumer: String, count: Int, minute: Int64)] {
+        windows.withLock { windows in
+            var due: [(consumer: String, count: Int, minute: Int64)] = []
+            for (consumer, window) in windows {
+                if window.unrecorded > 0 { due.append((consumer, window.unrecorded, window.minute)) }
+                if window.minute < minute {
+                    windows[consumer] = nil
+                } else {
+                    windows[consumer]?.unrecorded = 0
+                }
+            }
+            return due
         }
     }
 

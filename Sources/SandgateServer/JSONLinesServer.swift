@@ -50,6 +50,14 @@ public final class JSONLinesServer: Sendable {
             }
         let bound = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         channel.withLock { $0 = bound }
+        // Refusals counted but not recorded one by one reach the ledger within seconds, not
+        // only when the consumer's next minute begins (appends block: off the event loop).
+        let gateway = services.gateway
+        summaries.withLock {
+            $0 = group.next().scheduleRepeatedTask(initialDelay: configuration.refusalSummaryInterval, delay: configuration.refusalSummaryInterval) { _ in
+                DispatchQueue.global().async { gateway.writeDueRefusalSummaries() }
+            }
+        }
         let port = bound.localAddress?.port ?? configuration.port
         services.logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "workers": "\(configuration.workers)"])
         return port
@@ -60,6 +68,7 @@ public final class JSONLinesServer: Sendable {
     /// Idempotent: a second call returns at once.
     public func shutdown(grace: Duration = .seconds(10)) async {
         guard stopped.withLock({ stopped in defer { stopped = true }; return !stopped }) else { return }
+        summaries.withLock { $0?.cancel() }
         for listening in [channel.withLock { $0 }, postgresChannel.withLock { $0 }] {
             try? await listening?.close().get()
         }
@@ -105,6 +114,7 @@ public final class JSONLinesServer: Sendable {
     }
 
     private let postgresChannel = Mutex<(any Channel)?>(nil)
+    private let summaries = Mutex<RepeatedTask?>(nil)
 
     /// Open connections and queries in flight (for tests and the `stats` op).
     public var connections: Int { services.state.connections }

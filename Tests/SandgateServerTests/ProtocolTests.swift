@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SandgateCore
 import SandgateLedger
 import SandgateServer
@@ -233,5 +234,29 @@ struct SplitMix {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return Int((z ^ (z >> 31)) % UInt64(max(bound, 1)))
+    }
+}
+
+@Suite struct RefusalSummaryTests {
+    /// Red team: refusals past 120 a minute waited for the consumer's next refusal in a later
+    /// minute to be summarised (and were lost on kill -9). The server writes them within seconds.
+    @Test("refusals not recorded one by one reach the ledger as a summary within seconds, without another request")
+    func summaryWithinSeconds() async throws {
+        let harness = try await ServerHarness { $0.refusalSummaryInterval = .milliseconds(200) }
+        let client = try harness.authenticated("analyst-a")
+        var refused = 0
+        for _ in 0..<130 where errorCode(try client.request(#"{"op":"query","dataset":"retail","sql":"SELECT salary FROM customers"}"#)) != nil {
+            refused += 1
+        }
+        #expect(refused == 130)
+        var summaries: [UsageRecord] = []
+        for _ in 0..<50 where summaries.isEmpty {
+            try await Task.sleep(for: .milliseconds(100))
+            summaries = []
+            try harness.gateway.ledger.records { if $0.errorCode == "refusals_summarized" { summaries.append($0) }; return true }
+        }
+        let counted = summaries.compactMap { Int($0.rewrittenSQL.prefix { $0.isNumber }) }.reduce(0, +)
+        // 120 recorded one by one, the other 10 in summaries (one, unless the minute turned).
+        #expect(counted == 10, "\(summaries.map(\.rewrittenSQL))")
     }
 }
