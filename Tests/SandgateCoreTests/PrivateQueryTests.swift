@@ -95,6 +95,34 @@ func recordedEpsilon(_ gateway: Gateway) throws -> Int64 {
                                                       refresh: "on the 1st of the month, 00:00 UTC"))
     }
 
+    /// Red team: the cache was keyed on stage 1 alone, so count, sum and avg of one measure
+    /// shared one answer (the count came back as the sum and as an average far outside the
+    /// bounds, free), and a different number of aggregates failed on the cached shape.
+    @Test("count, sum and avg of one measure are different queries: each charged, each its own answer")
+    func cacheDistinguishesAggregates() throws {
+        let workspace = try PrivateRetail.workspace(policy: PrivateRetail.policy(budget: "{ epsilon: 10, period: month }"))
+        let gateway = try workspace.gateway()
+        let filter = "FROM orders WHERE created_at >= '2025-01-01' GROUP BY channel"
+        let count = gateway.query("SELECT channel, count(amount) AS v \(filter)")
+        let sum = gateway.query("SELECT channel, sum(amount) AS v \(filter)")
+        let avg = gateway.query("SELECT channel, avg(amount) AS v \(filter)")
+        let both = gateway.query("SELECT channel, count(*) AS c, sum(amount) AS s \(filter)")
+        for response in [count, sum, avg, both] {
+            #expect(response.isOK, "\(String(describing: response.error))")
+            #expect(response.usage.epsilonMicros == 1_000_000)
+        }
+        // Averages stay within the bounds [0, 5000] of the test policy.
+        for row in avg.result?.rows ?? [] {
+            guard case .real(let value) = row[1] else { continue }
+            #expect(value >= 0 && value <= 5000)
+        }
+        #expect(count.usage.noise.map(\.halfWidth) != sum.usage.noise.map(\.halfWidth))
+        #expect(both.result?.columns == ["channel", "c", "s"] && both.result?.rows.first?.count == 3)
+        // The same query again is free and identical.
+        let again = gateway.query("SELECT channel, sum(amount) AS v \(filter)")
+        #expect(again.usage.epsilonMicros == 0 && again.result?.rows == sum.result?.rows)
+    }
+
     @Test("a grant's epsilon_budget lowers the table's budget")
     func grantLowersBudget() throws {
         let workspace = try PrivateRetail.workspace(grant: "{ max_rows: 200, epsilon_budget: 1.5 }")

@@ -63,8 +63,13 @@ struct PrivateAnswer: Sendable {
         self.groups = groups
     }
 
+    /// The consumer, stage 1 and everything noised from it: which measurements, how each is
+    /// calibrated, and which aggregates are computed from them (red team: keyed on stage 1 alone,
+    /// `count(amount)`, `sum(amount)` and `avg(amount)` shared one answer, mislabelled), plus the
+    /// parameters.
     static func key(consumer: String, plan: PrivatePlan, parameters: QueryParameters) -> String {
         var key = consumer + "\u{1F}" + plan.stageOneSQL + "\u{1F}"
+        key += "\(plan.keyCount)\u{1F}\(plan.measurements)\u{1F}\(plan.calibrations)\u{1F}\(plan.aggregates)\u{1F}"
         switch parameters {
         case .none: break
         case .positional(let values): key += values.map(describe).joined(separator: "\u{1E}")
