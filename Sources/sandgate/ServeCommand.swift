@@ -48,6 +48,11 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "sandgate")
         logger.logLevel = common.verbose ? .debug : .info
+        // Quota and ε holds of queries in flight live in the serving process (SQLite ledger) and
+        // snapshots are managed per state directory: two servers on one must not run (red team:
+        // two nodes on one state overspent an ε budget by half). The lock ends with the process.
+        let lock = try Self.lockState(common.state)
+        defer { close(lock) }
         let gateway: Gateway
         do {
             gateway = try Gateway(configuration: GatewayConfiguration(
@@ -172,5 +177,20 @@ struct Address {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         return bound != 0 && errno == EADDRINUSE
+    }
+}
+
+extension ServeCommand {
+    /// An exclusive lock on `<state>/serve.lock`, or a clear refusal when another server holds it.
+    static func lockState(_ state: String) throws -> Int32 {
+        try? FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        let path = (state as NSString).appendingPathComponent("serve.lock")
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw Failure("unavailable: cannot open \(path)") }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(descriptor)
+            throw Failure("unavailable: another `sandgate serve` is using the state directory \(state); give each gateway node its own --state (with a PostgreSQL ledger shared through --ledger or sandgate.yaml for several nodes)")
+        }
+        return descriptor
     }
 }

@@ -53,3 +53,29 @@ import Testing
         #expect(empty.status == 0 && empty.stdout.isEmpty, "\(empty.stdout) \(empty.stderr)")
     }
 }
+
+@Suite struct ServeLockTests {
+    /// Red team (issue 10): two servers on one state directory kept separate quota and ε holds
+    /// and overspent a budget by half. The second one now refuses to start.
+    @Test("a second serve on the same state directory refuses to start and names the problem")
+    func secondServerRefused() throws {
+        let workspace = try CLIWorkspace()
+        let first = Process()
+        first.executableURL = CLI.binary
+        first.arguments = ["serve", "--listen", "127.0.0.1:0", "--workers", "1"]
+        first.currentDirectoryURL = URL(fileURLWithPath: workspace.root)
+        let out = Pipe()
+        first.standardOutput = out
+        first.standardError = FileHandle.nullDevice
+        try first.run()
+        defer { first.interrupt(); first.waitUntilExit() }
+        var banner = ""
+        let deadline = Date().addingTimeInterval(60)
+        while !banner.contains("JSON lines"), Date() < deadline {
+            banner += String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
+        }
+        #expect(banner.contains("JSON lines"))
+        let second = try workspace.run("serve", "--listen", "127.0.0.1:0", "--workers", "1")
+        #expect(second.status != 0 && second.stderr.contains("another `sandgate serve` is using the state directory"), "\(second.stderr)")
+    }
+}
