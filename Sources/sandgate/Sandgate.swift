@@ -112,7 +112,7 @@ enum Main {
                 try command.run()
             }
         } catch let failure as Failure {
-            FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
+            writeError("error: \(failure.description)\n")
             exit(1)
         } catch let code as ExitCode where code != .validationFailure {
             // A command's own status (`policy diff` exits 3 when exposure grows).
@@ -123,13 +123,8 @@ enum Main {
                 print(Sandgate.fullMessage(for: error))
                 exit(0)
             }
-            FileHandle.standardError.write(Data((Sandgate.fullMessage(for: error) + "\n").utf8))
+            writeError(Sandgate.fullMessage(for: error) + "\n")
             exit(code == .validationFailure || code.rawValue == 64 ? 2 : (error is CleanExit ? 0 : 2))
         }
     }
-}
-
-/// Writes to standard output without Swift's line buffering surprises for large outputs.
-func writeOut(_ text: String) {
-    FileHandle.standardOutput.write(Data(text.utf8))
 }

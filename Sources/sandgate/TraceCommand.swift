@@ -30,7 +30,7 @@ struct TraceCommand: ParsableCommand {
         } catch {
             throw Failure("bad_request: \(error.description)")
         }
-        writeOut(format == .json ? report.json : report.text)
+        try writeOut(format == .json ? report.json : report.text)
         // Nothing to trace is a failure for scripts: the file cannot be attributed.
         if report.candidates == 0 { throw Failure("cannot trace: no join_key tokens or hash values in \(file)") }
     }
