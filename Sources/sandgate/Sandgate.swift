@@ -36,7 +36,7 @@ struct CommonOptions: ParsableArguments {
 
     func validate() throws {
         if let ledger, PostgresLedgerURL(ledger) == nil {
-            throw ValidationError("--ledger must be postgres://user@host:port/database")
+            throw ValidationError("--ledger must be \(PostgresLedgerURL.expectedForm)")
         }
     }
 

@@ -23,6 +23,21 @@ import Testing
         #expect(try workspace.run("policy", "check").status == 0)
     }
 
+    @Test("a ledger URL with a query string or a fragment is refused, never connected without its options",
+          arguments: ["?sslmode=require", "?options=-c%20search_path%3Dx", "#x", "?"])
+    func ledgerURLOptions(suffix: String) throws {
+        let workspace = try CLIWorkspace()
+        let url = "postgres://sandgate@127.0.0.1:1/ledger" + suffix
+        let flag = try workspace.run("usage", "verify", "--ledger", url)
+        #expect(flag.status == 2 && flag.stderr.contains("with no ?query or #fragment"), "\(flag.stderr)")
+        try "ledger: \(url)\n".write(toFile: workspace.root + "/Policies/sandgate.yaml", atomically: true, encoding: .utf8)
+        let check = try workspace.run("policy", "check")
+        #expect(check.status != 0 && check.stdout.contains("sandgate.yaml:1:9: ledger must be postgres://user@host:port/database, with no ?query or #fragment"),
+                "\(check.stdout)")
+        let query = try workspace.run("usage", "verify")
+        #expect(query.status != 0 && query.stderr.contains("sandgate.yaml:1:9"), "\(query.stderr)")
+    }
+
     @Test("ledger: in sandgate.yaml sends query, export and verify to the PostgreSQL ledger; --ledger still wins")
     func sharedLedgerFromSettings() throws {
         guard let server = try PostgresTestServer.shared() else { return }
