@@ -23,6 +23,17 @@ import Testing
         #expect(try workspace.run("policy", "check").status == 0)
     }
 
+    @Test("--node-id with the SQLite ledger is bad usage, not silently ignored")
+    func nodeIDNeedsSharedLedger() throws {
+        let workspace = try CLIWorkspace()
+        let query = try CLI.run(["query", "--as", "analyst-a", "--dataset", "retail", "--node-id", "cli-1", "SELECT count(*) FROM customers"],
+                                in: workspace.root)
+        #expect(query.status == 2, "\(query.stdout) \(query.stderr)")
+        #expect(query.stderr.contains("--node-id applies to a PostgreSQL ledger") && query.stderr.contains("has its own node id"), "\(query.stderr)")
+        #expect(try workspace.run("usage", "export", "--node-id", "x").status == 2)
+        #expect(try workspace.run("query", "--as", "analyst-a", "--dataset", "retail", "SELECT count(*) FROM customers").status == 0)
+    }
+
     @Test("a ledger URL with a query string or a fragment is refused, never connected without its options",
           arguments: ["?sslmode=require", "?options=-c%20search_path%3Dx", "#x", "?"])
     func ledgerURLOptions(suffix: String) throws {
