@@ -268,6 +268,8 @@ extension UsageCommand {
             guard day <= month else {
                 throw Failure("bad_request: --before \(before) is in the current month; records of an open month count against quotas and its invoice (archive up to \(Timestamp.rfc3339(month).prefix(10)) at most)")
             }
+            try OutputFile.checkDestination(out)
+            let existed = FileManager.default.fileExists(atPath: out)
             do {
                 let ledger = try UsageCommand.ledger(common)
                 let moved: Int64
@@ -277,6 +279,11 @@ extension UsageCommand {
                 default: throw Failure("internal: this ledger cannot archive")
                 }
                 ledger.close()
+                guard moved > 0 else {
+                    // An empty file would not verify: nothing moved means no archive at all.
+                    if !existed { try? FileManager.default.removeItem(atPath: out) }
+                    return try writeOut("ok: nothing to move: no record started before \(before); no file written\n")
+                }
                 try writeOut("ok: \(moved) record(s) moved to \(out); verify it with `sandgate usage verify --archive \(out)`\n")
             } catch let failure as Failure {
                 throw failure

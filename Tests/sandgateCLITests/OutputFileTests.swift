@@ -89,6 +89,15 @@ import Testing
         #expect(receipt.status == 0, "\(receipt.stderr)")
         #expect(try String(contentsOfFile: workspace.root + "/receipt.json", encoding: .utf8).hasPrefix(#"{"receipt":1"#))
     }
+
+    @Test("usage archive with nothing to move writes no file and says nothing was moved")
+    func emptyArchive() throws {
+        let (workspace, _) = try Self.workspace()
+        let archived = try workspace.run("usage", "archive", "--before", "2020-01-01", "--out", "old.sqlite")
+        #expect(archived.status == 0, "\(archived.stderr)")
+        #expect(archived.stdout.contains("nothing to move") && !archived.stdout.contains("moved to"), "\(archived.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: workspace.root + "/old.sqlite"))
+    }
 }
 
 extension CLIWorkspace {
