@@ -54,13 +54,13 @@ import Testing
         #expect(refused["C"] == "42501" && refused["M"]?.hasPrefix("purpose_not_allowed: ") == true)
         #expect(refused["H"]?.contains("credit_risk") == true)
         #expect(try client.query("SET sandgate.purpose = 'public_health_research'").error == nil)
-        #expect(try client.query("SELECT city FROM customers LIMIT 1").error?["M"]?.contains("not granted") == true)
+        #expect(try client.query("SELECT city FROM customers LIMIT 1").error?["M"]?.contains("unknown purpose") == true)
         #expect(try client.query("SET SESSION sandgate.purpose TO credit_risk; SELECT city FROM customers LIMIT 3").rows.count == 3)
         #expect(try Self.purposes(harness) == ["credit_risk", "", "", "credit_risk"])
 
         let other = try PGTestClient(port: harness.pgPort)
         _ = try other.login(user: "analyst-b", password: TestWorkspace.demoKey, options: "-c sandgate.purpose=credit_risk")
-        #expect(try other.query("SELECT city FROM customers LIMIT 1").error?["M"]?.contains("not granted") == true,
+        #expect(try other.query("SELECT city FROM customers LIMIT 1").error?["M"]?.contains("unknown purpose") == true,
                 "analyst-b cannot use analyst-a's purpose")
     }
 }
