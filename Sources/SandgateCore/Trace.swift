@@ -50,7 +50,9 @@ public struct TraceReport: Sendable {
     public let lines: Int
     /// Distinct token-shaped values found in the file.
     public let candidates: Int
-    /// True when the file held more token-shaped values than are traced (`Trace.maxCandidates`).
+    /// True when the file held more distinct token-shaped values than are traced
+    /// (`Trace.maxCandidates`): reading stopped there (`bytesRead`, `lines` count what was read)
+    /// and the rest of the file was not examined, so the report is incomplete.
     public let candidatesCapped: Bool
     public let matches: [Match]
     /// On a shared-token dataset: tokens that are the dataset's (any consumer could have them).
@@ -73,7 +75,8 @@ public enum Trace {
     /// Recorded queries re-run at most per consumer (the most recent ones).
     public static let maxReruns = 200
 
-    /// The distinct token-shaped values of the file at `path` (lower-cased), its size and lines.
+    /// The distinct token-shaped values of the file at `path` (lower-cased), the bytes and lines
+    /// read; reading stops (`capped`) at the first new value beyond `maxCandidates`.
     static func candidates(path: String) throws(TraceError) -> (tokens: Set<String>, bytes: Int, lines: Int, capped: Bool) {
         guard let handle = FileHandle(forReadingAtPath: path) else { throw TraceError("cannot read \(path)") }
         defer { try? handle.close() }
@@ -86,8 +89,9 @@ public enum Trace {
         var total = 0, lines = 0
         func endWord() {
             if inWord, allHex, length == 32 || length == 64 {
-                if tokens.count < maxCandidates {
-                    tokens.insert(String(decoding: word.map { $0 >= 65 && $0 <= 70 ? $0 + 32 : $0 }, as: UTF8.self))
+                let token = String(decoding: word.map { $0 >= 65 && $0 <= 70 ? $0 + 32 : $0 }, as: UTF8.self)
+                if tokens.count < maxCandidates || tokens.contains(token) {
+                    tokens.insert(token)
                 } else {
                     capped = true
                 }
@@ -103,13 +107,17 @@ public enum Trace {
                 throw TraceError("cannot read \(path): \(error.localizedDescription)")
             }
             if chunk.isEmpty { break }
-            total += chunk.count
-            guard total <= maxFileBytes else { throw TraceError("\(path) is larger than \(maxFileBytes >> 20) MiB: split it and trace the parts") }
+            guard total + chunk.count <= maxFileBytes else { throw TraceError("\(path) is larger than \(maxFileBytes >> 20) MiB: split it and trace the parts") }
             for byte in chunk {
+                total += 1
                 let isHex = (byte >= 48 && byte <= 57) || (byte >= 97 && byte <= 102) || (byte >= 65 && byte <= 70)
                 let isWord = isHex || (byte >= 65 && byte <= 90) || (byte >= 97 && byte <= 122) || byte == 95 || byte >= 0x80
                 if byte == 10 { lines += 1 }
-                guard isWord else { endWord(); continue }
+                guard isWord else {
+                    endWord()
+                    if capped { return (tokens, total, lines, true) }
+                    continue
+                }
                 if !inWord { inWord = true; allHex = true; length = 0 }
                 length += 1
                 if !isHex { allHex = false }
@@ -268,12 +276,15 @@ extension TraceReport {
         }.joined(separator: ",")
         return "{\"dataset\":\(JSONText.quoted(dataset)),\"tokens\":\(JSONText.quoted(tokenScope.rawValue)),\"bytes\":\(bytesRead),\"lines\":\(lines),"
             + "\"candidates\":\(candidates),\"capped\":\(candidatesCapped),\"shared_tokens\":\(sharedTokens),\"unmatched\":\(unmatched),"
-            + "\"traceable\":\(candidates > 0),\"matches\":[\(matchesJSON)]}\n"
+            + "\"traceable\":\(candidates > 0),\"complete\":\(!candidatesCapped),\"matches\":[\(matchesJSON)]}\n"
     }
 
     /// The report as the `trace` command prints it.
     public var text: String {
-        var out = "trace of dataset \(dataset) (tokens: \(tokenScope.rawValue)): \(bytesRead) bytes, \(lines) lines, \(candidates) distinct token-shaped values\(candidatesCapped ? " (capped at \(Trace.maxCandidates))" : "")\n"
+        var out = "trace of dataset \(dataset) (tokens: \(tokenScope.rawValue)): \(bytesRead) bytes, \(lines) lines, \(candidates) distinct token-shaped values\n"
+        if candidatesCapped {
+            out += "incomplete: reading stopped at \(Trace.maxCandidates) distinct token-shaped values (after \(bytesRead) bytes, \(lines) lines); the rest of the file was not examined (split it and trace the parts)\n"
+        }
         if candidates == 0 {
             return out + "cannot trace: the file holds no join_key tokens or hash values; masked values that are not tokens (phone_cn, year, …) are the same for every consumer and do not trace\n"
         }
@@ -281,7 +292,11 @@ extension TraceReport {
             out += "\(sharedTokens) of them are tokens of this dataset, but its tokens are shared by every consumer: the receiver cannot be named (set `tokens: per_consumer` for future releases)\n"
             return out
         }
-        if matches.isEmpty { out += "no consumer's tokens match: the values were not released by this gateway for this dataset (or by another key)\n" }
+        if matches.isEmpty {
+            // Values past the cap were not examined: "not released" is only said of a whole file.
+            out += candidatesCapped ? "no consumer's tokens match among the values read; the rest of the file may hold some\n"
+                                    : "no consumer's tokens match: the values were not released by this gateway for this dataset (or by another key)\n"
+        }
         for match in matches {
             let columns = match.columns.keys.sorted().map { "\($0): \(match.columns[$0] ?? 0)" }.joined(separator: ", ")
             out += "consumer \(match.consumer): \(match.tokens) tokens (\(columns))\n"

@@ -38,8 +38,8 @@ public struct Receipt: Sendable, Equatable {
     }
 
     /// The first problem, or nil: the first link is the record, `seq`s follow each other, each
-    /// `prev_hash` is the previous `record_hash`; with `key`, the record's hash is recomputed
-    /// from the canonical bytes, and those must be the record's.
+    /// `prev_hash` is the previous `record_hash`, the canonical bytes are the record's (for its
+    /// chain version); with `key`, the record's hash is also recomputed from those bytes.
     public func check(key: SymmetricKey? = nil) -> LedgerProblem? {
         guard let first = links.first, first.seq == record.seq, first.recordHash == record.recordHash,
               first.prevHash == record.prevHash else {
@@ -50,10 +50,11 @@ public struct Receipt: Sendable, Equatable {
                 return LedgerProblem(seq: next.seq, reason: "the link does not follow seq \(previous.seq)")
             }
         }
+        // Needs no key: a record edited while its canonical bytes were kept must not pass.
+        guard canonical == LedgerChain.canonicalBytes(record) else {
+            return LedgerProblem(seq: record.seq, reason: "the canonical bytes are not the record's")
+        }
         if let key {
-            guard canonical == LedgerChain.canonicalBytes(record) else {
-                return LedgerProblem(seq: record.seq, reason: "the canonical bytes are not the record's")
-            }
             let mac = Hex.encode(HMAC<SHA256>.authenticationCode(for: canonical, using: key))
             guard constantTimeEqual(mac, record.recordHash) else {
                 return LedgerProblem(seq: record.seq, reason: "the record's hash does not verify under the ledger key")

@@ -15,9 +15,16 @@ public struct PostgresLedgerURL: Sendable, Equatable, CustomStringConvertible {
     public let password: String?
     public let database: String
 
-    /// Parses `text`; nil when it is not a `postgres://` URL with a user, a host and a database.
+    /// What `--ledger` and `ledger:` accept, for their error messages.
+    public static let expectedForm = "postgres://user[:password]@host[:port]/database, with no ?query or #fragment "
+        + "(connection options such as sslmode are not supported: the ledger connects in plain TCP)"
+
+    /// Parses `text`; nil when it is not a `postgres://` URL with a user, a host and a database,
+    /// or when it has a query string or a fragment: their options (`?sslmode=require`) would be
+    /// dropped silently, so a URL that asks for TLS must not connect in plain text.
     public init?(_ text: String) {
-        guard let components = URLComponents(string: text), ["postgres", "postgresql"].contains(components.scheme ?? ""),
+        guard let components = URLComponents(string: text), components.query == nil, components.fragment == nil,
+              !text.contains("?"), !text.contains("#"), ["postgres", "postgresql"].contains(components.scheme ?? ""),
               let host = components.host, !host.isEmpty, let user = components.user, !user.isEmpty else { return nil }
         let database = String(components.path.drop { $0 == "/" })
         guard !database.isEmpty, !database.contains("/") else { return nil }

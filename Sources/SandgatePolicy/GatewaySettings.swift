@@ -35,7 +35,7 @@ public struct GatewaySettings: Sendable, Equatable {
                     settings.ledger = url
                     settings.ledgerLocation = reader.location(entry.value)
                 } else {
-                    reader.report(entry.value, "ledger must be postgres://user@host:port/database (omit the key for the embedded SQLite ledger)")
+                    reader.report(entry.value, "ledger must be postgres://user@host:port/database, with no ?query or #fragment (connection options such as sslmode are not supported; omit the key for the embedded SQLite ledger)")
                 }
             }
         }

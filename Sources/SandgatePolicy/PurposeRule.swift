@@ -55,7 +55,8 @@ public enum PurposeRule {
     }
 
     /// The message and hint for a refusal (no values, only names the consumer may know: the
-    /// purposes it may use, and the one it sent).
+    /// purposes it may use, and the one it sent). A purpose the consumer was not granted reads
+    /// exactly like one that does not exist.
     public static func explain(_ refusal: Refusal, dataset: DatasetPolicy, grant: Grant) -> (message: String, hint: String) {
         let names = allowed(dataset: dataset, grant: grant).names
         let list = names.isEmpty ? "none (ask the operator to grant one)" : names.joined(separator: ", ")
@@ -63,10 +64,10 @@ public enum PurposeRule {
         switch refusal {
         case .missing:
             return ("dataset '\(dataset.name)' requires a purpose on every query", hint)
-        case .unknown(let name):
+        case .unknown(let name), .notGranted(let name):
+            // One message for both: a different one for a purpose the dataset lists would let a
+            // consumer probe for purposes it was not granted.
             return ("unknown purpose '\(name)' for dataset '\(dataset.name)'\(NearestName.suggestion(for: name, among: names))", hint)
-        case .notGranted(let name):
-            return ("purpose '\(name)' is not granted to this consumer for dataset '\(dataset.name)'", hint)
         case .notAllowedByDataset(let name):
             return ("dataset '\(dataset.name)' does not allow purpose '\(name)' (its holder does not list it)", hint)
         }

@@ -28,7 +28,7 @@ struct FixturesCommand: ParsableCommand {
         func run() throws {
             do {
                 let summary = try RetailFixture.generate(customers: rows, path: out)
-                writeOut("wrote \(out): \(summary.customers) customers, \(summary.orders) orders\n")
+                try writeOut("wrote \(out): \(summary.customers) customers, \(summary.orders) orders\n")
             } catch {
                 throw Failure("cannot write \(out): \(error)")
             }
@@ -156,6 +156,7 @@ struct UsageCommand: ParsableCommand {
             let sink = try period.sink()
             var output = format == .csv ? UsageExport.csvHeader : format == .json ? "[" : ""
             var first = true
+            var failedWrite: (any Error)?
             do {
                 try ledger.records(from: start, to: end, consumer: consumer, dataset: dataset) { record in
                     switch format {
@@ -166,16 +167,21 @@ struct UsageCommand: ParsableCommand {
                     default: output += UsageExport.jsonLine(record)
                     }
                     if output.utf8.count >= 1 << 20 {
-                        sink.write(Data(output.utf8))
+                        do { try sink.write(Data(output.utf8)) } catch { failedWrite = error; return false }
                         output = ""
                     }
                     return true
                 }
+                if let failedWrite { throw failedWrite }
+            } catch let failure as Failure {
+                sink.discard()
+                throw failure
             } catch {
+                sink.discard()
                 throw Failure("\(error)")
             }
             if format == .json { output += first ? "]\n" : "\n]\n" }
-            sink.write(Data(output.utf8))
+            try sink.write(Data(output.utf8))
             try sink.close()
         }
     }
@@ -206,7 +212,7 @@ struct UsageCommand: ParsableCommand {
                         problem = try Ledger(path: path).verifyArchive(at: archive)
                     }
                     if let problem { throw Failure("the archive does not verify: \(problem)") }
-                    writeOut("ok: the archive's keyed hash chain verifies between its boundaries\n")
+                    try writeOut("ok: the archive's keyed hash chain verifies between its boundaries\n")
                     return
                 } catch let failure as Failure {
                     throw failure
@@ -226,7 +232,7 @@ struct UsageCommand: ParsableCommand {
                 if let problem = try ledger.verify() {
                     throw Failure("the ledger does not verify: \(problem)")
                 }
-                writeOut(!shared ? "ok: the keyed hash chain and its checkpoint verify\n"
+                try writeOut(!shared ? "ok: the keyed hash chain and its checkpoint verify\n"
                                               : "ok: every node's keyed hash chain and its anchor verify\n")
             } catch let failure as Failure {
                 throw failure
@@ -263,6 +269,8 @@ extension UsageCommand {
             guard day <= month else {
                 throw Failure("bad_request: --before \(before) is in the current month; records of an open month count against quotas and its invoice (archive up to \(Timestamp.rfc3339(month).prefix(10)) at most)")
             }
+            try OutputFile.checkDestination(out)
+            let existed = FileManager.default.fileExists(atPath: out)
             do {
                 let ledger = try UsageCommand.ledger(common)
                 let moved: Int64
@@ -272,7 +280,12 @@ extension UsageCommand {
                 default: throw Failure("internal: this ledger cannot archive")
                 }
                 ledger.close()
-                writeOut("ok: \(moved) record(s) moved to \(out); verify it with `sandgate usage verify --archive \(out)`\n")
+                guard moved > 0 else {
+                    // An empty file would not verify: nothing moved means no archive at all.
+                    if !existed { try? FileManager.default.removeItem(atPath: out) }
+                    return try writeOut("ok: nothing to move: no record started before \(before); no file written\n")
+                }
+                try writeOut("ok: \(moved) record(s) moved to \(out); verify it with `sandgate usage verify --archive \(out)`\n")
             } catch let failure as Failure {
                 throw failure
             } catch {
@@ -345,12 +358,8 @@ extension UsageCommand {
             } catch {
                 throw Failure("\(error)")
             }
-            guard let out else { return writeOut(receipt.json) }
-            do {
-                try receipt.json.write(toFile: out, atomically: true, encoding: .utf8)
-            } catch {
-                throw Failure("cannot write \(out): \(error)")
-            }
+            guard let out else { return try writeOut(receipt.json) }
+            try OutputFile.write(receipt.json, to: out)
         }
     }
 
@@ -382,7 +391,7 @@ extension UsageCommand {
             }
             if let problem = receipt.check(key: symmetricKey) { throw Failure("the receipt does not check: \(problem)") }
             let tail = receipt.links.last
-            writeOut("ok: query \(receipt.record.queryID) is seq \(receipt.record.seq) of node \(receipt.record.nodeID), linked to seq \(tail?.seq ?? 0) (\(tail?.recordHash ?? ""))"
+            try writeOut("ok: query \(receipt.record.queryID) is seq \(receipt.record.seq) of node \(receipt.record.nodeID), linked to seq \(tail?.seq ?? 0) (\(tail?.recordHash ?? ""))"
                 + (symmetricKey == nil ? "" : "; its hash verifies under the key") + "\n")
         }
     }
@@ -416,25 +425,17 @@ struct PeriodOptions: ParsableArguments {
         (Timestamp.startOfDay(firstDay) ?? 0, (Timestamp.startOfDay(lastDay) ?? 0) + 86_400_000_000)
     }
 
-    /// Where streamed output goes: a temporary file renamed to `--out` at the end (so a failed
-    /// export leaves no half file), or standard output.
+    /// Where streamed output goes: `--out` through an `OutputFile` (so a failed export leaves no
+    /// half file), or standard output.
     func sink() throws -> OutputSink {
-        guard let out else { return OutputSink(handle: .standardOutput, temporary: nil, destination: nil) }
-        let temporary = out + ".partial"
-        guard FileManager.default.createFile(atPath: temporary, contents: nil), let handle = FileHandle(forWritingAtPath: temporary) else {
-            throw Failure("cannot write \(out)")
-        }
-        return OutputSink(handle: handle, temporary: temporary, destination: out)
+        guard let out else { return OutputSink(file: nil) }
+        return OutputSink(file: try OutputFile(destination: out))
     }
 
     /// Writes to `--out`, or to standard output.
     func write(_ text: String) throws {
-        guard let out else { return writeOut(text) }
-        do {
-            try text.write(toFile: out, atomically: true, encoding: .utf8)
-        } catch {
-            throw Failure("cannot write \(out): \(error)")
-        }
+        guard let out else { return try writeOut(text) }
+        try OutputFile.write(text, to: out)
     }
 }
 
@@ -459,21 +460,16 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 
 /// A file being written by `usage export` (or standard output).
 struct OutputSink {
-    let handle: FileHandle
-    let temporary: String?
-    let destination: String?
+    let file: OutputFile?
 
-    func write(_ data: Data) { handle.write(data) }
+    func write(_ data: Data) throws {
+        guard let file else { return try writeOut(String(decoding: data, as: UTF8.self)) }
+        try file.write(data)
+    }
 
     /// Moves a finished file into place.
-    func close() throws {
-        guard let temporary, let destination else { return }
-        try? handle.close()
-        if FileManager.default.fileExists(atPath: destination) { try? FileManager.default.removeItem(atPath: destination) }
-        do {
-            try FileManager.default.moveItem(atPath: temporary, toPath: destination)
-        } catch {
-            throw Failure("cannot write \(destination): \(error)")
-        }
-    }
+    func close() throws { try file?.commit() }
+
+    /// Removes an unfinished file (after a failure).
+    func discard() { file?.discard() }
 }

@@ -92,7 +92,7 @@ struct ConsumerCommand: ParsableCommand {
                 try file.write(editor.text) { directory in
                     directory.consumers[name]?.keySHA256 == key.sha256 && Set((directory.consumers[name]?.grants ?? [:]).keys) == Set(grant)
                 }
-                writeOut("consumer \(name) added with grants: \(grant.joined(separator: ", "))\nkey (shown once, store it now): \(key.key)\n")
+                try writeOut("consumer \(name) added with grants: \(grant.joined(separator: ", "))\nkey (shown once, store it now): \(key.key)\n")
             }
         }
     }
@@ -125,7 +125,7 @@ struct ConsumerCommand: ParsableCommand {
                 let fields = limits.applied(to: existing ?? GrantFields())
                 try edit { try editor.setGrant(name, dataset: dataset, fields: fields) }
                 try file.write(editor.text) { $0.consumers[name]?.grants[dataset] != nil }
-                writeOut("\(existing == nil ? "granted" : "grant changed"): \(name) → \(dataset) \(fields.flowText)\n")
+                try writeOut("\(existing == nil ? "granted" : "grant changed"): \(name) → \(dataset) \(fields.flowText)\n")
             }
         }
     }
@@ -158,11 +158,11 @@ struct ConsumerCommand: ParsableCommand {
                 if let dataset {
                     try edit { try editor.removeGrant(name, dataset: dataset) }
                     try file.write(editor.text) { $0.consumers[name] != nil && $0.consumers[name]?.grants[dataset] == nil }
-                    writeOut("revoked: \(name) → \(dataset)\n")
+                    try writeOut("revoked: \(name) → \(dataset)\n")
                 } else {
                     try edit { try editor.removeConsumer(name) }
                     try file.write(editor.text) { $0.consumers[name] == nil }
-                    writeOut("removed: \(name) (its key no longer works)\n")
+                    try writeOut("removed: \(name) (its key no longer works)\n")
                 }
             }
         }
@@ -189,7 +189,7 @@ struct ConsumerCommand: ParsableCommand {
                 let key = try ConsumerKey.generate()
                 try edit { try editor.setKeyHash(name, to: key.sha256, scram: key.scram) }
                 try file.write(editor.text) { $0.consumers[name]?.keySHA256 == key.sha256 && $0.consumers[name]?.scram?.text == key.scram }
-                writeOut("new key for \(name) (shown once, store it now; the old key no longer works): \(key.key)\n")
+                try writeOut("new key for \(name) (shown once, store it now; the old key no longer works): \(key.key)\n")
             }
         }
     }
@@ -203,7 +203,7 @@ struct ConsumerCommand: ParsableCommand {
 
         func run() throws {
             let loaded = PolicyLoader.load(directory: common.policies)
-            for problem in loaded.consumerFile?.diagnostics ?? [] { writeOut("\(problem.description)\n") }
+            for problem in loaded.consumerFile?.diagnostics ?? [] { try writeOut("\(problem.description)\n") }
             let ledgerPath = (common.state as NSString).appendingPathComponent("usage.sqlite")
             // Read-only use: a missing ledger means nothing was used and is not created, and a
             // ledger without its key is not opened (that would make a new key; see usage verify).
@@ -231,7 +231,7 @@ struct ConsumerCommand: ParsableCommand {
                 }
             }
             ledger?.close()
-            writeOut(output)
+            try writeOut(output)
         }
     }
 }

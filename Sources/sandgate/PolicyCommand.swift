@@ -30,12 +30,12 @@ struct PolicyCommand: ParsableCommand {
                 problems += DataValidator.validate(policy, databasePath: policy.sourcePath)
             }
             // Warnings (risky but valid choices) are printed and never change the exit status.
-            for warning in loaded.warnings { writeOut("\(warning.location): warning: \(warning.message)\n") }
-            for problem in problems { writeOut(problem.description + "\n") }
+            for warning in loaded.warnings { try writeOut("\(warning.location): warning: \(warning.message)\n") }
+            for problem in problems { try writeOut(problem.description + "\n") }
             if !problems.isEmpty {
                 throw Failure("\(problems.count) problem(s) found")
             }
-            writeOut("ok: \(loaded.datasets.count) dataset(s), \(loaded.consumers.consumers.count) consumer(s)\n")
+            try writeOut("ok: \(loaded.datasets.count) dataset(s), \(loaded.consumers.consumers.count) consumer(s)\n")
         }
     }
 }
@@ -54,7 +54,7 @@ extension PolicyCommand {
         func run() throws {
             let policies = directory ?? common.policies
             let (files, problems) = PolicyTestLoader.load(policiesDirectory: policies)
-            for problem in problems { writeOut(problem.description + "\n") }
+            for problem in problems { try writeOut(problem.description + "\n") }
             guard !files.isEmpty || !problems.isEmpty else {
                 throw Failure("no test files in \((policies as NSString).appendingPathComponent(PolicyTestLoader.directoryName)) (write <dataset>.yaml there; see the operator guide)")
             }
@@ -76,14 +76,14 @@ extension PolicyCommand {
                     func standard(_ path: String) -> String { URL(fileURLWithPath: path).standardizedFileURL.path }
                     let policyFile = standard((policies as NSString).appendingPathComponent(file.dataset + ".yaml"))
                     for diagnostic in gateway.diagnostics where standard(diagnostic.location.file) == policyFile {
-                        writeOut(diagnostic.description + "\n")
+                        try writeOut(diagnostic.description + "\n")
                     }
                 }
                 for result in PolicyTestRunner.run(file, gateway: gateway) {
                     if let failure = result.failure {
                         failed += 1
                         let testCase = result.testCase
-                        writeOut("""
+                        try writeOut("""
                             FAIL \(result.dataset): \(testCase.name)  (\(testCase.location))
                               query:    \(testCase.query.replacingOccurrences(of: "\n", with: "\n            "))
                               consumer: \(testCase.consumer)
@@ -94,11 +94,11 @@ extension PolicyCommand {
                             """)
                     } else {
                         passed += 1
-                        writeOut("ok   \(result.dataset): \(result.testCase.name)\n")
+                        try writeOut("ok   \(result.dataset): \(result.testCase.name)\n")
                     }
                 }
             }
-            writeOut("policy test: \(passed) passed, \(failed) failed\(problems.isEmpty ? "" : ", \(problems.count) problem(s) in test files")\n")
+            try writeOut("policy test: \(passed) passed, \(failed) failed\(problems.isEmpty ? "" : ", \(problems.count) problem(s) in test files")\n")
             if failed > 0 || !problems.isEmpty { throw Failure("\(failed) case(s) failed") }
         }
     }
@@ -146,10 +146,10 @@ extension PolicyCommand {
                 new = try Self.side(paths[1], role: "NEW")
             }
             let changes = PolicyDiff.compare(old: old, new: new)
-            for change in changes { writeOut(change.description + "\n") }
+            for change in changes { try writeOut(change.description + "\n") }
             let wider = changes.filter { $0.direction == .wider }.count
             let narrower = changes.filter { $0.direction == .narrower }.count
-            writeOut(changes.isEmpty ? "policy diff: no change in exposure\n"
+            try writeOut(changes.isEmpty ? "policy diff: no change in exposure\n"
                      : "policy diff: \(wider) change(s) expose more, \(narrower) expose less, \(changes.count - wider - narrower) other\n")
             if wider > 0 { throw ExitCode(3) }
         }
@@ -175,7 +175,7 @@ extension PolicyCommand {
                 }
             }
             guard problems.isEmpty else {
-                for problem in problems { FileHandle.standardError.write(Data((problem.description + "\n").utf8)) }
+                for problem in problems { writeError(problem.description + "\n") }
                 throw Failure("\(role) does not validate (\(problems.count) problem(s)); `sandgate policy check` explains them")
             }
             return side

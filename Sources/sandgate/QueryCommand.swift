@@ -61,14 +61,14 @@ struct QueryCommand: ParsableCommand {
         gateway.ledger.close()
         switch format {
         case .json:
-            writeOut(ResponseFormat.json(response) + "\n")
+            try writeOut(ResponseFormat.json(response) + "\n")
             if let error = response.error { throw Failure("\(error.code.rawValue): \(error.message)\(error.hint.isEmpty ? "" : " (hint: \(error.hint))")") }
         case .csv, .jsonl, .table:
             guard let result = response.result else {
                 let error = response.error ?? GatewayError(.internal, "no result")
                 throw Failure("\(error.code.rawValue): \(error.message)\(error.hint.isEmpty ? "" : " (hint: \(error.hint))")")
             }
-            Self.write(columns: result.columns, rows: result.rows, format: format, summary: ResponseFormat.usageLine(response))
+            try Self.write(columns: result.columns, rows: result.rows, format: format, summary: ResponseFormat.usageLine(response))
         }
     }
 }
@@ -97,7 +97,7 @@ extension QueryCommand {
             throw Failure("internal: the gateway sent an unreadable response")
         }
         if format == .json {
-            writeOut(line + "\n")
+            try writeOut(line + "\n")
         }
         guard object["ok"] == .bool(true) else {
             // The same text as the local command: code, message and hint.
@@ -139,22 +139,22 @@ extension QueryCommand {
         figures.noise = columns.compactMap { column in decimal(noise[column]).map { NoiseInterval(column: column, halfWidth: $0) } }
         let truncatedBy = object["truncated"] == .bool(true) ? object["truncated_by"]?.string ?? "max_rows" : nil
         let summary = ResponseFormat.usageLine(figures, truncatedBy: truncatedBy)
-        Self.write(columns: columns, rows: rows, format: format, summary: summary)
+        try Self.write(columns: columns, rows: rows, format: format, summary: summary)
     }
 
     /// The rows as a table (usage line after it), or as CSV or JSON lines (usage line on stderr,
     /// so that standard output is only data).
-    static func write(columns: [String], rows: [[SQLValue]], format: OutputFormat, summary: String) {
+    static func write(columns: [String], rows: [[SQLValue]], format: OutputFormat, summary: String) throws {
         switch format {
         case .table:
-            writeOut(ResponseFormat.table(columns: columns, rows: rows) + summary + "\n")
+            try writeOut(ResponseFormat.table(columns: columns, rows: rows) + summary + "\n")
             return
         case .csv:
-            writeOut(ResponseFormat.csv(columns: columns, rows: rows))
+            try writeOut(ResponseFormat.csv(columns: columns, rows: rows))
         default:
-            writeOut(jsonLines(columns: columns, rows: rows))
+            try writeOut(jsonLines(columns: columns, rows: rows))
         }
-        FileHandle.standardError.write(Data((summary + "\n").utf8))
+        writeError(summary + "\n")
     }
 
     /// One JSON object per row, keyed by column name (a repeated name gets `_2`, `_3`, …).
@@ -223,10 +223,10 @@ struct ExplainCommand: ParsableCommand {
     func run() throws {
         let gateway = try common.gateway()
         let outcome = gateway.explain(target.request)
-        if format == .json { writeOut(ResponseFormat.json(outcome) + "\n") }
+        if format == .json { try writeOut(ResponseFormat.json(outcome) + "\n") }
         switch outcome {
         case .success(let explanation):
-            if format == .text { writeOut(ResponseFormat.text(explanation)) }
+            if format == .text { try writeOut(ResponseFormat.text(explanation)) }
         case .failure(let error):
             throw Failure("\(error.code.rawValue): \(error.message)\(error.hint.isEmpty ? "" : " (hint: \(error.hint))")")
         }
@@ -248,7 +248,7 @@ struct DescribeCommand: ParsableCommand {
     var functions = false
 
     func run() throws {
-        if functions { return writeOut(FunctionCatalogue.text) }
+        if functions { return try writeOut(FunctionCatalogue.text) }
         let gateway = try common.gateway()
         var names = dataset.map { [$0] } ?? gateway.datasetNames
         if dataset == nil, let consumer {
@@ -297,6 +297,6 @@ struct DescribeCommand: ParsableCommand {
             }
         }
         if names.isEmpty { output = "no datasets available\n" }
-        writeOut(output)
+        try writeOut(output)
     }
 }

@@ -28,7 +28,7 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "The usage ledger: postgres://user@host:port/database for one ledger shared by many nodes (default: `ledger:` in <policies>/sandgate.yaml, else <state>/usage.sqlite).")
     var ledger: String?
 
-    @Option(help: "This gateway node's name in a shared ledger; it owns its own hash chain (default: the host name).")
+    @Option(help: "This gateway node's name in a shared PostgreSQL ledger; it owns its own hash chain (default: the host name). Not for the SQLite ledger, which has its own node id.")
     var nodeID: String?
 
     @Flag(help: "Log gateway events to stderr.")
@@ -36,7 +36,16 @@ struct CommonOptions: ParsableArguments {
 
     func validate() throws {
         if let ledger, PostgresLedgerURL(ledger) == nil {
-            throw ValidationError("--ledger must be postgres://user@host:port/database")
+            throw ValidationError("--ledger must be \(PostgresLedgerURL.expectedForm)")
+        }
+        // Ignoring it would let an operator believe records carry a name they do not. A broken
+        // sandgate.yaml is reported by the command itself.
+        if nodeID != nil, case .some(.none) = try? ledgerURL() {
+            throw ValidationError("""
+                --node-id applies to a PostgreSQL ledger (--ledger postgres://… or `ledger:` in \(GatewaySettings.fileName)); \
+                the SQLite ledger \((state as NSString).appendingPathComponent("usage.sqlite")) has its own node id, \
+                chosen when it was created (the node_id of `sandgate usage export --format jsonl` and of `usage receipt`)
+                """)
         }
     }
 
@@ -112,7 +121,7 @@ enum Main {
                 try command.run()
             }
         } catch let failure as Failure {
-            FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
+            writeError("error: \(failure.description)\n")
             exit(1)
         } catch let code as ExitCode where code != .validationFailure {
             // A command's own status (`policy diff` exits 3 when exposure grows).
@@ -123,13 +132,8 @@ enum Main {
                 print(Sandgate.fullMessage(for: error))
                 exit(0)
             }
-            FileHandle.standardError.write(Data((Sandgate.fullMessage(for: error) + "\n").utf8))
+            writeError(Sandgate.fullMessage(for: error) + "\n")
             exit(code == .validationFailure || code.rawValue == 64 ? 2 : (error is CleanExit ? 0 : 2))
         }
     }
-}
-
-/// Writes to standard output without Swift's line buffering surprises for large outputs.
-func writeOut(_ text: String) {
-    FileHandle.standardOutput.write(Data(text.utf8))
 }

@@ -96,7 +96,7 @@ struct ServeCommand: AsyncParsableCommand {
         // Where the records go, never with a password (the URL's description has none).
         let ledgerDescription = (try? common.ledgerURL()).flatMap { $0.map { "\($0) as node \(common.node)" } }
             ?? (common.state as NSString).appendingPathComponent("usage.sqlite")
-        writeOut("""
+        try writeOut("""
             sandgate is serving \(gateway.datasetNames.joined(separator: ", ")) on \(address.host):\(port) (JSON lines)\(postgres.isEmpty ? "" : " and PostgreSQL").
             \(Self.tryLine(gateway: gateway, host: address.host, port: port))\(postgres)
             Usage ledger: \(ledgerDescription).

@@ -30,8 +30,12 @@ struct TraceCommand: ParsableCommand {
         } catch {
             throw Failure("bad_request: \(error.description)")
         }
-        writeOut(format == .json ? report.json : report.text)
+        try writeOut(format == .json ? report.json : report.text)
         // Nothing to trace is a failure for scripts: the file cannot be attributed.
         if report.candidates == 0 { throw Failure("cannot trace: no join_key tokens or hash values in \(file)") }
+        // A partial read proves nothing about the values it did not reach.
+        if report.candidatesCapped, report.matches.isEmpty, report.sharedTokens == 0 {
+            throw Failure("trace incomplete: only the first \(Trace.maxCandidates) distinct token-shaped values of \(file) were examined (\(report.bytesRead) bytes) and none matched; split the file and trace the parts")
+        }
     }
 }

@@ -27,7 +27,7 @@ import Testing
         (nil, "requires a purpose"),
         ("fraud_detection", "unknown purpose 'fraud_detection'"),
         ("credit_risc", "did you mean credit_risk?"),
-        ("public_health_research", "not granted to this consumer"),
+        ("public_health_research", "unknown purpose 'public_health_research'"),
         ("marketing", "does not allow purpose 'marketing'"),
         ("credit_risk' OR 1=1 --", "unknown purpose"),
     ] as [(String?, String)])
@@ -44,6 +44,18 @@ import Testing
         #expect(record.status == .refused && record.errorCode == "purpose_not_allowed" && record.costMicros == 0)
         // explain decides the purpose the same way (it quotes a price and the purpose's limits).
         #expect(gateway.explain(QueryRequest(consumer: "analyst-a", dataset: "retail", sql: "SELECT city FROM customers", purpose: purpose)).failureCode == .purposeNotAllowed)
+    }
+
+    @Test("a purpose the dataset lists but the grant does not reads exactly like one that does not exist")
+    func notGrantedIsIndistinguishable() throws {
+        let workspace = try TestWorkspace(policy: Self.policy, consumers: Self.consumers)
+        let gateway = try workspace.gateway()
+        let notGranted = try #require(Self.run(gateway, "SELECT city FROM customers LIMIT 3", purpose: "public_health_research").error)
+        let nonexistent = try #require(Self.run(gateway, "SELECT city FROM customers LIMIT 3", purpose: "nonexistent_purpose_x").error)
+        #expect(notGranted.code == nonexistent.code)
+        #expect(notGranted.message.replacingOccurrences(of: "public_health_research", with: "P")
+                == nonexistent.message.replacingOccurrences(of: "nonexistent_purpose_x", with: "P"), "\(notGranted.message) | \(nonexistent.message)")
+        #expect(notGranted.hint == nonexistent.hint)
     }
 
     @Test("a purpose in an SQL comment declares nothing")

@@ -180,6 +180,21 @@ struct StoreUnderTest {
         #expect(Receipt(record: edited, links: receipt.links).check(key: key) != nil)
     }
 
+    @Test("a receipt whose record was edited while its canonical bytes were kept fails without the key (chain 2 and 3)",
+          arguments: [LedgerChain.firstKeyedVersion, LedgerChain.currentVersion])
+    func editedReceiptWithoutKey(chainVersion: Int64) throws {
+        var chain = HashChain(key: SymmetricKey(data: Array(0..<32) as [UInt8]), nodeID: "n")
+        var record = chain.link(sampleRecord(1))
+        record.chain = chainVersion
+        let receipt = Receipt(record: record, links: [Receipt.Link(seq: record.seq, prevHash: record.prevHash, recordHash: record.recordHash)])
+        let json = receipt.json
+        #expect(try #require(Receipt.parse(Data(json.utf8))).check() == nil)
+        #expect(json.contains("\"cost_micros\":1020,"))
+        let edited = try #require(Receipt.parse(Data(json.replacingOccurrences(of: "\"cost_micros\":1020,", with: "\"cost_micros\":1,").utf8)))
+        #expect(edited.record.costMicros == 1)
+        #expect(edited.check()?.reason == "the canonical bytes are not the record's")
+    }
+
     @Test("a second handle continues the same chain", arguments: StoreKind.allCases)
     func reopen(kind: StoreKind) throws {
         guard let subject = try StoreUnderTest.make(kind) else { return }

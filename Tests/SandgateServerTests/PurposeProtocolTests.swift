@@ -54,13 +54,45 @@ import Testing
         #expect(refused["C"] == "42501" && refused["M"]?.hasPrefix("purpose_not_allowed: ") == true)
         #expect(refused["H"]?.contains("credit_risk") == true)
         #expect(try client.query("SET sandgate.purpose = 'public_health_research'").error == nil)
-        #expect(try client.query("SELECT city FROM customers LIMIT 1").error?["M"]?.contains("not granted") == true)
+        #expect(try client.query("SELECT city FROM customers LIMIT 1").error?["M"]?.contains("unknown purpose") == true)
         #expect(try client.query("SET SESSION sandgate.purpose TO credit_risk; SELECT city FROM customers LIMIT 3").rows.count == 3)
         #expect(try Self.purposes(harness) == ["credit_risk", "", "", "credit_risk"])
 
         let other = try PGTestClient(port: harness.pgPort)
         _ = try other.login(user: "analyst-b", password: TestWorkspace.demoKey, options: "-c sandgate.purpose=credit_risk")
-        #expect(try other.query("SELECT city FROM customers LIMIT 1").error?["M"]?.contains("not granted") == true,
+        #expect(try other.query("SELECT city FROM customers LIMIT 1").error?["M"]?.contains("unknown purpose") == true,
                 "analyst-b cannot use analyst-a's purpose")
+    }
+
+    @Test("pgwire: a SET of sandgate.* takes effect as written or is an error; other SETs answer SET as before")
+    func strictSandgateSet() async throws {
+        let harness = try await Self.harness()
+        let client = try PGTestClient(port: harness.pgPort)
+        _ = try client.login(user: "analyst-a", password: TestWorkspace.demoKey, options: "-c sandgate.purpose=credit_risk")
+        #expect(try client.query(#"SET "sandgate.purpose" = 'public_health_research'"#).error == nil)
+        #expect(try client.query("SHOW sandgate.purpose").rows == [["public_health_research"]], "a quoted name is the same parameter")
+        #expect(try client.query("SET sandgate.purpose = 'credit_risk';").error == nil)
+        let refused: [(sql: String, code: String, text: String)] = [
+            ("SET LOCAL sandgate.purpose = 'public_health_research'", "22000", "SET LOCAL is not supported"),
+            ("SET sandgate.purpse = 'public_health_research'", "22000", "did you mean 'sandgate.purpose'?"),
+            ("SET sandgate.purpose FROM CURRENT", "42601", "FROM CURRENT is not supported"),
+            ("SET sandgate.purpose = 'public_health_research' garbage", "42601", "trailing text"),
+            ("SET sandgate.purpose TO public_health_research garbage", "42601", "trailing text"),
+        ]
+        for (sql, code, text) in refused {
+            let error = try #require(try client.query(sql).error, "\(sql) must be an error")
+            #expect(error["C"] == code && error["M"]?.contains(text) == true, "\(sql): \(error)")
+            #expect(try client.query("SHOW sandgate.purpose").rows == [["credit_risk"]], "the purpose in force is unchanged after \(sql)")
+        }
+        // BEGIN; SET LOCAL …; ROLLBACK cannot leave a purpose behind.
+        _ = try client.query("BEGIN; SET LOCAL sandgate.purpose = 'public_health_research'")
+        _ = try client.query("ROLLBACK")
+        #expect(try client.query("SHOW sandgate.purpose").rows == [["credit_risk"]])
+        for sql in ["SET client_encoding = 'UTF8'", "SET extra_float_digits = 3", "SET application_name = 'psql'", "SET TIME ZONE 'UTC'",
+                    "SET LOCAL statement_timeout = 0", "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", "SET datestyle TO ISO, MDY"] {
+            let messages = try client.query(sql)
+            #expect(messages.error == nil, "\(sql)")
+        }
+        #expect(try client.query("SELECT city FROM customers LIMIT 2").rows.count == 2)
     }
 }

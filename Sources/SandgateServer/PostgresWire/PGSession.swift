@@ -61,6 +61,9 @@ final class PGSession: ChannelInboundHandler {
         case utility(tag: String)
         case show(name: String)
         case empty
+        /// A statement refused before it runs (a `SET` of a `sandgate.*` parameter that would not
+        /// take effect as written): answered with this error, never with a success tag.
+        case refused(GatewayError)
     }
 
     private struct Statement {
@@ -511,6 +514,61 @@ final class PGSession: ChannelInboundHandler {
         return text
     }
 
+    /// The `sandgate.*` parameters a session can set.
+    static let sandgateParameters = ["sandgate.purpose", "sandgate.notices"]
+
+    /// `SET [SESSION] sandgate.name {=|TO} value`, checked strictly: the purpose decides what a
+    /// consumer may see and is recorded with every query, so a `SET` that would leave the old one
+    /// in force is an error, never a `SET` tag. nil when the statement does not set a `sandgate.*`
+    /// parameter (ordinary PostgreSQL parameters are accepted as before) or when it was applied.
+    private func setSandgateParameter(tokens: [PGDialect.Token]) -> Command? {
+        var rest = Array(tokens.drop { $0.isSpace }.dropFirst())
+        while let last = rest.last, last.isSpace || last.text == ";" { rest.removeLast() }
+        let words = rest.filter { !$0.isSpace }
+        var index = 0
+        let scope = words.first?.upper
+        if scope == "SESSION" || scope == "LOCAL" { index += 1 }
+        // The name: words, `.` and quoted identifiers (`"sandgate.purpose"` is the same name).
+        var name = ""
+        while index < words.count, words[index].kind == .word || words[index].kind == .quotedIdentifier || words[index].text == ".",
+              words[index].text != "=", words[index].upper != "TO", words[index].upper != "FROM" {
+            let word = words[index]
+            name += word.kind == .quotedIdentifier ? String(word.text.dropFirst().dropLast()).replacingOccurrences(of: "\"\"", with: "\"") : word.text.lowercased()
+            index += 1
+        }
+        guard name.lowercased().hasPrefix("sandgate.") else { return nil }
+        let shown = String(name.prefix(64))
+        func refuse(_ code: ErrorCode, _ message: String, hint: String = "") -> Command { .refused(GatewayError(code, message, hint: hint)) }
+        guard scope != "LOCAL" else {
+            return refuse(.badRequest, "SET LOCAL is not supported for \(shown): sandgate has no transactions, so the setting would outlive ROLLBACK",
+                          hint: "use SET \(shown) = '…' (for the session) and SET it again or RESET it to change it")
+        }
+        guard Self.sandgateParameters.contains(name.lowercased()) else {
+            let nearest = NearestName.closest(to: name, among: Self.sandgateParameters).map { "; did you mean '\($0)'?" } ?? ""
+            return refuse(.badRequest, "unrecognized configuration parameter \"\(shown)\"\(nearest)",
+                          hint: "sandgate parameters: " + Self.sandgateParameters.joined(separator: ", "))
+        }
+        guard index < words.count, words[index].text == "=" || words[index].upper == "TO" else {
+            if index < words.count, words[index].upper == "FROM" {
+                return refuse(.syntaxError, "SET \(name) FROM CURRENT is not supported", hint: "write SET \(name) = '…'")
+            }
+            return refuse(.syntaxError, "SET \(name) needs = or TO and a value", hint: "write SET \(name) = '…'")
+        }
+        // The value: one string or identifier, or unquoted tokens with nothing between them
+        // (`public-health.v2`); anything after it is an error, not ignored.
+        guard let equals = rest.firstIndex(where: { !$0.isSpace && ($0.text == "=" || $0.upper == "TO") }) else { return nil }
+        let valueTokens = Array(rest[(equals + 1)...].drop { $0.isSpace })
+        guard let firstValue = valueTokens.first else {
+            return refuse(.syntaxError, "SET \(name) needs a value", hint: "write SET \(name) = '…'")
+        }
+        let quoted = firstValue.kind == .string || firstValue.kind == .quotedIdentifier
+        if valueTokens.contains(where: \.isSpace) || (quoted && valueTokens.count > 1) {
+            return refuse(.syntaxError, "trailing text after the value of SET \(name)", hint: "give one value: SET \(name) = '…'")
+        }
+        set(name, valueTokens.map(\.text).joined())
+        return .utility(tag: "SET")
+    }
+
     private func set(_ name: String, _ value: String) {
         switch name.lowercased() {
         case "sandgate.purpose":
@@ -619,6 +677,9 @@ final class PGSession: ChannelInboundHandler {
         guard let first = words.first else { return .empty }
         switch first.upper {
         case "SET", "RESET":
+            if first.upper == "SET", let refusal = setSandgateParameter(tokens: tokens) {
+                return refusal
+            }
             if first.upper == "SET", words.count >= 3 {
                 // A dotted name (`sandgate.purpose`) is several tokens: the name is everything up
                 // to `=`/`TO`, the value everything after it (`public-health.v2` is several too).
@@ -703,6 +764,9 @@ final class PGSession: ChannelInboundHandler {
         let parameters = portal.parameters
         switch portal.statement.command {
         case .empty, .utility:
+            return loop.makeSucceededVoidFuture()
+        case .refused(let error):
+            portals[name]?.error = error
             return loop.makeSucceededVoidFuture()
         case .show(let setting):
             let value = setting == "sandgate.purpose" || setting == "sandgate . purpose" ? purpose ?? "" : Self.showValue(setting, consumer: consumer)
