@@ -329,7 +329,7 @@ extension UsageCommand {
                 }
             }
             if lines.isEmpty { throw Failure("not_granted: '\(consumer)' has no grant\(dataset.map { " for dataset '\($0)'" } ?? "")") }
-            writeOut(lines.joined(separator: "\n") + "\n")
+            try writeOut(lines.joined(separator: "\n") + "\n")
         }
     }
 
