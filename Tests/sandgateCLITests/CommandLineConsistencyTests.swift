@@ -60,7 +60,8 @@ import Testing
         let remote = try CLI.run(["query", "--connect", "127.0.0.1:\(port)", "--as", "analyst-a", "--dataset", "retail", "SELECT * FROM customers LIMIT 5"],
                                  in: workspace.root, environment: ["SANDGATE_KEY": "sg_demo_analyst_a_2026"])
         #expect(remote.status == 0, "\(remote.stderr)")
-        let second = try workspace.run("serve", "--listen", "127.0.0.1:\(port)")
+        // Its own state directory: the first server holds this one (ServeLockTests).
+        let second = try workspace.run("serve", "--listen", "127.0.0.1:\(port)", "--state", "var-second")
         #expect(second.status == 1)
         #expect(second.stderr.contains("127.0.0.1:\(port) is already in use") && second.stderr.contains("--listen"), "\(second.stderr)")
         server.terminate()

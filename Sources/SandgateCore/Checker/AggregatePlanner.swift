@@ -246,7 +246,7 @@ struct AggregatePlanner {
             throw GatewayError(.unavailable, "the privacy settings of \(table.name) cannot be calibrated", hint: "the data holder should run `sandgate policy check`")
         }
         let epsilon = Double(privacy.epsilonPerQueryMicros) / Double(PrivacyPolicy.microsPerEpsilon)
-        note("differential privacy: this query spends ε = \(epsilon) of a budget of \(Double(privacy.budgetMicros) / 1e6) per \(privacy.period == .total ? "consumer (never refreshed)" : privacy.period.rawValue); an identical query on the same snapshot returns the same answer and spends nothing")
+        note("differential privacy: this query spends ε = \(epsilon) of the table's budget of \(Double(privacy.budgetMicros) / 1e6) per \(privacy.period == .total ? "consumer (never refreshed)" : privacy.period.rawValue) (a grant may lower it: see the budget line); an identical query on the same snapshot returns the same answer and spends nothing")
         note("each \(table.privacyUnit ?? "unit") contributes at most \(privacy.maxRowsPerUnit) rows to each of at most \(privacy.maxGroupsPerUnit) groups (chosen at random per query); measures are clamped to their bounds")
         note("private group selection: a group is released only if its noisy count of distinct \(table.privacyUnit ?? "units") reaches \(calibrated.threshold) (δ = \(privacy.delta), min_group_size \(minimum))")
 
