@@ -5,8 +5,8 @@ import Foundation
 /// A caller learns its record is durable through its completion; callers need not block a
 /// thread while they wait, so many queries share each commit.
 ///
-/// `@unchecked Sendable`: the queue and the flags are used only under `condition`; `commit` and
-/// `afterCompletions` run only on the writer thread (or in `stop`, once the writer has exited).
+/// `@unchecked Sendable`: the queue and the flags are used only under `condition`; `commit`,
+/// `anchor` and `lastAnchor` are used only on the writer thread (or in `stop`, once the writer has exited).
 public final class GroupCommit: @unchecked Sendable {
     /// One queued record, the quota hold its commit charges, and who waits for it.
     public struct Entry: Sendable {
@@ -25,9 +25,14 @@ public final class GroupCommit: @unchecked Sendable {
     private weak var owner: AnyObject?
     /// Set once by the store that owns this writer (`configure`), read under `condition`.
     private var commit: Commit?
-    /// Runs after a batch's completions (the SQLite store's checkpoint: an fsync of its own that
-    /// adds no latency to released results this way).
-    private var afterCompletions: @Sendable ([Result<UsageRecord, LedgerError>]) -> Void = { _ in }
+    /// Writes the store's anchor outside its storage for the last committed record (a checkpoint:
+    /// an fsync of its own). Run after a batch's completions, so it adds no latency to released
+    /// results; while records wait, the next batch's anchor covers this one, but never more than
+    /// `anchorInterval` later.
+    private var anchor: @Sendable (UsageRecord) -> Void = { _ in }
+    /// When the writer last anchored (writer thread only).
+    private var lastAnchor: UInt64 = 0
+    static let anchorInterval: UInt64 = 100_000_000
     private let condition = NSCondition()
     private var queue: [Entry] = []
     private var inCommit = 0
@@ -39,13 +44,12 @@ public final class GroupCommit: @unchecked Sendable {
 
     /// Sets how batches are written; the store calls it at the end of its initialiser, once it
     /// can hand out closures over itself.
-    public func configure(owner: AnyObject, commit: @escaping Commit,
-                          afterCompletions: @escaping @Sendable ([Result<UsageRecord, LedgerError>]) -> Void = { _ in }) {
+    public func configure(owner: AnyObject, commit: @escaping Commit, anchor: @escaping @Sendable (UsageRecord) -> Void = { _ in }) {
         condition.lock()
         defer { condition.unlock() }
         self.owner = owner
         self.commit = commit
-        self.afterCompletions = afterCompletions
+        self.anchor = anchor
     }
 
     /// Records waiting for a commit or being committed.
@@ -104,7 +108,7 @@ public final class GroupCommit: @unchecked Sendable {
             let batch = queue
             queue.removeAll(keepingCapacity: true)
             inCommit = batch.count
-            let (commit, afterCompletions) = (self.commit, self.afterCompletions)
+            let (commit, anchor) = (self.commit, self.anchor)
             condition.unlock()
             let results = commit?(batch) ?? batch.map { _ in .failure(LedgerError("the ledger is not configured")) }
             condition.lock()
@@ -112,7 +116,13 @@ public final class GroupCommit: @unchecked Sendable {
             finishing = true
             condition.unlock()
             for (entry, result) in zip(batch, results) { entry.completion(result) }
-            afterCompletions(results)
+            if case .success(let last)? = results.last {
+                let now = DispatchTime.now().uptimeNanoseconds
+                if pendingCount == 0 || now - lastAnchor >= Self.anchorInterval {
+                    lastAnchor = now
+                    anchor(last)
+                }
+            }
             condition.lock()
             finishing = false
             condition.broadcast()

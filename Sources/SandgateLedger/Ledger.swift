@@ -1,7 +1,6 @@
 import Crypto
 import Foundation
 import SandgateSQLite
-import Synchronization
 
 /// A failure of the usage ledger. Without a committed record no result may be released.
 public struct LedgerError: Error, Sendable, CustomStringConvertible {
@@ -44,9 +43,6 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     private let anchorLock = NSLock()
     private let committer = GroupCommit(name: "sandgate-ledger")
     private let holds = LocalHolds()
-    /// When the writer last wrote the checkpoint (uptime ns), and how long it may wait under load.
-    private let lastAnchorTime = Atomic<UInt64>(0)
-    static let anchorInterval: UInt64 = 100_000_000
 
     /// The hash that precedes the first record.
     public static let genesisHash = HashChain.genesisHash
@@ -113,16 +109,8 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             (nodeID, firstKeyedSeq) = ("unanchored", 1)
             anchorProblem = error.message
         }
-        committer.configure(owner: self, commit: { [unowned self] batch in commit(batch) }, afterCompletions: { [unowned self] results in
-            // The checkpoint costs an fsync of its own; while records wait, the next batch's
-            // checkpoint covers this one, but never more than `anchorInterval` later.
-            guard case .success(let last)? = results.last else { return }
-            let now = DispatchTime.now().uptimeNanoseconds
-            if committer.pendingCount == 0 || now - lastAnchorTime.load(ordering: .relaxed) >= Self.anchorInterval {
-                lastAnchorTime.store(now, ordering: .relaxed)
-                anchor((last.seq, last.recordHash))
-            }
-        })
+        committer.configure(owner: self, commit: { [unowned self] batch in commit(batch) },
+                            anchor: { [unowned self] last in anchor((last.seq, last.recordHash)) })
     }
 
     /// Why this ledger's anchor is broken (nil when intact); the gateway logs it at start.

@@ -27,8 +27,6 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     private var anchorProblem: String?
     /// Where this node keeps its local checkpoint (beside the key).
     private let stateDirectory: String
-    /// When the local checkpoint was last written (writer thread only).
-    private var checkpointWritten = Date.distantPast
     /// How long a hold counts when its node never charges or releases it (a crash).
     static let holdLifetime = "5 minutes"
 
@@ -52,7 +50,8 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                 Self.binds(nodeID, HashChain.genesisHash, anchorMAC(seq: 0, hash: HashChain.genesisHash)))
             anchorProblem = try checkAnchor(session, node: nodeID)
         }
-        committer.configure(owner: self, commit: { [unowned self] batch in commit(batch) })
+        committer.configure(owner: self, commit: { [unowned self] batch in commit(batch) },
+                            anchor: { [unowned self] last in writeLocalCheckpoint(seq: last.seq, hash: last.recordHash) })
     }
 
     deinit { connector.closeAll() }
@@ -195,7 +194,6 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             throw LedgerError("node \(nodeID)'s chain moved past seq \(start.seq) (another writer with this node id?); nothing was written")
         }
         tail = (chain.seq, chain.hash)
-        writeLocalCheckpoint(force: false)
         return records
     }
 
@@ -203,19 +201,18 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
 
     /// The anchor row lives in the database an attacker may write; a copy of this node's tail
     /// outside it (`<state>/usage-node-<id>.checkpoint`, MACed like the SQLite ledger's) lets
-    /// `usage verify` find a deleted node or a rolled-back tail (red team). Written at most every
-    /// 100 ms after a commit, and on close.
+    /// `usage verify` find a deleted node or a rolled-back tail (red team). Written by the group
+    /// commit's anchor rule (after the batch's results are released; at most 100 ms behind), and
+    /// on close.
     static func checkpointPath(directory: String, node: String) -> String {
         let safe = node.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "._-".unicodeScalars.contains($0)) }
         return (directory as NSString).appendingPathComponent("usage-node-\(safe ? node : Hex.encode(Array(node.utf8))).checkpoint")
     }
 
-    private func writeLocalCheckpoint(force: Bool) {
-        guard let tail, force || Date().timeIntervalSince(checkpointWritten) >= 0.1 else { return }
+    private func writeLocalCheckpoint(seq: Int64, hash: String) {
         do {
-            try LedgerCheckpoint(nodeID: nodeID, seq: tail.seq, hash: tail.hash, firstKeyedSeq: 1)
+            try LedgerCheckpoint(nodeID: nodeID, seq: seq, hash: hash, firstKeyedSeq: 1)
                 .write(path: Self.checkpointPath(directory: stateDirectory, node: nodeID), key: key)
-            checkpointWritten = Date()
         } catch {
             anchorLock.lock()
             anchorProblem = anchorProblem ?? "cannot write the local checkpoint: \(error.message)"
@@ -277,7 +274,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
 
     public func close() {
         committer.stop()
-        writeLocalCheckpoint(force: true)
+        if let tail { writeLocalCheckpoint(seq: tail.seq, hash: tail.hash) }
         writerSession = nil
         connector.closeAll()
     }
