@@ -254,9 +254,10 @@ public final class Gateway: Sendable {
         }
     }
 
-    /// Writes the summary records of refusals not yet summarised (at shutdown).
+    /// Writes the summary records of refusals not yet summarised and forgets every window (at
+    /// shutdown).
     public func flushRefusalSummaries() {
-        for (consumer, count, minute) in refusals.drain() {
+        for (consumer, count, minute) in refusals.flush(before: .max) {
             appendRefusalSummary(consumer: consumer, count: count, minute: minute)
         }
     }
@@ -613,15 +614,6 @@ final class RefusalMeter: Sendable {
                     windows[consumer]?.unrecorded = 0
                 }
             }
-            return due
-        }
-    }
-
-    /// Every unrecorded count, cleared.
-    func drain() -> [(consumer: String, count: Int, minute: Int64)] {
-        windows.withLock { windows in
-            let due = windows.compactMap { consumer, window in window.unrecorded > 0 ? (consumer, window.unrecorded, window.minute) : nil }
-            windows.removeAll()
             return due
         }
     }
