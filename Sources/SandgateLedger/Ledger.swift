@@ -171,10 +171,10 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         }
     }
 
-    static let schema = """
-        CREATE TABLE IF NOT EXISTS usage (
-            seq INTEGER PRIMARY KEY,
-            query_id TEXT NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,
+    /// The columns of a record after its `seq`, as stored in a ledger file and in archives (of
+    /// both stores), in `storedColumns` order.
+    static let recordColumnDefinitions = """
+        query_id TEXT NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,
             consumer TEXT NOT NULL, dataset TEXT NOT NULL, dataset_version TEXT NOT NULL,
             policy_version TEXT NOT NULL, status TEXT NOT NULL, error_code TEXT NOT NULL,
             rows INTEGER NOT NULL, cells INTEGER NOT NULL, bytes INTEGER NOT NULL,
@@ -185,7 +185,10 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             chain INTEGER NOT NULL DEFAULT 1, purpose TEXT NOT NULL DEFAULT '',
             epsilon_micros INTEGER NOT NULL DEFAULT 0, client_address TEXT NOT NULL DEFAULT '',
             holder TEXT NOT NULL DEFAULT '', holder_share_ppm INTEGER NOT NULL DEFAULT 0
-        );
+        """
+
+    static let schema = """
+        CREATE TABLE IF NOT EXISTS usage (seq INTEGER PRIMARY KEY, \(recordColumnDefinitions));
         CREATE TABLE IF NOT EXISTS usage_archives (
             through_seq INTEGER PRIMARY KEY, through_hash TEXT NOT NULL, file TEXT NOT NULL, mac TEXT NOT NULL
         );

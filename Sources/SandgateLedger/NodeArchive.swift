@@ -8,20 +8,7 @@ import SandgateSQLite
 /// the file verifies on its own with the ledger key (docs/CONTRACT.md §7, Archives).
 public enum NodeArchive {
     static let schema = """
-        CREATE TABLE usage (
-            node_id TEXT NOT NULL, seq INTEGER NOT NULL,
-            query_id TEXT NOT NULL, started_at INTEGER NOT NULL, finished_at INTEGER NOT NULL,
-            consumer TEXT NOT NULL, dataset TEXT NOT NULL, dataset_version TEXT NOT NULL,
-            policy_version TEXT NOT NULL, status TEXT NOT NULL, error_code TEXT NOT NULL,
-            rows INTEGER NOT NULL, cells INTEGER NOT NULL, bytes INTEGER NOT NULL,
-            masked_cells INTEGER NOT NULL, suppressed_groups INTEGER NOT NULL, truncated INTEGER NOT NULL,
-            vm_steps INTEGER NOT NULL, elapsed_us INTEGER NOT NULL, cost_micros INTEGER NOT NULL,
-            currency TEXT NOT NULL, sql_sha256 TEXT NOT NULL, prev_hash TEXT NOT NULL,
-            record_hash TEXT NOT NULL, sql TEXT NOT NULL, rewritten_sql TEXT NOT NULL,
-            chain INTEGER NOT NULL, purpose TEXT NOT NULL, epsilon_micros INTEGER NOT NULL,
-            client_address TEXT NOT NULL, holder TEXT NOT NULL, holder_share_ppm INTEGER NOT NULL,
-            PRIMARY KEY (node_id, seq)
-        );
+        CREATE TABLE usage (node_id TEXT NOT NULL, seq INTEGER NOT NULL, \(Ledger.recordColumnDefinitions), PRIMARY KEY (node_id, seq));
         CREATE TABLE usage_archives (
             node_id TEXT NOT NULL, through_seq INTEGER NOT NULL, through_hash TEXT NOT NULL, file TEXT NOT NULL,
             mac TEXT NOT NULL, PRIMARY KEY (node_id, through_seq)
