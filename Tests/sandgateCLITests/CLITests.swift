@@ -41,6 +41,35 @@ struct CLI {
     }
 }
 
+extension CLI {
+    /// A `sandgate serve` running in `directory`, its banner as printed (read until "Ctrl-C", or
+    /// until the process closes its output) and the JSON-lines port the banner names.
+    struct Server {
+        let process: Process
+        let banner: String
+        var port: Int? { banner.firstMatch(of: /127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) } }
+    }
+
+    /// Starts `sandgate serve` with `arguments` and waits for its banner. The caller stops it.
+    static func serve(_ arguments: [String], in directory: String) throws -> Server {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = ["serve"] + arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var banner = ""
+        while !banner.contains("Ctrl-C") {
+            let chunk = out.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { break }
+            banner += String(decoding: chunk, as: UTF8.self)
+        }
+        return Server(process: process, banner: banner)
+    }
+}
+
 /// A scratch directory with the shipped demo policies and a small generated fixture.
 final class CLIWorkspace {
     let root: String
@@ -186,23 +215,11 @@ struct CLIError: Error { let message: String; init(_ message: String) { self.mes
     @Test("serve answers a remote query like the local command, and stops cleanly on SIGTERM")
     func serveAndRemoteQuery() throws {
         let workspace = try CLIWorkspace()
-        let server = Process()
-        server.executableURL = CLI.binary
-        server.arguments = ["serve", "--listen", "127.0.0.1:0"]
-        server.currentDirectoryURL = URL(fileURLWithPath: workspace.root)
-        let out = Pipe()
-        server.standardOutput = out
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let serving = try CLI.serve(["--listen", "127.0.0.1:0"], in: workspace.root)
+        let server = serving.process
         defer { if server.isRunning { server.terminate() } }
         // The banner names the port that was bound.
-        var banner = ""
-        while !banner.contains("JSON lines") {
-            let chunk = out.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { break }
-            banner += String(decoding: chunk, as: UTF8.self)
-        }
-        let port = try #require(banner.firstMatch(of: /127\.0\.0\.1:(\d+)/).map { String($0.1) })
+        let port = try #require(serving.port)
         let sql = "SELECT name, phone, city FROM customers ORDER BY city LIMIT 5"
         let local = try workspace.run("query", "--dataset", "retail", "--as", "analyst-a", "--format", "csv", sql)
         let remote = try CLI.run(["query", "--connect", "127.0.0.1:\(port)", "--dataset", "retail", "--as", "analyst-a", "--format", "csv", sql],

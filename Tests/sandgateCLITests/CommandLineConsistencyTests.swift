@@ -38,22 +38,11 @@ import Testing
     @Test("serve prints a copy-paste query line with the demo key, and a taken port names --listen")
     func serveMessages() throws {
         let workspace = try CLIWorkspace()
-        let server = Process()
-        server.executableURL = CLI.binary
-        server.arguments = ["serve", "--listen", "127.0.0.1:0"]
-        server.currentDirectoryURL = URL(fileURLWithPath: workspace.root)
-        let out = Pipe()
-        server.standardOutput = out
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let serving = try CLI.serve(["--listen", "127.0.0.1:0"], in: workspace.root)
+        let server = serving.process
         defer { if server.isRunning { server.terminate() } }
-        var banner = ""
-        while !banner.contains("Ctrl-C") {
-            let chunk = out.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { break }
-            banner += String(decoding: chunk, as: UTF8.self)
-        }
-        let port = try #require(banner.firstMatch(of: /127\.0\.0\.1:(\d+)/).map { String($0.1) })
+        let banner = serving.banner
+        let port = try #require(serving.port)
         let line = try #require(banner.split(separator: "\n").first { $0.contains("SANDGATE_KEY=sg_demo_analyst_a_2026") })
         #expect(line.contains("query --connect 127.0.0.1:\(port) --as analyst-a --dataset retail \"SELECT * FROM customers LIMIT 5\""))
         // The line works as printed (the program path aside).

@@ -189,22 +189,10 @@ import Glibc
     @Test("a running server picks up a grant, a revocation and a new key within a second")
     func runningServer() throws {
         let workspace = try Self.workspace()
-        let server = Process()
-        server.executableURL = CLI.binary
-        server.arguments = ["serve", "--listen", "127.0.0.1:0"]
-        server.currentDirectoryURL = URL(fileURLWithPath: workspace.root)
-        let out = Pipe()
-        server.standardOutput = out
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        let serving = try CLI.serve(["--listen", "127.0.0.1:0"], in: workspace.root)
+        let server = serving.process
         defer { if server.isRunning { server.terminate() } }
-        var banner = ""
-        while !banner.contains("JSON lines") {
-            let chunk = out.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { break }
-            banner += String(decoding: chunk, as: UTF8.self)
-        }
-        let port = try #require(banner.firstMatch(of: /127\.0\.0\.1:(\d+)/).flatMap { UInt16($0.1) })
+        let port = try #require(serving.port.flatMap { UInt16(exactly: $0) })
         let rotated = try workspace.run("consumer", "rotate-key", "finance")
         let key = try #require(rotated.stdout.firstMatch(of: /sg_[0-9a-f]{64}/).map { String($0.0) })
         // The new key works once the rotation is in force, and finance has no grant yet.

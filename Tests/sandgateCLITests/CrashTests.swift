@@ -27,21 +27,9 @@ import Testing
         let received = IDLog()
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<Self.kills {
-            let server = Process()
-            server.executableURL = CLI.binary
-            server.arguments = ["serve", "--listen", "127.0.0.1:0", "--workers", "2"] + ledgerArguments
-            server.currentDirectoryURL = URL(fileURLWithPath: workspace.root)
-            let out = Pipe()
-            server.standardOutput = out
-            server.standardError = FileHandle.nullDevice
-            try server.run()
-            var banner = ""
-            while !banner.contains("JSON lines") {
-                let chunk = out.fileHandleForReading.availableData
-                guard !chunk.isEmpty else { break }
-                banner += String(decoding: chunk, as: UTF8.self)
-            }
-            let port = try #require(banner.firstMatch(of: /127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) }, "no banner: \(banner)")
+            let serving = try CLI.serve(["--listen", "127.0.0.1:0", "--workers", "2"] + ledgerArguments, in: workspace.root)
+            let server = serving.process
+            let port = try #require(serving.port, "no banner: \(serving.banner)")
             let killAfter = Double.random(in: 0.05...0.6, using: &generator)
             let done = DispatchSemaphore(value: 0)
             Thread {

@@ -17,7 +17,7 @@ import Testing
         process.environment = environment
         let out = Pipe(), err = Pipe()
         if let stdoutPath {
-            process.standardOutput = try #require(FileHandle(forWritingAtPath: stdoutPath))
+            process.standardOutput = FileHandle(forWritingAtPath: stdoutPath)
         } else {
             process.standardOutput = out
         }

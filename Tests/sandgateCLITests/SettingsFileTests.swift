@@ -87,21 +87,10 @@ import Testing
     @Test("a second serve on the same state directory refuses to start and names the problem")
     func secondServerRefused() throws {
         let workspace = try CLIWorkspace()
-        let first = Process()
-        first.executableURL = CLI.binary
-        first.arguments = ["serve", "--listen", "127.0.0.1:0", "--workers", "1"]
-        first.currentDirectoryURL = URL(fileURLWithPath: workspace.root)
-        let out = Pipe()
-        first.standardOutput = out
-        first.standardError = FileHandle.nullDevice
-        try first.run()
+        let serving = try CLI.serve(["--listen", "127.0.0.1:0", "--workers", "1"], in: workspace.root)
+        let first = serving.process
         defer { first.interrupt(); first.waitUntilExit() }
-        var banner = ""
-        let deadline = Date().addingTimeInterval(60)
-        while !banner.contains("JSON lines"), Date() < deadline {
-            banner += String(decoding: out.fileHandleForReading.availableData, as: UTF8.self)
-        }
-        #expect(banner.contains("JSON lines"))
+        #expect(serving.banner.contains("JSON lines"))
         let second = try workspace.run("serve", "--listen", "127.0.0.1:0", "--workers", "1")
         #expect(second.status != 0 && second.stderr.contains("another `sandgate serve` is using the state directory"), "\(second.stderr)")
     }
