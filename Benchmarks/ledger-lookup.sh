@@ -11,13 +11,9 @@ SECONDS_PER_RUN=${2:-10}
 ROWS=1000000
 PORT=${PORT:-7910}
 PGPORT=${PGPORT:-55450}
-DIR=$PWD/.build/bench
-mkdir -p "$DIR/lookup-policies"
-swift build -c release --product sandgate >/dev/null
-swift build -c release --product sandgate-load >/dev/null
-BIN=.build/release
-FIXTURE="$DIR/retail-$ROWS.sqlite"
-[ -f "$FIXTURE" ] || "$BIN/sandgate" fixtures generate --rows "$ROWS" --out "$FIXTURE"
+. Benchmarks/bench-setup.sh
+bench_setup "$ROWS" .build/bench/lookup-policies
+DIR=$PWD/$DIR
 
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$PGBIN/initdb" ] || { echo "PostgreSQL server binaries not found (make pg-deps)"; exit 1; }
@@ -33,18 +29,6 @@ cleanup() {
   as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast stop >/dev/null || true
 }
 trap cleanup EXIT
-
-KEY=bench-load-key
-HASH=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
-cat > "$DIR/lookup-policies/retail.yaml" <<YAML
-source: ../retail-$ROWS.sqlite
-limits: { max_rows: 1000, timeout_ms: 2000 }
-pricing: { currency: CNY, per_query: 1000, per_row: 20, per_million_vm_steps: 500 }
-tables:
-  customers:
-    columns: { customer_id: {}, city: {}, status: {}, phone: { mask: phone_cn } }
-YAML
-printf 'consumers:\n  bench:\n    key_sha256: %s\n    grants:\n      retail: {}\n' "$HASH" > "$DIR/lookup-policies/consumers.yaml"
 
 # One run: a fresh gateway on the given ledger, 32 connections, prints req/s.
 run() {

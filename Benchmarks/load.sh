@@ -8,37 +8,8 @@ cd "$(dirname "$0")/.."
 ROWS=${1:-1000000}
 SECONDS_PER_RUN=${2:-10}
 PORT=${PORT:-7900}
-DIR=.build/bench
-mkdir -p "$DIR/load-policies"
-
-swift build -c release --product sandgate >/dev/null
-swift build -c release --product sandgate-load >/dev/null
-BIN=.build/release
-
-FIXTURE="$DIR/retail-$ROWS.sqlite"
-[ -f "$FIXTURE" ] || "$BIN/sandgate" fixtures generate --rows "$ROWS" --out "$FIXTURE"
-
-KEY=bench-load-key
-HASH=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
-cat > "$DIR/load-policies/retail.yaml" <<YAML
-source: ../retail-$ROWS.sqlite
-limits: { max_rows: 1000, timeout_ms: 2000 }
-pricing: { currency: CNY, per_query: 1000, per_row: 20, per_million_vm_steps: 500 }
-tables:
-  customers:
-    columns:
-      customer_id: {}
-      city: {}
-      status: {}
-      phone: { mask: phone_cn }
-YAML
-cat > "$DIR/load-policies/consumers.yaml" <<YAML
-consumers:
-  bench:
-    key_sha256: $HASH
-    grants:
-      retail: {}
-YAML
+. Benchmarks/bench-setup.sh
+bench_setup "$ROWS" .build/bench/load-policies
 
 rm -rf "$DIR/load-state"
 "$BIN/sandgate" serve --policies "$DIR/load-policies" --state "$DIR/load-state" --listen "127.0.0.1:$PORT" --max-in-flight-per-consumer 64 > "$DIR/load-serve.log" 2>&1 &

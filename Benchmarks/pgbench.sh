@@ -9,45 +9,8 @@ ROWS=${1:-1000000}
 SECONDS_PER_RUN=${2:-20}
 PORT=${PORT:-7901}
 PG_PORT=${PG_PORT:-5901}
-DIR=.build/bench
-mkdir -p "$DIR/pg-policies"
-
-swift build -c release --product sandgate >/dev/null
-swift build -c release --product sandgate-load >/dev/null
-BIN=.build/release
-FIXTURE="$DIR/retail-$ROWS.sqlite"
-[ -f "$FIXTURE" ] || "$BIN/sandgate" fixtures generate --rows "$ROWS" --out "$FIXTURE"
-
-KEY=bench-load-key
-HASH=$(printf '%s' "$KEY" | sha256sum | cut -d' ' -f1)
-SCRAM=$(python3 - "$KEY" <<'PY'
-import base64, hashlib, hmac, os, sys
-salt = os.urandom(16); salted = hashlib.pbkdf2_hmac("sha256", sys.argv[1].encode(), salt, 4096)
-client = hmac.new(salted, b"Client Key", "sha256").digest(); server = hmac.new(salted, b"Server Key", "sha256").digest()
-b = lambda x: base64.b64encode(x).decode()
-print(f"SCRAM-SHA-256$4096:{b(salt)}${b(hashlib.sha256(client).digest())}:{b(server)}")
-PY
-)
-cat > "$DIR/pg-policies/retail.yaml" <<YAML
-source: ../retail-$ROWS.sqlite
-limits: { max_rows: 1000, timeout_ms: 2000 }
-pricing: { currency: CNY, per_query: 1000, per_row: 20, per_million_vm_steps: 500 }
-tables:
-  customers:
-    columns:
-      customer_id: {}
-      city: {}
-      status: {}
-      phone: { mask: phone_cn }
-YAML
-cat > "$DIR/pg-policies/consumers.yaml" <<YAML
-consumers:
-  bench:
-    key_sha256: $HASH
-    scram_sha256: "$SCRAM"
-    grants:
-      retail: {}
-YAML
+. Benchmarks/bench-setup.sh
+bench_setup "$ROWS" .build/bench/pg-policies scram
 cat > "$DIR/lookup.sql" <<SQL
 \\set id random(1, $ROWS)
 SELECT customer_id, city, status FROM customers WHERE customer_id = :id;
