@@ -39,9 +39,8 @@ public enum Invoice {
             }
             line.rows += record.rows
             line.vmSteps += record.vmSteps
-            let (sum, overflow) = line.costMicros.addingReportingOverflow(record.costMicros)
-            line.costMicros = overflow ? .max : sum
-            line.epsilonMicros = line.epsilonMicros.addingReportingOverflow(record.epsilonMicros).overflow ? .max : line.epsilonMicros + record.epsilonMicros
+            line.costMicros = line.costMicros.saturatingAdding(record.costMicros)
+            line.epsilonMicros = line.epsilonMicros.saturatingAdding(record.epsilonMicros)
             lines[key] = line
         }
         return lines.values.sorted { ($0.consumer, $0.dataset, $0.purpose, $0.currency) < ($1.consumer, $1.dataset, $1.purpose, $1.currency) }

@@ -32,7 +32,7 @@ final class LocalHolds: Sendable {
         let holding = held.withLock { $0[key] ?? QuotaUse() }
         used.queries += holding.queries
         used.rows += holding.rows
-        used.costMicros = used.costMicros.addingReportingOverflow(holding.costMicros).overflow ? .max : used.costMicros + holding.costMicros
+        used.costMicros = used.costMicros.saturatingAdding(holding.costMicros)
         let budgetKey = BudgetKey(consumer: request.consumer, dataset: request.dataset)
         used.epsilonMicros += heldEpsilon.withLock { $0[budgetKey] ?? 0 }
         let decision = request.decide(used: used, holdID: UUID().uuidString)
@@ -41,7 +41,7 @@ final class LocalHolds: Sendable {
                 var entry = book[key] ?? QuotaUse()
                 entry.queries += 1
                 entry.rows += hold.rows
-                entry.costMicros = entry.costMicros.addingReportingOverflow(hold.costMicros).overflow ? .max : entry.costMicros + hold.costMicros
+                entry.costMicros = entry.costMicros.saturatingAdding(hold.costMicros)
                 book[key] = entry
             }
             if hold.epsilonMicros > 0 { heldEpsilon.withLock { $0[budgetKey, default: 0] += hold.epsilonMicros } }

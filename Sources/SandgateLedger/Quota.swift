@@ -135,3 +135,12 @@ extension QuotaRequest {
         return .granted(hold, rowLimit: rowLimit)
     }
 }
+
+extension Int64 {
+    /// `self + other`, or `.max` when that overflows: sums of charges, holds and ε saturate
+    /// instead of trapping (their parts are never negative).
+    func saturatingAdding(_ other: Int64) -> Int64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? .max : sum
+    }
+}

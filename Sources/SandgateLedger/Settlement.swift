@@ -96,8 +96,7 @@ public struct Settlement: Sendable, Equatable {
             let key = Key(holder: charge.holder, dataset: charge.dataset, purpose: charge.purpose, currency: charge.currency, share: charge.holderSharePPM)
             var line = lines[key] ?? StatementLine(dataset: charge.dataset, purpose: charge.purpose, currency: charge.currency, holderSharePPM: charge.holderSharePPM)
             line.records += 1
-            let (sum, overflow) = line.grossMicros.addingReportingOverflow(charge.costMicros)
-            line.grossMicros = overflow ? .max : sum
+            line.grossMicros = line.grossMicros.saturatingAdding(charge.costMicros)
             lines[key] = line
         }
         var byHolder: [String: [StatementLine]] = [:]
