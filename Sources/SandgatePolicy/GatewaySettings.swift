@@ -7,13 +7,11 @@ import Yams
 public struct GatewaySettings: Sendable, Equatable {
     public static let fileName = "sandgate.yaml"
 
-    /// The ledger URL as written, and where (for errors about its value).
+    /// The ledger URL as written (checked by `load`'s `isValidLedger`).
     public var ledger: String?
-    public var ledgerLocation: SourceLocation?
 
-    public init(ledger: String? = nil, ledgerLocation: SourceLocation? = nil) {
+    public init(ledger: String? = nil) {
         self.ledger = ledger
-        self.ledgerLocation = ledgerLocation
     }
 
     /// The settings of `directory` (none when it has no `sandgate.yaml`), or every problem found
@@ -33,7 +31,6 @@ public struct GatewaySettings: Sendable, Equatable {
             if let entry = top["ledger"], let url = reader.string(entry.value, what: "ledger") {
                 if isValidLedger(url) {
                     settings.ledger = url
-                    settings.ledgerLocation = reader.location(entry.value)
                 } else {
                     reader.report(entry.value, "ledger must be postgres://user@host:port/database, with no ?query or #fragment (connection options such as sslmode are not supported; omit the key for the embedded SQLite ledger)")
                 }
