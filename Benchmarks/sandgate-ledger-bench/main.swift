@@ -7,7 +7,48 @@ import SandgateLedgerPostgres
 ///
 ///     sandgate-ledger-bench sqlite [RECORDS_PER_RUN] [EXPORT_RECORDS]
 ///     sandgate-ledger-bench postgres://user@host:port/db [RECORDS_PER_RUN] [EXPORT_RECORDS]
+///     sandgate-ledger-bench fill STATE_DIRECTORY RECORDS [postgres://… NODE_ID]
+///
+/// `fill` appends RECORDS records of consumer `bench` on `retail`, spread over the current UTC
+/// month up to now, to the ledger that `sandgate serve --state STATE_DIRECTORY` (with `--ledger
+/// URL --node-id NODE_ID`: that node, its key in the state directory) opens: the busy month of
+/// issue 24's admission benchmark (`Benchmarks/quota-lookup.sh`).
 let arguments = CommandLine.arguments
+if arguments.count > 3, arguments[1] == "fill" {
+    try fill(state: arguments[2], records: Int(arguments[3]) ?? 0, url: arguments.count > 4 ? PostgresLedgerURL(arguments[4]) : nil,
+             node: arguments.count > 5 ? arguments[5] : "bench-1")
+    exit(0)
+}
+
+func fill(state: String, records: Int, url: PostgresLedgerURL?, node: String) throws {
+    try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+    let store: any LedgerStore = if let url {
+        try PostgresLedgerStore(url: url, nodeID: node, keyPath: state + "/usage.key")
+    } else {
+        try Ledger(path: state + "/usage.sqlite")
+    }
+    let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+    let month = Timestamp.startOfMonth(containing: now)
+    let window = DispatchSemaphore(value: 20_000)
+    let failures = Atomic(0)
+    let start = DispatchTime.now().uptimeNanoseconds
+    for index in 0..<records {
+        window.wait()
+        var next = record(index)
+        next.consumer = "bench"
+        next.startedAt = month + (now - month) * Int64(index) / Int64(max(1, records))
+        next.finishedAt = next.startedAt + 100
+        store.append(next) { result in
+            if case .failure = result { failures.add() }
+            window.signal()
+        }
+        if index > 0, index % 1_000_000 == 0 { print("  \(index) records…") }
+    }
+    store.sync()
+    store.close()
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    print(String(format: "filled %d records in %.1f s (%d failed)", records, seconds, failures.value))
+}
 let target = arguments.count > 1 ? arguments[1] : "sqlite"
 let perRun = arguments.count > 2 ? Int(arguments[2]) ?? 20_000 : 20_000
 let exportRecords = arguments.count > 3 ? Int(arguments[3]) ?? 0 : 0

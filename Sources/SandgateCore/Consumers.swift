@@ -75,8 +75,8 @@ extension Gateway {
             return .failure(GatewayError(.notGranted, "consumer '\(consumer)' has no grant for dataset '\(dataset)'"))
         }
         do {
-            let used = try ledger.usage(consumer: consumer, dataset: dataset, since: Timestamp.startOfDay(containing: configuration.now()))
-            var status = QuotaStatus(dataset: dataset, queriesToday: used.queries, rowsToday: used.rows, dailyQueries: grant.dailyQueries, dailyRows: grant.dailyRows)
+            let used = try ledger.totals(consumer: consumer, dataset: dataset, at: configuration.now()).day
+            var status = QuotaStatus(dataset: dataset, queriesToday: used.okQueries, rowsToday: used.okRows, dailyQueries: grant.dailyQueries, dailyRows: grant.dailyRows)
             if let policy = runtime(dataset)?.policy {
                 status.privacy = try PrivacyBudgetStatus.read(policy: policy, grant: grant, consumer: consumer, ledger: ledger, now: configuration.now())
             }

@@ -413,10 +413,10 @@ public final class Gateway: Sendable {
         let epsilon = privacy != nil && cachedAnswer == nil ? privacy?.epsilonMicros ?? 0 : 0
         var quotaLimits = QuotaLimits(dailyQueries: grant.dailyQueries.map(Int64.init), dailyRows: grant.dailyRows.map(Int64.init),
                                       monthlyCostMicros: grant.monthlyCostMicros)
-        let budget = privacy.map { PrivacyBudget(plan: $0, grant: grant, at: record.startedAt) }
+        let budget = privacy.map { PrivacyBudget(plan: $0, grant: grant) }
         if epsilon > 0, let budget {
             quotaLimits.epsilonMicros = budget.micros
-            quotaLimits.epsilonSince = budget.since
+            quotaLimits.epsilonPeriod = PrivacyBudget.totalsPeriod(budget.period)
         }
         if !quotaLimits.isEmpty {
             let quota = QuotaRequest(

@@ -36,21 +36,22 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     /// longer written, so `usage verify` keeps reporting it instead of re-anchoring a tampered tail.
     private var anchorProblem: String?
     private var lastCheckpointSeq: Int64 = 0
-    private let writer: Connection
-    private let reader: Connection
-    private let readLock = NSLock()
+    let writer: Connection
+    let reader: Connection
+    let readLock = NSLock()
     /// Guards `anchorProblem` and `lastCheckpointSeq`.
     private let anchorLock = NSLock()
     private let committer = GroupCommit(name: "sandgate-ledger")
-    private let holds = LocalHolds()
+    let holds = LocalHolds()
 
     /// The hash that precedes the first record.
     public static let genesisHash = HashChain.genesisHash
 
     /// Opens (creating if needed) the ledger at `path`, its key and its checkpoint. The first
     /// open after the key is created anchors the chain's current tail: records before it are
-    /// version-1 records of an older sandgate, verified as they were written.
-    public init(path: String) throws(LedgerError) {
+    /// version-1 records of an older sandgate, verified as they were written. The first open by a
+    /// sandgate with running totals builds them from the records, reporting to `progress`.
+    public init(path: String, progress: LedgerProgress? = nil) throws(LedgerError) {
         self.path = path
         // Named after the ledger file, so two ledgers in one directory never share them.
         let stem = (path as NSString).deletingPathExtension
@@ -76,6 +77,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             for (column, definition) in Self.addedColumns where !columns.contains(column) {
                 try writer.execute("ALTER TABLE usage ADD COLUMN \(column) \(definition)")
             }
+            try Self.buildTotalsOnce(writer, progress: progress)
             reader = try Connection(path: path, mode: .readWrite)
             reader.set(.enableTrigger, false)
             reader.set(.enableView, false)
@@ -83,8 +85,10 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             reader.setBusyTimeout(milliseconds: 10_000)
             // Consumers' SQL is in here: readable by the gateway's user only.
             chmod(path, 0o600)
+        } catch let error as LedgerError {
+            throw error
         } catch {
-            throw LedgerError("cannot open \(path): \(error.message)")
+            throw LedgerError("cannot open \(path): \(error)")
         }
         let (key, created) = try LedgerKey.loadOrCreate(path: keyPath)
         self.key = key
@@ -194,6 +198,19 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         );
         CREATE INDEX IF NOT EXISTS usage_by_consumer_day ON usage(consumer, dataset, started_at);
         CREATE INDEX IF NOT EXISTS usage_by_time ON usage(started_at);
+        CREATE TABLE IF NOT EXISTS usage_totals (\(totalsColumnDefinitions)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS usage_totals_archived (\(totalsColumnDefinitions)) WITHOUT ROWID;
+        CREATE TABLE IF NOT EXISTS ledger_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        """
+
+    /// Running totals (`RunningTotals`): the records of consumer × dataset × period × start ×
+    /// purpose summed. `usage_totals` sums every record ever appended; `usage_totals_archived` what
+    /// `archive` moved out, so verification recomputes the first from the records and the second.
+    static let totalsColumnDefinitions = """
+        consumer TEXT NOT NULL, dataset TEXT NOT NULL, period TEXT NOT NULL, start INTEGER NOT NULL, purpose TEXT NOT NULL,
+            records INTEGER NOT NULL, ok_queries INTEGER NOT NULL, ok_rows INTEGER NOT NULL, cost_micros INTEGER NOT NULL,
+            epsilon_micros INTEGER NOT NULL, refused INTEGER NOT NULL, suppressed_groups INTEGER NOT NULL,
+            PRIMARY KEY (consumer, dataset, period, start, purpose)
         """
 
     /// The columns that later versions added to `usage`, for ledgers created before them.
@@ -237,6 +254,8 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
                 guard writer.changes == 1 else { throw LedgerError("the ledger did not store record \(record.seq)") }
                 written.append(.success(record))
             }
+            // Summed as stored (linking cuts long fields), so the totals match what verify recomputes.
+            try Self.addTotals(RunningTotals.deltas(written.lazy.compactMap { try? $0.get() }), to: "usage_totals", writer)
             // The commit and the end of its holds are one step for quota decisions: a committed
             // record then counts instead of its hold, never both and never neither.
             try holds.settle(batchHolds) { () throws(SQLiteError) in try writer.execute("COMMIT") }
@@ -304,6 +323,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             return problem == nil
         }
         if let problem = problem ?? verifier.finish(anchorHash: checkpoint.hash) { return problem }
+        if let problem = try verifyTotals() { return problem }
         if let broken = anchorFailure {
             return LedgerProblem(seq: nil, reason: "the anchor was broken while the ledger was in use: \(broken)")
         }
@@ -381,6 +401,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             guard let row = try writer.prepare("INSERT INTO usage_archives VALUES (?, ?, ?, ?)") else { throw LedgerError("cannot prepare insert") }
             try row.bind([.integer(through.seq), .text(through.hash), .text(path), .text(Self.boundaryMAC(seq: through.seq, hash: through.hash, key: key))])
             _ = try row.step()
+            try Self.addTotals(RunningTotals.deltas(records), to: "usage_totals_archived", writer)
             try writer.execute("DELETE FROM usage WHERE seq <= \(through.seq)")
             try writer.execute("COMMIT")
         } catch let error as LedgerError {
@@ -431,52 +452,19 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
 
     // MARK: Reading
 
-    /// Decides `request` against the committed records and this process's holds.
+    /// Decides `request` against the running totals and this process's holds.
     public func reserve(_ request: QuotaRequest) throws(LedgerError) -> QuotaDecision {
-        try holds.reserve(request) { () throws(LedgerError) in try committedUse(request) }
+        try holds.reserve(request) { () throws(LedgerError) in
+            try readTotals(consumer: request.consumer, dataset: request.dataset, day: request.day, month: request.month)
+                .committedUse(epsilonPeriod: request.limits.epsilonPeriod)
+        }
     }
 
     public func release(_ hold: QuotaHold) { holds.release(hold) }
 
-    /// `ok` queries and rows of the request's day, and the cost of every record of its month.
-    private func committedUse(_ request: QuotaRequest) throws(LedgerError) -> QuotaUse {
-        readLock.lock()
-        defer { readLock.unlock() }
-        do {
-            // ε (issue 10) is counted from the start of its budget's period; without an ε budget
-            // that start is the month's, so nothing more is read.
-            let month = min(request.day, request.month)
-            let epsilonSince = request.limits.epsilonMicros == nil ? month : request.limits.epsilonSince
-            let row = try reader.rows("""
-                SELECT coalesce(sum(status = 'ok' AND started_at >= ?3), 0),
-                       coalesce(sum(CASE WHEN status = 'ok' AND started_at >= ?3 THEN rows ELSE 0 END), 0),
-                       coalesce(sum(CASE WHEN started_at >= ?4 THEN cost_micros ELSE 0 END), 0),
-                       coalesce(sum(CASE WHEN started_at >= ?5 THEN epsilon_micros ELSE 0 END), 0)
-                FROM usage WHERE consumer = ?1 AND dataset = ?2 AND started_at >= min(?4, ?5)
-                """, [.text(request.consumer), .text(request.dataset), .integer(request.day), .integer(month), .integer(epsilonSince)]).first
-            guard let row, case .integer(let queries) = row[0], case .integer(let rows) = row[1], case .integer(let cost) = row[2],
-                  case .integer(let epsilon) = row[3] else {
-                return QuotaUse()
-            }
-            return QuotaUse(queries: queries, rows: rows, costMicros: cost, epsilonMicros: epsilon)
-        } catch {
-            throw LedgerError("cannot read usage: \(error.message)")
-        }
-    }
-
-    /// Successful queries and rows of `consumer` on `dataset` since `since` (microseconds).
-    public func usage(consumer: String, dataset: String, since: Int64) throws(LedgerError) -> (queries: Int64, rows: Int64) {
-        readLock.lock()
-        defer { readLock.unlock() }
-        do {
-            let row = try reader.rows(
-                "SELECT count(*), coalesce(sum(rows), 0) FROM usage WHERE consumer = ? AND dataset = ? AND started_at >= ? AND status = 'ok'",
-                [.text(consumer), .text(dataset), .integer(since)]).first
-            guard let row, case .integer(let queries) = row[0], case .integer(let rows) = row[1] else { return (0, 0) }
-            return (queries, rows)
-        } catch {
-            throw LedgerError("cannot read usage: \(error.message)")
-        }
+    public func totals(consumer: String, dataset: String, at time: Int64) throws(LedgerError) -> UsageTotals {
+        try readTotals(consumer: consumer, dataset: dataset, day: Timestamp.startOfDay(containing: time),
+                       month: Timestamp.startOfMonth(containing: time))
     }
 
     public func receipt(queryID: String) throws(LedgerError) -> Receipt? {

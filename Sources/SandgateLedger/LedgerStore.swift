@@ -1,5 +1,8 @@
 import Dispatch
 
+/// Reports a long step (building the running totals of an existing ledger): records done, of all.
+public typealias LedgerProgress = @Sendable (_ done: Int64, _ total: Int64) -> Void
+
 /// Runs once a record is durable (with its `seq` and hashes) or its commit failed.
 public typealias LedgerCompletion = @Sendable (Result<UsageRecord, LedgerError>) -> Void
 
@@ -9,12 +12,14 @@ public typealias LedgerCompletion = @Sendable (Result<UsageRecord, LedgerError>)
 /// - `append` links the record into this node's chain (`HashChain`) and makes it durable before
 ///   its completion runs; a caller releases the result it meters only then. Records that arrive
 ///   together are committed together (one transaction per batch);
-/// - `reserve` decides a request's quotas (`QuotaRequest.decide`) against committed records and
+/// - `append` also adds each record to the running totals (`RunningTotals`) in the same commit;
+/// - `reserve` decides a request's quotas (`QuotaRequest.decide`) against the running totals and
 ///   every hold in flight — of every process sharing the store — and places a hold; the hold is
-///   charged by the `append` of the request's record, in the same commit, or dropped by `release`;
-/// - `usage` counts a consumer's `ok` queries and rows on a dataset (the `quota` op);
+///   charged by the `append` of the request's record, in the same commit, or dropped by `release`.
+///   Its cost does not grow with the number of records;
+/// - `totals` reads a consumer's running totals on a dataset (the `quota` op, ε left);
 /// - `scan` visits records for exports, invoices and audits, each node's chain in `seq` order;
-/// - `verify` checks every node's chain and its anchor.
+/// - `verify` checks every node's chain and its anchor, and recomputes the running totals.
 public protocol LedgerStore: AnyObject, Sendable {
     /// The node whose chain this store appends to.
     var nodeID: String { get }
@@ -30,8 +35,9 @@ public protocol LedgerStore: AnyObject, Sendable {
     func reserve(_ request: QuotaRequest) throws(LedgerError) -> QuotaDecision
     /// Drops a hold whose request will not be recorded.
     func release(_ hold: QuotaHold)
-    /// Queries and rows `consumer` used on `dataset` since `since` (µs since the epoch).
-    func usage(consumer: String, dataset: String, since: Int64) throws(LedgerError) -> (queries: Int64, rows: Int64)
+    /// The running totals of `consumer` on `dataset` for the UTC day and month containing `time`
+    /// (µs since the epoch) and for all time, of committed records (holds not included).
+    func totals(consumer: String, dataset: String, at time: Int64) throws(LedgerError) -> UsageTotals
     /// Calls `visit` for each record matching `filter` until it returns false: ordered by node,
     /// then `seq`.
     func scan(_ filter: RecordFilter, _ visit: (UsageRecord) -> Bool) throws(LedgerError)

@@ -4,18 +4,18 @@ public struct QuotaLimits: Sendable, Equatable {
     public var dailyRows: Int64?
     /// Cost of every record (ok and failed) in the calendar month, UTC.
     public var monthlyCostMicros: Int64?
-    /// Privacy budget (micro-ε) of the consumer on the dataset since `epsilonSince` (issue 10).
+    /// Privacy budget (micro-ε) of the consumer on the dataset for `epsilonPeriod` (issue 10).
     public var epsilonMicros: Int64?
-    /// Start of the budget's period (µs since the epoch; 0 for a budget that never refreshes).
-    public var epsilonSince: Int64
+    /// The budget's period: the request's day, its month, or all time (a budget that never refreshes).
+    public var epsilonPeriod: TotalsPeriod
 
     public init(dailyQueries: Int64? = nil, dailyRows: Int64? = nil, monthlyCostMicros: Int64? = nil,
-                epsilonMicros: Int64? = nil, epsilonSince: Int64 = 0) {
+                epsilonMicros: Int64? = nil, epsilonPeriod: TotalsPeriod = .total) {
         self.dailyQueries = dailyQueries
         self.dailyRows = dailyRows
         self.monthlyCostMicros = monthlyCostMicros
         self.epsilonMicros = epsilonMicros
-        self.epsilonSince = epsilonSince
+        self.epsilonPeriod = epsilonPeriod
     }
 
     public var isEmpty: Bool { dailyQueries == nil && dailyRows == nil && monthlyCostMicros == nil && epsilonMicros == nil }

@@ -19,7 +19,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     public let url: PostgresLedgerURL
     public let nodeID: String
     private let key: SymmetricKey
-    private let connector: PostgresConnector
+    let connector: PostgresConnector
     private let committer: GroupCommit
     /// The writer thread's own session, reconnected when it breaks.
     private var writerSession: PostgresSession?
@@ -33,7 +33,8 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     /// Connects, creates the tables when missing and registers `nodeID`'s chain. The key (the
     /// same file on every node: `usage verify` checks every node's chain with it) is read from
     /// `keyPath`, or created there.
-    public init(url: PostgresLedgerURL, nodeID: String, keyPath: String, logger: Logger = Logger(label: "sandgate.ledger")) throws(LedgerError) {
+    public init(url: PostgresLedgerURL, nodeID: String, keyPath: String, logger: Logger = Logger(label: "sandgate.ledger"),
+                progress: LedgerProgress? = nil) throws(LedgerError) {
         guard !nodeID.isEmpty, nodeID.utf8.count <= UsageRecord.nameLimit else {
             throw LedgerError("the node id must be 1 to \(UsageRecord.nameLimit) bytes")
         }
@@ -44,7 +45,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         connector = PostgresConnector(url: url, logger: logger)
         committer = GroupCommit(name: "sandgate-ledger-pg")
         try connector.withSession { session throws(LedgerError) in
-            try Self.createSchema(session)
+            try Self.createSchema(session, progress: progress)
             try session.run(
                 "INSERT INTO usage_nodes (node_id, seq, hash, mac) VALUES ($1, 0, $2, $3) ON CONFLICT (node_id) DO NOTHING",
                 Self.binds(nodeID, HashChain.genesisHash, anchorMAC(seq: 0, hash: HashChain.genesisHash)))
@@ -100,6 +101,10 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         )
         """,
         "CREATE INDEX IF NOT EXISTS usage_reservations_by_key ON usage_reservations (consumer, dataset, day)",
+        // Running totals (issue 24), one row per node so nodes never wait for each other's rows.
+        "CREATE TABLE IF NOT EXISTS usage_totals (\(totalsColumnDefinitions))",
+        "CREATE TABLE IF NOT EXISTS usage_totals_archived (\(totalsColumnDefinitions))",
+        "CREATE TABLE IF NOT EXISTS ledger_meta (name text PRIMARY KEY, value text NOT NULL)",
         // ε held by queries in flight (issue 10); a reservation made before it holds none.
         "ALTER TABLE usage_reservations ADD COLUMN IF NOT EXISTS epsilon_micros bigint NOT NULL DEFAULT 0",
         // The most a query in flight can cost, held against monthly_cost_micros.
@@ -114,12 +119,14 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     ]
 
     /// Creates the tables under an advisory lock: nodes starting together would otherwise race
-    /// in `CREATE TABLE IF NOT EXISTS` (a unique violation in the catalog).
-    private static func createSchema(_ session: PostgresSession) throws(LedgerError) {
+    /// in `CREATE TABLE IF NOT EXISTS` (a unique violation in the catalog). The first node with
+    /// running totals builds them from the records in the same transaction.
+    private static func createSchema(_ session: PostgresSession, progress: LedgerProgress?) throws(LedgerError) {
         do {
             try session.run("BEGIN")
             try session.run("SELECT pg_advisory_xact_lock(7378696400)")
             for statement in schema { try session.run(statement) }
+            try buildTotalsOnce(session, progress: progress)
             try session.run("COMMIT")
         } catch {
             throw LedgerError("cannot create the ledger tables: \(error.message)")
@@ -187,6 +194,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         var binds = Self.binds(for: records)
         binds.append(nodeID); binds.append(chain.seq); binds.append(chain.hash); binds.append(anchorMAC(seq: chain.seq, hash: chain.hash))
         binds.append(start.seq); binds.append(start.hash); binds.append(batch.compactMap(\.hold?.id))
+        Self.appendTotals(RunningTotals.deltas(records), to: &binds)
         let rows = try session.run(Self.commitSQL, binds)
         guard let row = rows.first else { throw LedgerError("the batch's commit returned nothing") }
         let (moved, inserted) = try Self.decode(row, (Int64.self, Int64.self))
@@ -235,7 +243,8 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
 
     /// A whole batch in one statement: each record column is one array parameter (`$1`…`$32`);
     /// the anchor moves from the batch's starting tail (`$37`, `$38`) to its end (`$34`…`$36`) or
-    /// nothing is written; the holds `$39` end with the records that charge them.
+    /// nothing is written; the holds `$39` end with the records that charge them; the batch's sums
+    /// (`$40`…`$51`, one element per row of this node's totals) are added to the running totals.
     static let commitSQL = """
         WITH moved AS (
             UPDATE usage_nodes SET seq = $34, hash = $35, mac = $36 WHERE node_id = $33 AND seq = $37 AND hash = $38 RETURNING 1),
@@ -252,7 +261,13 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             WHERE EXISTS (SELECT 1 FROM moved)
             RETURNING 1),
         released AS (
-            DELETE FROM usage_reservations WHERE id = ANY($39::text[]) AND EXISTS (SELECT 1 FROM moved))
+            DELETE FROM usage_reservations WHERE id = ANY($39::text[]) AND EXISTS (SELECT 1 FROM moved)),
+        totals AS (
+            INSERT INTO usage_totals
+            SELECT $33, * FROM unnest($40::text[], $41::text[], $42::text[], $43::bigint[], $44::text[], $45::bigint[], $46::bigint[],
+                $47::bigint[], $48::bigint[], $49::bigint[], $50::bigint[], $51::bigint[])
+            WHERE EXISTS (SELECT 1 FROM moved)
+            \(upsertSQL(table: "usage_totals")))
         SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM inserted)
         """
 
@@ -289,13 +304,11 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         do {
             return try connector.withSession { session throws(LedgerError) in
                 do throws(LedgerError) {
-                    // ε (issue 10) is counted from the start of its budget's period, whatever the
-                    // day; without an ε budget that start is the month's, so nothing more is read.
-                    let epsilonSince = request.limits.epsilonMicros == nil ? request.month : request.limits.epsilonSince
                     let results = try session.pipeline([
                         ("BEGIN", PostgresBindings()),
                         ("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", Self.binds(request.consumer + "\u{1F}" + request.dataset)),
-                        (Self.quotaUseSQL, Self.binds(request.consumer, request.dataset, request.day, request.month, epsilonSince)),
+                        (Self.quotaUseSQL, Self.binds(StoredText.encode(request.consumer), StoredText.encode(request.dataset), request.day,
+                                                      request.month, request.limits.epsilonPeriod.rawValue)),
                     ])
                     guard let row = results.last?.first else { throw LedgerError("no quota row") }
                     let (queries, usedRows, cost, epsilon) = try Self.decode(row, (Int64.self, Int64.self, Int64.self, Int64.self))
@@ -317,19 +330,21 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                 }
             }
         } catch {
-            throw LedgerError("cannot decide a quota: \(error.message)")
+            throw LedgerError("cannot decide a quota: \(error)")
         }
     }
 
-    /// Today's `ok` queries and rows plus live holds, the month's cost, and the ε spent since $5 plus
-    /// ε held (issue 10), of consumer × dataset.
+    /// Today's `ok` queries and rows plus live holds, the month's cost, and the ε spent in the
+    /// budget's period $5 plus ε held (issue 10), of consumer × dataset: from the running totals
+    /// (a few rows per node and purpose, however many records), not from the records.
     static let quotaUseSQL = """
         WITH committed AS (
-            SELECT count(*) FILTER (WHERE status = 'ok' AND started_at >= $3) AS queries,
-                   coalesce(sum(rows) FILTER (WHERE status = 'ok' AND started_at >= $3), 0)::bigint AS rows,
-                   coalesce(sum(cost_micros) FILTER (WHERE started_at >= $4), 0)::bigint AS cost,
-                   coalesce(sum(epsilon_micros) FILTER (WHERE started_at >= $5), 0)::bigint AS epsilon
-            FROM usage WHERE consumer = $1 AND dataset = $2 AND started_at >= least($4, $5)),
+            SELECT coalesce(sum(ok_queries) FILTER (WHERE period = 'day'), 0)::bigint AS queries,
+                   coalesce(sum(ok_rows) FILTER (WHERE period = 'day'), 0)::bigint AS rows,
+                   coalesce(sum(cost_micros) FILTER (WHERE period = 'month'), 0)::bigint AS cost,
+                   coalesce(sum(epsilon_micros) FILTER (WHERE period = $5), 0)::bigint AS epsilon
+            FROM usage_totals WHERE consumer = $1 AND dataset = $2
+                AND ((period = 'day' AND start = $3) OR (period = 'month' AND start = $4) OR (period = 'total' AND start = 0))),
         held AS (
             SELECT count(*) FILTER (WHERE day = $3) AS queries, coalesce(sum(rows) FILTER (WHERE day = $3), 0)::bigint AS rows,
                    coalesce(sum(epsilon_micros), 0)::bigint AS epsilon, coalesce(sum(cost_micros), 0)::bigint AS cost
@@ -348,15 +363,24 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
 
     // MARK: Reading
 
-    public func usage(consumer: String, dataset: String, since: Int64) throws(LedgerError) -> (queries: Int64, rows: Int64) {
+    public func totals(consumer: String, dataset: String, at time: Int64) throws(LedgerError) -> UsageTotals {
+        let sums = RunningTotals.countColumns.map { "coalesce(sum(\($0)), 0)::bigint" }.joined(separator: ", ")
         do {
             return try connector.withSession { session throws(LedgerError) in
-                let rows = try session.run(
-                    "SELECT count(*), coalesce(sum(rows), 0)::bigint FROM usage WHERE consumer = $1 AND dataset = $2 AND started_at >= $3 AND status = 'ok'",
-                    Self.binds(consumer, dataset, since))
-                guard let row = rows.first else { return (0, 0) }
-                let (queries, used) = try Self.decode(row, (Int64.self, Int64.self))
-                return (queries, used)
+                let rows = try session.run("""
+                    SELECT period, \(sums) FROM usage_totals WHERE consumer = $1 AND dataset = $2
+                        AND ((period = 'day' AND start = $3) OR (period = 'month' AND start = $4) OR (period = 'total' AND start = 0))
+                    GROUP BY period
+                    """, Self.binds(StoredText.encode(consumer), StoredText.encode(dataset), Timestamp.startOfDay(containing: time),
+                                    Timestamp.startOfMonth(containing: time)))
+                var totals = UsageTotals()
+                for row in rows {
+                    let (period, a, b, c, d, e, f, g) = try Self.decode(row, (String.self, Int64.self, Int64.self, Int64.self, Int64.self,
+                                                                              Int64.self, Int64.self, Int64.self))
+                    guard let key = TotalsPeriod(rawValue: period) else { continue }
+                    totals[key] = UsageCounts(records: a, okQueries: b, okRows: c, costMicros: d, epsilonMicros: e, refused: f, suppressedGroups: g)
+                }
+                return totals
             }
         } catch {
             throw LedgerError("cannot read usage: \(error.message)")
@@ -529,6 +553,10 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                 for cut in cuts {
                     statements.append(("INSERT INTO usage_archives VALUES ($1, $2, $3, $4, $5)",
                                        Self.binds(cut.node, cut.seq, cut.hash, path, NodeArchive.boundaryMAC(node: cut.node, seq: cut.seq, hash: cut.hash, key: key))))
+                    statements.append(("""
+                        INSERT INTO usage_totals_archived SELECT * FROM (\(Self.recomputeSQL(where: "node_id = $1 AND seq <= $2"))) sums
+                        \(Self.upsertSQL(table: "usage_totals_archived"))
+                        """, Self.binds(cut.node, cut.seq)))
                     statements.append(("DELETE FROM usage WHERE node_id = $1 AND seq <= $2", Self.binds(cut.node, cut.seq)))
                 }
                 statements.append(("COMMIT", PostgresBindings()))
@@ -622,6 +650,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             }
         }
         if let problem = try checkLocalCheckpoints(anchors: anchors, boundaries: boundaries) { return problem }
+        if let problem = try verifyTotals() { return problem }
         if let broken = anchorFailure {
             return LedgerProblem(seq: nil, reason: "the anchor was broken when this node started: \(broken)")
         }

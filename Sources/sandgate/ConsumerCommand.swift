@@ -210,7 +210,7 @@ struct ConsumerCommand: ParsableCommand {
             let keyPath = (ledgerPath as NSString).deletingPathExtension + ".key"
             let ledger = FileManager.default.fileExists(atPath: ledgerPath) && FileManager.default.fileExists(atPath: keyPath)
                 ? try? Ledger(path: ledgerPath) : nil
-            let today = Timestamp.startOfDay(containing: Int64(Date().timeIntervalSince1970 * 1_000_000))
+            let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
             let consumers = loaded.consumers.consumers.values.sorted { $0.name < $1.name }
             var output = consumers.isEmpty ? "no consumers\n" : ""
             for consumer in consumers {
@@ -218,14 +218,14 @@ struct ConsumerCommand: ParsableCommand {
                 if consumer.grants.isEmpty { output += "  no grants\n" }
                 for dataset in consumer.grants.keys.sorted() {
                     guard let grant = consumer.grants[dataset] else { continue }
-                    let used = try? ledger?.usage(consumer: consumer.name, dataset: dataset, since: today)
+                    let used = try? ledger?.totals(consumer: consumer.name, dataset: dataset, at: now).day
                     var limits: [String] = []
                     if let value = grant.maxRows { limits.append("max_rows \(value)") }
                     if let value = grant.timeoutMilliseconds { limits.append("timeout_ms \(value)") }
                     if let value = grant.maxVMSteps { limits.append("max_vm_steps \(value)") }
                     if let value = grant.maxResultBytes { limits.append("max_result_bytes \(value)") }
-                    let queries = "\(used?.queries ?? 0)\(grant.dailyQueries.map { "/\($0)" } ?? "")"
-                    let rows = "\(used?.rows ?? 0)\(grant.dailyRows.map { "/\($0)" } ?? "")"
+                    let queries = "\(used?.okQueries ?? 0)\(grant.dailyQueries.map { "/\($0)" } ?? "")"
+                    let rows = "\(used?.okRows ?? 0)\(grant.dailyRows.map { "/\($0)" } ?? "")"
                     let dataset = loaded.datasetFiles.contains(dataset) ? dataset : "\(dataset) (no such dataset)"
                     output += "  \(dataset): \(limits.isEmpty ? "dataset limits" : limits.joined(separator: ", ")); today \(queries) queries, \(rows) rows\n"
                 }

@@ -83,9 +83,11 @@ struct CommonOptions: ParsableArguments {
             throw LedgerError("cannot create the state directory \(state)")
         }
         if let url = try ledgerURL() {
-            return try PostgresLedgerStore(url: url, nodeID: node, keyPath: keyPath, logger: logger)
+            return try PostgresLedgerStore(url: url, nodeID: node, keyPath: keyPath, logger: logger,
+                                           progress: TerminalProgress.ledger("building the ledger's running totals"))
         }
-        return try Ledger(path: (state as NSString).appendingPathComponent("usage.sqlite"))
+        return try Ledger(path: (state as NSString).appendingPathComponent("usage.sqlite"),
+                          progress: TerminalProgress.ledger("building the ledger's running totals"))
     }
 
     func gateway() throws -> Gateway {

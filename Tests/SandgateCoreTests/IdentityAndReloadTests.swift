@@ -32,7 +32,7 @@ import Testing
         try gateway.ledger.records { records.append($0); return true }
         #expect(records.filter { $0.consumer == "kate" }.count == 1, "only kate's own query is kate's")
         #expect(records.prefix(5).allSatisfy { Array($0.consumer.utf8) == Array(name.utf8) && $0.errorCode == "auth_failed" })
-        #expect(try gateway.ledger.usage(consumer: "kate", dataset: "retail", since: 0).queries == 1)
+        #expect(try gateway.ledger.totals(consumer: "kate", dataset: "retail", at: gateway.configuration.now()).total.okQueries == 1)
     }
 
     @Test("a failed login's name is stored cut to 64 bytes")

@@ -133,7 +133,7 @@ final class RowCounter: @unchecked Sendable {
         func reserve(_ request: QuotaRequest) throws(LedgerError) -> QuotaDecision { throw LedgerError("disk full") }
         func release(_ hold: QuotaHold) {}
         func receipt(queryID: String) throws(LedgerError) -> Receipt? { nil }
-        func usage(consumer: String, dataset: String, since: Int64) throws(LedgerError) -> (queries: Int64, rows: Int64) { (0, 0) }
+        func totals(consumer: String, dataset: String, at time: Int64) throws(LedgerError) -> UsageTotals { throw LedgerError("disk full") }
         func scan(_ filter: RecordFilter, _ visit: (UsageRecord) -> Bool) throws(LedgerError) {}
         func verify() throws(LedgerError) -> LedgerProblem? { nil }
         func sync() {}

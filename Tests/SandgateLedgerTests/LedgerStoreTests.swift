@@ -28,6 +28,9 @@ struct StoreUnderTest {
     let columns: [String]
     /// The ledger key's file (PostgreSQL stores; the SQLite ledger keeps its key beside the file).
     var keyPath = ""
+    /// The SQLite ledger's file, or the PostgreSQL database.
+    var path = ""
+    var url: PostgresLedgerURL?
 
     /// Opens a fresh store of `kind`; nil when PostgreSQL is not installed here (skip printed).
     static func make(_ kind: StoreKind) throws -> StoreUnderTest? {
@@ -39,7 +42,7 @@ struct StoreUnderTest {
             return StoreUnderTest(
                 kind: kind, store: try Ledger(path: path), open: { _ in try Ledger(path: path) },
                 execute: { try Connection(path: path, mode: .readWrite).execute($0) },
-                columns: ["seq"] + storedColumns)
+                columns: ["seq"] + storedColumns, path: path)
         case .postgres:
             guard let server = try PostgresTestServer.shared() else { return nil }
             let url = try server.makeDatabase()
@@ -47,7 +50,7 @@ struct StoreUnderTest {
                 kind: kind, store: try PostgresLedgerStore(url: url, nodeID: "node-a", keyPath: key),
                 open: { try PostgresLedgerStore(url: url, nodeID: $0, keyPath: key) },
                 execute: { try server.execute($0, on: url) },
-                columns: ["node_id", "seq"] + storedColumns, keyPath: key)
+                columns: ["node_id", "seq"] + storedColumns, keyPath: key, url: url)
         }
     }
 
@@ -321,7 +324,7 @@ struct StoreUnderTest {
         let day = Timestamp.startOfDay(containing: now), month = Timestamp.startOfMonth(containing: now)
         func request(day: Int64) -> QuotaRequest {
             QuotaRequest(consumer: "analyst-a", dataset: "retail", day: day, month: month, rowLimit: 10,
-                         limits: QuotaLimits(epsilonMicros: 1_000_000, epsilonSince: month), epsilonMicros: 600_000)
+                         limits: QuotaLimits(epsilonMicros: 1_000_000, epsilonPeriod: .month), epsilonMicros: 600_000)
         }
         // Spent before the month began: not counted.
         var old = sampleRecord(1, startedAt: month - 86_400_000_000)
@@ -382,8 +385,8 @@ func raceForQuota(stores: [any LedgerStore], threads: Int, limit: Int64) throws 
     }
     #expect(failures.withLock { $0 } == [])
     #expect(granted.load(ordering: .relaxed) == Int(limit))
-    let stored = try stores[0].usage(consumer: "racer", dataset: "retail", since: 0)
-    #expect(stored.queries == limit)
+    let stored = try stores[0].totals(consumer: "racer", dataset: "retail", at: day)
+    #expect(stored.day.okQueries == limit && stored.total.records == limit)
     for store in stores { #expect(try store.verify() == nil) }
 }
 

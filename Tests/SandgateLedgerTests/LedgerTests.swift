@@ -87,14 +87,14 @@ func sampleRecord(_ index: Int, consumer: String = "analyst-a", startedAt: Int64
         #expect(try first.verify() == nil)
     }
 
-    @Test("usage counts successful queries and rows of a consumer since a time")
-    func usageSince() throws {
+    @Test("the running totals count a consumer's successful queries and rows, not another's")
+    func totalsOfOneConsumer() throws {
         let ledger = try Ledger(path: temporaryLedgerPath())
         _ = try ledger.append(sampleRecord(3))
         _ = try ledger.append(sampleRecord(4))
         _ = try ledger.append(sampleRecord(5, consumer: "other"))
-        let used = try ledger.usage(consumer: "analyst-a", dataset: "retail", since: 0)
-        #expect(used.queries == 2 && used.rows == 7)
+        let used = try ledger.totals(consumer: "analyst-a", dataset: "retail", at: 1_795_000_000_000_000).day
+        #expect(used.okQueries == 2 && used.okRows == 7)
     }
 
     @Test("CSV export follows RFC 4180 with the columns of DESIGN.md §7")

@@ -8,17 +8,19 @@ import Synchronization
 /// by the grant's `epsilon_budget`, counted since the start of its period.
 public struct PrivacyBudget: Sendable {
     let micros: Int64
-    /// Start of the current period (µs since the epoch; 0 for `total`).
-    let since: Int64
     let period: BudgetPeriod
 
-    init(plan: PrivatePlan, grant: Grant, at now: Int64) {
+    init(plan: PrivatePlan, grant: Grant) {
         micros = min(plan.budgetMicros, grant.epsilonBudgetMicros ?? .max)
         period = plan.period
-        switch plan.period {
-        case .day: since = Timestamp.startOfDay(containing: now)
-        case .month: since = Timestamp.startOfMonth(containing: now)
-        case .total: since = 0
+    }
+
+    /// The running totals' period that sums what this budget counts.
+    static func totalsPeriod(_ period: BudgetPeriod) -> TotalsPeriod {
+        switch period {
+        case .day: .day
+        case .month: .month
+        case .total: .total
         }
     }
 
@@ -163,16 +165,7 @@ public struct PrivacyBudgetStatus: Sendable, Equatable {
     public static func read(policy: DatasetPolicy, grant: Grant, consumer: String, ledger: any LedgerStore, now: Int64) throws(LedgerError) -> PrivacyBudgetStatus? {
         guard let privacy = policy.tables.compactMap(\.privacy).min(by: { $0.budgetMicros < $1.budgetMicros }) else { return nil }
         let budget = min(privacy.budgetMicros, grant.epsilonBudgetMicros ?? .max)
-        let since: Int64 = switch privacy.period {
-        case .day: Timestamp.startOfDay(containing: now)
-        case .month: Timestamp.startOfMonth(containing: now)
-        case .total: 0
-        }
-        var spent: Int64 = 0
-        try ledger.records(from: since, consumer: consumer, dataset: policy.name) { record in
-            spent &+= record.epsilonMicros
-            return true
-        }
+        let spent = try ledger.totals(consumer: consumer, dataset: policy.name, at: now)[PrivacyBudget.totalsPeriod(privacy.period)].epsilonMicros
         return PrivacyBudgetStatus(budgetMicros: budget, spentMicros: spent, period: privacy.period,
                                    refresh: PrivacyBudget.nextRefresh(privacy.period, now: now))
     }
