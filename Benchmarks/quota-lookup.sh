@@ -81,10 +81,11 @@ run() {
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); gateway $SERVE_BIN; $RUNS runs of $SECONDS_PER_RUN s"
 RESULTS=$DIR/quota-results
 : > "$RESULTS"
-for store in $STORES; do
-  for size in $SIZES; do
-    prepare "$store" "$size"
-    for i in $(seq 1 "$RUNS"); do
+for store in $STORES; do for size in $SIZES; do prepare "$store" "$size"; done; done
+# Rounds: each round runs every store, size and grant once, so load from elsewhere spreads evenly.
+for i in $(seq 1 "$RUNS"); do
+  for store in $STORES; do
+    for size in $SIZES; do
       for grant in free held; do
         result=$(run "$store" "$size" "quota-$grant")
         echo "$store $size $grant $result" | tee -a "$RESULTS"

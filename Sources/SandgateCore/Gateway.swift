@@ -193,9 +193,11 @@ public final class Gateway: Sendable {
     // MARK: Running a query
 
     /// A response whose usage record still has to be committed before it may be released.
-    public struct PendingResponse: Sendable {
+    /// Internal, like `execute` and `complete`: outside this module a `QueryResponse` exists only
+    /// once the ledger answered for its record (DESIGN.md §2: no usage record, no result).
+    struct PendingResponse: Sendable {
         let response: QueryResponse
-        public let record: UsageRecord
+        let record: UsageRecord
         /// The quota hold the record's append charges (or `release` drops).
         let hold: QuotaHold?
         /// A private query's released groups, cached once its record (which pays for them) is committed.
@@ -269,7 +271,7 @@ public final class Gateway: Sendable {
     }
 
     /// Grant, check, execute, meter and price; the record is not written yet.
-    public func execute(_ request: QueryRequest) -> PendingResponse {
+    func execute(_ request: QueryRequest) -> PendingResponse {
         let started = configuration.now()
         let clock = DispatchTime.now().uptimeNanoseconds
         let queryID = Self.newQueryID()
@@ -335,7 +337,7 @@ public final class Gateway: Sendable {
 
     /// The response to release once the ledger answered for its record (the store has charged
     /// or dropped the request's quota hold by then).
-    public func complete(_ pending: PendingResponse, stored: Result<UsageRecord, LedgerError>) -> QueryResponse {
+    func complete(_ pending: PendingResponse, stored: Result<UsageRecord, LedgerError>) -> QueryResponse {
         var response = pending.response
         switch stored {
         case .success(let record):

@@ -104,12 +104,14 @@ public struct NoiseInterval: Sendable, Equatable {
 }
 
 /// The gateway's answer: a result with its usage, or an error with its usage.
+/// Only the gateway constructs or changes one, and hands it out only once the ledger answered
+/// for its record (`Gateway.complete`): a front end holding a response may release it.
 public struct QueryResponse: Sendable {
-    public var outcome: Result<QueryResult, GatewayError>
-    public var truncated: Bool
+    public internal(set) var outcome: Result<QueryResult, GatewayError>
+    public internal(set) var truncated: Bool
     /// Why the result was cut: `max_rows` or the daily row quota.
-    public var truncatedBy: String?
-    public var usage: UsageSummary
+    public internal(set) var truncatedBy: String?
+    public internal(set) var usage: UsageSummary
 
     public var isOK: Bool {
         if case .success = outcome { return true }

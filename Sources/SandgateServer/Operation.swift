@@ -26,29 +26,6 @@ struct Operation: Sendable {
     func error(_ error: GatewayError) -> String { ResponseFormat.error(error, id: id) }
 
 
-    /// `query` hands its line over only after the usage record is committed, without holding the
-    /// worker during the commit; every other op answers directly.
-    /// The completion gets the line and the outcome (`ok` or the error code) for the counters.
-    func run(_ op: String, consumer: String, completion: @escaping @Sendable (String, String) -> Void) {
-        switch request(op) {
-        case .failure(let line): completion(line.text, "bad_request")
-        case .success(let request):
-            let id = self.id
-            if op == "explain" {
-                let outcome = services.gateway.explain(request)
-                let code: String
-                switch outcome {
-                case .success: code = "ok"
-                case .failure(let error): code = error.code.rawValue
-                }
-                return completion(ResponseFormat.json(outcome, id: id), code)
-            }
-            services.gateway.run(request) { response in
-                completion(ResponseFormat.json(response, id: id), response.error?.code.rawValue ?? "ok")
-            }
-        }
-    }
-
     /// The query request of a `query`/`explain` line, or the error line.
     func request(_ op: String) -> Result<QueryRequest, LineError> {
         guard let dataset = fields["dataset"]?.string else { return .failure(LineError(error(GatewayError(.badRequest, "\(op) needs \"dataset\" (a string)")))) }
@@ -89,12 +66,8 @@ struct Operation: Sendable {
         let gateway = services.gateway
         switch op {
         case "query", "explain":
-            switch request(op) {
-            case .failure(let line): return line.text
-            case .success(let request):
-                if op == "explain" { return ResponseFormat.json(gateway.explain(request), id: id) }
-                return ResponseFormat.json(gateway.run(request), id: id)
-            }
+            // Queries and explains go through QueryAdmission (RequestHandler), never here.
+            return error(GatewayError(.internal, "\(op) is admitted by the server, not run directly"))
         case "describe":
             var described: [String] = []
             for name in requestedDatasets(consumer: consumer) {

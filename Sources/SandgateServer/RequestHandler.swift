@@ -204,52 +204,34 @@ final class RequestHandler: ChannelInboundHandler {
             }
             guard let consumer else { return fail(.authFailed, "authenticate first", hint: "send {\"op\":\"auth\",\"consumer\":…,\"key\":…}") }
             if op == "query" || op == "explain" {
-                if let refusal = services.state.unsentRefusal(consumer: consumer) {
-                    return recordRefusal(refusal, operation: operation, op: op, consumer: consumer, eventLoop: eventLoop)
+                let request: QueryRequest
+                switch operation.request(op) {
+                case .failure(let line): return eventLoop.makeSucceededFuture(line.text)
+                case .success(let parsed): request = parsed
                 }
-                guard services.state.beginQuery(consumer: consumer) else {
-                    let refusal = GatewayError(.overloaded, "too many queries in flight for \(consumer) (limit \(services.state.configuration.maxInFlightPerConsumer))",
-                                               hint: "wait for your answers before sending more queries")
-                    return recordRefusal(refusal, operation: operation, op: op, consumer: consumer, eventLoop: eventLoop)
-                }
-                let started = DispatchTime.now().uptimeNanoseconds
-                let state = services.state
-                let promise = eventLoop.makePromise(of: String.self)
-                services.workers.submit { workerState in
-                    guard workerState == .active else {
-                        state.endQuery(consumer: consumer, outcome: "unavailable", elapsedMicros: 0)
-                        return promise.succeed(ResponseFormat.error(GatewayError(.unavailable, "the gateway is shutting down"), id: id))
+                let admission = QueryAdmission(services: services), gateway = services.gateway
+                let answer: EventLoopFuture<QueryAdmission.Answer<String>>
+                if op == "explain" {
+                    answer = admission.admit(request, on: eventLoop, refused: { ResponseFormat.json($0, id: id) }) { done in
+                        let outcome = gateway.explain(request)
+                        let code = switch outcome {
+                        case .success: "ok"
+                        case .failure(let error): error.code.rawValue
+                        }
+                        done(ResponseFormat.json(outcome, id: id), code)
                     }
-                    operation.run(op, consumer: consumer) { line, outcome in
-                        state.endQuery(consumer: consumer, outcome: outcome, elapsedMicros: Int64((DispatchTime.now().uptimeNanoseconds - started) / 1000))
-                        promise.succeed(line)
+                } else {
+                    answer = admission.query(request, on: eventLoop) { ResponseFormat.json($0, id: id) }
+                }
+                return answer.map { answer in
+                    switch answer {
+                    case .answered(let line): line
+                    case .unavailable(let error): ResponseFormat.error(error, id: id)
                     }
                 }
-                return promise.futureResult
             }
             return services.workers.runIfActive(eventLoop: eventLoop) { operation.run(op, consumer: consumer) }
         }
-    }
-
-    /// Answers a query the server refuses to protect itself, after the gateway recorded it (on a
-    /// worker: recording may wait for a commit). A line that is not a valid query is answered
-    /// as such, unrecorded.
-    private func recordRefusal(_ refusal: GatewayError, operation: Operation, op: String, consumer: String, eventLoop: any EventLoop) -> EventLoopFuture<String> {
-        let request: QueryRequest
-        switch operation.request(op) {
-        case .failure(let line): return eventLoop.makeSucceededFuture(line.text)
-        case .success(let parsed): request = parsed
-        }
-        let gateway = services.gateway
-        let id = operation.id
-        let promise = eventLoop.makePromise(of: String.self)
-        services.workers.submit { workerState in
-            guard workerState == .active else {
-                return promise.succeed(ResponseFormat.error(GatewayError(.unavailable, "the gateway is shutting down"), id: id))
-            }
-            gateway.refuse(request, refusal) { response in promise.succeed(ResponseFormat.json(response, id: id)) }
-        }
-        return promise.futureResult
     }
 
     private func authenticate(_ operation: Operation, eventLoop: any EventLoop) -> EventLoopFuture<String> {

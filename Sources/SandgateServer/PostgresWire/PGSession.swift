@@ -773,36 +773,27 @@ final class PGSession: ChannelInboundHandler {
             portals[name]?.rows = .catalog(PGCatalog.Answer(columns: [PGColumn(name: setting, type: .text)], rows: [[.text(value)]]))
             return loop.makeSucceededVoidFuture()
         case .catalog(let sql):
-            let box = catalog, gateway = services.gateway, dataset = dataset, consumer = consumer, state = services.state
+            let box = catalog, gateway = services.gateway, dataset = dataset, consumer = consumer
             // A consumer or grant revoked since login ends the session here as in a data query.
             guard gateway.consumers.consumers[consumer]?.grants[dataset] != nil, let runtime = gateway.runtime(dataset) else {
                 portals[name]?.error = GatewayError(.authFailed, "consumer '\(consumer)' has no grant for dataset '\(dataset)' any more")
                 return loop.makeSucceededVoidFuture()
             }
-            // Catalog queries share the consumer's in-flight cap with its data queries.
-            guard state.beginQuery(consumer: consumer) else {
-                portals[name]?.error = GatewayError(.overloaded, "too many queries in flight for \(consumer) (limit \(state.configuration.maxInFlightPerConsumer))")
-                return loop.makeSucceededVoidFuture()
-            }
-            let started = DispatchTime.now().uptimeNanoseconds
+            // Catalog queries share the consumer's admission (in-flight cap, refusals) with its data queries.
             let version = runtime.policy.version
-            return services.workers.runIfActive(eventLoop: loop) { () -> Result<PGCatalog.Answer, GatewayError> in
-                defer { state.endQuery(consumer: consumer, outcome: "catalog", elapsedMicros: Int64((DispatchTime.now().uptimeNanoseconds - started) / 1000)) }
-                // Rebuilt when a reload changed the policy: a column hidden since must disappear.
-                if box.catalog?.policyVersion != version { box.catalog = nil }
-                if box.catalog == nil {
-                    guard case .success(let description) = gateway.describe(dataset: dataset, consumer: consumer) else {
-                        return .failure(GatewayError(.unavailable, "the dataset's description is not available"))
-                    }
-                    do {
-                        box.catalog = try PGCatalog(description: description, declaredTypes: runtime.facts.declaredTypes, consumer: consumer)
-                        box.catalog?.policyVersion = version
-                    } catch {
-                        return .failure(GatewayError(.internal, "cannot build the catalog"))
-                    }
+            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, clientAddress: address, purpose: purpose)
+            let answer = QueryAdmission(services: services).admit(request, on: loop, refused: { response -> Result<PGCatalog.Answer, GatewayError> in
+                .failure(response.error ?? GatewayError(.overloaded, "refused"))
+            }) { done in
+                let outcome = Self.catalogAnswer(sql, parameters: parameters, box: box, gateway: gateway, runtime: runtime, version: version,
+                                                 dataset: dataset, consumer: consumer)
+                done(outcome, "catalog")
+            }
+            return answer.hop(to: loop).assumeIsolated().map { [self] answer in
+                let outcome: Result<PGCatalog.Answer, GatewayError> = switch answer {
+                case .answered(let outcome): outcome
+                case .unavailable(let error): .failure(error)
                 }
-                return box.catalog?.run(sql, parameters: parameters) ?? .failure(GatewayError(.internal, "no catalog"))
-            }.hop(to: loop).assumeIsolated().map { [self] outcome in
                 switch outcome {
                 case .success(let answer): portals[name]?.rows = .catalog(answer)
                 case .failure(let error):
@@ -811,7 +802,6 @@ final class PGSession: ChannelInboundHandler {
                 }
             }.nonisolated()
         case .query(let sql):
-            let state = services.state
             var bound: QueryParameters = .none
             if !parameters.isEmpty {
                 var named: [String: SQLValue] = [:]
@@ -820,33 +810,16 @@ final class PGSession: ChannelInboundHandler {
             }
             cancellation.reset()
             let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, parameters: bound, cancellation: cancellation, clientAddress: address, purpose: purpose)
-            let gateway = services.gateway
-            // Overload refusals are recorded like every authenticated request (Gateway.refuse).
-            let refusal = state.unsentRefusal(consumer: consumer)
-                ?? (state.beginQuery(consumer: consumer) ? nil
-                    : GatewayError(.overloaded, "too many queries in flight for \(consumer) (limit \(state.configuration.maxInFlightPerConsumer))",
-                                   hint: "wait for your running queries to finish"))
-            if let refusal {
-                let recorded = loop.makePromise(of: QueryResponse.self)
-                gateway.refuse(request, refusal) { recorded.succeed($0) }
-                return recorded.futureResult.hop(to: loop).assumeIsolated().map { [self] response in
-                    portals[name]?.error = response.error ?? refusal
-                    portals[name]?.rows = .failed(response)
-                }.nonisolated()
-            }
-            let promise = loop.makePromise(of: QueryResponse?.self)
-            let started = DispatchTime.now().uptimeNanoseconds, consumer = consumer
-            services.workers.submit { workerState in
-                guard workerState == .active else { return promise.succeed(nil) }
-                gateway.run(request) { response in promise.succeed(response) }
-            }
-            return promise.futureResult.hop(to: loop).assumeIsolated().map { [self] response in
-                guard let response else {
-                    state.endQuery(consumer: consumer, outcome: "unavailable", elapsedMicros: 0)
-                    portals[name]?.error = GatewayError(.unavailable, "the gateway is shutting down")
+            // Overload refusals are recorded like every authenticated request, on a worker.
+            let answer = QueryAdmission(services: services).query(request, on: loop) { $0 }
+            return answer.hop(to: loop).assumeIsolated().map { [self] answer in
+                let response: QueryResponse
+                switch answer {
+                case .answered(let answered): response = answered
+                case .unavailable(let error):
+                    portals[name]?.error = error
                     return
                 }
-                state.endQuery(consumer: consumer, outcome: response.error?.code.rawValue ?? "ok", elapsedMicros: Int64((DispatchTime.now().uptimeNanoseconds - started) / 1000))
                 switch response.outcome {
                 case .success(let result): portals[name]?.rows = .data(result, response)
                 case .failure(let error):
@@ -855,6 +828,25 @@ final class PGSession: ChannelInboundHandler {
                 }
             }.nonisolated()
         }
+    }
+
+    /// The answer of a catalog query from the session's catalog, rebuilt when a reload changed
+    /// the policy (a column hidden since must disappear). Runs on a worker.
+    private static func catalogAnswer(_ sql: String, parameters: [SQLValue], box: CatalogBox, gateway: Gateway, runtime: DatasetRuntime,
+                                      version: String, dataset: String, consumer: String) -> Result<PGCatalog.Answer, GatewayError> {
+        if box.catalog?.policyVersion != version { box.catalog = nil }
+        if box.catalog == nil {
+            guard case .success(let description) = gateway.describe(dataset: dataset, consumer: consumer) else {
+                return .failure(GatewayError(.unavailable, "the dataset's description is not available"))
+            }
+            do {
+                box.catalog = try PGCatalog(description: description, declaredTypes: runtime.facts.declaredTypes, consumer: consumer)
+                box.catalog?.policyVersion = version
+            } catch {
+                return .failure(GatewayError(.internal, "cannot build the catalog"))
+            }
+        }
+        return box.catalog?.run(sql, parameters: parameters) ?? .failure(GatewayError(.internal, "no catalog"))
     }
 
     /// `SHOW name` (lower-cased, words as typed): the catalog's settings, the two-word spellings
