@@ -31,7 +31,8 @@ extension Gateway {
     /// the client sent, so only its first `UsageRecord.nameLimit` bytes are kept.
     public func recordAuthenticationFailure(consumer: String, source: String) {
         let now = configuration.now()
-        appendUnmeteredRefusal(consumer: consumer, code: ErrorCode.authFailed.rawValue, during: now...now, detail: "", clientAddress: source)
+        appendUnmeteredRefusal(consumer: consumer, kind: RecordKind.authFailure, code: ErrorCode.authFailed.rawValue, during: now...now, detail: "",
+                               clientAddress: source)
     }
 
     /// Writes one summary record for `count` failed authentications from `source` that were not
@@ -39,19 +40,20 @@ extension Gateway {
     /// than a fixed number of records per interval).
     public func recordAuthenticationFailureSummary(source: String, count: Int, seconds: Int) {
         let now = configuration.now()
-        appendUnmeteredRefusal(consumer: "", code: ErrorCode.authFailed.rawValue, during: now...now,
+        appendUnmeteredRefusal(consumer: "", kind: RecordKind.authFailureSummary, code: ErrorCode.authFailed.rawValue, during: now...now,
                                detail: "\(count) more failures in \(seconds) s, not recorded one by one", clientAddress: source)
     }
 
     /// Appends a refused record that meters nothing (a failed login, a summary of refusals not
     /// recorded one by one), naming the consumers file in force, with `detail` in `rewritten_sql`
     /// and the client's address (when there is one) in its own field.
-    func appendUnmeteredRefusal(consumer: String, code: String, during time: ClosedRange<Int64>, detail: String, clientAddress: String = "") {
-        let record = UsageRecord(
+    func appendUnmeteredRefusal(consumer: String, kind: String, code: String, during time: ClosedRange<Int64>, detail: String, clientAddress: String = "") {
+        var record = UsageRecord(
             queryID: Self.newQueryID(), startedAt: time.lowerBound, finishedAt: time.upperBound, consumer: consumer,
             dataset: "", datasetVersion: "", policyVersion: consumers.version, status: .refused, errorCode: code,
             rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, truncated: false, vmSteps: 0, elapsedMicroseconds: 0,
             costMicros: 0, currency: "", sqlSHA256: "", sql: "", rewrittenSQL: detail, clientAddress: clientAddress).bounded()
+        record.kind = kind
         do {
             _ = try ledger.append(record)
         } catch {

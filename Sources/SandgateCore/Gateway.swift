@@ -266,7 +266,7 @@ public final class Gateway: Sendable {
 
     private func appendRefusalSummary(consumer: String, count: Int, minute: Int64) {
         let start = minute * 60_000_000
-        appendUnmeteredRefusal(consumer: consumer, code: "refusals_summarized", during: start...(start + 59_999_999),
+        appendUnmeteredRefusal(consumer: consumer, kind: RecordKind.refusalSummary, code: "refusals_summarized", during: start...(start + 59_999_999),
                                detail: "\(count) more refused requests of \(consumer) in this minute, not recorded one by one")
     }
 
@@ -309,7 +309,7 @@ public final class Gateway: Sendable {
             // The holder's share as it is now, so that settlement is reproducible from the ledger
             // alone after the policy changes. The purpose is set only once it is decided: a refused
             // purpose is not recorded (any string would become its own invoice line).
-            holderSharePPM: runtime?.policy.pricing.holderSharePPM ?? 0).bounded()
+            holderSharePPM: runtime?.policy.pricing.holderSharePPM ?? 0).bounded().with(kind: request.kind == .catalog ? RecordKind.catalog : RecordKind.query)
     }
 
     /// Records a request that a front end refused before running it (`overloaded`: too many in
@@ -618,5 +618,14 @@ final class RefusalMeter: Sendable {
             }
             return due
         }
+    }
+}
+
+extension UsageRecord {
+    /// This record of `kind` (`RecordKind`), cut to its bound.
+    func with(kind: String) -> UsageRecord {
+        var record = self
+        record.kind = kind
+        return record.bounded()
     }
 }

@@ -23,6 +23,12 @@ public struct QueryRequest: Sendable {
     /// What the consumer declares the query is for (`purpose` on JSON lines, `--purpose`,
     /// `sandgate.purpose` over PostgreSQL); nil when none was declared. Decided by `PurposeRule`.
     public var purpose: String?
+    /// What its record is: a query, or a front end's catalog query.
+    public var kind: Kind = .query
+
+    public enum Kind: String, Sendable {
+        case query, catalog
+    }
 
     public init(consumer: String, dataset: String, sql: String, parameters: QueryParameters = .none,
                 cancellation: Cancellation? = nil, clientAddress: String = "", purpose: String? = nil) {

@@ -188,7 +188,8 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             record_hash TEXT NOT NULL, sql TEXT NOT NULL, rewritten_sql TEXT NOT NULL,
             chain INTEGER NOT NULL DEFAULT 1, purpose TEXT NOT NULL DEFAULT '',
             epsilon_micros INTEGER NOT NULL DEFAULT 0, client_address TEXT NOT NULL DEFAULT '',
-            holder TEXT NOT NULL DEFAULT '', holder_share_ppm INTEGER NOT NULL DEFAULT 0
+            holder TEXT NOT NULL DEFAULT '', holder_share_ppm INTEGER NOT NULL DEFAULT 0,
+            kind TEXT NOT NULL DEFAULT '', members TEXT NOT NULL DEFAULT '', extensions TEXT NOT NULL DEFAULT ''
         """
 
     static let schema = """
@@ -218,6 +219,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         ("chain", "INTEGER NOT NULL DEFAULT 1"), ("purpose", "TEXT NOT NULL DEFAULT ''"),
         ("epsilon_micros", "INTEGER NOT NULL DEFAULT 0"), ("client_address", "TEXT NOT NULL DEFAULT ''"),
         ("holder", "TEXT NOT NULL DEFAULT ''"), ("holder_share_ppm", "INTEGER NOT NULL DEFAULT 0"),
+        ("kind", "TEXT NOT NULL DEFAULT ''"), ("members", "TEXT NOT NULL DEFAULT ''"), ("extensions", "TEXT NOT NULL DEFAULT ''"),
     ]
 
     // MARK: Appending
@@ -273,10 +275,10 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         seq, query_id, started_at, finished_at, consumer, dataset, dataset_version,
             policy_version, status, error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated,
             vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain,
-            purpose, epsilon_micros, client_address, holder, holder_share_ppm
+            purpose, epsilon_micros, client_address, holder, holder_share_ppm, kind, members, extensions
         """
 
-    static let insertSQL = "INSERT INTO usage (\(storedColumns)) VALUES (\(Array(repeating: "?", count: 31).joined(separator: ",")))"
+    static let insertSQL = "INSERT INTO usage (\(storedColumns)) VALUES (\(Array(repeating: "?", count: 34).joined(separator: ",")))"
 
     static func columnValues(_ r: UsageRecord) -> [SQLValue] {
         [
@@ -287,6 +289,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             .integer(r.elapsedMicroseconds), .integer(r.costMicros), .text(r.currency), .text(r.sqlSHA256),
             .text(r.prevHash), .text(r.recordHash), .text(r.sql), .text(r.rewrittenSQL), .integer(r.chain),
             .text(r.purpose), .integer(r.epsilonMicros), .text(r.clientAddress), .text(r.holder), .integer(r.holderSharePPM),
+            .text(RecordColumns.kind(r.kind)), .text(RecordColumns.members(r.members)), .text(RecordColumns.extensions(r.extensions)),
         ]
     }
 
@@ -538,6 +541,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             record.holder = text(29)
             record.holderSharePPM = s.integer(at: 30)
         }
+        if s.columnCount > 33 { record.readVersion4(kind: text(31), members: text(32), extensions: text(33)) }
         return record
     }
 }

@@ -8,9 +8,10 @@ import Foundation
 /// any export format: changing how a field is printed never changes a hash.
 public enum LedgerChain {
     /// The chain version of records written by this code (column `chain`). Older versions still
-    /// verify as they were written: 1 (unkeyed SHA-256 over export text, before issue 12) and 2
-    /// (keyed, without the fields that version 3 added).
-    public static let currentVersion: Int64 = 3
+    /// verify as they were written: 1 (unkeyed SHA-256 over export text, before issue 12), 2
+    /// (keyed, without the fields that version 3 added) and 3 (without version 4's kind, members
+    /// and extensions).
+    public static let currentVersion: Int64 = 4
     /// The first keyed version.
     public static let firstKeyedVersion: Int64 = 2
 
@@ -20,9 +21,10 @@ public enum LedgerChain {
     /// consumer, dataset, dataset_version, policy_version, status, error_code, rows, cells, bytes,
     /// masked_cells, suppressed_groups, truncated, vm_steps, elapsed_us, cost_micros, currency,
     /// sql_sha256, sql, rewritten_sql; version 3 then adds purpose, epsilon_micros,
-    /// client_address, holder, holder_share_ppm. The record's `chain` picks the version (2 or 3).
+    /// client_address, holder, holder_share_ppm; version 4 then adds kind, members and extensions
+    /// (`CanonicalEncoder.version4`). The record's `chain` picks the version (2, 3 or 4).
     public static func canonicalBytes(_ r: UsageRecord) -> [UInt8] {
-        let version = r.chain >= 3 ? 3 : 2
+        let version = min(max(r.chain, 2), 4)
         var encoder = CanonicalEncoder(magic: "SGLR\(version)")
         encoder.text(r.prevHash)
         encoder.integer(r.seq)
@@ -55,6 +57,7 @@ public enum LedgerChain {
             encoder.text(r.holder)
             encoder.integer(r.holderSharePPM)
         }
+        if version >= 4 { encoder.version4(r) }
         return encoder.bytes
     }
 

@@ -41,7 +41,7 @@ public enum NodeArchive {
                 chmod(path, 0o600)
                 try connection.execute(NodeArchive.schema)
                 try connection.execute("BEGIN")
-                guard let statement = try connection.prepare("INSERT INTO usage (node_id, \(Ledger.storedColumns)) VALUES (\(Array(repeating: "?", count: 32).joined(separator: ",")))") else {
+                guard let statement = try connection.prepare("INSERT INTO usage (node_id, \(Ledger.storedColumns)) VALUES (\(Array(repeating: "?", count: 35).joined(separator: ",")))") else {
                     throw LedgerError("cannot prepare the archive's insert")
                 }
                 insert = statement

@@ -104,6 +104,8 @@ public struct Receipt: Sendable, Equatable {
         record.clientAddress = text("client_address") ?? ""
         record.holder = text("holder") ?? ""
         record.holderSharePPM = integer("holder_share_ppm") ?? 0
+        // Version 4's fields travel as their export text (receipts of earlier records lack them).
+        record.readVersion4(kind: text("kind") ?? "", members: text("members") ?? "", extensions: text("extensions") ?? "")
         record.prevHash = prevHash
         record.recordHash = recordHash
         var links: [Link] = []

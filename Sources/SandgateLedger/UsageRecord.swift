@@ -58,6 +58,12 @@ public struct UsageRecord: Sendable, Hashable {
     public var holderSharePPM: Int64
     /// The chain version the record is hashed under (`LedgerChain`): set when it is linked or read.
     public var chain: Int64 = LedgerChain.currentVersion
+    /// What the record is (chain version 4; `RecordKind`): records of versions before 4 read as `query`.
+    public var kind: String = RecordKind.query
+    /// The member datasets a query read (a collaboration's; chain version 4), empty for one dataset.
+    public var members: [RecordMember] = []
+    /// Named fields the issues after version 4 add without a new chain version (chain version 4).
+    public var extensions: [String: RecordExtension] = [:]
 
     public init(
         queryID: String, startedAt: Int64, finishedAt: Int64, consumer: String, dataset: String,
@@ -133,6 +139,7 @@ public struct UsageRecord: Sendable, Hashable {
         let refused = record.status == .refused && !record.errorCode.isEmpty
         cut(&record.sql, refused ? Self.refusedSQLLimit : Self.sqlLimit)
         cut(&record.rewrittenSQL, refused ? Self.refusedSQLLimit : Self.sqlLimit)
+        record.boundVersion4()
         return record
     }
 
@@ -142,6 +149,7 @@ public struct UsageRecord: Sendable, Hashable {
         "policy_version", "purpose", "status", "error_code", "rows", "cells", "bytes", "masked_cells",
         "suppressed_groups", "truncated", "vm_steps", "elapsed_us", "cost_micros", "currency", "epsilon_micros",
         "holder", "holder_share_ppm", "client_address", "sql_sha256", "chain", "prev_hash", "record_hash",
+        "kind", "members", "extensions",
     ]
 
     /// The exported text of each column of `exportColumns`, in order.
@@ -152,6 +160,7 @@ public struct UsageRecord: Sendable, Hashable {
             String(maskedCells), String(suppressedGroups), truncated ? "true" : "false", String(vmSteps),
             String(elapsedMicroseconds), String(costMicros), currency, String(epsilonMicros), holder,
             String(holderSharePPM), clientAddress, sqlSHA256, String(chain), prevHash, recordHash,
+            kind, RecordColumns.members(members), RecordColumns.extensions(extensions),
         ]
     }
 

@@ -89,6 +89,10 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         "ALTER TABLE usage ADD COLUMN IF NOT EXISTS client_address text NOT NULL DEFAULT ''",
         "ALTER TABLE usage ADD COLUMN IF NOT EXISTS holder text NOT NULL DEFAULT ''",
         "ALTER TABLE usage ADD COLUMN IF NOT EXISTS holder_share_ppm bigint NOT NULL DEFAULT 0",
+        // Chain version 4's fields (lists as JSON text, `RecordColumns`).
+        "ALTER TABLE usage ADD COLUMN IF NOT EXISTS kind text NOT NULL DEFAULT ''",
+        "ALTER TABLE usage ADD COLUMN IF NOT EXISTS members text NOT NULL DEFAULT ''",
+        "ALTER TABLE usage ADD COLUMN IF NOT EXISTS extensions text NOT NULL DEFAULT ''",
         "CREATE INDEX IF NOT EXISTS usage_by_consumer_day ON usage (consumer, dataset, started_at)",
         "CREATE INDEX IF NOT EXISTS usage_by_time ON usage (started_at)",
         "CREATE INDEX IF NOT EXISTS usage_by_query_id ON usage (query_id)",
@@ -195,6 +199,9 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         binds.append(nodeID); binds.append(chain.seq); binds.append(chain.hash); binds.append(anchorMAC(seq: chain.seq, hash: chain.hash))
         binds.append(start.seq); binds.append(start.hash); binds.append(batch.compactMap(\.hold?.id))
         Self.appendTotals(RunningTotals.deltas(records), to: &binds)
+        binds.append(records.map { StoredText.encode(RecordColumns.kind($0.kind)) })
+        binds.append(records.map { StoredText.encode(RecordColumns.members($0.members)) })
+        binds.append(records.map { StoredText.encode(RecordColumns.extensions($0.extensions)) })
         let rows = try session.run(Self.commitSQL, binds)
         guard let row = rows.first else { throw LedgerError("the batch's commit returned nothing") }
         let (moved, inserted) = try Self.decode(row, (Int64.self, Int64.self))
@@ -244,7 +251,8 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     /// A whole batch in one statement: each record column is one array parameter (`$1`…`$32`);
     /// the anchor moves from the batch's starting tail (`$37`, `$38`) to its end (`$34`…`$36`) or
     /// nothing is written; the holds `$39` end with the records that charge them; the batch's sums
-    /// (`$40`…`$51`, one element per row of this node's totals) are added to the running totals.
+    /// (`$40`…`$51`, one element per row of this node's totals) are added to the running totals;
+    /// `$52`…`$54` are chain version 4's record columns.
     static let commitSQL = """
         WITH moved AS (
             UPDATE usage_nodes SET seq = $34, hash = $35, mac = $36 WHERE node_id = $33 AND seq = $37 AND hash = $38 RETURNING 1),
@@ -252,12 +260,12 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             INSERT INTO usage (node_id, seq, query_id, started_at, finished_at, consumer, dataset, dataset_version,
                 policy_version, status, error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated,
                 vm_steps, elapsed_us, cost_micros, currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain,
-                purpose, epsilon_micros, client_address, holder, holder_share_ppm)
+                purpose, epsilon_micros, client_address, holder, holder_share_ppm, kind, members, extensions)
             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
                 $8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
                 $16::bigint[], $17::boolean[], $18::bigint[], $19::bigint[], $20::bigint[], $21::text[], $22::text[],
                 $23::text[], $24::text[], $25::text[], $26::text[], $27::integer[], $28::text[], $29::bigint[], $30::text[],
-                $31::text[], $32::bigint[])
+                $31::text[], $32::bigint[], $52::text[], $53::text[], $54::text[])
             WHERE EXISTS (SELECT 1 FROM moved)
             RETURNING 1),
         released AS (
@@ -432,7 +440,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         node_id, seq, query_id, started_at, finished_at, consumer, dataset, dataset_version, policy_version, status,
         error_code, rows, cells, bytes, masked_cells, suppressed_groups, truncated, vm_steps, elapsed_us, cost_micros,
         currency, sql_sha256, prev_hash, record_hash, sql, rewritten_sql, chain, purpose, epsilon_micros,
-        client_address, holder, holder_share_ppm
+        client_address, holder, holder_share_ppm, kind, members, extensions
         """
 
     static func record(from row: PostgresRow) throws(LedgerError) -> UsageRecord {
@@ -465,6 +473,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         record.clientAddress = try value(29, String.self)
         record.holder = try value(30, String.self)
         record.holderSharePPM = try value(31, Int64.self)
+        record.readVersion4(kind: try value(32, String.self), members: try value(33, String.self), extensions: try value(34, String.self))
         return record
     }
 

@@ -30,7 +30,7 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         try db.execute("""
             INSERT INTO usage VALUES (\(record.seq), '\(record.queryID)', \(record.startedAt), \(record.finishedAt), '\(record.consumer)',
             '\(record.dataset)', '', '', '\(record.status.rawValue)', '', \(record.rows), 0, 0, 0, 0, 0, 0, 0, \(record.costMicros), '',
-            '', '\(record.prevHash)', '\(record.recordHash)', '', '', \(LedgerChain.currentVersion), '', 0, '', '', 0)
+            '', '\(record.prevHash)', '\(record.recordHash)', '', '', \(LedgerChain.currentVersion), '', 0, '', '', 0, 'query', '', '')
             """)
     }
 }
@@ -38,7 +38,7 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
 @Suite struct LedgerChainTests {
     /// docs/CONTRACT.md §7: this record under the key 00 01 … 1f has this hash. The expected value
     /// was computed independently (Python's hmac over the documented encoding).
-    @Test("the canonical encodings (versions 2 and 3) and keyed hashes match the documented test vectors")
+    @Test("the canonical encodings (versions 2, 3 and 4) and keyed hashes match the documented test vectors")
     func testVector() {
         var record = sampleRecord(1)
         record.seq = 1
@@ -59,6 +59,20 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         #expect(LedgerChain.canonicalBytes(record).count == 415)
         #expect(Array(LedgerChain.canonicalBytes(record).prefix(6)) == Array("SGLR3t".utf8))
         #expect(LedgerChain.keyedHash(of: record, key: key) == "7a5c1f80124fd8ae52bfe31e2debe7c5f05eb16f81f28e6796aebd6b3802bf40")
+        // Version 4 with two members and three extensions (given unsorted: sorted by name's bytes).
+        record.chain = 4
+        record.members = [
+            RecordMember(dataset: "retail", datasetVersion: "d", policyVersion: "p", holder: "retail-data-office", holderSharePPM: 800_000, epsilonMicros: 500_000),
+            RecordMember(dataset: "insurer", datasetVersion: "d2", policyVersion: "p2", holder: "insurer-co", holderSharePPM: 600_000),
+        ]
+        record.extensions = ["view_version": .text("v1"), "upload_rows": .integer(12), "answer_of": .text("q0")]
+        #expect(LedgerChain.canonicalBytes(record).count == 636)
+        #expect(Array(LedgerChain.canonicalBytes(record).prefix(6)) == Array("SGLR4t".utf8))
+        #expect(LedgerChain.keyedHash(of: record, key: key) == "6f16fb4122b8e26003fa6b9d6aeb76961cb78bb262355974e7e21cb0b32edd75")
+        // An integer and a text of the same digits never hash alike.
+        var typed = record
+        typed.extensions["upload_rows"] = .text("12")
+        #expect(LedgerChain.keyedHash(of: typed, key: key) != LedgerChain.keyedHash(of: record, key: key))
     }
 
     /// docs/CONTRACT.md §7: a two-record chain, the anchor's MAC and a version-1 hash, computed
@@ -70,12 +84,20 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         var chain = HashChain(key: key, nodeID: "node-a")
         let first = chain.link(sampleRecord(1))
         let second = chain.link(sampleRecord(2))
-        #expect(first.chain == 3 && first.recordHash == "4fc45c5b81481d9a52e79c3fff1bc4544c18471a3599da54d80c2c56a8a502a6")
+        #expect(first.chain == 4 && first.kind == "query" && first.recordHash == "9c2edd3301497226dba5bd7cdf800a1c244e5a40f475d037a9434cc016bcb431")
         #expect(second.seq == 2 && second.prevHash == first.recordHash && second.nodeID == "node-a")
-        #expect(second.recordHash == "28a443ca1c91351dbe19e15d1bb31a8d3e6a2f8b0566977fe0e7cff7911fafe5")
+        #expect(second.recordHash == "5643b21e8b47aeeb4f8f56f65516efbd50c14d22697645fd751a90fe2bf4c6f7")
         #expect(chain.seq == 2 && chain.hash == second.recordHash)
         let anchor = LedgerCheckpoint(nodeID: "node-a", seq: 2, hash: second.recordHash, firstKeyedSeq: 1)
-        #expect(anchor.mac(key: key) == "57237efaffcee374c5813d51ed44c87e804a7c605f8d01cb51500c1f6104fc84")
+        #expect(anchor.mac(key: key) == "63c0b676364a6d0c94739bb8001e421729140ab1cc515322657daf8d8412416c")
+        // The version-3 chain of the same records (a ledger written before version 4).
+        var v3 = [first, second]
+        for index in v3.indices { v3[index].chain = 3 }
+        v3[1].prevHash = LedgerChain.keyedHash(of: v3[0], key: key)
+        #expect(v3[1].prevHash == "4fc45c5b81481d9a52e79c3fff1bc4544c18471a3599da54d80c2c56a8a502a6")
+        #expect(LedgerChain.keyedHash(of: v3[1], key: key) == "28a443ca1c91351dbe19e15d1bb31a8d3e6a2f8b0566977fe0e7cff7911fafe5")
+        let v3Anchor = LedgerCheckpoint(nodeID: "node-a", seq: 2, hash: "28a443ca1c91351dbe19e15d1bb31a8d3e6a2f8b0566977fe0e7cff7911fafe5", firstKeyedSeq: 1)
+        #expect(v3Anchor.mac(key: key) == "57237efaffcee374c5813d51ed44c87e804a7c605f8d01cb51500c1f6104fc84")
         // The version-2 chain of the same records (a ledger written before version 3).
         var v2 = sampleRecord(1)
         v2.seq = 1
@@ -304,7 +326,8 @@ func recomputeWithoutKey(_ path: String, edit: (inout [UsageRecord]) -> Void) th
         for index in 1...2 { _ = try ledger.append(sampleRecord(index)) }
         ledger.close()
         let db = try Connection(path: path, mode: .readWrite)
-        for column in ["purpose", "epsilon_micros", "client_address", "holder", "holder_share_ppm"] {
+        // A table as version 2 wrote it: without the columns versions 3 and 4 added.
+        for column in ["purpose", "epsilon_micros", "client_address", "holder", "holder_share_ppm", "kind", "members", "extensions"] {
             try db.execute("ALTER TABLE usage DROP COLUMN \(column)")
         }
         let reopened = try Ledger(path: path)

@@ -781,7 +781,8 @@ final class PGSession: ChannelInboundHandler {
             }
             // Catalog queries share the consumer's admission (in-flight cap, refusals) with its data queries.
             let version = runtime.policy.version
-            let request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, clientAddress: address, purpose: purpose)
+            var request = QueryRequest(consumer: consumer, dataset: dataset, sql: sql, clientAddress: address, purpose: purpose)
+            request.kind = .catalog
             let answer = QueryAdmission(services: services).admit(request, on: loop, refused: { response -> Result<PGCatalog.Answer, GatewayError> in
                 .failure(response.error ?? GatewayError(.overloaded, "refused"))
             }) { done in
