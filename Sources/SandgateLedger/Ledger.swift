@@ -19,7 +19,7 @@ public struct LedgerError: Error, Sendable, CustomStringConvertible {
 /// while they wait, so many queries share each fsync. Several processes may share the file: the
 /// chain tail is read inside the same `BEGIN IMMEDIATE` transaction that appends.
 ///
-/// `@unchecked Sendable`: the write connection is used only by the writer thread (`GroupCommit`),
+/// `@unchecked Sendable`: the write connection and `batchCounter` are used only by the writer thread (`GroupCommit`),
 /// the anchor state only under `anchorLock`, and the read connection only under `readLock`.
 public final class Ledger: LedgerStore, @unchecked Sendable {
     public typealias Completion = LedgerCompletion
@@ -43,6 +43,10 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     private let anchorLock = NSLock()
     private let committer = GroupCommit(name: "sandgate-ledger")
     let holds = LocalHolds()
+    /// This handle's batches with quota holds, numbered in `ledger_meta` row `batchMarker` in
+    /// the transaction of each (`LocalHolds.settle`); the counter is the writer thread's only.
+    private var batchCounter: Int64 = 0
+    let batchMarker = "holds_batch:" + UUID().uuidString
 
     /// The hash that precedes the first record.
     public static let genesisHash = HashChain.genesisHash
@@ -148,6 +152,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     /// Stops the writer thread once the queue is empty and writes a last checkpoint.
     public func close() {
         committer.stop()
+        try? writer.execute("DELETE FROM ledger_meta WHERE name = '\(batchMarker)'")
         if let tail = try? Self.tail(writer) { anchor(tail) }
     }
 
@@ -258,9 +263,14 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             }
             // Summed as stored (linking cuts long fields), so the totals match what verify recomputes.
             try Self.addTotals(RunningTotals.deltas(written.lazy.compactMap { try? $0.get() }), to: "usage_totals", writer)
-            // The commit and the end of its holds are one step for quota decisions: a committed
-            // record then counts instead of its hold, never both and never neither.
-            try holds.settle(batchHolds) { () throws(SQLiteError) in try writer.execute("COMMIT") }
+            // The commit and the end of its holds are one step for quota decisions: a decision's
+            // snapshot shows the batch's number exactly when it shows its records, so a committed
+            // record counts instead of its hold, never both and never neither.
+            if !batchHolds.isEmpty {
+                batchCounter += 1
+                try writer.execute("INSERT INTO ledger_meta VALUES ('\(batchMarker)', '\(batchCounter)') ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+            }
+            try holds.settle(batchHolds, batch: batchCounter) { () throws(SQLiteError) in try writer.execute("COMMIT") }
             return written
         } catch {
             try? writer.execute("ROLLBACK")
@@ -458,8 +468,8 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     /// Decides `request` against the running totals and this process's holds.
     public func reserve(_ request: QuotaRequest) throws(LedgerError) -> QuotaDecision {
         try holds.reserve(request) { () throws(LedgerError) in
-            try readTotals(consumer: request.consumer, dataset: request.dataset, day: request.day, month: request.month)
-                .committedUse(epsilonPeriod: request.limits.epsilonPeriod)
+            let read = try readTotals(consumer: request.consumer, dataset: request.dataset, day: request.day, month: request.month)
+            return (read.totals.committedUse(epsilonPeriod: request.limits.epsilonPeriod), read.visibleBatch)
         }
     }
 
@@ -467,7 +477,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
 
     public func totals(consumer: String, dataset: String, at time: Int64) throws(LedgerError) -> UsageTotals {
         try readTotals(consumer: consumer, dataset: dataset, day: Timestamp.startOfDay(containing: time),
-                       month: Timestamp.startOfMonth(containing: time))
+                       month: Timestamp.startOfMonth(containing: time)).totals
     }
 
     public func receipt(queryID: String) throws(LedgerError) -> Receipt? {

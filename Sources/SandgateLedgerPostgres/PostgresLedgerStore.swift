@@ -314,6 +314,9 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                 do throws(LedgerError) {
                     let results = try session.pipeline([
                         ("BEGIN", PostgresBindings()),
+                        // A hold is visible to every node at COMMIT either way; waiting for its WAL
+                        // flush only made each admission pay an fsync (docs/CONTRACT.md §7).
+                        ("SET LOCAL synchronous_commit = off", PostgresBindings()),
                         ("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", Self.binds(request.consumer + "\u{1F}" + request.dataset)),
                         (Self.quotaUseSQL, Self.binds(StoredText.encode(request.consumer), StoredText.encode(request.dataset), request.day,
                                                       request.month, request.limits.epsilonPeriod.rawValue)),
@@ -365,7 +368,15 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     /// the side of refusing).
     public func release(_ hold: QuotaHold) {
         _ = try? connector.withSession { session throws(LedgerError) in
-            try session.run("DELETE FROM usage_reservations WHERE id = $1", Self.binds(hold.id))
+            do throws(LedgerError) {
+                try session.pipeline([
+                    ("BEGIN", PostgresBindings()), ("SET LOCAL synchronous_commit = off", PostgresBindings()),
+                    ("DELETE FROM usage_reservations WHERE id = $1", Self.binds(hold.id)), ("COMMIT", PostgresBindings()),
+                ])
+            } catch {
+                if !session.isClosed { _ = try? session.run("ROLLBACK") }
+                throw error
+            }
         }
     }
 
