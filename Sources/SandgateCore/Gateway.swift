@@ -295,7 +295,7 @@ public final class Gateway: Sendable {
 
     /// A refused record of `request` (nothing run, priced 0) that `execute` fills in as it goes.
     static func refusedRecord(_ request: QueryRequest, queryID: String, started: Int64, runtime: DatasetRuntime?, consumer: Consumer?) -> UsageRecord {
-        UsageRecord(
+        var record = UsageRecord(
             queryID: queryID, startedAt: started, finishedAt: started,
             // A refused consumer name is kept (cut to 64 bytes) for the audit; an unknown dataset
             // is recorded as "" (red team: any string became its own invoice line and log text).
@@ -309,7 +309,9 @@ public final class Gateway: Sendable {
             // The holder's share as it is now, so that settlement is reproducible from the ledger
             // alone after the policy changes. The purpose is set only once it is decided: a refused
             // purpose is not recorded (any string would become its own invoice line).
-            holderSharePPM: runtime?.policy.pricing.holderSharePPM ?? 0).bounded().with(kind: request.kind == .catalog ? RecordKind.catalog : RecordKind.query)
+            holderSharePPM: runtime?.policy.pricing.holderSharePPM ?? 0)
+        record.kind = request.kind == .catalog ? RecordKind.catalog : RecordKind.query
+        return record.bounded()
     }
 
     /// Records a request that a front end refused before running it (`overloaded`: too many in
@@ -618,14 +620,5 @@ final class RefusalMeter: Sendable {
             }
             return due
         }
-    }
-}
-
-extension UsageRecord {
-    /// This record of `kind` (`RecordKind`), cut to its bound.
-    func with(kind: String) -> UsageRecord {
-        var record = self
-        record.kind = kind
-        return record.bounded()
     }
 }

@@ -83,23 +83,27 @@ extension Ledger {
         }
     }
 
+    /// `readTotals`' statement, written once (admission runs it for every request with quotas).
+    static let readTotalsSQL: String = {
+        let sums = RunningTotals.countColumns.map { "coalesce(sum(\($0)), 0)" }.joined(separator: ", ")
+        let zeros = RunningTotals.countColumns.dropFirst().map { _ in "0" }.joined(separator: ", ")
+        return TotalsPeriod.allCases.enumerated().map { index, period in
+            "SELECT \(index), \(sums) FROM usage_totals WHERE consumer = ?1 AND dataset = ?2 AND period = '\(period.rawValue)' AND start = ?\(index + 3)"
+        }.joined(separator: " UNION ALL ")
+            + " UNION ALL SELECT 3, coalesce((SELECT CAST(value AS INTEGER) FROM ledger_meta WHERE name = ?6), 0), \(zeros)"
+    }()
+
     /// The totals of consumer × dataset for `day`, `month` and all time, summed over purposes,
     /// and the number of this ledger handle's last committed batch with holds (`LocalHolds`):
     /// three index lookups and a key lookup in one statement (one snapshot), however many records.
     func readTotals(consumer: String, dataset: String, day: Int64, month: Int64) throws(LedgerError) -> (totals: UsageTotals, visibleBatch: Int64) {
-        let sums = RunningTotals.countColumns.map { "coalesce(sum(\($0)), 0)" }.joined(separator: ", ")
-        let zeros = RunningTotals.countColumns.dropFirst().map { _ in "0" }.joined(separator: ", ")
-        let sql = TotalsPeriod.allCases.enumerated().map { index, period in
-            "SELECT \(index), \(sums) FROM usage_totals WHERE consumer = ?1 AND dataset = ?2 AND period = '\(period.rawValue)' AND start = ?\(index + 3)"
-        }.joined(separator: " UNION ALL ")
-            + " UNION ALL SELECT 3, coalesce((SELECT CAST(value AS INTEGER) FROM ledger_meta WHERE name = ?6), 0), \(zeros)"
         readLock.lock()
         defer { readLock.unlock() }
         do {
             var totals = UsageTotals()
             var visibleBatch: Int64 = 0
             let parameters: [SQLValue] = [.text(consumer), .text(dataset), .integer(day), .integer(month), .integer(0), .text(batchMarker)]
-            for row in try reader.rows(sql, parameters) {
+            for row in try reader.rows(Self.readTotalsSQL, parameters) {
                 let values = row.map { value -> Int64 in if case .integer(let number) = value { number } else { 0 } }
                 guard values.count == RunningTotals.countColumns.count + 1 else { continue }
                 if values[0] == 3 {

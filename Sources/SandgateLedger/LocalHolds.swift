@@ -61,16 +61,7 @@ final class LocalHolds: Sendable {
             used.epsilonMicros += epsilon
         }
         let decision = request.decide(used: used, holdID: UUID().uuidString)
-        if case .granted(let hold, _) = decision {
-            book.withLock { book in
-                var entry = book.held[key] ?? QuotaUse()
-                entry.queries += 1
-                entry.rows += hold.rows
-                entry.costMicros = entry.costMicros.saturatingAdding(hold.costMicros)
-                book.held[key] = entry
-                if hold.epsilonMicros > 0 { book.heldEpsilon[budgetKey, default: 0] += hold.epsilonMicros }
-            }
-        }
+        if case .granted(let hold, _) = decision { book.withLock { Self.add(hold, to: &$0) } }
         return decision
     }
 
