@@ -15,53 +15,79 @@ import SandgatePolicy
 /// over the old one avoids half-written files altogether (docs/operator-guide.md).
 ///
 /// `@unchecked Sendable`: the timer is created once and only cancelled afterwards, which
-/// Dispatch allows from any thread; its handler and `Progress` run only on the watcher's own
+/// Dispatch allows from any thread; its handler and `Poller` run only on the watcher's own
 /// serial queue.
 public final class PolicyWatcher: @unchecked Sendable {
-    private let timer: any DispatchSourceTimer
+    private let timer: (any DispatchSourceTimer)?
     private let queue = DispatchQueue(label: "sandgate.policy-watcher")
+    private let poller: Poller
 
-    /// What the watcher has seen; touched only on `queue`.
-    private final class Progress: @unchecked Sendable {
+    /// What the watcher has seen and what it does on a poll; touched only on `queue`.
+    private final class Poller: @unchecked Sendable {
+        let gateway: Gateway
+        let settle: Duration
+        let onReload: @Sendable ([String]) -> Void
         /// The fingerprint of what is loaded.
         var loaded: String
         /// A changed fingerprint waiting to settle, and since when it has been unchanged.
         var pending: (fingerprint: String, since: ContinuousClock.Instant)?
 
-        init(loaded: String) { self.loaded = loaded }
-    }
+        init(gateway: Gateway, settle: Duration, onReload: @escaping @Sendable ([String]) -> Void) {
+            self.gateway = gateway
+            self.settle = settle
+            self.onReload = onReload
+            loaded = gateway.policyFingerprint()
+        }
 
-    /// Starts watching; call `stop()` to end.
-    public init(
-        gateway: Gateway, interval: Duration = .milliseconds(250), settle: Duration = .seconds(1),
-        onReload: @escaping @Sendable ([String]) -> Void = { _ in }
-    ) {
-        let timer = DispatchSource.makeTimerSource(queue: queue)
-        self.timer = timer
-        let progress = Progress(loaded: gateway.policyFingerprint())
-        let milliseconds = Int(interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000)
-        timer.schedule(deadline: .now() + .milliseconds(milliseconds), repeating: .milliseconds(milliseconds))
-        timer.setEventHandler {
+        func poll(at now: ContinuousClock.Instant) {
             let current = gateway.policyFingerprint()
-            let now = ContinuousClock.now
-            guard current != progress.loaded else {
-                progress.pending = nil
+            guard current != loaded else {
+                pending = nil
                 return
             }
-            if !Self.everyFileClosed(in: gateway.configuration.policiesDirectory) {
-                guard let pending = progress.pending, pending.fingerprint == current else {
-                    progress.pending = (current, now)
+            if !PolicyWatcher.everyFileClosed(in: gateway.configuration.policiesDirectory) {
+                guard let pending, pending.fingerprint == current else {
+                    self.pending = (current, now)
                     return
                 }
                 guard now - pending.since >= settle else { return }
             }
             let changes = gateway.reload()
             // Take the fingerprint after the reload, which may have added or removed sources.
-            progress.loaded = gateway.policyFingerprint()
-            progress.pending = nil
+            loaded = gateway.policyFingerprint()
+            pending = nil
             onReload(changes)
         }
+    }
+
+    /// Starts watching; call `stop()` to end.
+    public convenience init(
+        gateway: Gateway, interval: Duration = .milliseconds(250), settle: Duration = .seconds(1),
+        onReload: @escaping @Sendable ([String]) -> Void = { _ in }
+    ) {
+        self.init(gateway: gateway, polling: interval, settle: settle, onReload: onReload)
+    }
+
+    /// With `polling` nil no timer runs: only `poll(at:)` polls, at instants the caller (a test)
+    /// chooses, so the settle interval is tested without waiting for it.
+    init(gateway: Gateway, polling interval: Duration?, settle: Duration, onReload: @escaping @Sendable ([String]) -> Void = { _ in }) {
+        let poller = Poller(gateway: gateway, settle: settle, onReload: onReload)
+        self.poller = poller
+        guard let interval else {
+            timer = nil
+            return
+        }
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        self.timer = timer
+        let milliseconds = Int(interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000)
+        timer.schedule(deadline: .now() + .milliseconds(milliseconds), repeating: .milliseconds(milliseconds))
+        timer.setEventHandler { poller.poll(at: .now) }
         timer.resume()
+    }
+
+    /// One poll as if the time were `now`.
+    func poll(at now: ContinuousClock.Instant) {
+        queue.sync { poller.poll(at: now) }
     }
 
     /// True when every `*.yaml` of `directory` ends with the closing `...` line.
@@ -74,6 +100,6 @@ public final class PolicyWatcher: @unchecked Sendable {
     }
 
     public func stop() {
-        timer.cancel()
+        timer?.cancel()
     }
 }

@@ -8,10 +8,10 @@ import Testing
 
 /// Several gateway nodes sharing one PostgreSQL ledger (DESIGN.md §10): quotas are exact across
 /// nodes, each node's chain verifies, and the merged invoice is the sum of all records.
-@Suite struct ClusterQuotaTests {
+@Suite(.needsPostgres) struct ClusterQuotaTests {
     @Test("3 gateway nodes × 32 clients racing for the last 10 queries of a quota get exactly 10")
     func lastTenQueries() throws {
-        guard let server = try PostgresTestServer.shared() else { return }
+        let server = try PostgresTestServer.shared()
         let url = try server.makeDatabase()
         let key = try privateKeyPath()
         let workspaces = try (0..<3).map { _ in try TestWorkspace(consumers: TestWorkspace.consumers(grant: "{ daily_queries: 15 }")) }
@@ -52,7 +52,6 @@ import Testing
     /// without a restart, and every released result has its record.
     @Test("PostgreSQL down: unavailable and nothing released; service resumes by itself")
     func ledgerDown() throws {
-        guard try PostgresTestServer.shared() != nil else { return }
         let server = try PostgresTestServer.makePrivate()
         defer { server.destroy() }
         let url = try server.makeDatabase()

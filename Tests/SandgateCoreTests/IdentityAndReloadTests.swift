@@ -185,29 +185,21 @@ import Testing
         let gateway = try workspace.gateway()
         let before = try #require(gateway.runtime("retail")).policy.version
         let settle: Duration = .seconds(1)
-        let watcher = PolicyWatcher(gateway: gateway, interval: .milliseconds(20), settle: settle)
-        defer { watcher.stop() }
-        // Rewritten every 30 ms for 1.5 s: it never settles, so nothing is reloaded. (A step
-        // whose gap since the last write reached the settle interval — a stalled machine — proves
-        // nothing and is not checked.)
-        var lastWrite = ContinuousClock.now
-        var checked = 0
+        // Polled by hand at chosen instants: the watcher's time is the test's, not the machine's.
+        let watcher = PolicyWatcher(gateway: gateway, polling: nil, settle: settle)
+        let start = ContinuousClock.now
+        // Rewritten every 30 ms for 1.5 s (each version a different size): it never settles, so
+        // nothing is reloaded.
+        var now = start
         for step in 0..<50 {
-            try workspace.write("retail.yaml", TestWorkspace.retailPolicy + "\n# edit \(step)\n")
-            let written = ContinuousClock.now
-            let gap = written - lastWrite
-            lastWrite = written
-            Thread.sleep(forTimeInterval: 0.03)
-            if gap < settle / 2, ContinuousClock.now - written < settle / 2 {
-                checked += 1
-                #expect(gateway.runtime("retail")?.policy.version == before, "reloaded while still changing (step \(step))")
-            }
+            try workspace.write("retail.yaml", TestWorkspace.retailPolicy + "\n# edit \(String(repeating: "x", count: step))\n")
+            now = start + .milliseconds(30 * step)
+            watcher.poll(at: now)
+            #expect(gateway.runtime("retail")?.policy.version == before, "reloaded while still changing (step \(step))")
         }
-        #expect(checked > 10)
-        let deadline = ContinuousClock.now + .seconds(10)
-        while gateway.runtime("retail")?.policy.version == before, ContinuousClock.now < deadline {
-            Thread.sleep(forTimeInterval: 0.02)
-        }
+        watcher.poll(at: now + settle - .milliseconds(1))
+        #expect(gateway.runtime("retail")?.policy.version == before, "reloaded before the last version settled")
+        watcher.poll(at: now + settle)
         #expect(gateway.runtime("retail")?.policy.version != before, "reloaded once settled")
     }
 }

@@ -186,9 +186,9 @@ func recordedEpsilon(_ gateway: Gateway) throws -> Int64 {
         #expect(try recordedEpsilon(gateway) == 5_000_000)
     }
 
-    @Test("3 gateway nodes × 32 clients on one PostgreSQL ledger spending the last ε: never more than the budget")
+    @Test("3 gateway nodes × 32 clients on one PostgreSQL ledger spending the last ε: never more than the budget", .needsPostgres)
     func clusterBudgetRace() throws {
-        guard let server = try PostgresTestServer.shared() else { return }
+        let server = try PostgresTestServer.shared()
         let url = try server.makeDatabase()
         let key = NSTemporaryDirectory() + "sandgate-dp-key-\(UUID().uuidString)"
         let workspaces = try (0..<3).map { _ in try PrivateRetail.workspace(policy: PrivateRetail.policy(budget: "{ epsilon: 10, period: total }")) }

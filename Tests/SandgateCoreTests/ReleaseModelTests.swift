@@ -318,17 +318,6 @@ enum ReleaseModel {
 /// has at least k distinct units in the raw data, and changing the rows of the withheld groups
 /// changes nothing the consumer sees.
 @Suite struct ReleaseModelPropertyTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     /// A random query: its SQL for the gateway and, for the raw data, its keys and WHERE.
     struct Query {
         var sql: String
@@ -337,7 +326,7 @@ enum ReleaseModel {
         var join: Bool
     }
 
-    static func randomQuery(_ random: inout Generator) -> Query {
+    static func randomQuery(_ random: inout SeededGenerator) -> Query {
         let join = Bool.random(using: &random)
         var dimensions = ["o.channel", "substr(o.created_at, 1, 7)", "substr(o.created_at, 6, 2)"]
         if join { dimensions += ["c.city", "c.birth_date", "c.status"] }
@@ -365,7 +354,7 @@ enum ReleaseModel {
 
     @Test("released groups reach k in the raw data; withheld groups' rows never change the response")
     func property() throws {
-        var random = Generator(state: 20261129)
+        var random = SeededGenerator(seed: 20261129)
         let base = try TestWorkspace()
         let baseGateway = try base.gateway()
         var checked = 0, withheld = 0

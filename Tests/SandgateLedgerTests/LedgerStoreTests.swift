@@ -32,8 +32,9 @@ struct StoreUnderTest {
     var path = ""
     var url: PostgresLedgerURL?
 
-    /// Opens a fresh store of `kind`; nil when PostgreSQL is not installed here (skip printed).
-    static func make(_ kind: StoreKind) throws -> StoreUnderTest? {
+    /// Opens a fresh store of `kind`; the PostgreSQL case is skipped where PostgreSQL is not
+    /// installed (`PostgresTestServer.sharedOrSkip`).
+    static func make(_ kind: StoreKind) throws -> StoreUnderTest {
         // A private directory: a PostgreSQL node keeps its checkpoint beside the key.
         let key = (try temporaryLedgerDirectory() as NSString).deletingLastPathComponent + "/usage.key"
         switch kind {
@@ -44,7 +45,7 @@ struct StoreUnderTest {
                 execute: { try Connection(path: path, mode: .readWrite).execute($0) },
                 columns: ["seq"] + storedColumns, path: path)
         case .postgres:
-            guard let server = try PostgresTestServer.shared() else { return nil }
+            let server = try PostgresTestServer.sharedOrSkip()
             let url = try server.makeDatabase()
             return StoreUnderTest(
                 kind: kind, store: try PostgresLedgerStore(url: url, nodeID: "node-a", keyPath: key),
@@ -83,7 +84,7 @@ struct StoreUnderTest {
 
     @Test("appends form one chain that verifies and reads back as stored", arguments: StoreKind.allCases)
     func chain(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         let stored = try appendFive(subject.store)
         #expect(stored.map(\.seq) == [1, 2, 3, 4, 5])
         #expect(stored.first?.prevHash == HashChain.genesisHash)
@@ -100,7 +101,7 @@ struct StoreUnderTest {
 
     @Test("an edited field is found at its seq", arguments: StoreKind.allCases)
     func editedField(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         _ = try appendFive(subject.store)
         try subject.execute("UPDATE usage SET cost_micros = 0 WHERE seq = 4")
         #expect(try subject.store.verify()?.seq == 4)
@@ -108,7 +109,7 @@ struct StoreUnderTest {
 
     @Test("a deleted row is found at the next seq", arguments: StoreKind.allCases)
     func deletedRow(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         _ = try appendFive(subject.store)
         try subject.execute("DELETE FROM usage WHERE seq = 3")
         #expect(try subject.store.verify()?.seq == 4)
@@ -116,7 +117,7 @@ struct StoreUnderTest {
 
     @Test("a deleted last row is found as truncation", arguments: StoreKind.allCases)
     func deletedTail(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         _ = try appendFive(subject.store)
         subject.store.sync()
         try subject.execute("DELETE FROM usage WHERE seq = 5")
@@ -127,7 +128,7 @@ struct StoreUnderTest {
 
     @Test("an inserted row is found at its seq", arguments: StoreKind.allCases)
     func insertedRow(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         _ = try appendFive(subject.store)
         // Make room at seq 3, then copy record 2 there under another query id.
         try subject.execute("UPDATE usage SET seq = seq + 1000 WHERE seq >= 3")
@@ -138,7 +139,7 @@ struct StoreUnderTest {
 
     @Test("an appended forged row past the tail is found", arguments: StoreKind.allCases)
     func forgedTail(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         _ = try appendFive(subject.store)
         try subject.execute(subject.insertCopy(of: 5, at: 6))
         #expect(try subject.store.verify()?.seq == 6)
@@ -146,7 +147,7 @@ struct StoreUnderTest {
 
     @Test("reordered rows are found at the first moved seq", arguments: StoreKind.allCases)
     func reorderedRows(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         _ = try appendFive(subject.store)
         try subject.execute("UPDATE usage SET seq = 100 WHERE seq = 2")
         try subject.execute("UPDATE usage SET seq = 2 WHERE seq = 3")
@@ -156,7 +157,7 @@ struct StoreUnderTest {
 
     @Test("a receipt joins a record to the chain's tail and survives a JSON round trip", arguments: StoreKind.allCases)
     func receipt(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         let stored = try appendFive(subject.store)
         let receipt = try #require(try subject.store.receipt(queryID: "q2"))
         #expect(receipt.record == stored[1])
@@ -200,7 +201,7 @@ struct StoreUnderTest {
 
     @Test("a second handle continues the same chain", arguments: StoreKind.allCases)
     func reopen(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         _ = try appendFive(subject.store)
         subject.store.close()
         let again = try subject.open(subject.store.nodeID)
@@ -212,7 +213,7 @@ struct StoreUnderTest {
     /// their appends interleave, every record lands once, and the chain stays one chain.
     @Test("two handles appending as the same node keep one chain", arguments: StoreKind.allCases)
     func twoWritersOneNode(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         let other = try subject.open(subject.store.nodeID)
         var seqs: [Int64] = []
         for index in 1...6 {
@@ -227,7 +228,7 @@ struct StoreUnderTest {
     /// records committed in the same batch are not lost with it.
     @Test("text with U+0000 or a leading U+0001 round-trips in a batch of ordinary records", arguments: StoreKind.allCases)
     func controlCharactersRoundTrip(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         var odd = sampleRecord(2, consumer: "na\u{0}me")
         odd.sql = "SELECT 1\u{0}; -- \u{0}"
         odd.rewrittenSQL = "\u{1}AAAA"
@@ -258,7 +259,7 @@ struct StoreUnderTest {
     /// by an `ok` record. Exactly 10 run, and the ledger holds exactly 10.
     @Test("quota holds are exact under concurrent requests", arguments: StoreKind.allCases)
     func exactQuota(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         try raceForQuota(stores: [subject.store], threads: 64, limit: 10)
     }
 
@@ -267,7 +268,7 @@ struct StoreUnderTest {
     /// charges pass the limit by less than one query's cost (as when queries come one by one).
     @Test("monthly_cost_micros holds the worst cost of queries in flight", arguments: StoreKind.allCases)
     func monthlyCostRace(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         let day = Timestamp.startOfDay(containing: 1_795_000_000_000_000)
         let limit: Int64 = 5_000
         let request = QuotaRequest(consumer: "spender", dataset: "retail", day: day, month: Timestamp.startOfMonth(containing: day),
@@ -295,23 +296,21 @@ struct StoreUnderTest {
         }
     }
 
-    @Test("a hold released without a record frees its query")
-    func releasedHold() throws {
-        for kind in StoreKind.allCases {
-            guard let subject = try StoreUnderTest.make(kind) else { continue }
-            let request = QuotaRequest(consumer: "analyst-a", dataset: "retail", day: 0, month: 0, rowLimit: 100,
-                                       limits: QuotaLimits(dailyQueries: 1, dailyRows: 50))
-            guard case .granted(let hold, let rows) = try subject.store.reserve(request) else {
-                Issue.record("the first request must be granted (\(kind))")
-                continue
-            }
-            #expect(rows == 50 && hold.rows == 50)
-            #expect(try subject.store.reserve(request) == .exceeded(quota: "daily_queries", limit: 1))
-            subject.store.release(hold)
-            guard case .granted = try subject.store.reserve(request) else {
-                Issue.record("a released hold must free its query (\(kind))")
-                continue
-            }
+    @Test("a hold released without a record frees its query", arguments: StoreKind.allCases)
+    func releasedHold(kind: StoreKind) throws {
+        let subject = try StoreUnderTest.make(kind)
+        let request = QuotaRequest(consumer: "analyst-a", dataset: "retail", day: 0, month: 0, rowLimit: 100,
+                                   limits: QuotaLimits(dailyQueries: 1, dailyRows: 50))
+        guard case .granted(let hold, let rows) = try subject.store.reserve(request) else {
+            Issue.record("the first request must be granted (\(kind))")
+            return
+        }
+        #expect(rows == 50 && hold.rows == 50)
+        #expect(try subject.store.reserve(request) == .exceeded(quota: "daily_queries", limit: 1))
+        subject.store.release(hold)
+        guard case .granted = try subject.store.reserve(request) else {
+            Issue.record("a released hold must free its query (\(kind))")
+            return
         }
     }
 
@@ -319,7 +318,7 @@ struct StoreUnderTest {
     /// refunds it; a record's `epsilon_micros` spends it; records before the period do not count.
     @Test("ε budget: held across days, refunded by release, spent by the record, counted from the period's start", arguments: StoreKind.allCases)
     func epsilonBudget(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         let now: Int64 = 1_795_000_000_000_000
         let day = Timestamp.startOfDay(containing: now), month = Timestamp.startOfMonth(containing: now)
         func request(day: Int64) -> QuotaRequest {
@@ -349,18 +348,16 @@ struct StoreUnderTest {
         #expect(try subject.store.verify() == nil)
     }
 
-    @Test("monthly cost counts every record of the month")
-    func monthlyCost() throws {
-        for kind in StoreKind.allCases {
-            guard let subject = try StoreUnderTest.make(kind) else { continue }
-            let month = Timestamp.startOfMonth(containing: 1_795_000_000_000_000)
-            let request = QuotaRequest(consumer: "analyst-a", dataset: "retail", day: Timestamp.startOfDay(containing: 1_795_000_000_000_000),
-                                       month: month, rowLimit: 100, limits: QuotaLimits(monthlyCostMicros: 3_000))
-            for index in 1...2 { _ = try subject.store.append(sampleRecord(index)) }   // 2 × 1020
-            #expect(try { if case .granted = try subject.store.reserve(request) { true } else { false } }())
-            _ = try subject.store.append(sampleRecord(3))                               // 3060 ≥ 3000
-            #expect(try subject.store.reserve(request) == .exceeded(quota: "monthly_cost_micros", limit: 3_000))
-        }
+    @Test("monthly cost counts every record of the month", arguments: StoreKind.allCases)
+    func monthlyCost(kind: StoreKind) throws {
+        let subject = try StoreUnderTest.make(kind)
+        let month = Timestamp.startOfMonth(containing: 1_795_000_000_000_000)
+        let request = QuotaRequest(consumer: "analyst-a", dataset: "retail", day: Timestamp.startOfDay(containing: 1_795_000_000_000_000),
+                                   month: month, rowLimit: 100, limits: QuotaLimits(monthlyCostMicros: 3_000))
+        for index in 1...2 { _ = try subject.store.append(sampleRecord(index)) }   // 2 × 1020
+        #expect(try { if case .granted = try subject.store.reserve(request) { true } else { false } }())
+        _ = try subject.store.append(sampleRecord(3))                               // 3060 ≥ 3000
+        #expect(try subject.store.reserve(request) == .exceeded(quota: "monthly_cost_micros", limit: 3_000))
     }
 }
 
@@ -391,9 +388,9 @@ func raceForQuota(stores: [any LedgerStore], threads: Int, limit: Int64) throws 
 }
 
 @Suite struct PostgresLedgerTests {
-    @Test("three nodes on one PostgreSQL ledger: exact quotas, one chain per node, all verify")
+    @Test("three nodes on one PostgreSQL ledger: exact quotas, one chain per node, all verify", .needsPostgres)
     func threeNodes() throws {
-        guard let subject = try StoreUnderTest.make(.postgres) else { return }
+        let subject = try StoreUnderTest.make(.postgres)
         let nodes = [subject.store, try subject.open("node-b"), try subject.open("node-c")]
         try raceForQuota(stores: nodes, threads: 96, limit: 10)
         var perNode: [String: [Int64]] = [:]
@@ -405,9 +402,10 @@ func raceForQuota(stores: [any LedgerStore], threads: Int, limit: Int64) throws 
     /// `usage archive` on a shared ledger: every node's old records move to one file that verifies
     /// on its own; each chain verifies across its cut and continues; a node whose records all
     /// moved reopens cleanly; tampering on either side is found.
-    @Test("archives of a shared ledger: per-node boundaries, chains verify across the cut, tampering is found")
+    @Test("archives of a shared ledger: per-node boundaries, chains verify across the cut, tampering is found", .needsPostgres)
     func archive() throws {
-        guard let subject = try StoreUnderTest.make(.postgres), let store = subject.store as? PostgresLedgerStore else { return }
+        let subject = try StoreUnderTest.make(.postgres)
+        let store = try #require(subject.store as? PostgresLedgerStore)
         let other = try #require(try subject.open("node-b") as? PostgresLedgerStore)
         let day: Int64 = 86_400_000_000
         let base: Int64 = 1_795_000_000_000_000
@@ -449,9 +447,9 @@ func raceForQuota(stores: [any LedgerStore], threads: Int, limit: Int64) throws 
 
     /// Red team: the anchor rows live in the database an attacker may write. A node's checkpoint
     /// kept outside it (beside the key) catches a deleted node and a rolled-back tail.
-    @Test("a node deleted from the database, or its tail rolled back with an older anchor, fails verify against the checkpoint outside it")
+    @Test("a node deleted from the database, or its tail rolled back with an older anchor, fails verify against the checkpoint outside it", .needsPostgres)
     func checkpointOutsideTheDatabase() throws {
-        guard let subject = try StoreUnderTest.make(.postgres) else { return }
+        let subject = try StoreUnderTest.make(.postgres)
         let other = try subject.open("node-b")
         for index in 1...3 { _ = try subject.store.append(sampleRecord(index)) }
         _ = try other.append(sampleRecord(4))
@@ -488,12 +486,10 @@ func raceForQuota(stores: [any LedgerStore], threads: Int, limit: Int64) throws 
     /// PostgreSQL stops (like a crash) while the store is open: appends and quota decisions fail
     /// (the gateway answers `unavailable` and releases nothing); once it is back, the same store
     /// appends again without a restart and the chain still verifies.
-    @Test("the store recovers by itself when PostgreSQL comes back")
+    @Test("the store recovers by itself when PostgreSQL comes back", .needsPostgres)
     func recovery() throws {
-        guard let shared = try PostgresTestServer.shared() else { return }
         let server = try PostgresTestServer.makePrivate()
         defer { server.destroy() }
-        _ = shared
         let url = try server.makeDatabase()
         let store = try PostgresLedgerStore(url: url, nodeID: "n", keyPath: (try temporaryLedgerDirectory() as NSString).deletingLastPathComponent + "/usage.key")
         _ = try store.append(sampleRecord(1))

@@ -41,7 +41,7 @@ import Testing
 
     @Test("each record adds to its day, its month and all time; reads sum the purposes", arguments: StoreKind.allCases)
     func sums(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         for record in Self.records() { _ = try subject.store.append(record) }
         let today = try subject.store.totals(consumer: "analyst-a", dataset: "retail", at: Self.now)
         #expect(today.day == UsageCounts(records: 4, okQueries: 2, okRows: 7, costMicros: 75, epsilonMicros: 200, refused: 1, suppressedGroups: 2))
@@ -56,7 +56,7 @@ import Testing
 
     @Test("a busy month: daily quotas count today only, the cost quota and a monthly ε budget the whole month", arguments: StoreKind.allCases)
     func busyMonth(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         for record in Self.records() { _ = try subject.store.append(record) }
         func decide(_ limits: QuotaLimits, epsilon: Int64 = 0) throws -> QuotaDecision {
             let decision = try subject.store.reserve(QuotaRequest(consumer: "analyst-a", dataset: "retail", day: Self.day, month: Self.month,
@@ -80,7 +80,7 @@ import Testing
 
     @Test("admission reads the totals, not the records: records deleted behind the ledger's back still count", arguments: StoreKind.allCases)
     func admissionReadsTotals(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         for record in Self.records() { _ = try subject.store.append(record) }
         subject.store.sync()
         try subject.execute("DELETE FROM usage WHERE consumer = 'analyst-a'")
@@ -100,7 +100,7 @@ import Testing
                 : "INSERT INTO usage_totals VALUES ('node-a', 'ghost', 'retail', 'total', 0, '', 1, 1, 1, 1, 1, 0, 0)",
         ]
         for (index, sql) in tampering.enumerated() {
-            guard let subject = try StoreUnderTest.make(kind) else { return }
+            let subject = try StoreUnderTest.make(kind)
             for record in Self.records() { _ = try subject.store.append(record) }
             subject.store.sync()
             #expect(try subject.store.verify() == nil)
@@ -113,7 +113,7 @@ import Testing
 
     @Test("a ledger without totals (an older sandgate's) gets them built from its records, once", arguments: StoreKind.allCases)
     func builtOnOpen(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         for record in Self.records() { _ = try subject.store.append(record) }
         let expected = try subject.store.totals(consumer: "analyst-a", dataset: "retail", at: Self.now)
         subject.store.sync()
@@ -138,7 +138,7 @@ import Testing
 
     @Test("archiving keeps the totals, and the ledger still verifies", arguments: StoreKind.allCases)
     func archiveKeepsTotals(kind: StoreKind) throws {
-        guard let subject = try StoreUnderTest.make(kind) else { return }
+        let subject = try StoreUnderTest.make(kind)
         for record in Self.records() { _ = try subject.store.append(record) }
         let before = try subject.store.totals(consumer: "analyst-a", dataset: "retail", at: Self.now)
         let archive = try temporaryLedgerDirectory() + "-archive.sqlite"

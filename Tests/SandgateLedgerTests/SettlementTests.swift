@@ -1,24 +1,13 @@
 import Foundation
 import SandgateLedger
+import SandgateTestSupport
 import Testing
 
 /// Issue 13: holder statements reconcile to the invoices of the same period exactly.
 @Suite struct SettlementTests {
-    /// A deterministic generator, so a failing case can be replayed.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test("the split: holder + platform = gross, the holder's part is the floor of gross × share")
     func splitIsExact() {
-        var random = SplitMix(state: 13)
+        var random = SeededGenerator(seed: 13)
         var cases: [(Int64, Int64)] = [(0, 800_000), (1, 800_000), (4, 800_000), (5, 800_000), (1_160, 800_000), (999_999, 1),
                                        (.max, 999_999), (.max, 1_000_000), (.max, 0), (7, 0), (7, 1_000_000)]
         for _ in 0..<20_000 {
@@ -60,7 +49,7 @@ import Testing
 
     @Test("property: over many random charges, statements sum to the invoices exactly, per currency, dataset and purpose")
     func statementsReconcileToInvoices() {
-        var random = SplitMix(state: 2026)
+        var random = SeededGenerator(seed: 2026)
         let consumers = ["analyst-a", "analyst-b", "kate"], datasets = ["retail", "health", "gone", ""], purposes = ["", "credit_risk", "research"]
         let holders = ["retail-data-office", "hospital", ""], currencies = ["CNY", "CNY", "EUR"]
         for round in 0..<50 {

@@ -6,7 +6,25 @@ import SandgateServer
 import SandgateTestSupport
 import Synchronization
 
-/// A gateway and a JSON-lines server on 127.0.0.1, port 0, around a test workspace.
+/// Runs `body` with a fresh harness and shuts its server down afterwards, also when `body`
+/// throws, so no server outlives its test.
+func withServerHarness(
+    workspace: TestWorkspace? = nil,
+    configure: (inout ServerConfiguration) -> Void = { _ in },
+    _ body: (ServerHarness) async throws -> Void
+) async throws {
+    let harness = try await ServerHarness(workspace: workspace, configure: configure)
+    do {
+        try await body(harness)
+    } catch {
+        await harness.shutdown()
+        throw error
+    }
+    await harness.shutdown()
+}
+
+/// A gateway and a JSON-lines server on 127.0.0.1, port 0, around a test workspace; tests get
+/// one from `withServerHarness`, which shuts it down.
 final class ServerHarness {
     let workspace: TestWorkspace
     let gateway: Gateway
@@ -16,7 +34,7 @@ final class ServerHarness {
     let pgPort: Int
     let logs: LogCollector
 
-    init(
+    fileprivate init(
         workspace: TestWorkspace? = nil,
         configure: (inout ServerConfiguration) -> Void = { _ in }
     ) async throws {
@@ -34,9 +52,9 @@ final class ServerHarness {
         pgPort = try await server.startPostgres(host: "127.0.0.1", port: 0)
     }
 
-    deinit {
-        let server = self.server
-        Task { await server.shutdown(grace: .seconds(2)) }
+    /// Stops the servers (queries in flight get two seconds) and returns when they are down.
+    func shutdown() async {
+        await server.shutdown(grace: .seconds(2))
     }
 
     func client() throws -> LineClient {

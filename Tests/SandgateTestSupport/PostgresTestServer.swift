@@ -1,12 +1,23 @@
 import Foundation
 import SandgateLedgerPostgres
 import Synchronization
+import Testing
+
+extension Trait where Self == ConditionTrait {
+    /// For tests that need PostgreSQL: reported skipped where it is not installed, unless
+    /// `SANDGATE_REQUIRE_POSTGRES=1` (CI), where they run and fail.
+    public static var needsPostgres: Self {
+        .enabled(if: PostgresTestServer.isAvailable, "needs PostgreSQL 15 server binaries (apt-get install postgresql-15)")
+    }
+}
 
 /// A throw-away PostgreSQL 15 server for tests: `initdb` and `pg_ctl` in a temporary directory,
 /// listening on a free port of 127.0.0.1 only, trust authentication, stopped (and its directory
 /// removed) when the test process exits. `initdb` refuses to run as root, so as root the server
 /// runs as the `postgres` user that Debian's package creates. One server per test process; each
-/// test takes a fresh database (`makeDatabase`).
+/// test takes a fresh database (`makeDatabase`). Tests that need it carry
+/// `.enabled(if: PostgresTestServer.isAvailable)`, so without PostgreSQL they are reported
+/// skipped, not passed.
 public final class PostgresTestServer: Sendable {
     public let port: Int
     let directory: String
@@ -18,10 +29,21 @@ public final class PostgresTestServer: Sendable {
 
     private static let instance = Mutex<Result<PostgresTestServer, PostgresTestServerError>?>(nil)
 
-    /// The process's server, started on first use. Nil (after printing why) when PostgreSQL is
-    /// not installed and `SANDGATE_REQUIRE_POSTGRES` is unset; with it set (CI), a missing or
-    /// broken PostgreSQL is an error, never a skip.
-    public static func shared() throws(PostgresTestServerError) -> PostgresTestServer? {
+    /// True when the tests that need PostgreSQL should run: its server programs are installed,
+    /// or `SANDGATE_REQUIRE_POSTGRES=1` (CI) makes a missing PostgreSQL their failure, not a skip.
+    public static var isAvailable: Bool { isRequired || installedBinaries != nil }
+
+    /// `SANDGATE_REQUIRE_POSTGRES=1`, set by `.ci/run`.
+    public static var isRequired: Bool { ProcessInfo.processInfo.environment["SANDGATE_REQUIRE_POSTGRES"] == "1" }
+
+    /// The first of `binaryDirectories` that holds `initdb`.
+    static var installedBinaries: String? {
+        binaryDirectories.first { FileManager.default.isExecutableFile(atPath: $0 + "/initdb") }
+    }
+
+    /// The process's server, started on first use. Tests call it only when `isAvailable`: a
+    /// missing or broken PostgreSQL then throws, which fails the test.
+    public static func shared() throws(PostgresTestServerError) -> PostgresTestServer {
         let result = instance.withLock { current in
             if let current { return current }
             let started: Result<PostgresTestServer, PostgresTestServerError>
@@ -30,16 +52,14 @@ public final class PostgresTestServer: Sendable {
             if case .success = started { atexit { PostgresTestServer.stopShared() } }
             return started
         }
-        switch result {
-        case .success(let server): return server
-        case .failure(let error):
-            let required = ProcessInfo.processInfo.environment["SANDGATE_REQUIRE_POSTGRES"] == "1"
-            if case .notInstalled = error, !required {
-                print("SKIPPED: PostgreSQL ledger tests need PostgreSQL 15 server binaries (apt-get install postgresql-15); \(error)")
-                return nil
-            }
-            throw error
-        }
+        return try result.get()
+    }
+
+    /// For the PostgreSQL case of a test parameterised over stores (a trait cannot skip one
+    /// case): the shared server, or that case cancelled, which is reported as skipped.
+    public static func sharedOrSkip() throws -> PostgresTestServer {
+        guard isAvailable else { try Test.cancel("needs PostgreSQL 15 server binaries (apt-get install postgresql-15)") }
+        return try shared()
     }
 
     /// A server of the caller's own, for tests that stop and start it; `destroy` removes it.
@@ -59,7 +79,7 @@ public final class PostgresTestServer: Sendable {
 
     private init() throws(PostgresTestServerError) {
         let fileManager = FileManager.default
-        guard let binaries = Self.binaryDirectories.first(where: { fileManager.isExecutableFile(atPath: $0 + "/initdb") }) else {
+        guard let binaries = Self.installedBinaries else {
             throw .notInstalled("no initdb in \(Self.binaryDirectories.joined(separator: ", "))")
         }
         self.binaries = binaries

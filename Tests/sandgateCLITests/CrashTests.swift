@@ -21,7 +21,7 @@ import Testing
         let workspace = try CLIWorkspace()
         var ledgerArguments: [String] = []
         if store == .postgres {
-            guard let server = try PostgresTestServer.shared() else { return }
+            let server = try PostgresTestServer.sharedOrSkip()
             ledgerArguments = ["--ledger", "postgres://sandgate@127.0.0.1:\(server.port)/\(try server.makeDatabase().database)", "--node-id", "crash"]
         }
         let received = IDLog()

@@ -49,9 +49,9 @@ import Testing
         #expect(query.status != 0 && query.stderr.contains("sandgate.yaml:1:9"), "\(query.stderr)")
     }
 
-    @Test("ledger: in sandgate.yaml sends query, export and verify to the PostgreSQL ledger; --ledger still wins")
+    @Test("ledger: in sandgate.yaml sends query, export and verify to the PostgreSQL ledger; --ledger still wins", .needsPostgres)
     func sharedLedgerFromSettings() throws {
-        guard let server = try PostgresTestServer.shared() else { return }
+        let server = try PostgresTestServer.shared()
         let workspace = try CLIWorkspace()
         let url = "postgres://sandgate@127.0.0.1:\(server.port)/\(try server.makeDatabase().database)"
         try "# shared by every node\nledger: \(url)\n...\n".write(toFile: workspace.root + "/Policies/sandgate.yaml", atomically: true, encoding: .utf8)

@@ -109,7 +109,8 @@ final class SandboxConnection {
     private let authorizer: SandboxAuthorizer
     /// Kept alive here: SQLite holds only unretained references through the function boxes.
     private let evaluators: [MaskEvaluator]
-    private let budget: BudgetState
+    /// Internal, not private: tests set its clock.
+    let budget: BudgetState
     private let counters: PlanCounters
     /// Prepared statements by SQL text: preparing rendered SQL over the masking views costs more
     /// than running a point lookup. Bounded; cleared when full.
@@ -668,6 +669,8 @@ final class BudgetState {
     private var deadline: UInt64 = .max
     private var cancellation: Cancellation?
     private(set) var stopReason = StopReason.none
+    /// Nanoseconds of a monotonic clock; tests replace it to decide when the deadline passes.
+    var now: () -> UInt64 = { DispatchTime.now().uptimeNanoseconds }
     /// `SQLITE_LIMIT_LENGTH` of the running statement, for functions that build values.
     var lengthLimit = ResultStorage.maximumValueLength
     /// Longest LIKE/GLOB pattern, in bytes (`SQLITE_LIMIT_LIKE_PATTERN_LENGTH`).
@@ -680,7 +683,7 @@ final class BudgetState {
             stopReason = .cancelled
             return true
         }
-        guard DispatchTime.now().uptimeNanoseconds > deadline else { return false }
+        guard now() > deadline else { return false }
         stopReason = .time
         return true
     }
@@ -689,7 +692,7 @@ final class BudgetState {
         self.cancellation = cancellation
         steps = 0
         self.maxSteps = maxSteps
-        deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeoutMilliseconds) * 1_000_000
+        deadline = now() + UInt64(timeoutMilliseconds) * 1_000_000
         stopReason = .none
     }
 
