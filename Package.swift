@@ -37,10 +37,13 @@ let package = Package(
         ),
         .target(name: "SandgateSQLite", dependencies: ["CSQLite"], swiftSettings: swiftSettings),
         .target(name: "SandgateSQL", swiftSettings: swiftSettings),
+        /// Text helpers every layer needs (hex, UTF-8, CSV, JSON, the calendar, random tokens):
+        /// below Policy and Ledger, depending on nothing.
+        .target(name: "SandgateSupport", swiftSettings: swiftSettings),
         .target(
             name: "SandgatePolicy",
             dependencies: [
-                "CPCRE2",
+                "CPCRE2", "SandgateSupport",
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -49,13 +52,13 @@ let package = Package(
         ),
         .target(
             name: "SandgateLedger",
-            dependencies: ["SandgateSQLite", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["SandgateSQLite", "SandgateSupport", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "SandgateLedgerPostgres",
             dependencies: [
-                "SandgateLedger",
+                "SandgateLedger", "SandgateSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -67,7 +70,7 @@ let package = Package(
         .target(
             name: "SandgateCore",
             dependencies: [
-                "SandgateSQL", "SandgatePolicy", "SandgateLedger", "SandgateSQLite",
+                "SandgateSQL", "SandgatePolicy", "SandgateLedger", "SandgateSQLite", "SandgateSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -76,7 +79,7 @@ let package = Package(
         .target(
             name: "SandgateServer",
             dependencies: [
-                "SandgateCore", "SandgatePolicy", "SandgateLedger", "SandgateSQLite", "SandgateSQL",
+                "SandgateCore", "SandgatePolicy", "SandgateLedger", "SandgateSQLite", "SandgateSQL", "SandgateSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -90,7 +93,7 @@ let package = Package(
         .executableTarget(
             name: "sandgate",
             dependencies: [
-                "SandgateCore", "SandgateServer", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateLedgerPostgres",
+                "SandgateCore", "SandgateServer", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateLedgerPostgres", "SandgateSupport",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -117,7 +120,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "sandgate-ledger-bench",
-            dependencies: ["SandgateLedger", "SandgateLedgerPostgres"],
+            dependencies: ["SandgateLedger", "SandgateLedgerPostgres", "SandgateSupport"],
             path: "Benchmarks/sandgate-ledger-bench",
             swiftSettings: swiftSettings
         ),
@@ -127,6 +130,7 @@ let package = Package(
             path: "Tests/SandgateTestSupport",
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "SandgateSupportTests", dependencies: ["SandgateSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "SandgateSQLiteTests", dependencies: ["SandgateSQLite"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SandgateSQLTests",
@@ -136,7 +140,7 @@ let package = Package(
         .testTarget(name: "SandgatePolicyTests", dependencies: ["SandgatePolicy", "CPCRE2"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SandgateLedgerTests",
-            dependencies: ["SandgateLedger", "SandgateLedgerPostgres", "SandgateSQLite", "SandgateTestSupport",
+            dependencies: ["SandgateLedger", "SandgateLedgerPostgres", "SandgateSQLite", "SandgateTestSupport", "SandgateSupport",
                            .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: swiftSettings
         ),
@@ -145,14 +149,14 @@ let package = Package(
             name: "SandgateCoreTests",
             dependencies: [
                 "SandgateCore", "SandgateFixtures", "SandgatePolicy", "SandgateLedger", "SandgateLedgerPostgres", "SandgateSQLite",
-                "SandgateSQL", "SandgateTestSupport", .product(name: "Crypto", package: "swift-crypto"),
+                "SandgateSQL", "SandgateTestSupport", "SandgateSupport", .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "SandgateServerTests",
             dependencies: [
-                "SandgateServer", "SandgateCore", "SandgateFixtures", "SandgateLedger", "SandgateSQLite", "SandgateTestSupport",
+                "SandgateServer", "SandgateCore", "SandgateFixtures", "SandgateLedger", "SandgateSQLite", "SandgateTestSupport", "SandgateSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -160,7 +164,7 @@ let package = Package(
         ),
         .testTarget(
             name: "sandgateCLITests",
-            dependencies: ["sandgate", "SandgateSQLite", "SandgateServer", "SandgateTestSupport", "SandgateLedgerPostgres"],
+            dependencies: ["sandgate", "SandgateSQLite", "SandgateServer", "SandgateTestSupport", "SandgateLedgerPostgres", "SandgateSupport"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -1,6 +1,7 @@
 import Foundation
 import SandgateLedger
 import SandgateLedgerPostgres
+import SandgateSupport
 
 /// Ledger benchmark (issue 9): durable records per second with 1, 8 and 64 concurrent writers for
 /// a store, and `usage export` formatting speed over many records.

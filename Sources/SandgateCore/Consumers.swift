@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import SandgateLedger
 import SandgatePolicy
+import SandgateSupport
 
 /// Consumer authentication, quotas and the datasets a consumer may see.
 extension Gateway {

@@ -6,6 +6,7 @@ import SandgatePolicy
 import SandgateSQL
 import SandgateSQLite
 import Synchronization
+import SandgateSupport
 
 /// The one code path every front end uses (DESIGN.md §1): grant → check → execute → meter →
 /// price → record → release. A result leaves only after its usage record is committed.
@@ -15,7 +16,7 @@ public final class Gateway: Sendable {
     /// configuration names another store).
     public let ledger: any LedgerStore
     let logger: Logger
-    private let state: Mutex<GatewayState>
+    let state: Mutex<GatewayState>
     private let refusals = RefusalMeter()
 
     /// The datasets and consumers in force; replaced as a whole on reload.
@@ -270,29 +271,6 @@ public final class Gateway: Sendable {
                                detail: "\(count) more refused requests of \(consumer) in this minute, not recorded one by one")
     }
 
-    /// Grant, check, execute, meter and price; the record is not written yet.
-    func execute(_ request: QueryRequest) -> PendingResponse {
-        let started = configuration.now()
-        let clock = DispatchTime.now().uptimeNanoseconds
-        let queryID = Self.newQueryID()
-        // Names are looked up only when they are valid ASCII names: Swift's String equality is
-        // canonical equivalence, which would let `\u{212A}ate` in as `Kate` (issue 12).
-        let (runtime, consumer) = state.withLock {
-            (Name.isValid(request.dataset) ? $0.datasets[request.dataset] : nil,
-             Name.isValid(request.consumer) ? $0.consumers.consumers[request.consumer] : nil)
-        }
-
-        var record = Self.refusedRecord(request, queryID: queryID, started: started, runtime: runtime, consumer: consumer)
-
-        var hold: QuotaHold?
-        var answer: PrivateAnswer?
-        var response = execute(request, runtime: runtime, consumer: consumer, record: &record, hold: &hold, answer: &answer)
-        record.finishedAt = configuration.now()
-        record.elapsedMicroseconds = Int64((DispatchTime.now().uptimeNanoseconds - clock) / 1000)
-        response.usage.elapsedMicroseconds = record.elapsedMicroseconds
-        return PendingResponse(response: response, record: record, hold: hold, privateAnswer: answer)
-    }
-
     /// A refused record of `request` (nothing run, priced 0) that `execute` fills in as it goes.
     static func refusedRecord(_ request: QueryRequest, queryID: String, started: Int64, runtime: DatasetRuntime?, consumer: Consumer?) -> UsageRecord {
         var record = UsageRecord(
@@ -325,14 +303,12 @@ public final class Gateway: Sendable {
             (Name.isValid(request.dataset) ? $0.datasets[request.dataset] : nil,
              Name.isValid(request.consumer) ? $0.consumers.consumers[request.consumer] : nil)
         }
-        var record = Self.refusedRecord(request, queryID: queryID, started: started, runtime: runtime, consumer: consumer)
-        record.errorCode = error.code.rawValue
-        record = record.bounded()
-        let usage = UsageSummary(
-            queryID: queryID, rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, vmSteps: 0,
-            elapsedMicroseconds: 0, costMicros: 0, currency: record.currency, seq: 0)
+        // The record is bounded already; an error code is a short, fixed string.
+        var progress = QueryProgress(record: Self.refusedRecord(request, queryID: queryID, started: started, runtime: runtime, consumer: consumer))
+        progress.record.errorCode = error.code.rawValue
         let pending = PendingResponse(
-            response: QueryResponse(outcome: .failure(error), truncated: false, truncatedBy: nil, usage: usage), record: record, hold: nil)
+            response: QueryResponse(outcome: .failure(error), truncated: false, truncatedBy: nil, usage: progress.usage),
+            record: progress.record, hold: nil)
         if let unrecorded = summarizedRefusal(pending) { return completion(unrecorded) }
         ledger.append(pending.record) { [self] stored in completion(complete(pending, stored: stored)) }
     }
@@ -369,172 +345,6 @@ public final class Gateway: Sendable {
     /// Longest SQL text accepted.
     public static let maxSQLBytes = 1_000_000
 
-    private func execute(
-        _ request: QueryRequest, runtime: DatasetRuntime?, consumer: Consumer?, record: inout UsageRecord,
-        hold: inout QuotaHold?, answer: inout PrivateAnswer?
-    ) -> QueryResponse {
-        var usage = UsageSummary(
-            queryID: record.queryID, rows: 0, cells: 0, bytes: 0, maskedCells: 0, suppressedGroups: 0, vmSteps: 0,
-            elapsedMicroseconds: 0, costMicros: 0, currency: record.currency, seq: 0)
-
-        // A purpose that no list checked (a dataset and a grant that list none) is kept only on
-        // records the consumer pays for: free refusals must not mint invoice lines.
-        var purposeChecked = false
-        func refuse(_ error: GatewayError) -> QueryResponse {
-            record.status = .refused
-            record.errorCode = error.code.rawValue
-            if !purposeChecked { record.purpose = "" }
-            return QueryResponse(outcome: .failure(error), truncated: false, truncatedBy: nil, usage: usage)
-        }
-
-        guard let consumer else {
-            return refuse(GatewayError(.authFailed, "unknown consumer '\(request.consumer)'"))
-        }
-        guard let runtime else {
-            return refuse(GatewayError(.unknownDataset, "no dataset named '\(request.dataset)'", hint: "`sandgate describe` lists the datasets"))
-        }
-        guard let grant = consumer.grants[request.dataset] else {
-            return refuse(GatewayError(.notGranted, "consumer '\(consumer.name)' has no grant for dataset '\(request.dataset)'"))
-        }
-        guard request.sql.utf8.count <= Self.maxSQLBytes else {
-            return refuse(GatewayError(.requestTooLarge, "the query is longer than \(Self.maxSQLBytes) bytes"))
-        }
-        let purpose: PurposeRule.Decision
-        switch Self.decidePurpose(request.purpose, runtime: runtime, grant: grant) {
-        case .success(let decision): purpose = decision
-        case .failure(let error): return refuse(error)
-        }
-        record.purpose = purpose.purpose
-        purposeChecked = PurposeRule.allowed(dataset: runtime.policy, grant: grant).required
-        let limits = runtime.policy.limits.lowered(by: grant).lowered(by: purpose.limits)
-        var rowLimit = limits.maxRows
-        var truncatedBy = "max_rows"
-        // Checked first, refused after the quotas (a quota refusal keeps its precedence): a private
-        // plan's ε must be known to be reserved with them.
-        let preparation = runtime.prepare(request.sql)
-        let privacy = try? preparation.get().plan.privacy
-        let cachedAnswer = privacy.flatMap { runtime.rememberedAnswer(consumer: consumer.name, plan: $0, parameters: request.parameters) }
-        let epsilon = privacy != nil && cachedAnswer == nil ? privacy?.epsilonMicros ?? 0 : 0
-        var quotaLimits = QuotaLimits(dailyQueries: grant.dailyQueries.map(Int64.init), dailyRows: grant.dailyRows.map(Int64.init),
-                                      monthlyCostMicros: grant.monthlyCostMicros)
-        let budget = privacy.map { PrivacyBudget(plan: $0, grant: grant) }
-        if epsilon > 0, let budget {
-            quotaLimits.epsilonMicros = budget.micros
-            quotaLimits.epsilonPeriod = PrivacyBudget.totalsPeriod(budget.period)
-        }
-        if !quotaLimits.isEmpty {
-            let quota = QuotaRequest(
-                consumer: consumer.name, dataset: request.dataset, day: Timestamp.startOfDay(containing: record.startedAt),
-                month: Timestamp.startOfMonth(containing: record.startedAt), rowLimit: Int64(rowLimit), limits: quotaLimits,
-                epsilonMicros: epsilon,
-                costMicros: runtime.policy.pricing.cost(rows: rowLimit, vmSteps: limits.maxVMSteps, bytes: limits.maxResultBytes))
-            let decision: QuotaDecision
-            do {
-                decision = try ledger.reserve(quota)
-            } catch {
-                logger.error("cannot decide a quota", metadata: ["error": "\(error.message)"])
-                return refuse(GatewayError(.unavailable, "the ledger is unavailable; retry later"))
-            }
-            switch decision {
-            case .exceeded(let name, let limit):
-                let reset = name == "monthly_cost_micros" ? "on the 1st of the month, 00:00 UTC" : "at 00:00 UTC"
-                return refuse(GatewayError(.quotaExceeded, "\(name) quota of \(limit) reached", hint: "the quota resets \(reset)"))
-            case .budgetExhausted(let remaining, let total):
-                return refuse(PrivacyBudget.exhausted(remainingMicros: remaining, budgetMicros: total, needed: epsilon,
-                                                      period: budget?.period ?? .total, now: record.startedAt))
-            case .granted(let granted, let limit):
-                hold = granted
-                if limit < Int64(rowLimit) {
-                    rowLimit = Int(limit)
-                    truncatedBy = "daily_rows"
-                }
-            }
-        }
-        let prepared: PreparedQuery
-        switch preparation {
-        case .success(let query): prepared = query
-        case .failure(let error): return refuse(error)
-        }
-        // SQLite runs only what sandgate rendered from its own checked tree (invariant 2).
-        let rendered = prepared.rendered
-        let plan = prepared.plan
-        record.rewrittenSQL = UTF8Text.prefix(rendered, maxBytes: UsageRecord.sqlLimit)
-        // An aggregate plan's exact VM steps depend on rows of withheld groups, so the consumer is
-        // metered and budgeted on a figure from the snapshot's table sizes (DESIGN.md §3).
-        let meteredBase = plan.isAggregatePlan ? plan.tables.reduce(Int64(0)) { $0 &+ (runtime.facts.rowCounts[$1.lowercased()] ?? 0) } : 0
-        if plan.isAggregatePlan, meteredBase > limits.maxVMSteps {
-            return refuse(GatewayError(.budgetExceeded, "the query reads \(meteredBase) rows, more than its budget of \(limits.maxVMSteps) metered steps",
-                                       hint: "join fewer tables"))
-        }
-
-        let outcome: Result<Execution, ExecutionFailure>
-        do {
-            outcome = try runtime.pool(for: consumer.name).withConnection { sandbox in
-                sandbox.execute(sql: rendered, parameters: request.parameters, limits: limits, rowLimit: rowLimit, plan: plan,
-                                cancellation: request.cancellation, released: cachedAnswer?.groups)
-            }
-        } catch {
-            return refuse(error)
-        }
-        switch outcome {
-        case .success(let execution):
-            let result = execution.result
-            // Rows packed into values by concatenating aggregates are rows released.
-            let rows = result.rowCount + execution.packedRows
-            usage.rows = rows
-            usage.cells = result.cellCount
-            usage.bytes = result.valueBytes
-            usage.maskedCells = execution.maskedCells
-            // The exact count goes to the record only (see UsageSummary.suppressedGroups).
-            usage.suppressedGroups = plan.isAggregatePlan ? nil : 0
-            usage.vmSteps = plan.isAggregatePlan ? meteredBase + Int64(result.rowCount) : execution.vmSteps
-            usage.costMicros = runtime.policy.pricing.cost(rows: rows, vmSteps: usage.vmSteps, bytes: result.valueBytes)
-            record.status = .ok
-            record.rows = Int64(rows)
-            record.cells = Int64(result.cellCount)
-            record.bytes = Int64(result.valueBytes)
-            record.maskedCells = Int64(execution.maskedCells)
-            record.suppressedGroups = Int64(execution.suppressedGroups)
-            record.truncated = execution.truncated
-            record.vmSteps = execution.vmSteps
-            record.costMicros = usage.costMicros
-            if let privacy = plan.privacy, let released = execution.released {
-                usage.epsilonMicros = epsilon
-                record.epsilonMicros = epsilon
-                usage.noise = privacy.noise(columns: result.columns, released: released)
-                if cachedAnswer == nil {
-                    answer = PrivateAnswer(runtime: runtime, consumer: consumer.name, plan: privacy, parameters: request.parameters, groups: released)
-                }
-            }
-            return QueryResponse(outcome: .success(result), truncated: execution.truncated,
-                                 truncatedBy: execution.truncated ? truncatedBy : nil, usage: usage)
-        case .failure(let failure):
-            if !failure.detail.isEmpty {
-                logger.debug("query failed in SQLite", metadata: ["query_id": "\(record.queryID)", "sqlite": "\(failure.detail)"])
-            }
-            if plan.isAggregatePlan { usage.suppressedGroups = nil }
-            // Noise was drawn before stage 2 failed: its ε is spent and its groups remembered,
-            // or a failure that depends on a noisy value (HAVING, a value too wide) would read a
-            // fresh noisy answer for free on every try. A query stopped before its noise is drawn
-            // (refused, stage 1 timed out) spends nothing.
-            let spent = plan.privacy != nil && failure.released != nil
-            if spent, let privacy = plan.privacy, let released = failure.released, cachedAnswer == nil {
-                usage.epsilonMicros = epsilon
-                record.epsilonMicros = epsilon
-                answer = PrivateAnswer(runtime: runtime, consumer: consumer.name, plan: privacy, parameters: request.parameters, groups: released)
-            }
-            if !failure.executed, !spent { return refuse(failure.error) }
-            // Work was done: charged per query and per step, no rows.
-            usage.vmSteps = plan.isAggregatePlan ? meteredBase : failure.vmSteps
-            usage.costMicros = runtime.policy.pricing.cost(rows: 0, vmSteps: usage.vmSteps)
-            record.status = .failed
-            record.errorCode = failure.error.code.rawValue
-            record.vmSteps = failure.vmSteps
-            record.costMicros = usage.costMicros
-            return QueryResponse(outcome: .failure(failure.error), truncated: false, truncatedBy: nil, usage: usage)
-        }
-    }
-
     /// The purpose of a request under `PurposeRule`, or `purpose_not_allowed` with the purposes
     /// the consumer may use in the hint.
     static func decidePurpose(_ requested: String?, runtime: DatasetRuntime, grant: Grant) -> Result<PurposeRule.Decision, GatewayError> {
@@ -564,10 +374,7 @@ public final class Gateway: Sendable {
         }
     }
 
-    static func newQueryID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<2).map { _ in String(generator.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
-    }
+    static func newQueryID() -> String { RandomToken.hex128() }
 
     static func sha256Hex(_ text: String) -> String {
         Hex.encode(SHA256.hash(data: Array(text.utf8)))

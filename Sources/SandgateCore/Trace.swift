@@ -2,6 +2,7 @@ import Foundation
 import SandgateLedger
 import SandgatePolicy
 import SandgateSQLite
+import SandgateSupport
 
 /// Where a file of released data came from (`sandgate trace FILE --dataset D`, issue 13).
 ///
@@ -265,18 +266,41 @@ extension TraceReport {
     /// matched consumer its tokens by column and its recorded queries (`contains` null when the
     /// query was not re-run, with the reason in `note`).
     public var json: String {
-        let matchesJSON = matches.map { match in
-            let columns = match.columns.keys.sorted().map { "\(JSONText.quoted($0)):\(match.columns[$0] ?? 0)" }.joined(separator: ",")
-            let queries = match.queries.map { query in
-                "{\"query_id\":\(JSONText.quoted(query.queryID)),\"started_at\":\(JSONText.quoted(Timestamp.rfc3339(query.startedAt))),"
-                    + "\"purpose\":\(JSONText.quoted(query.purpose)),\"rows\":\(query.rows),\"contains\":\(query.contains.map(String.init) ?? "null"),"
-                    + "\"note\":\(JSONText.quoted(query.note))}"
-            }.joined(separator: ",")
-            return "{\"consumer\":\(JSONText.quoted(match.consumer)),\"tokens\":\(match.tokens),\"columns\":{\(columns)},\"queries\":[\(queries)]}"
-        }.joined(separator: ",")
-        return "{\"dataset\":\(JSONText.quoted(dataset)),\"tokens\":\(JSONText.quoted(tokenScope.rawValue)),\"bytes\":\(bytesRead),\"lines\":\(lines),"
-            + "\"candidates\":\(candidates),\"capped\":\(candidatesCapped),\"shared_tokens\":\(sharedTokens),\"unmatched\":\(unmatched),"
-            + "\"traceable\":\(candidates > 0),\"complete\":\(!candidatesCapped),\"matches\":[\(matchesJSON)]}\n"
+        JSONWriter.object { json in
+            json.field("dataset", dataset)
+            json.field("tokens", tokenScope.rawValue)
+            json.field("bytes", bytesRead)
+            json.field("lines", lines)
+            json.field("candidates", candidates)
+            json.field("capped", candidatesCapped)
+            json.field("shared_tokens", sharedTokens)
+            json.field("unmatched", unmatched)
+            json.field("traceable", candidates > 0)
+            json.field("complete", !candidatesCapped)
+            json.array("matches") { json in matches.forEach { Self.write($0, to: &json) } }
+        } + "\n"
+    }
+
+    private static func write(_ match: Match, to json: inout JSONWriter) {
+        json.object { json in
+            json.field("consumer", match.consumer)
+            json.field("tokens", match.tokens)
+            json.object("columns") { json in
+                for column in match.columns.keys.sorted() { json.field(column, match.columns[column] ?? 0) }
+            }
+            json.array("queries") { json in
+                for query in match.queries {
+                    json.object { json in
+                        json.field("query_id", query.queryID)
+                        json.field("started_at", Timestamp.rfc3339(query.startedAt))
+                        json.field("purpose", query.purpose)
+                        json.field("rows", query.rows)
+                        json.field("contains", query.contains)
+                        json.field("note", query.note)
+                    }
+                }
+            }
+        }
     }
 
     /// The report as the `trace` command prints it.

@@ -110,7 +110,7 @@ public final class GroupCommit: @unchecked Sendable {
             inCommit = batch.count
             let (commit, anchor) = (self.commit, self.anchor)
             condition.unlock()
-            let results = commit?(batch) ?? batch.map { _ in .failure(LedgerError("the ledger is not configured")) }
+            let results = commit?(batch) ?? batch.map { _ in .failure(LedgerError(.unavailable, "the ledger is not configured")) }
             condition.lock()
             inCommit = 0
             finishing = true

@@ -1,3 +1,5 @@
+import SandgateSupport
+
 /// One invoice line: what one consumer used of one dataset for one purpose in a period.
 public struct InvoiceLine: Sendable, Equatable {
     public let consumer: String
@@ -53,17 +55,35 @@ public enum Invoice {
 
     /// `{"from":…,"to":…,"lines":[{…}]}`.
     public static func json(_ lines: [InvoiceLine], from: String, to: String) -> String {
-        "{\"from\":\(JSONText.quoted(from)),\"to\":\(JSONText.quoted(to)),\"lines\":[\(lines.map(jsonObject).joined(separator: ","))]}\n"
+        JSONWriter.object { json in
+            json.field("from", from)
+            json.field("to", to)
+            json.array("lines") { json in lines.forEach { write($0, to: &json) } }
+        } + "\n"
     }
 
     /// One JSON object per line (the items of `json`'s `lines`).
     public static func jsonLines(_ lines: [InvoiceLine]) -> String {
-        lines.map { jsonObject($0) + "\n" }.joined()
+        lines.map { line in
+            var json = JSONWriter()
+            write(line, to: &json)
+            return json.text + "\n"
+        }.joined()
     }
 
-    static func jsonObject(_ line: InvoiceLine) -> String {
-        "{\"consumer\":\(JSONText.quoted(line.consumer)),\"dataset\":\(JSONText.quoted(line.dataset)),\"purpose\":\(JSONText.quoted(line.purpose)),\"currency\":\(JSONText.quoted(line.currency)),"
-            + "\"queries\":\(line.queries),\"refused\":\(line.refused),\"failed\":\(line.failed),\"rows\":\(line.rows),"
-            + "\"vm_steps\":\(line.vmSteps),\"cost_micros\":\(line.costMicros),\"epsilon_micros\":\(line.epsilonMicros)}"
+    static func write(_ line: InvoiceLine, to json: inout JSONWriter) {
+        json.object { json in
+            json.field("consumer", line.consumer)
+            json.field("dataset", line.dataset)
+            json.field("purpose", line.purpose)
+            json.field("currency", line.currency)
+            json.field("queries", line.queries)
+            json.field("refused", line.refused)
+            json.field("failed", line.failed)
+            json.field("rows", line.rows)
+            json.field("vm_steps", line.vmSteps)
+            json.field("cost_micros", line.costMicros)
+            json.field("epsilon_micros", line.epsilonMicros)
+        }
     }
 }

@@ -59,7 +59,7 @@ extension Ledger {
                 try connection.execute("DELETE FROM usage_totals; DELETE FROM usage_totals_archived")
                 let bounds = try connection.rows("SELECT coalesce(min(seq), 1), coalesce(max(seq), 0), count(*) FROM usage").first ?? []
                 guard bounds.count == 3, case .integer(let first) = bounds[0], case .integer(let last) = bounds[1],
-                      case .integer(let count) = bounds[2] else { throw LedgerError("cannot count the records to total") }
+                      case .integer(let count) = bounds[2] else { throw LedgerError(.store, "cannot count the records to total") }
                 var from = first - 1
                 while from < last {
                     let to = min(last, from + buildStep)
@@ -79,7 +79,7 @@ extension Ledger {
         } catch let error as LedgerError {
             throw error
         } catch {
-            throw LedgerError("cannot build the running totals: \(error)")
+            throw LedgerError(.store, "cannot build the running totals: \(error)")
         }
     }
 
@@ -114,7 +114,7 @@ extension Ledger {
             }
             return (totals, visibleBatch)
         } catch {
-            throw LedgerError("cannot read usage: \(error.message)")
+            throw LedgerError(.store, "cannot read usage: \(error.message)")
         }
     }
 
@@ -140,7 +140,7 @@ extension Ledger {
             let start: Int64 = if case .integer(let number) = row[3] { number } else { 0 }
             return RunningTotals.mismatch(consumer: text(row[0]), dataset: text(row[1]), period: text(row[2]), start: start, purpose: text(row[4]))
         } catch {
-            throw LedgerError("cannot recompute the running totals: \(error.message)")
+            throw LedgerError(.store, "cannot recompute the running totals: \(error.message)")
         }
     }
 }

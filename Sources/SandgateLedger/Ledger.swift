@@ -1,11 +1,37 @@
 import Crypto
 import Foundation
 import SandgateSQLite
+import SandgateSupport
 
 /// A failure of the usage ledger. Without a committed record no result may be released.
 public struct LedgerError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong, for callers that act on it (retry, refuse, stop); `message` says where.
+    public enum Kind: String, Sendable {
+        /// Shut down: the ledger takes nothing more.
+        case closed
+        /// The store cannot be reached or is not set up (no connection, not configured).
+        case unavailable
+        /// A statement of the store failed (SQLite or PostgreSQL said why in the message).
+        case store
+        /// A file beside the store: the key, the checkpoint, a lock, an archive.
+        case file
+        /// What is stored does not verify or decode: tampering, corruption or a bug.
+        case integrity
+        /// Something is in the way: a file that exists, another writer with the same node id.
+        case conflict
+        /// The caller asked for something the ledger cannot be (a node id out of bounds).
+        case invalidArgument
+    }
+
+    public let kind: Kind
+    /// What the ledger was doing and the cause, for logs and operators (never result values).
     public let message: String
-    public init(_ message: String) { self.message = message }
+
+    public init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
     public var description: String { "ledger: \(message)" }
 }
 
@@ -92,7 +118,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         } catch let error as LedgerError {
             throw error
         } catch {
-            throw LedgerError("cannot open \(path): \(error)")
+            throw LedgerError(.file, "cannot open \(path): \(error)")
         }
         let (key, created) = try LedgerKey.loadOrCreate(path: keyPath)
         self.key = key
@@ -142,7 +168,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             }
             return (0, Ledger.genesisHash)
         } catch {
-            throw LedgerError("cannot read the chain's tail: \(error.message)")
+            throw LedgerError(.store, "cannot read the chain's tail: \(error.message)")
         }
     }
 
@@ -238,7 +264,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     public func append(_ record: UsageRecord, hold: QuotaHold?, completion: @escaping Completion) {
         guard committer.enqueue(record, hold: hold, completion: completion) else {
             if let hold { holds.release(hold) }
-            completion(.failure(LedgerError("the ledger is closed")))
+            completion(.failure(LedgerError(.closed, "the ledger is closed")))
             return
         }
     }
@@ -250,7 +276,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             try writer.execute("BEGIN IMMEDIATE")
             let tail = try Self.tail(writer)
             var chain = HashChain(key: key, nodeID: nodeID, seq: tail.seq, hash: tail.hash)
-            guard let insert = try writer.prepare(Self.insertSQL) else { throw LedgerError("cannot prepare insert") }
+            guard let insert = try writer.prepare(Self.insertSQL) else { throw LedgerError(.store, "cannot prepare insert") }
             var written: [Result<UsageRecord, LedgerError>] = []
             for entry in batch {
                 let record = chain.link(entry.record)
@@ -258,7 +284,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
                 try insert.bind(Self.columnValues(record))
                 _ = try insert.step()
                 // No record, no result: anything but exactly one stored row fails the batch.
-                guard writer.changes == 1 else { throw LedgerError("the ledger did not store record \(record.seq)") }
+                guard writer.changes == 1 else { throw LedgerError(.integrity, "the ledger did not store record \(record.seq)") }
                 written.append(.success(record))
             }
             // Summed as stored (linking cuts long fields), so the totals match what verify recomputes.
@@ -275,7 +301,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         } catch {
             try? writer.execute("ROLLBACK")
             for hold in batchHolds { holds.release(hold) }
-            let failure = LedgerError("append failed: \(error)")
+            let failure = LedgerError(.store, "append failed: \(error)")
             return batch.map { _ in .failure(failure) }
         }
     }
@@ -363,7 +389,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         do {
             rows = try connection.rows("SELECT through_seq, through_hash, mac FROM usage_archives ORDER BY through_seq DESC LIMIT 1")
         } catch {
-            throw LedgerError("cannot read the archive boundary: \(error.message)")
+            throw LedgerError(.file, "cannot read the archive boundary: \(error.message)")
         }
         guard let row = rows.first else { return .success((0, Ledger.genesisHash)) }
         guard case .integer(let seq) = row[0], case .text(let hash) = row[1], case .text(let mac) = row[2],
@@ -378,11 +404,11 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     /// boundary (last archived `seq` and hash, MACed) in this ledger, so its chain stays checkable
     /// across the cut. Returns how many records moved.
     public func archive(before: Int64, to path: String) throws(LedgerError) -> Int64 {
-        guard !FileManager.default.fileExists(atPath: path) else { throw LedgerError("\(path) exists already") }
-        if let problem = try verify() { throw LedgerError("the ledger does not verify (\(problem)); nothing archived") }
+        guard !FileManager.default.fileExists(atPath: path) else { throw LedgerError(.conflict, "\(path) exists already") }
+        if let problem = try verify() { throw LedgerError(.integrity, "the ledger does not verify (\(problem)); nothing archived") }
         let boundary: (seq: Int64, hash: String)
         switch try Self.archiveBoundary(reader, key: key, lock: readLock) {
-        case .failure(let problem): throw LedgerError(problem.description)
+        case .failure(let problem): throw LedgerError(.integrity, problem.description)
         case .success(let found): boundary = found
         }
         var records: [UsageRecord] = []
@@ -398,7 +424,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             let archive = try Connection(path: path, mode: .readWriteCreate)
             try archive.execute(Self.schema)
             try archive.execute("BEGIN")
-            guard let insert = try archive.prepare(Self.insertSQL) else { throw LedgerError("cannot prepare insert") }
+            guard let insert = try archive.prepare(Self.insertSQL) else { throw LedgerError(.store, "cannot prepare insert") }
             for record in records {
                 insert.reset()
                 try insert.bind(Self.columnValues(record))
@@ -411,7 +437,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             try archive.execute("COMMIT")
             chmod(path, 0o600)
             try writer.execute("BEGIN IMMEDIATE")
-            guard let row = try writer.prepare("INSERT INTO usage_archives VALUES (?, ?, ?, ?)") else { throw LedgerError("cannot prepare insert") }
+            guard let row = try writer.prepare("INSERT INTO usage_archives VALUES (?, ?, ?, ?)") else { throw LedgerError(.store, "cannot prepare insert") }
             try row.bind([.integer(through.seq), .text(through.hash), .text(path), .text(Self.boundaryMAC(seq: through.seq, hash: through.hash, key: key))])
             _ = try row.step()
             try Self.addTotals(RunningTotals.deltas(records), to: "usage_totals_archived", writer)
@@ -422,7 +448,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             throw error
         } catch {
             try? writer.execute("ROLLBACK")
-            throw LedgerError("cannot archive to \(path): \(error)")
+            throw LedgerError(.file, "cannot archive to \(path): \(error)")
         }
         return Int64(records.count)
     }
@@ -436,7 +462,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             archive = try Connection(path: path, mode: .readOnly)
             boundaries = try archive.rows("SELECT through_seq, through_hash, mac FROM usage_archives ORDER BY through_seq")
         } catch {
-            throw LedgerError("cannot read the archive \(path): \(error.message)")
+            throw LedgerError(.file, "cannot read the archive \(path): \(error.message)")
         }
         var marks: [(seq: Int64, hash: String)] = []
         for row in boundaries {
@@ -458,7 +484,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
                 if problem != nil { break }
             }
         } catch {
-            throw LedgerError("cannot read the archive \(path): \(error.message)")
+            throw LedgerError(.file, "cannot read the archive \(path): \(error.message)")
         }
         return problem ?? verifier.finish(anchorHash: end.hash)
     }
@@ -494,7 +520,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             }
             return Receipt(record: record, links: links)
         } catch {
-            throw LedgerError("cannot read the chain after seq \(record.seq): \(error.message)")
+            throw LedgerError(.store, "cannot read the chain after seq \(record.seq): \(error.message)")
         }
     }
 
@@ -522,7 +548,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
                 if !visit(record) { break }
             }
         } catch {
-            throw LedgerError("cannot read usage: \(error.message)")
+            throw LedgerError(.store, "cannot read usage: \(error.message)")
         }
     }
 

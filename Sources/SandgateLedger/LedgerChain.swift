@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SandgateSupport
 
 /// The keyed hash chain of the ledger and its anchor (docs/CONTRACT.md §7).
 ///
@@ -121,18 +122,18 @@ public enum LedgerKey {
         if descriptor < 0 {
             // Another process created it first: use theirs.
             if errno == EEXIST, let key = try read(path: path) { return (key, false) }
-            throw LedgerError("cannot create the ledger key \(path)")
+            throw LedgerError(.file, "cannot create the ledger key \(path)")
         }
         defer { close(descriptor) }
         let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        guard written == bytes.count, fsync(descriptor) == 0 else { throw LedgerError("cannot write the ledger key \(path)") }
+        guard written == bytes.count, fsync(descriptor) == 0 else { throw LedgerError(.file, "cannot write the ledger key \(path)") }
         return (SymmetricKey(data: bytes), true)
     }
 
     public static func read(path: String) throws(LedgerError) -> SymmetricKey? {
         guard FileManager.default.fileExists(atPath: path) else { return nil }
         guard let data = FileManager.default.contents(atPath: path), data.count == 32 else {
-            throw LedgerError("the ledger key \(path) is unreadable or not 32 bytes")
+            throw LedgerError(.integrity, "the ledger key \(path) is unreadable or not 32 bytes")
         }
         return SymmetricKey(data: data)
     }
@@ -178,11 +179,11 @@ public struct LedgerCheckpoint: Sendable, Equatable {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
         let parts = String(decoding: data, as: UTF8.self).split(separator: " ").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         guard parts.count == 6, parts[0] == magic, let seq = Int64(parts[2]), let first = Int64(parts[4]) else {
-            throw LedgerError("the checkpoint \(path) is malformed")
+            throw LedgerError(.integrity, "the checkpoint \(path) is malformed")
         }
         let checkpoint = LedgerCheckpoint(nodeID: parts[1], seq: seq, hash: parts[3], firstKeyedSeq: first)
         guard constantTimeEqual(checkpoint.mac(key: key), parts[5]) else {
-            throw LedgerError("the checkpoint \(path) does not verify under the ledger key")
+            throw LedgerError(.integrity, "the checkpoint \(path) does not verify under the ledger key")
         }
         return checkpoint
     }
@@ -191,20 +192,20 @@ public struct LedgerCheckpoint: Sendable, Equatable {
     /// is already at or past `seq`: several processes may append to one ledger.
     public func write(path: String, key: SymmetricKey) throws(LedgerError) {
         let lock = open(path + ".lock", O_RDWR | O_CREAT, 0o600)
-        guard lock >= 0 else { throw LedgerError("cannot open \(path).lock") }
+        guard lock >= 0 else { throw LedgerError(.file, "cannot open \(path).lock") }
         defer { close(lock) }
         flock(lock, LOCK_EX)
         defer { flock(lock, LOCK_UN) }
         if let current = try? Self.read(path: path, key: key), current.seq >= seq { return }
         let temporary = path + ".tmp"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        guard descriptor >= 0 else { throw LedgerError("cannot write \(temporary)") }
+        guard descriptor >= 0 else { throw LedgerError(.file, "cannot write \(temporary)") }
         let bytes = Array(line(key: key).utf8)
         let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
         let synced = fsync(descriptor)
         close(descriptor)
         guard written == bytes.count, synced == 0, rename(temporary, path) == 0 else {
-            throw LedgerError("cannot write the checkpoint \(path)")
+            throw LedgerError(.file, "cannot write the checkpoint \(path)")
         }
     }
 }

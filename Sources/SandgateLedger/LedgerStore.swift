@@ -91,7 +91,7 @@ extension LedgerStore {
             done.signal()
         }
         done.wait()
-        return try (box.result ?? .failure(LedgerError("no result"))).get()
+        return try (box.result ?? .failure(LedgerError(.integrity, "no result"))).get()
     }
 }
 

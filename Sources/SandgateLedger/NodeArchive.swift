@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import SandgateSQLite
+import SandgateSupport
 
 /// An archive of a shared ledger (`usage archive` on PostgreSQL): one SQLite file with the
 /// archived prefix of every node's chain and, per node, the boundaries it lies between — the
@@ -33,7 +34,7 @@ public enum NodeArchive {
         public let path: String
 
         public init(path: String, key: SymmetricKey) throws(LedgerError) {
-            guard !FileManager.default.fileExists(atPath: path) else { throw LedgerError("\(path) exists already") }
+            guard !FileManager.default.fileExists(atPath: path) else { throw LedgerError(.conflict, "\(path) exists already") }
             self.path = path
             self.key = key
             do {
@@ -42,13 +43,13 @@ public enum NodeArchive {
                 try connection.execute(NodeArchive.schema)
                 try connection.execute("BEGIN")
                 guard let statement = try connection.prepare("INSERT INTO usage (node_id, \(Ledger.storedColumns)) VALUES (\(Array(repeating: "?", count: 35).joined(separator: ",")))") else {
-                    throw LedgerError("cannot prepare the archive's insert")
+                    throw LedgerError(.file, "cannot prepare the archive's insert")
                 }
                 insert = statement
             } catch let error as LedgerError {
                 throw error
             } catch {
-                throw LedgerError("cannot create the archive \(path): \(error)")
+                throw LedgerError(.file, "cannot create the archive \(path): \(error)")
             }
         }
 
@@ -58,7 +59,7 @@ public enum NodeArchive {
                 try insert.bind([.text(record.nodeID)] + Ledger.columnValues(record))
                 _ = try insert.step()
             } catch {
-                throw LedgerError("cannot write to the archive \(path): \(error.message)")
+                throw LedgerError(.file, "cannot write to the archive \(path): \(error.message)")
             }
         }
 
@@ -72,13 +73,13 @@ public enum NodeArchive {
                     ])
                 }
             } catch {
-                throw LedgerError("cannot write to the archive \(path): \(error.message)")
+                throw LedgerError(.file, "cannot write to the archive \(path): \(error.message)")
             }
         }
 
         /// Commits the file (durable before the ledger forgets the records).
         public func finish() throws(LedgerError) {
-            do { try connection.execute("COMMIT") } catch { throw LedgerError("cannot commit the archive \(path): \(error.message)") }
+            do { try connection.execute("COMMIT") } catch { throw LedgerError(.file, "cannot commit the archive \(path): \(error.message)") }
         }
 
         /// Abandons a partial file.
@@ -104,7 +105,7 @@ public enum NodeArchive {
             archive = try Connection(path: path, mode: .readOnly)
             boundaries = try archive.rows("SELECT node_id, through_seq, through_hash, mac FROM usage_archives ORDER BY node_id, through_seq")
         } catch {
-            throw LedgerError("cannot read the archive \(path): \(error.message)")
+            throw LedgerError(.file, "cannot read the archive \(path): \(error.message)")
         }
         var marks: [String: [(seq: Int64, hash: String)]] = [:]
         for row in boundaries {
@@ -141,7 +142,7 @@ public enum NodeArchive {
                 }
             }
         } catch {
-            throw LedgerError("cannot read the archive \(path): \(error.message)")
+            throw LedgerError(.file, "cannot read the archive \(path): \(error.message)")
         }
         return nil
     }

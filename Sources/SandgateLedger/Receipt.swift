@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SandgateSupport
 
 /// Proof that a usage record is in its node's chain: the record, its canonical bytes and the
 /// links (`seq`, `prev_hash`, `record_hash`) from it to the chain's tail when the receipt was
@@ -66,12 +67,25 @@ public struct Receipt: Sendable, Equatable {
     /// The receipt as one JSON object: `receipt` (format 1), `node_id`, `record` (the JSON-lines
     /// export object plus `started_at_us` and `finished_at_us`), `canonical` (hex) and `links`.
     public var json: String {
-        var record = UsageExport.jsonLine(self.record)
-        record.removeLast(2)   // "}\n"
-        record += ",\"started_at_us\":\(self.record.startedAt),\"finished_at_us\":\(self.record.finishedAt)}"
-        let links = links.map { "{\"seq\":\($0.seq),\"prev_hash\":\(JSONText.quoted($0.prevHash)),\"record_hash\":\(JSONText.quoted($0.recordHash))}" }
-        return "{\"receipt\":1,\"node_id\":\(JSONText.quoted(self.record.nodeID)),\"record\":\(record),"
-            + "\"canonical\":\"\(Hex.encode(canonical))\",\"links\":[\(links.joined(separator: ","))]}\n"
+        JSONWriter.object { json in
+            json.field("receipt", 1)
+            json.field("node_id", record.nodeID)
+            json.object("record") { json in
+                UsageExport.write(record, to: &json)
+                json.field("started_at_us", record.startedAt)
+                json.field("finished_at_us", record.finishedAt)
+            }
+            json.field("canonical", Hex.encode(canonical))
+            json.array("links") { json in
+                for link in links {
+                    json.object { json in
+                        json.field("seq", link.seq)
+                        json.field("prev_hash", link.prevHash)
+                        json.field("record_hash", link.recordHash)
+                    }
+                }
+            }
+        } + "\n"
     }
 
     /// Reads a receipt written by `json`; nil when it is not one.

@@ -1,4 +1,5 @@
 import Foundation
+import SandgateSupport
 
 /// What a record is (chain version 4's `kind`): the names the contract lists (docs/CONTRACT.md §7).
 public enum RecordKind {

@@ -1,3 +1,5 @@
+import SandgateSupport
+
 /// The period a running total sums (docs/CONTRACT.md §7): the UTC day or the UTC calendar month
 /// of a record's `started_at`, or all time.
 public enum TotalsPeriod: String, Sendable, CaseIterable {

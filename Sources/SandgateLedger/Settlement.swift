@@ -1,3 +1,5 @@
+import SandgateSupport
+
 /// One charge as settlement sees it: who holds the data, what it was used for, what it cost, and
 /// where the record sits in its chain. Built from a usage record (`init(record:)`), so a
 /// settlement is reproducible from the ledger alone, even after the policy changed.
@@ -153,29 +155,59 @@ public struct Settlement: Sendable, Equatable {
 
     /// `{"from","to","rounding","coverage":[…],"statements":[{"holder","lines":[…],"totals":[…]}]}`.
     public func json(from: String, to: String) -> String {
-        let coverageJSON = coverage.map {
-            "{\"node_id\":\(JSONText.quoted($0.nodeID)),\"first_seq\":\($0.firstSeq),\"last_seq\":\($0.lastSeq),\"records\":\($0.records),\"tail_hash\":\(JSONText.quoted($0.tailHash))}"
-        }.joined(separator: ",")
-        let statementsJSON = statements.map { statement in
-            let lines = statement.lines.map { line in
-                "{\"dataset\":\(JSONText.quoted(line.dataset)),\"purpose\":\(JSONText.quoted(line.purpose)),\"currency\":\(JSONText.quoted(line.currency)),"
-                    + "\"holder_share_ppm\":\(line.holderSharePPM),\"records\":\(line.records),\"gross_micros\":\(line.grossMicros),"
-                    + "\"platform_fee_micros\":\(line.platformFeeMicros),\"holder_revenue_micros\":\(line.holderRevenueMicros)}"
-            }.joined(separator: ",")
-            var totals: [String: (Int64, Int64, Int64)] = [:]
-            for line in statement.lines {
-                let old = totals[line.currency] ?? (0, 0, 0)
-                totals[line.currency] = (old.0 &+ line.grossMicros, old.1 &+ line.platformFeeMicros, old.2 &+ line.holderRevenueMicros)
+        JSONWriter.object { json in
+            json.field("from", from)
+            json.field("to", to)
+            json.field("rounding", "per line: holder_revenue = floor(gross * holder_share_ppm / 1000000), platform_fee = gross - holder_revenue (remainder to the platform)")
+            json.array("coverage") { json in
+                for range in coverage {
+                    json.object { json in
+                        json.field("node_id", range.nodeID)
+                        json.field("first_seq", range.firstSeq)
+                        json.field("last_seq", range.lastSeq)
+                        json.field("records", range.records)
+                        json.field("tail_hash", range.tailHash)
+                    }
+                }
             }
-            let totalsJSON = totals.keys.sorted().map { currency in
-                let total = totals[currency] ?? (0, 0, 0)
-                return "{\"currency\":\(JSONText.quoted(currency)),\"gross_micros\":\(total.0),\"platform_fee_micros\":\(total.1),\"holder_revenue_micros\":\(total.2)}"
-            }.joined(separator: ",")
-            return "{\"holder\":\(JSONText.quoted(statement.holder)),\"lines\":[\(lines)],\"totals\":[\(totalsJSON)]}"
-        }.joined(separator: ",")
-        return "{\"from\":\(JSONText.quoted(from)),\"to\":\(JSONText.quoted(to)),"
-            + "\"rounding\":\"per line: holder_revenue = floor(gross * holder_share_ppm / 1000000), platform_fee = gross - holder_revenue (remainder to the platform)\","
-            + "\"coverage\":[\(coverageJSON)],\"statements\":[\(statementsJSON)]}\n"
+            json.array("statements") { json in statements.forEach { Self.write($0, to: &json) } }
+        } + "\n"
+    }
+
+    private static func write(_ statement: HolderStatement, to json: inout JSONWriter) {
+        var totals: [String: (Int64, Int64, Int64)] = [:]
+        for line in statement.lines {
+            let old = totals[line.currency] ?? (0, 0, 0)
+            totals[line.currency] = (old.0 &+ line.grossMicros, old.1 &+ line.platformFeeMicros, old.2 &+ line.holderRevenueMicros)
+        }
+        json.object { json in
+            json.field("holder", statement.holder)
+            json.array("lines") { json in
+                for line in statement.lines {
+                    json.object { json in
+                        json.field("dataset", line.dataset)
+                        json.field("purpose", line.purpose)
+                        json.field("currency", line.currency)
+                        json.field("holder_share_ppm", line.holderSharePPM)
+                        json.field("records", line.records)
+                        json.field("gross_micros", line.grossMicros)
+                        json.field("platform_fee_micros", line.platformFeeMicros)
+                        json.field("holder_revenue_micros", line.holderRevenueMicros)
+                    }
+                }
+            }
+            json.array("totals") { json in
+                for currency in totals.keys.sorted() {
+                    let total = totals[currency] ?? (0, 0, 0)
+                    json.object { json in
+                        json.field("currency", currency)
+                        json.field("gross_micros", total.0)
+                        json.field("platform_fee_micros", total.1)
+                        json.field("holder_revenue_micros", total.2)
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -1,3 +1,5 @@
+import SandgateSupport
+
 /// Formats usage records for `sandgate usage export`.
 public enum UsageExport {
     public enum Format: String, Sendable, CaseIterable {
@@ -16,21 +18,21 @@ public enum UsageExport {
 
     /// One JSON line with the export columns plus `sql` and `rewritten_sql`; numbers stay numbers.
     public static func jsonLine(_ record: UsageRecord) -> String {
-        var output = "{"
+        JSONWriter.object { write(record, to: &$0) } + "\n"
+    }
+
+    /// The export object's members (a receipt's record adds its own after them).
+    static func write(_ record: UsageRecord, to json: inout JSONWriter) {
         let names = UsageRecord.exportColumns + ["sql", "rewritten_sql"]
         let values = record.exportFields + [record.sql, record.rewrittenSQL]
-        for (index, (name, value)) in zip(names, values).enumerated() {
-            if index > 0 { output += "," }
-            JSONText.appendString(name, to: &output)
-            output += ":"
+        for (name, value) in zip(names, values) {
             if UsageRecord.numericExportColumns.contains(name) {
-                output += value
+                json.field(name, raw: value)
             } else if name == "truncated" {
-                output += record.truncated ? "true" : "false"
+                json.field(name, record.truncated)
             } else {
-                JSONText.appendString(value, to: &output)
+                json.field(name, value)
             }
         }
-        return output + "}\n"
     }
 }

@@ -1,3 +1,5 @@
+import SandgateSupport
+
 /// The outcome class of a request in the ledger.
 public enum UsageStatus: String, Sendable, Codable {
     /// A result was released.

@@ -63,7 +63,7 @@ final class PostgresSession {
                 on: MultiThreadedEventLoopGroup.singleton.any(), configuration: url.configuration,
                 id: Int.random(in: 1...Int.max), logger: logger).wait()
         } catch {
-            throw LedgerError("cannot connect to the ledger at \(url): \(Self.describe(error))")
+            throw LedgerError(.unavailable, "cannot connect to the ledger at \(url): \(Self.describe(error))")
         }
     }
 
@@ -79,7 +79,7 @@ final class PostgresSession {
         do {
             return try connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).wait().rows
         } catch {
-            throw LedgerError("\(Self.describe(error))")
+            throw LedgerError(.store, "\(Self.describe(error))")
         }
     }
 
@@ -94,7 +94,7 @@ final class PostgresSession {
         for future in futures {
             do { results.append(try future.wait().rows) } catch { failure = failure ?? error; results.append([]) }
         }
-        if let failure { throw LedgerError("\(Self.describe(failure))") }
+        if let failure { throw LedgerError(.store, "\(Self.describe(failure))") }
         return results
     }
 
@@ -132,7 +132,7 @@ final class PostgresConnector: @unchecked Sendable {
         var session = idle.popLast()
         lock.unlock()
         if session?.isClosed ?? true { session = try connect() }
-        guard let session else { throw LedgerError("no ledger connection") }
+        guard let session else { throw LedgerError(.unavailable, "no ledger connection") }
         let result: T
         do {
             result = try body(session)

@@ -88,7 +88,7 @@ extension PostgresLedgerStore {
                                               purpose: shown(purpose), node: node)
             }
         } catch {
-            throw LedgerError("cannot recompute the running totals: \(error.message)")
+            throw LedgerError(.store, "cannot recompute the running totals: \(error.message)")
         }
     }
 }

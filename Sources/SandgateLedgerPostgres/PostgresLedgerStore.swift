@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import SandgateLedger
+import SandgateSupport
 
 /// The usage ledger in PostgreSQL, shared by many gateway nodes (docs/CONTRACT.md §7).
 ///
@@ -36,7 +37,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     public init(url: PostgresLedgerURL, nodeID: String, keyPath: String, logger: Logger = Logger(label: "sandgate.ledger"),
                 progress: LedgerProgress? = nil) throws(LedgerError) {
         guard !nodeID.isEmpty, nodeID.utf8.count <= UsageRecord.nameLimit else {
-            throw LedgerError("the node id must be 1 to \(UsageRecord.nameLimit) bytes")
+            throw LedgerError(.invalidArgument, "the node id must be 1 to \(UsageRecord.nameLimit) bytes")
         }
         self.url = url
         self.nodeID = nodeID
@@ -133,7 +134,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             try buildTotalsOnce(session, progress: progress)
             try session.run("COMMIT")
         } catch {
-            throw LedgerError("cannot create the ledger tables: \(error.message)")
+            throw LedgerError(.store, "cannot create the ledger tables: \(error.message)")
         }
     }
 
@@ -142,7 +143,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     public func append(_ record: UsageRecord, hold: QuotaHold?, completion: @escaping LedgerCompletion) {
         guard committer.enqueue(record, hold: hold, completion: completion) else {
             if let hold { release(hold) }
-            completion(.failure(LedgerError("the ledger is closed")))
+            completion(.failure(LedgerError(.closed, "the ledger is closed")))
             return
         }
     }
@@ -155,7 +156,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     /// again and the batch is linked and sent once more. Every record of a batch that still
     /// fails, fails.
     private func commit(_ batch: [GroupCommit.Entry]) -> [Result<UsageRecord, LedgerError>] {
-        var lastError = LedgerError("append failed")
+        var lastError = LedgerError(.store, "append failed")
         for _ in 0..<2 {
             do throws(LedgerError) {
                 let session: PostgresSession
@@ -173,7 +174,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                     throw error
                 }
             } catch {
-                lastError = LedgerError("append failed: \(error.message)")
+                lastError = LedgerError(.store, "append failed: \(error.message)")
                 // A broken connection may have committed before the answer was lost: never resend.
                 if writerSession?.isClosed ?? true { break }
             }
@@ -190,7 +191,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             start = tail
         } else {
             let rows = try session.run("SELECT seq, hash FROM usage_nodes WHERE node_id = $1", Self.binds(nodeID))
-            guard let row = rows.first else { throw LedgerError("node \(nodeID) is not registered in usage_nodes") }
+            guard let row = rows.first else { throw LedgerError(.conflict, "node \(nodeID) is not registered in usage_nodes") }
             start = try Self.decode(row, (Int64.self, String.self))
         }
         var chain = HashChain(key: key, nodeID: nodeID, seq: start.seq, hash: start.hash)
@@ -203,10 +204,10 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         binds.append(records.map { StoredText.encode(RecordColumns.members($0.members)) })
         binds.append(records.map { StoredText.encode(RecordColumns.extensions($0.extensions)) })
         let rows = try session.run(Self.commitSQL, binds)
-        guard let row = rows.first else { throw LedgerError("the batch's commit returned nothing") }
+        guard let row = rows.first else { throw LedgerError(.integrity, "the batch's commit returned nothing") }
         let (moved, inserted) = try Self.decode(row, (Int64.self, Int64.self))
         guard moved == 1, inserted == Int64(records.count) else {
-            throw LedgerError("node \(nodeID)'s chain moved past seq \(start.seq) (another writer with this node id?); nothing was written")
+            throw LedgerError(.conflict, "node \(nodeID)'s chain moved past seq \(start.seq) (another writer with this node id?); nothing was written")
         }
         tail = (chain.seq, chain.hash)
         return records
@@ -321,7 +322,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                         (Self.quotaUseSQL, Self.binds(StoredText.encode(request.consumer), StoredText.encode(request.dataset), request.day,
                                                       request.month, request.limits.epsilonPeriod.rawValue)),
                     ])
-                    guard let row = results.last?.first else { throw LedgerError("no quota row") }
+                    guard let row = results.last?.first else { throw LedgerError(.integrity, "no quota row") }
                     let (queries, usedRows, cost, epsilon) = try Self.decode(row, (Int64.self, Int64.self, Int64.self, Int64.self))
                     let used = QuotaUse(queries: queries, rows: usedRows, costMicros: cost, epsilonMicros: epsilon)
                     let decision = request.decide(used: used, holdID: UUID().uuidString)
@@ -341,7 +342,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                 }
             }
         } catch {
-            throw LedgerError("cannot decide a quota: \(error)")
+            throw LedgerError(.store, "cannot decide a quota: \(error)")
         }
     }
 
@@ -402,7 +403,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                 return totals
             }
         } catch {
-            throw LedgerError("cannot read usage: \(error.message)")
+            throw LedgerError(.store, "cannot read usage: \(error.message)")
         }
     }
 
@@ -443,7 +444,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                 if rows.count < Self.pageSize { return }
             }
         } catch {
-            throw LedgerError("cannot read usage: \(error.message)")
+            throw LedgerError(.store, "cannot read usage: \(error.message)")
         }
     }
 
@@ -457,12 +458,12 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     static func record(from row: PostgresRow) throws(LedgerError) -> UsageRecord {
         let cells = row.makeRandomAccess()
         func value<T: PostgresDecodable>(_ index: Int, _ type: T.Type) throws(LedgerError) -> T {
-            do { return try cells[index].decode(T.self) } catch { throw LedgerError("column \(index) of a usage row does not decode") }
+            do { return try cells[index].decode(T.self) } catch { throw LedgerError(.integrity, "column \(index) of a usage row does not decode") }
         }
         func value(_ index: Int, _ type: String.Type) throws(LedgerError) -> String {
             let stored: String
-            do { stored = try cells[index].decode(String.self) } catch { throw LedgerError("column \(index) of a usage row does not decode") }
-            guard let text = StoredText.decode(stored) else { throw LedgerError("column \(index) of a usage row is not valid stored text") }
+            do { stored = try cells[index].decode(String.self) } catch { throw LedgerError(.integrity, "column \(index) of a usage row does not decode") }
+            guard let text = StoredText.decode(stored) else { throw LedgerError(.integrity, "column \(index) of a usage row is not valid stored text") }
             return text
         }
         var record = UsageRecord(
@@ -505,7 +506,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                 return Receipt(record: record, links: links)
             }
         } catch {
-            throw LedgerError("cannot read the chain after seq \(record.seq): \(error.message)")
+            throw LedgerError(.store, "cannot read the chain after seq \(record.seq): \(error.message)")
         }
     }
 
@@ -528,7 +529,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     /// transaction, deletes them and records each node's boundary, so every chain stays checkable
     /// across the cut. The ledger must verify first. Returns how many records moved.
     public func archive(before: Int64, to path: String) throws(LedgerError) -> Int64 {
-        if let problem = try verify() { throw LedgerError("the ledger does not verify (\(problem)); nothing archived") }
+        if let problem = try verify() { throw LedgerError(.integrity, "the ledger does not verify (\(problem)); nothing archived") }
         let nodes = try connector.withSession { session throws(LedgerError) in
             try session.run("SELECT node_id FROM usage_nodes ORDER BY node_id").map { row throws(LedgerError) in try Self.decode(row, String.self) }
         }
@@ -538,7 +539,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         do throws(LedgerError) {
             for node in nodes {
                 let start = try connector.withSession { session throws(LedgerError) in try archiveBoundary(session, node: node) }
-                guard case .success(let begin) = start else { throw LedgerError("node \(node): the archive boundary does not verify") }
+                guard case .success(let begin) = start else { throw LedgerError(.integrity, "node \(node): the archive boundary does not verify") }
                 var binds = PostgresBindings()
                 binds.append(node)
                 binds.append(before)
@@ -588,7 +589,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                 }
             }
         } catch {
-            throw LedgerError("the archive \(path) is written but the ledger still holds its records (\(error.message)); delete the file and retry")
+            throw LedgerError(.conflict, "the archive \(path) is written but the ledger still holds its records (\(error.message)); delete the file and retry")
         }
         return moved
     }
@@ -640,7 +641,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                 return (anchors, orphans)
             }
         } catch {
-            throw LedgerError("cannot read the ledger's anchors: \(error.message)")
+            throw LedgerError(.store, "cannot read the ledger's anchors: \(error.message)")
         }
         if orphans > 0 {
             return LedgerProblem(seq: nil, reason: "\(orphans) records belong to no registered node (inserted, or a node's anchor was deleted)")
@@ -717,7 +718,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     }
 
     static func decode<each T: PostgresDecodable>(_ row: PostgresRow, _ types: (repeat (each T).Type)) throws(LedgerError) -> (repeat each T) {
-        do { return try row.decode((repeat each T).self) } catch { throw LedgerError("a ledger row does not decode: \(PostgresSession.describe(error))") }
+        do { return try row.decode((repeat each T).self) } catch { throw LedgerError(.integrity, "a ledger row does not decode: \(PostgresSession.describe(error))") }
     }
 }
 

@@ -1,4 +1,5 @@
 import CPCRE2
+import SandgateSupport
 
 /// The result of masking one value: NULL, or text that stays valid until the evaluator's next call.
 public enum MaskOutcome {
@@ -259,8 +260,8 @@ public final class MaskEvaluator {
         output.pointee.reserve(bytes * 2)
         var written = 0
         for byte in digest where written < bytes {
-            output.pointee.appendByte(hexDigits[Int(byte >> 4)])
-            output.pointee.appendByte(hexDigits[Int(byte & 0x0F)])
+            output.pointee.appendByte(Hex.digit(byte >> 4))
+            output.pointee.appendByte(Hex.digit(byte))
             written += 1
         }
     }
@@ -313,7 +314,6 @@ struct OutputBuffer {
     }
 }
 
-private let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
 /// Strict UTF-8 validation (no overlong forms, no surrogates, nothing above U+10FFFF).
 public enum UTF8Validation {

@@ -1,3 +1,4 @@
+
 /// The policy of one dataset, loaded from `Policies/<dataset>.yaml`. Immutable once loaded.
 public struct DatasetPolicy: Sendable {
     /// The dataset name: the file name without `.yaml`.

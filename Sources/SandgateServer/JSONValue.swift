@@ -1,6 +1,6 @@
 import Foundation
 import NIOCore
-import SandgateLedger
+import SandgateSupport
 import SandgateSQLite
 
 /// A decoded JSON value of a request line (and of responses, for the remote command).

@@ -2,6 +2,7 @@ import Foundation
 import SandgateCore
 import SandgatePolicy
 import SandgateLedger
+import SandgateSupport
 import SandgateSQLite
 
 /// One authenticated request, executed on a worker thread; returns the response line.
@@ -19,8 +20,13 @@ struct Operation: Sendable {
 
     static let known: Set<String> = ["auth", "query", "explain", "describe", "datasets", "quota", "ping", "stats"]
 
-    func ok(_ body: String) -> String {
-        "{" + (id.map { "\"id\":\($0)," } ?? "") + "\"ok\":true" + (body.isEmpty ? "" : "," + body) + "}"
+    /// `{"id":…,"ok":true,…}` with the members `body` writes.
+    func ok(_ body: (inout JSONWriter) -> Void = { _ in }) -> String {
+        JSONWriter.object { json in
+            if let id { json.field("id", raw: id) }
+            json.field("ok", true)
+            body(&json)
+        }
     }
 
     func error(_ error: GatewayError) -> String { ResponseFormat.error(error, id: id) }
@@ -76,28 +82,42 @@ struct Operation: Sendable {
                 case .failure(let failure): return error(failure)
                 }
             }
-            return ok("\"datasets\":[" + described.joined(separator: ",") + "]")
+            return ok { json in json.array("datasets") { json in described.forEach { json.raw($0) } } }
         case "datasets":
-            return ok("\"datasets\":[" + gateway.grantedDatasets(consumer: consumer).map(JSONText.quoted).joined(separator: ",") + "]")
+            return ok { $0.field("datasets", strings: gateway.grantedDatasets(consumer: consumer)) }
         case "quota":
-            var items: [String] = []
+            var quotas: [(String, Gateway.QuotaStatus)] = []
             for name in requestedDatasets(consumer: consumer) {
                 switch gateway.quota(consumer: consumer, dataset: name) {
-                case .success(let quota):
-                    var item = "{\"dataset\":\(JSONText.quoted(name)),\"queries_today\":\(quota.queriesToday),\"rows_today\":\(quota.rowsToday),\"daily_queries\":\(quota.dailyQueries.map(String.init) ?? "null"),\"daily_rows\":\(quota.dailyRows.map(String.init) ?? "null")"
-                    if let privacy = quota.privacy {
-                        item += ",\"epsilon_budget\":\(ResponseFormat.epsilonText(privacy.budgetMicros)),\"epsilon_spent\":\(ResponseFormat.epsilonText(privacy.spentMicros))"
-                        item += ",\"epsilon_left\":\(ResponseFormat.epsilonText(privacy.remainingMicros)),\"epsilon_period\":\(JSONText.quoted(privacy.period.rawValue)),\"epsilon_refresh\":\(JSONText.quoted(privacy.refresh))"
-                    }
-                    items.append(item + "}")
+                case .success(let quota): quotas.append((name, quota))
                 case .failure(let failure): return error(failure)
                 }
             }
-            return ok("\"quotas\":[" + items.joined(separator: ",") + "]")
+            return ok { json in json.array("quotas") { json in for (name, quota) in quotas { Self.write(quota, of: name, to: &json) } } }
         case "stats":
-            return ok(services.state.statsJSON(consumer: consumer, isOperator: gateway.role(of: consumer) == .operator, ledgerPending: gateway.ledger.pendingCount))
+            let isOperator = gateway.role(of: consumer) == .operator
+            return ok { services.state.writeStats(consumer: consumer, isOperator: isOperator, ledgerPending: gateway.ledger.pendingCount, to: &$0) }
         default:
             return error(GatewayError(.badRequest, "unknown op \"\(op)\"", hint: "ops: " + Self.known.sorted().joined(separator: ", ")))
+        }
+    }
+}
+
+extension Operation {
+    static func write(_ quota: Gateway.QuotaStatus, of dataset: String, to json: inout JSONWriter) {
+        json.object { json in
+            json.field("dataset", dataset)
+            json.field("queries_today", quota.queriesToday)
+            json.field("rows_today", quota.rowsToday)
+            json.field("daily_queries", quota.dailyQueries)
+            json.field("daily_rows", quota.dailyRows)
+            if let privacy = quota.privacy {
+                json.field("epsilon_budget", raw: ResponseFormat.epsilonText(privacy.budgetMicros))
+                json.field("epsilon_spent", raw: ResponseFormat.epsilonText(privacy.spentMicros))
+                json.field("epsilon_left", raw: ResponseFormat.epsilonText(privacy.remainingMicros))
+                json.field("epsilon_period", privacy.period.rawValue)
+                json.field("epsilon_refresh", privacy.refresh)
+            }
         }
     }
 }

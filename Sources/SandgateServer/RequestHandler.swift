@@ -1,6 +1,6 @@
 import Crypto
 import Foundation
-import SandgateLedger
+import SandgateSupport
 import Logging
 import NIOCore
 import NIOPosix
@@ -195,7 +195,7 @@ final class RequestHandler: ChannelInboundHandler {
         let operation = Operation(services: services, consumerName: consumer ?? "", id: id, fields: fields, clientAddress: address, sessionPurpose: sessionPurpose)
         switch op {
         case "ping":
-            return eventLoop.makeSucceededFuture(operation.ok("\"pong\":true"))
+            return eventLoop.makeSucceededFuture(operation.ok { $0.field("pong", true) })
         case "auth":
             return authenticate(operation, eventLoop: eventLoop)
         default:
@@ -280,7 +280,7 @@ final class RequestHandler: ChannelInboundHandler {
             // The session's default purpose: each query may name another; it is decided per query
             // against that query's dataset and the consumer's grant (PurposeRule), never here.
             sessionPurpose = purpose
-            return operation.ok("\"consumer\":\(JSONText.quoted(declared))")
+            return operation.ok { $0.field("consumer", declared) }
         }.nonisolated()
     }
 }

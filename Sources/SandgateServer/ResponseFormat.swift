@@ -1,8 +1,8 @@
 import Foundation
 import SandgateCore
-import SandgateLedger
 import SandgatePolicy
 import SandgateSQLite
+import SandgateSupport
 
 /// Renders the core's typed responses as the JSON objects of DESIGN.md §5, as CSV and as a
 /// readable table: the encoding belongs to the front ends, not to the core.
@@ -10,61 +10,51 @@ public enum ResponseFormat {
     /// The §5 response object on one line (no trailing newline). `id` is the request's id as JSON
     /// text (a string literal or a number), echoed when given.
     public static func json(_ response: QueryResponse, id: String? = nil) -> String {
-        var output = "{"
-        if let id { output += "\"id\":\(id)," }
-        switch response.outcome {
-        case .success(let result):
-            output += "\"ok\":true,\"columns\":["
-            for (index, column) in result.columns.enumerated() {
-                if index > 0 { output += "," }
-                JSONText.appendString(column, to: &output)
+        var json = JSONWriter(reservingCapacity: 256)
+        json.object { json in
+            if let id { json.field("id", raw: id) }
+            switch response.outcome {
+            case .success(let result):
+                json.field("ok", true)
+                json.field("columns", strings: result.columns)
+                json.field("types", strings: result.columnTypes.map(\.kind.rawValue))
+                json.array("rows") { writeRows(result, to: &$0) }
+                json.field("truncated", response.truncated)
+                if let by = response.truncatedBy { json.field("truncated_by", by) }
+            case .failure(let error):
+                json.field("ok", false)
+                json.key("error")
+                error.write(to: &json)
             }
-            output += "],\"types\":["
-            for (index, type) in result.columnTypes.enumerated() {
-                if index > 0 { output += "," }
-                output += "\"" + type.kind.rawValue + "\""
-            }
-            output += "],\"rows\":["
-            appendRows(result, to: &output)
-            output += "],\"truncated\":\(response.truncated)"
-            if let by = response.truncatedBy {
-                output += ",\"truncated_by\":"
-                JSONText.appendString(by, to: &output)
-            }
-        case .failure(let error):
-            output += "\"ok\":false,\"error\":{\"code\":"
-            JSONText.appendString(error.code.rawValue, to: &output)
-            output += ",\"message\":"
-            JSONText.appendString(error.message, to: &output)
-            // No empty `hint` field: a hint is there when it says something (issue 11).
-            if !error.hint.isEmpty {
-                output += ",\"hint\":"
-                JSONText.appendString(error.hint, to: &output)
-            }
-            output += "}"
+            json.key("usage")
+            write(response.usage, to: &json)
         }
-        output += ",\"usage\":" + usageJSON(response.usage) + "}"
-        return output
+        return json.text
     }
 
-    static func usageJSON(_ usage: UsageSummary) -> String {
-        var output = "{\"query_id\":"
-        JSONText.appendString(usage.queryID, to: &output)
-        output += ",\"rows\":\(usage.rows),\"cells\":\(usage.cells),\"bytes\":\(usage.bytes),\"masked_cells\":\(usage.maskedCells)"
-        output += ",\"suppressed_groups\":" + (usage.suppressedGroups.map(String.init) ?? "null") + ",\"vm_steps\":\(usage.vmSteps)"
-        output += ",\"elapsed_ms\":\(Double(usage.elapsedMicroseconds) / 1000),\"cost_micros\":\(usage.costMicros),\"currency\":"
-        JSONText.appendString(usage.currency, to: &output)
-        output += ",\"seq\":\(usage.seq),\"node_id\":"
-        JSONText.appendString(usage.nodeID, to: &output)
-        output += ",\"record_hash\":"
-        JSONText.appendString(usage.recordHash, to: &output)
-        // Private aggregates (issue 10): ε spent, and the 95% half-width of each noisy column.
-        if !usage.noise.isEmpty || usage.epsilonMicros > 0 {
-            output += ",\"epsilon\":" + epsilonText(usage.epsilonMicros) + ",\"noise\":{"
-            output += usage.noise.map { JSONText.quoted($0.column) + ":" + halfWidthText($0.halfWidth) }.joined(separator: ",")
-            output += "}"
+    static func write(_ usage: UsageSummary, to json: inout JSONWriter) {
+        json.object { json in
+            json.field("query_id", usage.queryID)
+            json.field("rows", usage.rows)
+            json.field("cells", usage.cells)
+            json.field("bytes", usage.bytes)
+            json.field("masked_cells", usage.maskedCells)
+            json.field("suppressed_groups", usage.suppressedGroups)
+            json.field("vm_steps", usage.vmSteps)
+            json.field("elapsed_ms", raw: "\(Double(usage.elapsedMicroseconds) / 1000)")
+            json.field("cost_micros", usage.costMicros)
+            json.field("currency", usage.currency)
+            json.field("seq", usage.seq)
+            json.field("node_id", usage.nodeID)
+            json.field("record_hash", usage.recordHash)
+            // Private aggregates (issue 10): ε spent, and the 95% half-width of each noisy column.
+            if !usage.noise.isEmpty || usage.epsilonMicros > 0 {
+                json.field("epsilon", raw: epsilonText(usage.epsilonMicros))
+                json.object("noise") { json in
+                    for noise in usage.noise { json.field(noise.column, raw: halfWidthText(noise.halfWidth)) }
+                }
+            }
         }
-        return output + "}"
     }
 
     /// micro-ε as a JSON number (`500000` → `0.5`), exact.
@@ -79,25 +69,21 @@ public enum ResponseFormat {
         return text
     }
 
-    /// Appends `[v,…],[v,…]` straight from the result's byte chunks.
-    static func appendRows(_ result: QueryResult, to output: inout String) {
+    /// Writes the rows `[v,…]` straight from the result's byte chunks.
+    static func writeRows(_ result: QueryResult, to json: inout JSONWriter) {
         let width = result.columns.count
         for row in 0..<result.rowCount {
-            output += row == 0 ? "[" : ",["
-            for column in 0..<width {
-                if column > 0 { output += "," }
-                switch result.cell(row: row, column: column) {
-                case .null: output += "null"
-                case .integer(let value): output += String(value)
-                case .real(let value): output += jsonNumber(value)
-                case .text(let bytes): JSONText.appendString(bytes: bytes, to: &output)
-                case .blob(let bytes):
-                    output += "{\"base64\":\""
-                    output += base64(bytes)
-                    output += "\"}"
+            json.array { json in
+                for column in 0..<width {
+                    switch result.cell(row: row, column: column) {
+                    case .null: json.null()
+                    case .integer(let value): json.number(value)
+                    case .real(let value): json.raw(jsonNumber(value))
+                    case .text(let bytes): json.string(bytes: bytes)
+                    case .blob(let bytes): json.object { $0.field("base64", Base64.encode(bytes)) }
+                    }
                 }
             }
-            output += "]"
         }
     }
 
@@ -106,25 +92,6 @@ public enum ResponseFormat {
         if value.isFinite { return "\(value)" }
         if value.isNaN { return "null" }
         return value > 0 ? "\"Infinity\"" : "\"-Infinity\""
-    }
-
-    static func base64(_ bytes: UnsafeRawBufferPointer) -> String {
-        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-        var output: [UInt8] = []
-        output.reserveCapacity((bytes.count + 2) / 3 * 4)
-        var index = 0
-        while index < bytes.count {
-            let b0 = UInt32(bytes[index])
-            let b1 = index + 1 < bytes.count ? UInt32(bytes[index + 1]) : 0
-            let b2 = index + 2 < bytes.count ? UInt32(bytes[index + 2]) : 0
-            let triple = b0 << 16 | b1 << 8 | b2
-            output.append(alphabet[Int(triple >> 18 & 63)])
-            output.append(alphabet[Int(triple >> 12 & 63)])
-            output.append(index + 1 < bytes.count ? alphabet[Int(triple >> 6 & 63)] : UInt8(ascii: "="))
-            output.append(index + 2 < bytes.count ? alphabet[Int(triple & 63)] : UInt8(ascii: "="))
-            index += 3
-        }
-        return String(decoding: output, as: UTF8.self)
     }
 
     /// Text of one cell for CSV and tables (NULL as empty for CSV, `NULL` for tables).
@@ -202,66 +169,137 @@ public enum ResponseFormat {
 extension ResponseFormat {
     /// A dataset description as JSON (the `describe` op).
     public static func json(_ description: DatasetDescription) -> String {
-        var output = "{\"dataset\":\(JSONText.quoted(description.dataset)),\"description\":\(JSONText.quoted(description.description)),\"owner\":\(JSONText.quoted(description.owner)),\"tables\":["
-        output += description.tables.map { table in
-            var text = "{\"name\":\(JSONText.quoted(table.name)),\"access\":\(JSONText.quoted(table.access)),\"row_filter\":\(table.rowFilter)"
-            if let size = table.minGroupSize { text += ",\"min_group_size\":\(size)" }
-            if let privacy = table.privacy {
-                text += ",\"privacy\":{\"epsilon_per_query\":\(epsilonText(privacy.epsilonPerQueryMicros)),\"delta\":\(jsonNumber(privacy.delta)),\"budget\":{\"epsilon\":\(epsilonText(privacy.budgetMicros)),\"period\":\(JSONText.quoted(privacy.period.rawValue))},\"max_groups_per_unit\":\(privacy.maxGroupsPerUnit),\"max_rows_per_unit\":\(privacy.maxRowsPerUnit)}"
+        JSONWriter.object { json in
+            json.field("dataset", description.dataset)
+            json.field("description", description.description)
+            json.field("owner", description.owner)
+            json.array("tables") { json in
+                for table in description.tables { write(table, to: &json) }
             }
-            text += ",\"columns\":[" + table.columns.map { column in
-                var item = "{\"name\":\(JSONText.quoted(column.name)),\"role\":\(JSONText.quoted(column.role)),\"type\":\(JSONText.quoted(column.type))"
-                if let mask = column.mask { item += ",\"mask\":\(JSONText.quoted(mask))" }
-                if let summary = column.maskSummary { item += ",\"masked\":\(JSONText.quoted(summary))" }
-                if !column.aggregates.isEmpty { item += ",\"aggregates\":[" + column.aggregates.map(JSONText.quoted).joined(separator: ",") + "]" }
-                if let bounds = column.bounds { item += ",\"bounds\":[\(jsonNumber(bounds.lower)),\(jsonNumber(bounds.upper))]" }
-                return item + "}"
-            }.joined(separator: ",") + "]}"
-            return text
-        }.joined(separator: ",")
-        let limits = description.limits, pricing = description.pricing
-        output += "],\"limits\":{\"max_rows\":\(limits.maxRows),\"timeout_ms\":\(limits.timeoutMilliseconds),\"max_vm_steps\":\(limits.maxVMSteps),\"max_result_bytes\":\(limits.maxResultBytes)}"
-        output += ",\"pricing\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps),\"per_mib\":\(pricing.perMiB)}"
-        output += ",\"purposes\":[" + description.purposes.map {
-            "{\"name\":\(JSONText.quoted($0.name)),\"description\":\(JSONText.quoted($0.description))}"
-        }.joined(separator: ",") + "],\"purpose_required\":\(description.purposeRequired),\"tokens\":\(JSONText.quoted(description.tokens))}"
-        return output
+            json.key("limits")
+            write(description.limits, to: &json)
+            let pricing = description.pricing
+            json.object("pricing") { write(pricing, to: &$0) }
+            json.array("purposes") { json in
+                for purpose in description.purposes {
+                    json.object { json in
+                        json.field("name", purpose.name)
+                        json.field("description", purpose.description)
+                    }
+                }
+            }
+            json.field("purpose_required", description.purposeRequired)
+            json.field("tokens", description.tokens)
+        }
+    }
+
+    private static func write(_ table: DatasetDescription.Table, to json: inout JSONWriter) {
+        json.object { json in
+            json.field("name", table.name)
+            json.field("access", table.access)
+            json.field("row_filter", table.rowFilter)
+            if let size = table.minGroupSize { json.field("min_group_size", size) }
+            if let privacy = table.privacy {
+                json.object("privacy") { json in
+                    json.field("epsilon_per_query", raw: epsilonText(privacy.epsilonPerQueryMicros))
+                    json.field("delta", raw: jsonNumber(privacy.delta))
+                    json.object("budget") { json in
+                        json.field("epsilon", raw: epsilonText(privacy.budgetMicros))
+                        json.field("period", privacy.period.rawValue)
+                    }
+                    json.field("max_groups_per_unit", privacy.maxGroupsPerUnit)
+                    json.field("max_rows_per_unit", privacy.maxRowsPerUnit)
+                }
+            }
+            json.array("columns") { json in
+                for column in table.columns {
+                    json.object { json in
+                        json.field("name", column.name)
+                        json.field("role", column.role)
+                        json.field("type", column.type)
+                        if let mask = column.mask { json.field("mask", mask) }
+                        if let summary = column.maskSummary { json.field("masked", summary) }
+                        if !column.aggregates.isEmpty { json.field("aggregates", strings: column.aggregates) }
+                        if let bounds = column.bounds {
+                            json.array("bounds") { json in
+                                json.raw(jsonNumber(bounds.lower))
+                                json.raw(jsonNumber(bounds.upper))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    private static func write(_ limits: DatasetLimits, to json: inout JSONWriter) {
+        json.object { json in
+            json.field("max_rows", limits.maxRows)
+            json.field("timeout_ms", limits.timeoutMilliseconds)
+            json.field("max_vm_steps", limits.maxVMSteps)
+            json.field("max_result_bytes", limits.maxResultBytes)
+        }
+    }
+
+    /// The price list's members (inside `pricing` or `quote`).
+    private static func write(_ pricing: Pricing, to json: inout JSONWriter) {
+        json.field("currency", pricing.currency)
+        json.field("per_query", pricing.perQuery)
+        json.field("per_row", pricing.perRow)
+        json.field("per_million_vm_steps", pricing.perMillionVMSteps)
+        json.field("per_mib", pricing.perMiB)
     }
 
     /// An error object `{"id":…,"ok":false,"error":{…}}` without usage (protocol-level errors).
     public static func error(_ error: GatewayError, id: String? = nil) -> String {
-        var output = "{"
-        if let id { output += "\"id\":\(id)," }
-        output += "\"ok\":false,\"error\":" + error.jsonObject + "}"
-        return output
+        JSONWriter.object { json in
+            if let id { json.field("id", raw: id) }
+            json.field("ok", false)
+            json.key("error")
+            error.write(to: &json)
+        }
     }
 }
 
 extension ResponseFormat {
     /// The explanation as one JSON object (`{"ok":true,"sql":…}`), or an error object.
     public static func json(_ outcome: Result<Explanation, GatewayError>, id: String? = nil) -> String {
-        var output = "{"
-        if let id { output += "\"id\":\(id)," }
-        switch outcome {
-        case .failure(let error):
-            output += "\"ok\":false,\"error\":" + error.jsonObject
-        case .success(let explanation):
-            output += "\"ok\":true,\"sql\":" + JSONText.quoted(explanation.sql)
-            output += ",\"rules\":[" + explanation.rules.map(JSONText.quoted).joined(separator: ",") + "]"
-            let limits = explanation.limits
-            output += ",\"limits\":{\"max_rows\":\(limits.maxRows),\"timeout_ms\":\(limits.timeoutMilliseconds),\"max_vm_steps\":\(limits.maxVMSteps),\"max_result_bytes\":\(limits.maxResultBytes)}"
-            let pricing = explanation.pricing
-            output += ",\"quote\":{\"currency\":\(JSONText.quoted(pricing.currency)),\"per_query\":\(pricing.perQuery),\"per_row\":\(pricing.perRow),\"per_million_vm_steps\":\(pricing.perMillionVMSteps),\"per_mib\":\(pricing.perMiB),\"min_cost_micros\":\(explanation.minimumCostMicros),\"max_cost_micros\":\(explanation.maximumCostMicros)}"
-            if let privacy = explanation.privacy {
-                output += ",\"privacy\":{\"epsilon\":\(epsilonText(privacy.epsilonMicros)),\"epsilon_per_query\":\(epsilonText(privacy.epsilonPerQueryMicros))"
-                if let budget = privacy.budget {
-                    output += ",\"epsilon_budget\":\(epsilonText(budget.budgetMicros)),\"epsilon_left\":\(epsilonText(budget.remainingMicros))"
+        JSONWriter.object { json in
+            if let id { json.field("id", raw: id) }
+            switch outcome {
+            case .failure(let error):
+                json.field("ok", false)
+                json.key("error")
+                error.write(to: &json)
+            case .success(let explanation):
+                json.field("ok", true)
+                json.field("sql", explanation.sql)
+                json.field("rules", strings: explanation.rules)
+                json.key("limits")
+                write(explanation.limits, to: &json)
+                json.object("quote") { json in
+                    write(explanation.pricing, to: &json)
+                    json.field("min_cost_micros", explanation.minimumCostMicros)
+                    json.field("max_cost_micros", explanation.maximumCostMicros)
                 }
-                output += ",\"threshold\":\(privacy.threshold),\"intervals\":{"
-                output += privacy.intervals.map { JSONText.quoted($0.column) + ":" + halfWidthText($0.halfWidth) }.joined(separator: ",") + "}}"
+                if let privacy = explanation.privacy { write(privacy, to: &json) }
             }
         }
-        return output + "}"
+    }
+
+    private static func write(_ privacy: PrivacyExplanation, to json: inout JSONWriter) {
+        json.object("privacy") { json in
+            json.field("epsilon", raw: epsilonText(privacy.epsilonMicros))
+            json.field("epsilon_per_query", raw: epsilonText(privacy.epsilonPerQueryMicros))
+            if let budget = privacy.budget {
+                json.field("epsilon_budget", raw: epsilonText(budget.budgetMicros))
+                json.field("epsilon_left", raw: epsilonText(budget.remainingMicros))
+            }
+            json.field("threshold", privacy.threshold)
+            json.object("intervals") { json in
+                for interval in privacy.intervals { json.field(interval.column, raw: halfWidthText(interval.halfWidth)) }
+            }
+        }
     }
 
     /// The explanation for people.
@@ -276,8 +314,12 @@ extension ResponseFormat {
 }
 
 extension GatewayError {
-    /// `{"code":…,"message":…,"hint":…}`; `hint` only when there is one.
-    var jsonObject: String {
-        "{\"code\":\(JSONText.quoted(code.rawValue)),\"message\":\(JSONText.quoted(message))" + (hint.isEmpty ? "" : ",\"hint\":\(JSONText.quoted(hint))") + "}"
+    /// `{"code":…,"message":…,"hint":…}`; `hint` only when there is one (issue 11).
+    func write(to json: inout JSONWriter) {
+        json.object { json in
+            json.field("code", code.rawValue)
+            json.field("message", message)
+            if !hint.isEmpty { json.field("hint", hint) }
+        }
     }
 }

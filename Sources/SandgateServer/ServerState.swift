@@ -1,6 +1,6 @@
 import Foundation
 import SandgateCore
-import SandgateLedger
+import SandgateSupport
 import NIOCore
 import Synchronization
 
@@ -279,25 +279,41 @@ final class ServerState: Sendable {
     /// The `stats` op. An operator sees the server: connections, in flight, ledger lag, requests
     /// by op, queries by outcome and latency; any other consumer sees the same figures for its
     /// own requests only (never other consumers' activity or the server's load).
-    func statsJSON(consumer: String, isOperator: Bool, ledgerPending: Int) -> String {
-        counters.withLock { state in
-            func object(_ dictionary: [String: Int]) -> String {
-                "{" + dictionary.sorted { $0.key < $1.key }.map { "\(JSONText.quoted($0.key)):\($0.value)" }.joined(separator: ",") + "}"
+    func writeStats(consumer: String, isOperator: Bool, ledgerPending: Int, to json: inout JSONWriter) {
+        let (state, figures) = counters.withLock { state in
+            (state, isOperator ? state.all : state.byConsumer[consumer] ?? Figures())
+        }
+        func counts(_ name: String, _ dictionary: [String: Int], to json: inout JSONWriter) {
+            json.object(name) { json in
+                for (key, value) in dictionary.sorted(by: { $0.key < $1.key }) { json.field(key, value) }
             }
-            let figures = isOperator ? state.all : state.byConsumer[consumer] ?? Figures()
-            var buckets: [String] = []
-            var cumulative = 0
-            for (index, count) in figures.latencyBuckets.enumerated() {
-                cumulative += count
-                let bound = index < Self.latencyBoundsMs.count ? "\(Self.latencyBoundsMs[index])" : "\"+Inf\""
-                buckets.append("[\(bound),\(cumulative)]")
+        }
+        if isOperator {
+            json.field("scope", "server")
+            json.field("connections", state.connections)
+            json.field("in_flight", state.totalInFlight)
+            json.field("ledger_pending", ledgerPending)
+            json.field("unsent_bytes", state.unsentBytes)
+        } else {
+            json.field("scope", "consumer")
+            json.field("consumer", consumer)
+            json.field("in_flight", state.inFlight[consumer] ?? 0)
+        }
+        counts("requests", figures.requestsByOp, to: &json)
+        json.object("queries") { json in
+            json.field("total", figures.queries)
+            counts("by_outcome", figures.outcomes, to: &json)
+            json.array("latency_ms_le") { json in
+                var cumulative = 0
+                for (index, count) in figures.latencyBuckets.enumerated() {
+                    cumulative += count
+                    json.array { json in
+                        if index < Self.latencyBoundsMs.count { json.raw("\(Self.latencyBoundsMs[index])") } else { json.string("+Inf") }
+                        json.number(cumulative)
+                    }
+                }
             }
-            let head = isOperator
-                ? "\"scope\":\"server\",\"connections\":\(state.connections),\"in_flight\":\(state.totalInFlight),\"ledger_pending\":\(ledgerPending),\"unsent_bytes\":\(state.unsentBytes)"
-                : "\"scope\":\"consumer\",\"consumer\":\(JSONText.quoted(consumer)),\"in_flight\":\(state.inFlight[consumer] ?? 0)"
-            return head
-                + ",\"requests\":\(object(figures.requestsByOp)),\"queries\":{\"total\":\(figures.queries),\"by_outcome\":\(object(figures.outcomes))"
-                + ",\"latency_ms_le\":[\(buckets.joined(separator: ","))],\"latency_sum_us\":\(figures.latencySumMicros)}"
+            json.field("latency_sum_us", figures.latencySumMicros)
         }
     }
 }

@@ -6,6 +6,7 @@ import SandgateFixtures
 import SandgateLedger
 import SandgateLedgerPostgres
 import SandgatePolicy
+import SandgateSupport
 
 struct FixturesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "fixtures", abstract: "Synthetic test data.", subcommands: [Generate.self])

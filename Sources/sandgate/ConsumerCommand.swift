@@ -3,6 +3,7 @@ import Crypto
 import Foundation
 import SandgateLedger
 import SandgatePolicy
+import SandgateSupport
 
 struct ConsumerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -5,6 +5,7 @@ import SandgateLedger
 import SandgatePolicy
 import SandgateServer
 import SandgateSQLite
+import SandgateSupport
 
 /// `--dataset`, `--as` and the SQL text, shared by `query` and `explain`.
 struct QueryTarget: ParsableArguments {
@@ -80,12 +81,21 @@ extension QueryCommand {
         let line: String
         do {
             let client = try LineClient(host: address.host, port: address.port)
-            let auth = try client.request("{\"op\":\"auth\",\"consumer\":\(ResponseFormatQuote.quote(consumer)),\"key\":\(ResponseFormatQuote.quote(key))}")
+            let auth = try client.request(JSONWriter.object { json in
+                json.field("op", "auth")
+                json.field("consumer", consumer)
+                json.field("key", key)
+            })
             guard auth.contains("\"ok\":true") else {
                 throw Failure("auth_failed: the gateway refused consumer \(consumer)")
             }
-            let purposeField = target.purpose.map { ",\"purpose\":\(ResponseFormatQuote.quote($0))" } ?? ""
-            line = try client.request("{\"id\":1,\"op\":\"query\",\"dataset\":\(ResponseFormatQuote.quote(dataset)),\"sql\":\(ResponseFormatQuote.quote(sql))\(purposeField)}")
+            line = try client.request(JSONWriter.object { json in
+                json.field("id", 1)
+                json.field("op", "query")
+                json.field("dataset", dataset)
+                json.field("sql", sql)
+                if let purpose = target.purpose { json.field("purpose", purpose) }
+            })
         } catch let failure as Failure {
             throw failure
         } catch {
@@ -195,14 +205,6 @@ extension QueryCommand {
             return .null
         default: return .null
         }
-    }
-}
-
-/// JSON string quoting for request lines.
-enum ResponseFormatQuote {
-    static func quote(_ text: String) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: [text], options: [])) ?? Data("[\"\"]".utf8)
-        return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
     }
 }
 

@@ -66,7 +66,7 @@ struct CommonOptions: ParsableArguments {
         if let ledger { return PostgresLedgerURL(ledger) }
         switch GatewaySettings.load(directory: policies, isValidLedger: { PostgresLedgerURL($0) != nil }) {
         case .success(let settings): return settings.ledger.flatMap(PostgresLedgerURL.init)
-        case .failure(let errors): throw LedgerError("\(errors)")
+        case .failure(let errors): throw LedgerError(.unavailable, "\(errors)")
         }
     }
 
@@ -80,7 +80,7 @@ struct CommonOptions: ParsableArguments {
         do {
             try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
         } catch {
-            throw LedgerError("cannot create the state directory \(state)")
+            throw LedgerError(.file, "cannot create the state directory \(state)")
         }
         if let url = try ledgerURL() {
             return try PostgresLedgerStore(url: url, nodeID: node, keyPath: keyPath, logger: logger,

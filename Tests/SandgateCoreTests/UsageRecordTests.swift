@@ -129,11 +129,11 @@ final class RowCounter: @unchecked Sendable {
         let nodeID = "test"
         let anchorFailure: String? = nil
         let pendingCount = 0
-        func append(_ record: UsageRecord, hold: QuotaHold?, completion: @escaping LedgerCompletion) { completion(.failure(LedgerError("disk full"))) }
-        func reserve(_ request: QuotaRequest) throws(LedgerError) -> QuotaDecision { throw LedgerError("disk full") }
+        func append(_ record: UsageRecord, hold: QuotaHold?, completion: @escaping LedgerCompletion) { completion(.failure(LedgerError(.store, "disk full"))) }
+        func reserve(_ request: QuotaRequest) throws(LedgerError) -> QuotaDecision { throw LedgerError(.store, "disk full") }
         func release(_ hold: QuotaHold) {}
         func receipt(queryID: String) throws(LedgerError) -> Receipt? { nil }
-        func totals(consumer: String, dataset: String, at time: Int64) throws(LedgerError) -> UsageTotals { throw LedgerError("disk full") }
+        func totals(consumer: String, dataset: String, at time: Int64) throws(LedgerError) -> UsageTotals { throw LedgerError(.store, "disk full") }
         func scan(_ filter: RecordFilter, _ visit: (UsageRecord) -> Bool) throws(LedgerError) {}
         func verify() throws(LedgerError) -> LedgerProblem? { nil }
         func sync() {}

@@ -3,6 +3,7 @@ import Foundation
 import SandgateLedger
 import SandgateSQLite
 import Testing
+import SandgateSupport
 
 /// A ledger in its own directory (the key and the checkpoint live beside the file).
 func temporaryLedgerDirectory() throws -> String {

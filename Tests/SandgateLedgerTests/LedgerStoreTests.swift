@@ -6,6 +6,7 @@ import SandgateSQLite
 import SandgateTestSupport
 import Synchronization
 import Testing
+import SandgateSupport
 
 /// The two implementations of `LedgerStore`; every test of `LedgerStoreTests` runs against both.
 enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {

@@ -3,6 +3,7 @@ import SandgateLedger
 import SandgateLedgerPostgres
 import SandgateTestSupport
 import Testing
+import SandgateSupport
 
 /// Issue 24 item 1: quotas, cost and ε decided from running totals kept in the commit of the
 /// records they sum, in both stores, recomputed by `verify`, kept by archives and built once for

@@ -104,7 +104,7 @@ func kateWorkspace() throws -> TestWorkspace {
             let duration: Duration = .seconds(10)   // the flood: 64 connections for 10 s
             let port = harness.port
             DispatchQueue.concurrentPerform(iterations: 64) { _ in
-                guard let client = try? LineClient(host: "127.0.0.1", port: port, timeoutSeconds: 30) else { return }
+                guard let client = try? LineClient(host: "127.0.0.1", port: port, timeoutSeconds: 120) else { return }
                 while ContinuousClock.now - started < duration {
                     guard let answer = try? client.request(line), errorCode(answer) == "auth_failed" else { return }
                     attempts.add(1, ordering: .relaxed)

@@ -25,7 +25,7 @@ import Testing
             #expect(line.utf8.count < 1 << 20)
             let flood = Flood(connections: 8) { client in _ = try client.request(line) }
             try await flood.run(port: port) {
-                try compareWithFlood(flood, pinging: try harness.client(), count: 100, what: "8 x 1 MiB lines")
+                try compareWithFlood(flood, pinging: try harness.authenticated(), count: 100, what: "8 x 1 MiB lines")
             }
         }
     }
@@ -40,13 +40,18 @@ import Testing
         try await withServerHarness { harness in
             let count = 20_000
             let burst = [UInt8](String(repeating: #"{"op":"ping"}"# + "\n", count: count).utf8)
-            // Send a burst, then read its answers (the socket buffers hold a burst either way).
+            // Send a burst from another thread while reading its answers: a server that stops
+            // reading while its answers are unread (backpressure) would otherwise block a
+            // client that writes the whole burst first, and the client would block it.
             let flood = Flood(connections: 3) { client in
-                try client.send(bytes: burst)
+                // `send` touches only the descriptor, never the read buffer the loop below uses.
+                nonisolated(unsafe) let writer = client
+                let sender = Thread { try? writer.send(bytes: burst) }
+                sender.start()
                 for _ in 0..<count { guard try client.readLine() != nil else { throw LineClient.ClientError(description: "closed") } }
             }
             try await flood.run(port: harness.port) {
-                try compareWithFlood(flood, pinging: try harness.client(), count: 60, what: "bursts of 20,000 pipelined pings")
+                try compareWithFlood(flood, pinging: try harness.authenticated(), count: 60, what: "bursts of 20,000 pipelined pings")
             }
         }
     }
@@ -63,12 +68,21 @@ final class Flood: Sendable {
     private let stop = Atomic<Bool>(false)
 
     init(
-        connections: Int, connect: @escaping @Sendable (_ port: Int) throws -> LineClient = { try LineClient(host: "127.0.0.1", port: $0, timeoutSeconds: 60) },
+        connections: Int, connect: @escaping @Sendable (_ port: Int) throws -> LineClient = Flood.authenticated,
         round: @escaping @Sendable (LineClient) throws -> Void
     ) {
         self.connections = connections
         self.connect = connect
         self.round = round
+    }
+
+    /// A JSON-lines client logged in as analyst-a: an unauthenticated connection has 10 s to log
+    /// in, and a loaded machine can take longer than that to finish a flood's rounds.
+    @Sendable static func authenticated(port: Int) throws -> LineClient {
+        let client = try LineClient(host: "127.0.0.1", port: port, timeoutSeconds: 300)
+        let answer = try client.request(#"{"op":"auth","consumer":"analyst-a","key":"\#(TestWorkspace.demoKey)"}"#)
+        guard answer.contains(#""ok":true"#) else { throw LineClient.ClientError(description: "auth failed: \(answer)") }
+        return client
     }
 
     /// The durations of the rounds finished so far.
@@ -188,15 +202,15 @@ struct JSONValueBox: Sendable, CustomTestStringConvertible {
         }) { harness in
             var idle: [LineClient] = []
             for source in ["127.0.0.2", "127.0.0.3"] {
-                for _ in 0..<4 { idle.append(try LineClient(host: "127.0.0.1", port: harness.port, timeoutSeconds: 5, sourceAddress: source)) }
+                for _ in 0..<4 { idle.append(try LineClient(host: "127.0.0.1", port: harness.port, timeoutSeconds: 60, sourceAddress: source)) }
             }
             // Each idle connection is registered once it answers.
             for client in idle { #expect(object(try client.request(#"{"op":"ping"}"#))["ok"] as? Bool == true) }
             // A fifth from one address is refused...
-            let refused = try LineClient(host: "127.0.0.1", port: harness.port, timeoutSeconds: 5, sourceAddress: "127.0.0.2")
+            let refused = try LineClient(host: "127.0.0.1", port: harness.port, timeoutSeconds: 60, sourceAddress: "127.0.0.2")
             #expect(errorCode(try refused.readLine() ?? "") == "unavailable")
             // ...but a client from another address gets in (the oldest idle connection makes room).
-            let client = try LineClient(host: "127.0.0.1", port: harness.port, timeoutSeconds: 5, sourceAddress: "127.0.0.9")
+            let client = try LineClient(host: "127.0.0.1", port: harness.port, timeoutSeconds: 60, sourceAddress: "127.0.0.9")
             let auth = try client.request(#"{"op":"auth","consumer":"analyst-a","key":"\#(TestWorkspace.demoKey)"}"#)
             #expect(object(auth)["ok"] as? Bool == true, "\(auth)")
             #expect(object(try client.request(#"{"op":"query","dataset":"retail","sql":"SELECT 1"}"#))["ok"] as? Bool == true)

@@ -29,7 +29,7 @@ final class PGTestClient: @unchecked Sendable {
     let connection: LineClient
 
     init(port: Int) throws {
-        connection = try LineClient(host: "127.0.0.1", port: port, timeoutSeconds: 20)
+        connection = try LineClient(host: "127.0.0.1", port: port, timeoutSeconds: 120)
     }
 
     static func int32(_ value: Int32) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }

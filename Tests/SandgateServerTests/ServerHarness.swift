@@ -58,7 +58,7 @@ final class ServerHarness {
     }
 
     func client() throws -> LineClient {
-        try LineClient(host: "127.0.0.1", port: port, timeoutSeconds: 30)
+        try LineClient(host: "127.0.0.1", port: port, timeoutSeconds: 120)
     }
 
     /// A client already authenticated as `consumer`.

@@ -4,7 +4,7 @@ import Foundation
 /// not a threshold: a condition still false at it throws `WaitTimedOut`, naming `what`. (Also
 /// for async tests: they block their thread on sockets anyway.)
 public func waitUntil(
-    _ what: @autoclosure () -> String, timeout: Duration = .seconds(60), interval: Duration = .milliseconds(10),
+    _ what: @autoclosure () -> String, timeout: Duration = .seconds(300), interval: Duration = .milliseconds(10),
     fileID: String = #fileID, line: Int = #line, _ condition: () throws -> Bool
 ) throws {
     let deadline = ContinuousClock.now + timeout

@@ -2,6 +2,7 @@ import Foundation
 import SandgatePolicy
 import SandgateSQL
 import SandgateSQLite
+import SandgateSupport
 
 /// What the checker decided about a query, for the sandbox that runs it.
 struct ExecutionPlan: Sendable {
@@ -212,10 +213,7 @@ final class SandboxConnection {
     static let mmapBytes = 1 << 31
 
     /// 128 random bits as hex: names of the attached schema and internal functions.
-    static func randomToken() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return (0..<2).map { _ in String(generator.next() as UInt64, radix: 16).leftPadded(to: 16) }.joined()
-    }
+    static func randomToken() -> String { RandomToken.hex128() }
 
     static func identifier(_ name: String) -> String { Renderer.identifier(name) }
     static func literal(_ text: String) -> String { Renderer.string(text) }
@@ -617,21 +615,27 @@ final class SandboxConnection {
                 return GatewayError(.notASelect, "\(what) is not allowed; only SELECT queries run here", hint: "send one SELECT (or WITH … SELECT)")
             }
         }
-        let message = error.message
+        // By result code first. A plain SQLITE_ERROR at prepare has no finer code: SQLite says
+        // only in its message which name it could not resolve, so that one case reads the
+        // message's fixed prefixes (the checker has refused such queries before SQLite sees them;
+        // this is the sandbox's own answer when it is reached directly).
         if error.isTooBig { return GatewayError(.requestTooLarge, "the query text is too long") }
-        if error.isOutOfMemory || message.contains("out of memory") {
+        if error.isOutOfMemory {
             return GatewayError(.requestTooLarge, "the query is too complex to prepare", hint: "split it into smaller queries")
         }
-        if message.hasPrefix("no such table") { return GatewayError(.noSuchTable, message, hint: "`sandgate describe` lists the tables you can query") }
+        if error.isAuthorizationDenied {
+            return GatewayError(.notASelect, "the query asks for something the sandbox does not allow", hint: "send one SELECT (or WITH … SELECT)")
+        }
+        let message = error.message
+        if message.hasPrefix("no such table") || message.hasPrefix("access to view") {
+            return GatewayError(.noSuchTable, message.hasPrefix("access to view") ? "no such table" : message,
+                                hint: "`sandgate describe` lists the tables you can query")
+        }
         if message.hasPrefix("no such column") { return GatewayError(.noSuchColumn, message, hint: "`sandgate describe` lists the columns you can query") }
         if message.hasPrefix("no such function") {
             let name = message.split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
             return GatewayError(.functionNotAllowed, "function \(name)() is not allowed: \(FunctionCatalogue.reason(forRefused: name))",
                                 hint: "`sandgate describe --functions` lists the functions you can call")
-        }
-        if message.hasPrefix("access to view") { return GatewayError(.noSuchTable, "no such table") }
-        if message.contains("too large") || message.contains("too many") {
-            return GatewayError(.requestTooLarge, message)
         }
         return GatewayError(.syntaxError, message)
     }
@@ -710,11 +714,5 @@ final class BudgetState {
             return true
         }
         return deadlinePassed()
-    }
-}
-
-extension String {
-    func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }

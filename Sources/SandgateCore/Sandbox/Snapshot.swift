@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import SandgateLedger
 import SandgateSQLite
+import SandgateSupport
 
 /// A private, checked, hashed copy of a data holder's source file: queries only ever open this.
 public struct Snapshot: Sendable, Hashable {

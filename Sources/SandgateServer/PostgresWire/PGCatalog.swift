@@ -464,7 +464,7 @@ final class PGCatalog {
             return .success(Answer(columns: columns, rows: rows))
         } catch {
             if error.isInterrupt { return .failure(GatewayError(.timeout, "the catalog query ran longer than 250 ms")) }
-            if error.message.contains("not authorized") {
+            if error.isAuthorizationDenied {
                 return .failure(GatewayError(.notASelect, "the catalog does not answer this \(denied.what): it answers SELECTs of its tables with the functions client libraries use",
                                              hint: "PRAGMA, writes and SQLite's own functions are not available in catalog queries"))
             }

@@ -1,7 +1,7 @@
 import NIOCore
 import SandgateCore
-import SandgateLedger
 import SandgateSQLite
+import SandgateSupport
 
 /// PostgreSQL type OIDs sandgate declares, from the core's column kinds.
 enum PGType: Int32 {

@@ -3,6 +3,13 @@
 public enum Hex {
     private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
 
+    /// The lower-case hex digit of the low nibble, for writers that append to their own buffer
+    /// (inlinable: the mask evaluator calls it twice per digest byte).
+    @inlinable public static func digit(_ nibble: UInt8) -> UInt8 {
+        let value = nibble & 0x0F
+        return value < 10 ? value &+ 48 : value &+ 87
+    }
+
     public static func encode<S: Sequence<UInt8>>(_ bytes: S) -> String {
         var output: [UInt8] = []
         output.reserveCapacity(bytes.underestimatedCount * 2)

@@ -1,4 +1,5 @@
-/// UTC timestamps as microseconds since the Unix epoch, printed as RFC 3339 with microseconds.
+/// UTC timestamps as microseconds since the Unix epoch, printed as RFC 3339 with microseconds,
+/// and the proleptic Gregorian calendar under them (the one copy: ledger periods, PostgreSQL dates).
 public enum Timestamp {
     /// `2026-11-29T01:02:03.000004Z`.
     public static func rfc3339(_ microseconds: Int64) -> String {
@@ -33,7 +34,7 @@ public enum Timestamp {
         return daysSinceEpoch(year: year, month: month, day: 1) * day
     }
 
-    static func daysIn(month: Int64, year: Int64) -> Int64 {
+    public static func daysIn(month: Int64, year: Int64) -> Int64 {
         switch month {
         case 2: return (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 ? 29 : 28
         case 4, 6, 9, 11: return 30
@@ -46,8 +47,8 @@ public enum Timestamp {
         return r < 0 ? (q - 1, r + b) : (q, r)
     }
 
-    /// Howard Hinnant's civil-from-days.
-    private static func civilDate(daysSinceEpoch z0: Int64) -> (Int64, Int64, Int64) {
+    /// Howard Hinnant's civil-from-days: (year, month, day) of a day counted from 1970-01-01.
+    public static func civilDate(daysSinceEpoch z0: Int64) -> (Int64, Int64, Int64) {
         let z = z0 + 719_468
         let era = (z >= 0 ? z : z - 146_096) / 146_097
         let doe = z - era * 146_097
@@ -59,8 +60,8 @@ public enum Timestamp {
         return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
     }
 
-    /// Howard Hinnant's days-from-civil.
-    private static func daysSinceEpoch(year y0: Int64, month: Int64, day: Int64) -> Int64 {
+    /// Howard Hinnant's days-from-civil: the day counted from 1970-01-01.
+    public static func daysSinceEpoch(year y0: Int64, month: Int64, day: Int64) -> Int64 {
         let y = month <= 2 ? y0 - 1 : y0
         let era = (y >= 0 ? y : y - 399) / 400
         let yoe = y - era * 400
@@ -69,7 +70,8 @@ public enum Timestamp {
         return era * 146_097 + doe - 719_468
     }
 
-    private static func pad(_ value: Int64, _ width: Int) -> String {
+    /// `value` in decimal, left-padded with zeros to `width` digits.
+    public static func pad(_ value: Int64, _ width: Int) -> String {
         let text = String(value)
         return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
     }
