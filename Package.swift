@@ -159,6 +159,7 @@ let package = Package(
                 "SandgateServer", "SandgateCore", "SandgateFixtures", "SandgateLedger", "SandgateSQLite", "SandgateTestSupport", "SandgateSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -24,7 +24,7 @@ public enum WireFuzzing {
                     _ = PGDialect.statements(sql)
                     _ = PGDialect.render(PGDialect.translate(PGDialect.tokenize(sql)))
                     _ = PGDialect.catalogSQL(sql, consumer: "analyst-a", dataset: "retail")
-                    _ = PGSession.parameterCount(sql)
+                    _ = PGSessionSettings.parameterCount(sql)
                 case .bind(_, _, let formats, let values, _):
                     for (index, value) in values.enumerated() {
                         for type in [Int32(20), 23, 21, 701, 700, 16, 17, 25, 1082, 1114, 0] {

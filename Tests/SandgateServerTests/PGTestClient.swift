@@ -79,6 +79,12 @@ final class PGTestClient: @unchecked Sendable {
         guard let continuation = try read() else { return [] }
         guard continuation.typeCharacter == "R" else { return [continuation] }
         let serverFirst = String(decoding: continuation.body.dropFirst(4), as: UTF8.self)
+        try send("p", Self.clientFinal(password: password, clientFirstBare: clientFirstBare, serverFirst: serverFirst))
+        return try readUntilReady()
+    }
+
+    /// The SCRAM client-final-message for `password` (RFC 5802 §3) answering `serverFirst`.
+    static func clientFinal(password: String, clientFirstBare: String, serverFirst: String) -> [UInt8] {
         var attributes: [String: String] = [:]
         for part in serverFirst.split(separator: ",") where part.count > 2 { attributes[String(part.prefix(1))] = String(part.dropFirst(2)) }
         let salt = Array(Data(base64Encoded: attributes["s"] ?? "") ?? Data())
@@ -90,8 +96,7 @@ final class PGTestClient: @unchecked Sendable {
         let authMessage = "\(clientFirstBare),\(serverFirst),\(withoutProof)"
         let signature = Array(HMAC<SHA256>.authenticationCode(for: Array(authMessage.utf8), using: SymmetricKey(data: storedKey)))
         let proof = zip(clientKey, signature).map { $0 ^ $1 }
-        try send("p", Array("\(withoutProof),p=\(Data(proof).base64EncodedString())".utf8))
-        return try readUntilReady()
+        return Array("\(withoutProof),p=\(Data(proof).base64EncodedString())".utf8)
     }
 
     func query(_ sql: String) throws -> [Message] {

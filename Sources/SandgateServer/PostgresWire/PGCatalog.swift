@@ -198,7 +198,7 @@ final class PGCatalog {
 
     /// The server settings a session reports: `SHOW name` and the `pg_settings` table.
     static let settings: [(name: String, value: String)] = [
-        ("server_version", PGSession.serverVersion), ("server_version_num", "150000"), ("client_encoding", "UTF8"),
+        ("server_version", PGProtocolState.serverVersion), ("server_version_num", "150000"), ("client_encoding", "UTF8"),
         ("server_encoding", "UTF8"), ("DateStyle", "ISO, MDY"), ("TimeZone", "UTC"), ("integer_datetimes", "on"),
         ("standard_conforming_strings", "on"), ("search_path", "public"), ("max_identifier_length", "63"),
         ("transaction_isolation", "read committed"), ("default_transaction_isolation", "read committed"),
@@ -305,7 +305,7 @@ final class PGCatalog {
                 }
             }
         }
-        try constant("version", 0, .text("PostgreSQL \(PGSession.serverVersion) (sandgate data-sandbox gateway; SQLite dialect, read-only)"))
+        try constant("version", 0, .text("PostgreSQL \(PGProtocolState.serverVersion) (sandgate data-sandbox gateway; SQLite dialect, read-only)"))
         try constant("current_schema", 0, .text("public"))
         try constant("current_schemas", 1, .text("{public}"))
         try constant("current_database", 0, .text(dataset))

@@ -279,152 +279,202 @@ extension PGDialect {
     /// PostgreSQL functions with a SQLite aggregate of the same meaning.
     static let catalogFunctionNames = ["json_build_object": "json_object", "jsonb_build_object": "json_object", "string_agg": "group_concat", "array_agg": "group_concat", "bool_or": "max", "bool_and": "min"]
 
+    /// A catalog query in SQLite's spelling: each rewrite rule of `CatalogRewriter` in turn at
+    /// every token, then `translate` with the catalog's casts.
     static func catalogSQL(_ sql: String, consumer: String, dataset: String) -> String {
-        var tokens = tokenize(sql)
-        var out: [Token] = []
-        var index = 0
-        func nextIndex(_ from: Int) -> Int {
-            var next = from
-            while next < tokens.count, tokens[next].isSpace { next += 1 }
-            return next
+        var rewriter = CatalogRewriter(tokens: tokenize(sql), consumer: consumer, dataset: dataset)
+        return render(translate(rewriter.rewrite(), catalog: true))
+    }
+
+    /// The index of the token that closes the bracket opened at `open` — `(` with `)`, `[` with
+    /// `]` — counting nested pairs of that kind. Strings, quoted identifiers and comments are
+    /// single tokens, so a bracket inside them never counts. nil when `open` is not an opening
+    /// bracket or the tokens end before it is closed (unbalanced input: the caller decides).
+    static func matchingClose(_ tokens: [Token], from open: Int) -> Int? {
+        guard open >= 0, open < tokens.count, tokens[open].kind == .symbol else { return nil }
+        let closing: String
+        switch tokens[open].text {
+        case "(": closing = ")"
+        case "[": closing = "]"
+        default: return nil
         }
+        let opening = tokens[open].text
+        var depth = 0
+        for index in open..<tokens.count where tokens[index].kind == .symbol {
+            if tokens[index].text == opening {
+                depth += 1
+            } else if tokens[index].text == closing {
+                depth -= 1
+                if depth == 0 { return index }
+            }
+        }
+        return nil
+    }
+}
+
+/// The rewrite rules of catalog queries, one function each, applied in this order at every
+/// token; a rule that matches consumes its tokens and appends its spelling to `out`. Brackets
+/// are found by `PGDialect.matchingClose`; an unbalanced one consumes the rest of the query (the
+/// catalog then refuses what is left, never crashes on it).
+struct CatalogRewriter {
+    typealias Token = PGDialect.Token
+
+    let tokens: [Token]
+    let consumer: String
+    let dataset: String
+    private(set) var out: [Token] = []
+    private var index = 0
+
+    init(tokens: [Token], consumer: String, dataset: String) {
+        self.tokens = tokens
+        self.consumer = consumer
+        self.dataset = dataset
+    }
+
+    mutating func rewrite() -> [Token] {
         while index < tokens.count {
-            let token = tokens[index]
-            // OPERATOR(pg_catalog.~) → ~
-            if token.upper == "OPERATOR", tokens.count > nextIndex(index + 1), tokens[nextIndex(index + 1)].text == "(" {
-                var close = nextIndex(index + 1)
-                while close < tokens.count, tokens[close].text != ")" { close += 1 }
-                let inner = tokens[(nextIndex(index + 1) + 1)..<min(close, tokens.count)].filter { !$0.isSpace }
-                if let op = inner.last { out.append(regexOperator(op) ?? op) }
-                index = close + 1
-                continue
-            }
-            // ARRAY(SELECT …) → (SELECT …): the first element (the emulated catalog's arrays are
-            // empty or single).
-            if token.upper == "ARRAY", nextIndex(index + 1) < tokens.count, tokens[nextIndex(index + 1)].text == "(" {
-                index += 1
-                continue
-            }
-            // Array subscripts x[i] and slices: the emulated catalog has no arrays.
-            if token.text == "[", let previous = out.last(where: { !$0.isSpace }),
-               previous.kind == .word || previous.kind == .quotedIdentifier || previous.text == ")", previous.upper != "ARRAY" {
-                var depth = 0
-                var close = index
-                while close < tokens.count {
-                    if tokens[close].text == "[" { depth += 1 } else if tokens[close].text == "]" {
-                        depth -= 1
-                        if depth == 0 { break }
-                    }
-                    close += 1
-                }
-                index = close + 1
-                continue
-            }
-            // Set-returning functions in FROM: one row (the catalog tables they index are empty).
-            if token.kind == .word, ["generate_series", "unnest", "generate_subscripts"].contains(token.text.lowercased()),
-               nextIndex(index + 1) < tokens.count, tokens[nextIndex(index + 1)].text == "(",
-               out.last(where: { !$0.isSpace }).map({ $0.upper == "FROM" || $0.text == "," || $0.upper == "JOIN" }) == true {
-                var depth = 0
-                var close = nextIndex(index + 1)
-                while close < tokens.count {
-                    if tokens[close].text == "(" { depth += 1 } else if tokens[close].text == ")" {
-                        depth -= 1
-                        if depth == 0 { break }
-                    }
-                    close += 1
-                }
-                out.append(Token(kind: .word, text: "(SELECT NULL AS value)"))
-                index = close + 1
-                continue
-            }
-            if token.kind == .word, let renamed = Self.catalogFunctionNames[token.text.lowercased()],
-               nextIndex(index + 1) < tokens.count, tokens[nextIndex(index + 1)].text == "(" {
-                out.append(Token(kind: .word, text: renamed))
-                index += 1
-                continue
-            }
-            // COLLATE pg_catalog.default / COLLATE "C"
-            if token.upper == "COLLATE" {
-                var next = nextIndex(index + 1)
-                while next < tokens.count, tokens[next].kind == .word || tokens[next].kind == .quotedIdentifier || tokens[next].text == "." { next += 1 }
-                index = next
-                continue
-            }
-            // pg_catalog.fn( → fn(
-            if token.kind == .word, token.text.lowercased() == "pg_catalog", index + 2 < tokens.count, tokens[index + 1].text == ".",
-               nextIndex(index + 3) < tokens.count, tokens[nextIndex(index + 3)].text == "(" {
-                index += 2
-                continue
-            }
-            if token.kind == .word, !(out.last?.text == "."), nextIndex(index + 1) >= tokens.count || tokens[nextIndex(index + 1)].text != "(" {
-                switch token.text.lowercased() {
-                case "current_user", "session_user", "user", "current_role":
-                    if token.text.lowercased() != "user" || out.last(where: { !$0.isSpace })?.upper != "AS" {
-                        out.append(Token(kind: .string, text: Renderer.string(consumer)))
-                        index += 1
-                        continue
-                    }
-                case "current_catalog":
-                    out.append(Token(kind: .string, text: Renderer.string(dataset)))
-                    index += 1
-                    continue
-                case "current_schema":
-                    out.append(Token(kind: .string, text: "'public'"))
-                    index += 1
-                    continue
-                default: break
-                }
-            }
-            // = ANY (ARRAY[…]) / = ANY ('{…}') → IN (…); <> ALL (…) → NOT IN (…)
-            if token.kind == .word, token.upper == "ANY" || token.upper == "ALL",
-               let previous = out.lastIndex(where: { !$0.isSpace }), ["=", "<>", "!="].contains(out[previous].text),
-               nextIndex(index + 1) < tokens.count, tokens[nextIndex(index + 1)].text == "(" {
-                let negate = out[previous].text != "="
-                out.removeSubrange(previous...)
-                out.append(Token(kind: .space, text: " "))
-                out.append(Token(kind: .word, text: negate ? "NOT IN" : "IN"))
-                index = nextIndex(index + 1)
-                // Drop ARRAY and turn its brackets into nothing.
-                var depth = 0
-                var close = index
-                while close < tokens.count {
-                    if tokens[close].text == "(" { depth += 1 } else if tokens[close].text == ")" {
-                        depth -= 1
-                        if depth == 0 { break }
-                    }
-                    close += 1
-                }
-                var inner: [Token] = []
-                var position = index + 1
-                while position < min(close, tokens.count) {
-                    let piece = tokens[position]
-                    if piece.upper == "ARRAY" || piece.text == "[" || piece.text == "]" { position += 1; continue }
-                    if piece.kind == .string, piece.text.hasPrefix("'{"), piece.text.hasSuffix("}'") {
-                        // '{r,p}' array literal → 'r','p'
-                        let body = piece.text.dropFirst(2).dropLast(2)
-                        inner.append(Token(kind: .string, text: body.split(separator: ",").map { Renderer.string(String($0).trimmingCharacters(in: "\"")) }.joined(separator: ",")))
-                        position += 1
-                        // Skip a ::type[] after the literal.
-                        continue
-                    }
-                    inner.append(piece)
-                    position += 1
-                }
-                out.append(Token(kind: .symbol, text: "("))
-                out.append(contentsOf: translate(inner, catalog: true))
-                out.append(Token(kind: .symbol, text: ")"))
-                index = close + 1
-                continue
-            }
-            if let op = regexOperator(token) {
-                out.append(op)
-                index += 1
-                continue
-            }
-            out.append(token)
+            if operatorCall() || arraySubquery() || arraySubscript() || setReturningFunction() || renamedFunction() || collate()
+                || qualifiedFunction() || sessionWord() || anyArray() || regexOperator() { continue }
+            out.append(tokens[index])
             index += 1
         }
-        tokens = translate(out, catalog: true)
-        return render(tokens)
+        return out
+    }
+
+    /// The first token at or after `from` that is not space or a comment.
+    private func nextIndex(_ from: Int) -> Int {
+        var next = from
+        while next < tokens.count, tokens[next].isSpace { next += 1 }
+        return next
+    }
+
+    /// Whether a `(` follows the current token (after space).
+    private var callFollows: Bool {
+        let next = nextIndex(index + 1)
+        return next < tokens.count && tokens[next].text == "("
+    }
+
+    private var token: Token { tokens[index] }
+    private var previous: Token? { out.last(where: { !$0.isSpace }) }
+
+    /// The close of the bracket at `open`, or the end of the query when it is unbalanced.
+    private func close(_ open: Int) -> Int { PGDialect.matchingClose(tokens, from: open) ?? tokens.count }
+
+    /// `OPERATOR(pg_catalog.~)` → `~` (as REGEXP).
+    private mutating func operatorCall() -> Bool {
+        guard token.upper == "OPERATOR", callFollows else { return false }
+        let open = nextIndex(index + 1), end = close(open)
+        let inner = tokens[(open + 1)..<end].filter { !$0.isSpace }
+        if let op = inner.last { out.append(PGDialect.regexOperator(op) ?? op) }
+        index = end + 1
+        return true
+    }
+
+    /// `ARRAY(SELECT …)` → `(SELECT …)`: the first element (the emulated catalog's arrays are
+    /// empty or single).
+    private mutating func arraySubquery() -> Bool {
+        guard token.upper == "ARRAY", callFollows else { return false }
+        index += 1
+        return true
+    }
+
+    /// Array subscripts `x[i]` and slices are dropped: the emulated catalog has no arrays.
+    private mutating func arraySubscript() -> Bool {
+        guard token.text == "[", let previous, previous.kind == .word || previous.kind == .quotedIdentifier || previous.text == ")",
+              previous.upper != "ARRAY" else { return false }
+        index = close(index) + 1
+        return true
+    }
+
+    /// Set-returning functions in FROM: one row (the catalog tables they index are empty).
+    private mutating func setReturningFunction() -> Bool {
+        guard token.kind == .word, ["generate_series", "unnest", "generate_subscripts"].contains(token.text.lowercased()), callFollows,
+              previous.map({ $0.upper == "FROM" || $0.text == "," || $0.upper == "JOIN" }) == true else { return false }
+        let end = close(nextIndex(index + 1))
+        out.append(Token(kind: .word, text: "(SELECT NULL AS value)"))
+        index = end + 1
+        return true
+    }
+
+    /// PostgreSQL functions with a SQLite aggregate of the same meaning.
+    private mutating func renamedFunction() -> Bool {
+        guard token.kind == .word, let renamed = PGDialect.catalogFunctionNames[token.text.lowercased()], callFollows else { return false }
+        out.append(Token(kind: .word, text: renamed))
+        index += 1
+        return true
+    }
+
+    /// `COLLATE pg_catalog.default` / `COLLATE "C"` are dropped.
+    private mutating func collate() -> Bool {
+        guard token.upper == "COLLATE" else { return false }
+        var next = nextIndex(index + 1)
+        while next < tokens.count, tokens[next].kind == .word || tokens[next].kind == .quotedIdentifier || tokens[next].text == "." { next += 1 }
+        index = next
+        return true
+    }
+
+    /// `pg_catalog.fn(` → `fn(`.
+    private mutating func qualifiedFunction() -> Bool {
+        guard token.kind == .word, token.text.lowercased() == "pg_catalog", index + 2 < tokens.count, tokens[index + 1].text == ".",
+              nextIndex(index + 3) < tokens.count, tokens[nextIndex(index + 3)].text == "(" else { return false }
+        index += 2
+        return true
+    }
+
+    /// `current_user` and friends as the session's values (`AS user` stays a column name).
+    private mutating func sessionWord() -> Bool {
+        guard token.kind == .word, out.last?.text != ".", !callFollows else { return false }
+        let value: String
+        switch token.text.lowercased() {
+        case "current_user", "session_user", "user", "current_role":
+            guard token.text.lowercased() != "user" || previous?.upper != "AS" else { return false }
+            value = Renderer.string(consumer)
+        case "current_catalog": value = Renderer.string(dataset)
+        case "current_schema": value = "'public'"
+        default: return false
+        }
+        out.append(Token(kind: .string, text: value))
+        index += 1
+        return true
+    }
+
+    /// `= ANY (ARRAY[…])` / `= ANY ('{…}')` → `IN (…)`; `<> ALL (…)` → `NOT IN (…)`.
+    private mutating func anyArray() -> Bool {
+        guard token.kind == .word, token.upper == "ANY" || token.upper == "ALL",
+              let comparison = out.lastIndex(where: { !$0.isSpace }), ["=", "<>", "!="].contains(out[comparison].text), callFollows else { return false }
+        let negate = out[comparison].text != "="
+        out.removeSubrange(comparison...)
+        out.append(Token(kind: .space, text: " "))
+        out.append(Token(kind: .word, text: negate ? "NOT IN" : "IN"))
+        let open = nextIndex(index + 1), end = close(open)
+        out.append(Token(kind: .symbol, text: "("))
+        out.append(contentsOf: PGDialect.translate(Self.arrayElements(tokens[(open + 1)..<end]), catalog: true))
+        out.append(Token(kind: .symbol, text: ")"))
+        index = end + 1
+        return true
+    }
+
+    /// The elements of `ARRAY[…]` or of a `'{r,p}'` literal, as a list of values.
+    private static func arrayElements(_ tokens: ArraySlice<Token>) -> [Token] {
+        var inner: [Token] = []
+        for piece in tokens {
+            if piece.upper == "ARRAY" || piece.text == "[" || piece.text == "]" { continue }
+            if piece.kind == .string, piece.text.hasPrefix("'{"), piece.text.hasSuffix("}'") {
+                // '{r,p}' array literal → 'r','p'
+                let body = piece.text.dropFirst(2).dropLast(2)
+                inner.append(Token(kind: .string, text: body.split(separator: ",").map { Renderer.string(String($0).trimmingCharacters(in: "\"")) }.joined(separator: ",")))
+                continue
+            }
+            inner.append(piece)
+        }
+        return inner
+    }
+
+    /// `~`, `!~`, `~*`, `!~*` as REGEXP and MATCH.
+    private mutating func regexOperator() -> Bool {
+        guard let op = PGDialect.regexOperator(token) else { return false }
+        out.append(op)
+        index += 1
+        return true
     }
 }
