@@ -45,10 +45,9 @@ public enum JSONText {
                 case 0x0D: output.append("\\r")
                 case 0x09: output.append("\\t")
                 default:
-                    let hex = Array("0123456789abcdef".utf8)
                     output.append("\\u00")
-                    output.unicodeScalars.append(Unicode.Scalar(hex[Int(byte >> 4)]))
-                    output.unicodeScalars.append(Unicode.Scalar(hex[Int(byte & 0xF)]))
+                    output.unicodeScalars.append(Unicode.Scalar(Hex.digit(byte >> 4)))
+                    output.unicodeScalars.append(Unicode.Scalar(Hex.digit(byte)))
                 }
                 runStart = bytes.index(after: index)
             }

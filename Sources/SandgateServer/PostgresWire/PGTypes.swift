@@ -61,7 +61,6 @@ struct PGColumn {
 
 /// Encodes values into DataRow fields, in text (format 0) or binary (format 1).
 enum PGValueEncoder {
-    static let digits: [UInt8] = Array("0123456789abcdef".utf8)
 
     /// Writes one field (length and bytes) for `cell` in a column of `type`.
     static func write(_ cell: QueryResult.Cell, type: PGType, binary: Bool, into buffer: inout ByteBuffer) {
@@ -92,8 +91,8 @@ enum PGValueEncoder {
             field(&buffer) { buffer in
                 buffer.writeStaticString("\\x")
                 for byte in bytes {
-                    buffer.writeInteger(digits[Int(byte >> 4)])
-                    buffer.writeInteger(digits[Int(byte & 15)])
+                    buffer.writeInteger(Hex.digit(byte >> 4))
+                    buffer.writeInteger(Hex.digit(byte))
                 }
             }
         }
@@ -172,14 +171,9 @@ enum PGValueDecoder {
 /// Proleptic Gregorian day numbers relative to PostgreSQL's epoch, 2000-01-01 (binary dates and
 /// timestamps count from there).
 enum Calendar {
-    /// Days from 1970-01-01 to y-m-d (Howard Hinnant's days_from_civil).
+    /// Days from 1970-01-01 to y-m-d.
     static func daysFromCivil(_ year: Int64, _ month: Int64, _ day: Int64) -> Int64 {
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yoe = y - era * 400
-        let doy = (153 * (month + (month > 2 ? -3 : 9)) + 2) / 5 + day - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
+        Timestamp.daysSinceEpoch(year: year, month: month, day: day)
     }
 
     static let epochOffset: Int64 = 10_957  // 1970-01-01 → 2000-01-01
@@ -218,22 +212,10 @@ enum Calendar {
         return micros
     }
 
-    static func civil(days: Int64) -> (Int64, Int64, Int64) {
-        let z = days + epochOffset + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let day = doy - (153 * mp + 2) / 5 + 1
-        let month = mp < 10 ? mp + 3 : mp - 9
-        return (yoe + era * 400 + (month <= 2 ? 1 : 0), month, day)
-    }
+    /// (year, month, day) of a day counted from 2000-01-01.
+    static func civil(days: Int64) -> (Int64, Int64, Int64) { Timestamp.civilDate(daysSinceEpoch: days + epochOffset) }
 
-    static func pad(_ value: Int64, _ width: Int) -> String {
-        let text = String(value)
-        return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
-    }
+    static func pad(_ value: Int64, _ width: Int) -> String { Timestamp.pad(value, width) }
 
     static func dateText(days: Int64) -> String {
         let (year, month, day) = civil(days: days)
