@@ -90,8 +90,9 @@ func kateWorkspace() throws -> TestWorkspace {
     func failedLoginFlood() async throws {
         try await withServerHarness(workspace: try kateWorkspace(), configure: { configuration in
             configuration.maxAuthDelay = .milliseconds(1)   // the delay must not be what bounds the ledger
-            configuration.authRecordInterval = .seconds(1)
-            // Few records one by one, so that even a loaded machine's flood exceeds them.
+            // One interval longer than the flood, with few records one by one in it, so that
+            // even a loaded machine's flood (27 attempts in 10 s under a CPU hog) exceeds them.
+            configuration.authRecordInterval = .seconds(60)
             configuration.authRecordsPerAddress = 3
             configuration.workers = 2
         }) { harness in
@@ -119,7 +120,7 @@ func kateWorkspace() throws -> TestWorkspace {
                 textBytes += record.consumer.utf8.count + record.rewrittenSQL.utf8.count + record.sql.utf8.count
                 return true
             }
-            let intervals = Int((elapsed / .seconds(1)).rounded(.up)) + 1
+            let intervals = Int((elapsed / .seconds(60)).rounded(.up)) + 1
             let bound = intervals * (3 + 1)
             let db = try Connection(path: ledgerPath, mode: .readWrite)
             try db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
