@@ -49,7 +49,11 @@ let package = Package(
         ),
         .target(
             name: "SandgateLedger",
-            dependencies: ["SandgateSQLite", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "SandgateSQLite",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -70,6 +74,7 @@ let package = Package(
                 "SandgateSQL", "SandgatePolicy", "SandgateLedger", "SandgateSQLite",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
