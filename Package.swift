@@ -52,7 +52,11 @@ let package = Package(
         ),
         .target(
             name: "SandgateLedger",
-            dependencies: ["SandgateSQLite", "SandgateSupport", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "SandgateSQLite", "SandgateSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -73,6 +77,7 @@ let package = Package(
                 "SandgateSQL", "SandgatePolicy", "SandgateLedger", "SandgateSQLite", "SandgateSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,5 +1,8 @@
 import Foundation
+import SandgateLedger
 import SandgatePolicy
+import ServiceLifecycle
+import Synchronization
 
 /// Polls the policies directory and the published sources, and reloads the gateway when anything
 /// changed and then stayed unchanged for a settle interval. Polling (default every 250 ms) needs
@@ -14,16 +17,17 @@ import SandgatePolicy
 /// cannot load with less protection). Writing a new version to a temporary file and renaming it
 /// over the old one avoids half-written files altogether (docs/operator-guide.md).
 ///
-/// `@unchecked Sendable`: the timer is created once and only cancelled afterwards, which
-/// Dispatch allows from any thread; its handler and `Poller` run only on the watcher's own
-/// serial queue.
-public final class PolicyWatcher: @unchecked Sendable {
-    private let timer: (any DispatchSourceTimer)?
-    private let queue = DispatchQueue(label: "sandgate.policy-watcher")
-    private let poller: Poller
+/// A `Service` (swift-service-lifecycle): `run` polls on a thread of its own (`ServiceThread`: a
+/// reload blocks while the new version loads) until graceful shutdown or cancellation, so the
+/// serving command's `ServiceGroup` stops it in order (docs/ARCHITECTURE.md).
+public final class PolicyWatcher: Service, Sendable {
+    /// Between polls; nil: only `poll(at:)` polls.
+    private let interval: Duration?
+    /// What the watcher has seen; one poll at a time.
+    private let poller: Mutex<Poller>
 
-    /// What the watcher has seen and what it does on a poll; touched only on `queue`.
-    private final class Poller: @unchecked Sendable {
+    /// What the watcher has seen and what it does on a poll.
+    private struct Poller {
         let gateway: Gateway
         let settle: Duration
         let onReload: @Sendable ([String]) -> Void
@@ -39,7 +43,7 @@ public final class PolicyWatcher: @unchecked Sendable {
             loaded = gateway.policyFingerprint()
         }
 
-        func poll(at now: ContinuousClock.Instant) {
+        mutating func poll(at now: ContinuousClock.Instant) {
             let current = gateway.policyFingerprint()
             guard current != loaded else {
                 pending = nil
@@ -60,7 +64,7 @@ public final class PolicyWatcher: @unchecked Sendable {
         }
     }
 
-    /// Starts watching; call `stop()` to end.
+    /// A watcher that polls every `interval` while it runs (`run`, in a `ServiceGroup`).
     public convenience init(
         gateway: Gateway, interval: Duration = .milliseconds(250), settle: Duration = .seconds(1),
         onReload: @escaping @Sendable ([String]) -> Void = { _ in }
@@ -71,23 +75,23 @@ public final class PolicyWatcher: @unchecked Sendable {
     /// With `polling` nil no timer runs: only `poll(at:)` polls, at instants the caller (a test)
     /// chooses, so the settle interval is tested without waiting for it.
     init(gateway: Gateway, polling interval: Duration?, settle: Duration, onReload: @escaping @Sendable ([String]) -> Void = { _ in }) {
-        let poller = Poller(gateway: gateway, settle: settle, onReload: onReload)
-        self.poller = poller
+        self.interval = interval
+        poller = Mutex(Poller(gateway: gateway, settle: settle, onReload: onReload))
+    }
+
+    /// Polls every interval until graceful shutdown (or cancellation); a poll in progress then
+    /// finishes first. Without an interval it only waits for the shutdown.
+    public func run() async {
         guard let interval else {
-            timer = nil
+            try? await gracefulShutdown()
             return
         }
-        let timer = DispatchSource.makeTimerSource(queue: queue)
-        self.timer = timer
-        let milliseconds = Int(interval.components.seconds * 1000 + interval.components.attoseconds / 1_000_000_000_000_000)
-        timer.schedule(deadline: .now() + .milliseconds(milliseconds), repeating: .milliseconds(milliseconds))
-        timer.setEventHandler { poller.poll(at: .now) }
-        timer.resume()
+        await ServiceThread.repeating(name: "sandgate-policy-watcher", every: interval) { [self] in poll(at: .now) }
     }
 
     /// One poll as if the time were `now`.
     func poll(at now: ContinuousClock.Instant) {
-        queue.sync { poller.poll(at: now) }
+        poller.withLock { $0.poll(at: now) }
     }
 
     /// True when every `*.yaml` of `directory` ends with the closing `...` line.
@@ -97,9 +101,5 @@ public final class PolicyWatcher: @unchecked Sendable {
             guard let data = FileManager.default.contents(atPath: (directory as NSString).appendingPathComponent(name)) else { return false }
             return PolicyLoader.isSealed(String(decoding: data, as: UTF8.self))
         }
-    }
-
-    public func stop() {
-        timer?.cancel()
     }
 }

@@ -43,6 +43,10 @@ public struct QueryRequest: Sendable {
 }
 
 /// A flag a front end raises to stop a running query; the sandbox looks at it with the clock.
+///
+/// An `Atomic`, the one primitive besides `Mutex` and `ThreadHandoff` (docs/ARCHITECTURE.md): the
+/// SQLite progress handler reads it every few thousand VM steps of every query, where a relaxed
+/// load costs nothing and a lock would be taken millions of times; a single flag needs no more.
 public final class Cancellation: Sendable {
     private let flag = Atomic<Bool>(false)
     public init() {}

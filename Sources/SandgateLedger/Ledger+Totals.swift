@@ -1,5 +1,6 @@
 import Foundation
 import SandgateSQLite
+import Synchronization
 
 /// The SQLite ledger's running totals (`RunningTotals`): kept in `usage_totals` in the
 /// transaction of each batch, read by admission in a few index lookups, recomputed by `verify`.
@@ -97,24 +98,24 @@ extension Ledger {
     /// and the number of this ledger handle's last committed batch with holds (`LocalHolds`):
     /// three index lookups and a key lookup in one statement (one snapshot), however many records.
     func readTotals(consumer: String, dataset: String, day: Int64, month: Int64) throws(LedgerError) -> (totals: UsageTotals, visibleBatch: Int64) {
-        readLock.lock()
-        defer { readLock.unlock() }
-        do {
-            var totals = UsageTotals()
-            var visibleBatch: Int64 = 0
-            let parameters: [SQLValue] = [.text(consumer), .text(dataset), .integer(day), .integer(month), .integer(0), .text(batchMarker)]
-            for row in try reader.rows(Self.readTotalsSQL, parameters) {
-                let values = row.map { value -> Int64 in if case .integer(let number) = value { number } else { 0 } }
-                guard values.count == RunningTotals.countColumns.count + 1 else { continue }
-                if values[0] == 3 {
-                    visibleBatch = values[1]
-                } else {
-                    totals[TotalsPeriod.allCases[Int(values[0])]] = UsageCounts(values: Array(values.dropFirst()))
+        try readLock.withLock { _ throws(LedgerError) -> (totals: UsageTotals, visibleBatch: Int64) in
+            do throws(SQLiteError) {
+                var totals = UsageTotals()
+                var visibleBatch: Int64 = 0
+                let parameters: [SQLValue] = [.text(consumer), .text(dataset), .integer(day), .integer(month), .integer(0), .text(batchMarker)]
+                for row in try reader.rows(Self.readTotalsSQL, parameters) {
+                    let values = row.map { value -> Int64 in if case .integer(let number) = value { number } else { 0 } }
+                    guard values.count == RunningTotals.countColumns.count + 1 else { continue }
+                    if values[0] == 3 {
+                        visibleBatch = values[1]
+                    } else {
+                        totals[TotalsPeriod.allCases[Int(values[0])]] = UsageCounts(values: Array(values.dropFirst()))
+                    }
                 }
+                return (totals, visibleBatch)
+            } catch {
+                throw LedgerError(.store, "cannot read usage: \(error.message)")
             }
-            return (totals, visibleBatch)
-        } catch {
-            throw LedgerError(.store, "cannot read usage: \(error.message)")
         }
     }
 
@@ -123,24 +124,24 @@ extension Ledger {
     func verifyTotals() throws(LedgerError) -> LedgerProblem? {
         let keys = "consumer, dataset, period, start, purpose"
         let sums = RunningTotals.countColumns.map { "sum(\($0)) AS \($0)" }.joined(separator: ", ")
-        readLock.lock()
-        defer { readLock.unlock() }
-        do {
-            let rows = try reader.rows("""
-                WITH recomputed AS (\(Self.recomputeSQL(where: "1"))),
-                expected AS MATERIALIZED (
-                    SELECT \(keys), \(sums) FROM (SELECT * FROM recomputed UNION ALL SELECT * FROM usage_totals_archived) GROUP BY \(keys))
-                SELECT \(keys) FROM (
-                    SELECT * FROM expected EXCEPT SELECT * FROM usage_totals
-                    UNION ALL SELECT * FROM (SELECT * FROM usage_totals EXCEPT SELECT * FROM expected))
-                LIMIT 1
-                """)
-            guard let row = rows.first, row.count == 5 else { return nil }
-            func text(_ value: SQLValue) -> String { if case .text(let text) = value { text } else { "\(value)" } }
-            let start: Int64 = if case .integer(let number) = row[3] { number } else { 0 }
-            return RunningTotals.mismatch(consumer: text(row[0]), dataset: text(row[1]), period: text(row[2]), start: start, purpose: text(row[4]))
-        } catch {
-            throw LedgerError(.store, "cannot recompute the running totals: \(error.message)")
+        return try readLock.withLock { _ throws(LedgerError) -> LedgerProblem? in
+            do throws(SQLiteError) {
+                let rows = try reader.rows("""
+                    WITH recomputed AS (\(Self.recomputeSQL(where: "1"))),
+                    expected AS MATERIALIZED (
+                        SELECT \(keys), \(sums) FROM (SELECT * FROM recomputed UNION ALL SELECT * FROM usage_totals_archived) GROUP BY \(keys))
+                    SELECT \(keys) FROM (
+                        SELECT * FROM expected EXCEPT SELECT * FROM usage_totals
+                        UNION ALL SELECT * FROM (SELECT * FROM usage_totals EXCEPT SELECT * FROM expected))
+                    LIMIT 1
+                    """)
+                guard let row = rows.first, row.count == 5 else { return nil }
+                func text(_ value: SQLValue) -> String { if case .text(let text) = value { text } else { "\(value)" } }
+                let start: Int64 = if case .integer(let number) = row[3] { number } else { 0 }
+                return RunningTotals.mismatch(consumer: text(row[0]), dataset: text(row[1]), period: text(row[2]), start: start, purpose: text(row[4]))
+            } catch {
+                throw LedgerError(.store, "cannot recompute the running totals: \(error.message)")
+            }
         }
     }
 }

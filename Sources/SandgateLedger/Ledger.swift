@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import SandgateSQLite
+import Synchronization
 import SandgateSupport
 
 /// A failure of the usage ledger. Without a committed record no result may be released.
@@ -46,7 +47,7 @@ public struct LedgerError: Error, Sendable, CustomStringConvertible {
 /// chain tail is read inside the same `BEGIN IMMEDIATE` transaction that appends.
 ///
 /// `@unchecked Sendable`: the write connection and `batchCounter` are used only by the writer thread (`GroupCommit`),
-/// the anchor state only under `anchorLock`, and the read connection only under `readLock`.
+/// the anchor state is inside `anchorState` (a `Mutex`), and the read connection is used only under `readLock`.
 public final class Ledger: LedgerStore, @unchecked Sendable {
     public typealias Completion = LedgerCompletion
 
@@ -58,15 +59,22 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     /// Who wrote this chain (in every checkpoint) and where its keyed part starts.
     public let nodeID: String
     private let firstKeyedSeq: Int64
-    /// Set when the anchor went missing or the chain got shorter than it: checkpoints are no
-    /// longer written, so `usage verify` keeps reporting it instead of re-anchoring a tampered tail.
-    private var anchorProblem: String?
-    private var lastCheckpointSeq: Int64 = 0
+    /// What the last checkpoint anchored, and why anchoring stopped.
+    private struct AnchorState {
+        /// Set when the anchor went missing or the chain got shorter than it: checkpoints are no
+        /// longer written, so `usage verify` keeps reporting it instead of re-anchoring a tampered tail.
+        var problem: String?
+        var lastCheckpointSeq: Int64 = 0
+    }
+
+    /// Held across the checkpoint's write (an fsync), so two anchors never race on the file.
+    private let anchorState: Mutex<AnchorState>
     let writer: Connection
     let reader: Connection
-    let readLock = NSLock()
-    /// Guards `anchorProblem` and `lastCheckpointSeq`.
-    private let anchorLock = NSLock()
+    /// Guards `reader` (a SQLite connection is used by one thread at a time). Not reentrant: a
+    /// `scan`'s visitor must not read the ledger again; `LocalHolds` takes it inside its own
+    /// decision lock, never the other way round.
+    let readLock = Mutex<Void>(())
     private let committer = GroupCommit(name: "sandgate-ledger")
     let holds = LocalHolds()
     /// This handle's batches with quota holds, numbered in `ledger_meta` row `batchMarker` in
@@ -130,28 +138,28 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
                 seq: tail.seq, hash: tail.hash, firstKeyedSeq: tail.seq + 1)
             try checkpoint.write(path: checkpointPath, key: key)
         }
+        var anchored = AnchorState()
         do {
             if let checkpoint = try LedgerCheckpoint.read(path: checkpointPath, key: key) {
                 nodeID = checkpoint.nodeID
                 firstKeyedSeq = checkpoint.firstKeyedSeq
-                lastCheckpointSeq = checkpoint.seq
+                anchored.lastCheckpointSeq = checkpoint.seq
             } else {
                 (nodeID, firstKeyedSeq) = ("unanchored", 1)
-                anchorProblem = "the checkpoint \(checkpointPath) is missing although the ledger key exists"
+                anchored.problem = "the checkpoint \(checkpointPath) is missing although the ledger key exists"
             }
         } catch {
             (nodeID, firstKeyedSeq) = ("unanchored", 1)
-            anchorProblem = error.message
+            anchored.problem = error.message
         }
+        anchorState = Mutex(anchored)
         committer.configure(owner: self, commit: { [unowned self] batch in commit(batch) },
                             anchor: { [unowned self] last in anchor((last.seq, last.recordHash)) })
     }
 
     /// Why this ledger's anchor is broken (nil when intact); the gateway logs it at start.
     public var anchorFailure: String? {
-        anchorLock.lock()
-        defer { anchorLock.unlock() }
-        return anchorProblem
+        anchorState.withLock { $0.problem }
     }
 
     /// The last record's seq and hash (0 and the genesis hash for an empty ledger).
@@ -186,23 +194,23 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     /// than its last checkpoint, or a checkpoint that disappeared, is tampering: the anchor is
     /// then left as it is, so verification keeps failing.
     private func anchor(_ tail: (seq: Int64, hash: String)) {
-        anchorLock.lock()
-        defer { anchorLock.unlock() }
-        guard anchorProblem == nil else { return }
-        if tail.seq < lastCheckpointSeq {
-            anchorProblem = "the ledger ends at seq \(tail.seq) but was anchored at seq \(lastCheckpointSeq)"
-            return
-        }
-        if !FileManager.default.fileExists(atPath: checkpointPath) {
-            anchorProblem = "the checkpoint \(checkpointPath) disappeared"
-            return
-        }
-        let checkpoint = LedgerCheckpoint(nodeID: nodeID, seq: tail.seq, hash: tail.hash, firstKeyedSeq: firstKeyedSeq)
-        do {
-            try checkpoint.write(path: checkpointPath, key: key)
-            lastCheckpointSeq = max(lastCheckpointSeq, tail.seq)
-        } catch {
-            anchorProblem = error.message
+        anchorState.withLock { state in
+            guard state.problem == nil else { return }
+            if tail.seq < state.lastCheckpointSeq {
+                state.problem = "the ledger ends at seq \(tail.seq) but was anchored at seq \(state.lastCheckpointSeq)"
+                return
+            }
+            if !FileManager.default.fileExists(atPath: checkpointPath) {
+                state.problem = "the checkpoint \(checkpointPath) disappeared"
+                return
+            }
+            let checkpoint = LedgerCheckpoint(nodeID: nodeID, seq: tail.seq, hash: tail.hash, firstKeyedSeq: firstKeyedSeq)
+            do throws(LedgerError) {
+                try checkpoint.write(path: checkpointPath, key: key)
+                state.lastCheckpointSeq = max(state.lastCheckpointSeq, tail.seq)
+            } catch {
+                state.problem = error.message
+            }
         }
     }
 
@@ -351,7 +359,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             return LedgerProblem(seq: nil, reason: error.message)
         }
         let boundary: (seq: Int64, hash: String)
-        switch try Self.archiveBoundary(reader, key: key, lock: readLock) {
+        switch try readLock.withLock({ _ throws(LedgerError) in try Self.archiveBoundary(reader, key: key) }) {
         case .failure(let problem): return problem
         case .success(let found): boundary = found
         }
@@ -382,9 +390,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
 
     /// Where the stored records of a ledger or archive file begin: the last archive boundary (its
     /// MAC checked) or the genesis.
-    static func archiveBoundary(_ connection: Connection, key: SymmetricKey, lock: NSLock? = nil) throws(LedgerError) -> Result<(seq: Int64, hash: String), LedgerProblem> {
-        lock?.lock()
-        defer { lock?.unlock() }
+    static func archiveBoundary(_ connection: Connection, key: SymmetricKey) throws(LedgerError) -> Result<(seq: Int64, hash: String), LedgerProblem> {
         let rows: [[SQLValue]]
         do {
             rows = try connection.rows("SELECT through_seq, through_hash, mac FROM usage_archives ORDER BY through_seq DESC LIMIT 1")
@@ -407,7 +413,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         guard !FileManager.default.fileExists(atPath: path) else { throw LedgerError(.conflict, "\(path) exists already") }
         if let problem = try verify() { throw LedgerError(.integrity, "the ledger does not verify (\(problem)); nothing archived") }
         let boundary: (seq: Int64, hash: String)
-        switch try Self.archiveBoundary(reader, key: key, lock: readLock) {
+        switch try readLock.withLock({ _ throws(LedgerError) in try Self.archiveBoundary(reader, key: key) }) {
         case .failure(let problem): throw LedgerError(.integrity, problem.description)
         case .success(let found): boundary = found
         }
@@ -510,17 +516,17 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
         var found: UsageRecord?
         try scan(where: "query_id = ?", parameters: [.text(queryID)]) { record in found = record; return false }
         guard let record = found else { return nil }
-        readLock.lock()
-        defer { readLock.unlock() }
-        do {
-            let rows = try reader.rows("SELECT seq, prev_hash, record_hash FROM usage WHERE seq >= ? ORDER BY seq", [.integer(record.seq)])
-            let links = rows.compactMap { row -> Receipt.Link? in
-                guard case .integer(let seq) = row[0], case .text(let prev) = row[1], case .text(let hash) = row[2] else { return nil }
-                return Receipt.Link(seq: seq, prevHash: prev, recordHash: hash)
+        return try readLock.withLock { _ throws(LedgerError) -> Receipt? in
+            do throws(SQLiteError) {
+                let rows = try reader.rows("SELECT seq, prev_hash, record_hash FROM usage WHERE seq >= ? ORDER BY seq", [.integer(record.seq)])
+                let links = rows.compactMap { row -> Receipt.Link? in
+                    guard case .integer(let seq) = row[0], case .text(let prev) = row[1], case .text(let hash) = row[2] else { return nil }
+                    return Receipt.Link(seq: seq, prevHash: prev, recordHash: hash)
+                }
+                return Receipt(record: record, links: links)
+            } catch {
+                throw LedgerError(.store, "cannot read the chain after seq \(record.seq): \(error.message)")
             }
-            return Receipt(record: record, links: links)
-        } catch {
-            throw LedgerError(.store, "cannot read the chain after seq \(record.seq): \(error.message)")
         }
     }
 
@@ -537,18 +543,18 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
 
     /// Calls `visit` with each record (its `chain` the stored version).
     private func scan(where condition: String, parameters: [SQLValue], _ visit: (UsageRecord) -> Bool) throws(LedgerError) {
-        readLock.lock()
-        defer { readLock.unlock() }
-        do {
-            guard let statement = try reader.prepare("SELECT * FROM usage WHERE \(condition) ORDER BY seq") else { return }
-            try statement.bind(parameters)
-            while try statement.step() {
-                var record = Self.record(from: statement)
-                record.nodeID = nodeID
-                if !visit(record) { break }
+        try readLock.withLock { _ throws(LedgerError) in
+            do throws(SQLiteError) {
+                guard let statement = try reader.prepare("SELECT * FROM usage WHERE \(condition) ORDER BY seq") else { return }
+                try statement.bind(parameters)
+                while try statement.step() {
+                    var record = Self.record(from: statement)
+                    record.nodeID = nodeID
+                    if !visit(record) { break }
+                }
+            } catch {
+                throw LedgerError(.store, "cannot read usage: \(error.message)")
             }
-        } catch {
-            throw LedgerError(.store, "cannot read usage: \(error.message)")
         }
     }
 

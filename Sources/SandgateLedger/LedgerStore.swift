@@ -1,4 +1,3 @@
-import Dispatch
 
 /// Reports a long step (building the running totals of an existing ledger): records done, of all.
 public typealias LedgerProgress = @Sendable (_ done: Int64, _ total: Int64) -> Void
@@ -84,18 +83,8 @@ extension LedgerStore {
     /// Appends `record` durably and returns it as stored (blocks the calling thread until it is
     /// committed: never call it on an event loop).
     public func append(_ record: UsageRecord, hold: QuotaHold? = nil) throws(LedgerError) -> UsageRecord {
-        let done = DispatchSemaphore(value: 0)
-        let box = ResultBox()
-        append(record, hold: hold) { result in
-            box.result = result
-            done.signal()
-        }
-        done.wait()
-        return try (box.result ?? .failure(LedgerError(.integrity, "no result"))).get()
+        let done = ThreadHandoff<Result<UsageRecord, LedgerError>?>(nil)
+        append(record, hold: hold) { result in done.update { $0 = result } }
+        return try done.wait(until: { $0 != nil }) { $0 ?? .failure(LedgerError(.integrity, "no result")) }.get()
     }
-}
-
-/// Carries a result from a writer thread to a blocked caller (ordered by the semaphore).
-private final class ResultBox: @unchecked Sendable {
-    var result: Result<UsageRecord, LedgerError>?
 }

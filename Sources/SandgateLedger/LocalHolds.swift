@@ -31,38 +31,40 @@ final class LocalHolds: Sendable {
 
     private let book = Mutex(Book())
     /// Serialises read-decide-hold per process, so two requests cannot both take one last query.
-    private let deciding = NSLock()
+    /// Held across `committed` (a read of the ledger, which takes only the ledger's read lock) and
+    /// the book's lock, never the other way round; nothing under it takes it again.
+    private let deciding = Mutex<Void>(())
 
     /// Decides `request` given the ledger's committed use and the number of this process's last
     /// batch that use includes (both read by `committed`, in one snapshot, under the lock).
     func reserve(_ request: QuotaRequest, committed: () throws(LedgerError) -> (use: QuotaUse, visibleBatch: Int64)) throws(LedgerError) -> QuotaDecision {
-        deciding.lock()
-        defer { deciding.unlock() }
-        let key = Key(consumer: request.consumer, dataset: request.dataset, day: request.day)
-        let budgetKey = BudgetKey(consumer: request.consumer, dataset: request.dataset)
-        let (committedUse, visibleBatch) = try committed()
-        var used = committedUse
-        book.withLock { book in
-            var holding = book.held[key] ?? QuotaUse()
-            var epsilon = book.heldEpsilon[budgetKey] ?? 0
-            if let committing = book.committing, committing.batch > visibleBatch {
-                for hold in committing.holds where hold.consumer == request.consumer && hold.dataset == request.dataset {
-                    if hold.day == request.day {
-                        holding.queries += 1
-                        holding.rows += hold.rows
-                        holding.costMicros = holding.costMicros.saturatingAdding(hold.costMicros)
+        try deciding.withLock { _ throws(LedgerError) -> QuotaDecision in
+            let key = Key(consumer: request.consumer, dataset: request.dataset, day: request.day)
+            let budgetKey = BudgetKey(consumer: request.consumer, dataset: request.dataset)
+            let (committedUse, visibleBatch) = try committed()
+            var used = committedUse
+            book.withLock { book in
+                var holding = book.held[key] ?? QuotaUse()
+                var epsilon = book.heldEpsilon[budgetKey] ?? 0
+                if let committing = book.committing, committing.batch > visibleBatch {
+                    for hold in committing.holds where hold.consumer == request.consumer && hold.dataset == request.dataset {
+                        if hold.day == request.day {
+                            holding.queries += 1
+                            holding.rows += hold.rows
+                            holding.costMicros = holding.costMicros.saturatingAdding(hold.costMicros)
+                        }
+                        epsilon += hold.epsilonMicros
                     }
-                    epsilon += hold.epsilonMicros
                 }
+                used.queries += holding.queries
+                used.rows += holding.rows
+                used.costMicros = used.costMicros.saturatingAdding(holding.costMicros)
+                used.epsilonMicros += epsilon
             }
-            used.queries += holding.queries
-            used.rows += holding.rows
-            used.costMicros = used.costMicros.saturatingAdding(holding.costMicros)
-            used.epsilonMicros += epsilon
+            let decision = request.decide(used: used, holdID: UUID().uuidString)
+            if case .granted(let hold, _) = decision { book.withLock { Self.add(hold, to: &$0) } }
+            return decision
         }
-        let decision = request.decide(used: used, holdID: UUID().uuidString)
-        if case .granted(let hold, _) = decision { book.withLock { Self.add(hold, to: &$0) } }
-        return decision
     }
 
     /// Runs `commit` — whose transaction records `batch` as this process's last committed batch —
@@ -70,12 +72,12 @@ final class LocalHolds: Sendable {
     /// the holds go back to the book (the caller releases them).
     func settle<E: Error>(_ holds: [QuotaHold], batch: Int64, around commit: () throws(E) -> Void) throws(E) {
         guard !holds.isEmpty else { return try commit() }
-        deciding.lock()
-        book.withLock { book in
-            for hold in holds { Self.drop(hold, from: &book) }
-            book.committing = (batch, holds)
+        deciding.withLock { _ in
+            book.withLock { book in
+                for hold in holds { Self.drop(hold, from: &book) }
+                book.committing = (batch, holds)
+            }
         }
-        deciding.unlock()
         do {
             try commit()
         } catch {
@@ -89,9 +91,7 @@ final class LocalHolds: Sendable {
         // decision that read its snapshot before this COMMIT must still find the batch's holds
         // when it reads the book (red team of the lock change: 6 of 32 concurrent private
         // queries took a 5-query budget when the holds vanished between the two reads).
-        deciding.lock()
-        book.withLock { $0.committing = nil }
-        deciding.unlock()
+        deciding.withLock { _ in book.withLock { $0.committing = nil } }
     }
 
     /// Drops `hold` (its request will not be recorded, or its commit failed).

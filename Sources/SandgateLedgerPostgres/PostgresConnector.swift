@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import PostgresNIO
 import SandgateLedger
+import Synchronization
 
 /// Where the PostgreSQL ledger is: `postgres://user[:password]@host[:port]/database` (or
 /// `postgresql://`). Connections are plain TCP: run the ledger on the loopback or a private
@@ -51,20 +52,47 @@ public struct PostgresLedgerURL: Sendable, Equatable, CustomStringConvertible {
 /// One PostgreSQL connection used synchronously: each call blocks the calling thread until the
 /// server answered, so it must never run on an event loop (the gateway calls the ledger from its
 /// worker threads and the ledger's own writer thread). Owned by one thread at a time: the writer
-/// keeps one, and `PostgresConnector` lends the others.
-final class PostgresSession {
+/// keeps one, and `PostgresConnector` lends the others. `Sendable` (immutable; the connection is)
+/// only so that the connector's `Mutex` can hold idle sessions.
+final class PostgresSession: Sendable {
     let connection: PostgresConnection
     private let logger: Logger
+    /// How long a statement may wait for the server's answer before the session is closed (which
+    /// fails the statement): a PostgreSQL that stops answering without closing the connection (a
+    /// stopped or partitioned server) would otherwise block the waiting thread for good — a
+    /// gateway on it once kept its workers and writer waiting after SIGINT and never exited.
+    /// nil: no deadline (the schema's set-up, `verify`'s recomputation and `archive`, which may
+    /// run for long on a big ledger).
+    let answerTimeout: Duration?
 
-    init(url: PostgresLedgerURL, logger: Logger) throws(LedgerError) {
+    init(url: PostgresLedgerURL, logger: Logger, answerTimeout: Duration?) throws(LedgerError) {
         self.logger = logger
+        self.answerTimeout = answerTimeout
         do {
-            connection = try PostgresConnection.connect(
-                on: MultiThreadedEventLoopGroup.singleton.any(), configuration: url.configuration,
-                id: Int.random(in: 1...Int.max), logger: logger).wait()
+            let eventLoop = MultiThreadedEventLoopGroup.singleton.any()
+            let connecting = PostgresConnection.connect(on: eventLoop, configuration: url.configuration, id: Int.random(in: 1...Int.max), logger: logger)
+            connection = try Self.bounded(connecting, by: answerTimeout, on: eventLoop).wait()
         } catch {
             throw LedgerError(.unavailable, "cannot connect to the ledger at \(url): \(Self.describe(error))")
         }
+    }
+
+    /// `connecting`, or a failure once `timeout` passed without it (a server that accepts the TCP
+    /// connection but never answers the start-up); a connection that comes later is closed.
+    private static func bounded(_ connecting: EventLoopFuture<PostgresConnection>, by timeout: Duration?, on eventLoop: any EventLoop)
+        -> EventLoopFuture<PostgresConnection> {
+        guard let timeout else { return connecting }
+        let bounded = eventLoop.makePromise(of: PostgresConnection.self)
+        let deadline = eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) {
+            bounded.fail(LedgerError(.unavailable, "no answer from the server within \(timeout)"))
+        }
+        connecting.whenComplete { result in
+            deadline.cancel()
+            bounded.completeWith(result)
+        }
+        // A second completion of a promise is ignored, so a failed promise means the deadline won.
+        bounded.futureResult.whenFailure { _ in connecting.whenSuccess { late in _ = late.close() as EventLoopFuture<Void> } }
+        return bounded.futureResult
     }
 
     /// Closes before the connection goes (PostgresNIO asserts that it was closed). Sessions are
@@ -73,11 +101,17 @@ final class PostgresSession {
 
     var isClosed: Bool { connection.isClosed }
 
-    /// Runs one statement and returns its rows.
+    /// Runs one statement and returns its rows, waiting at most `answerTimeout` for the answer.
     @discardableResult
     func run(_ sql: String, _ binds: PostgresBindings = PostgresBindings()) throws(LedgerError) -> [PostgresRow] {
+        try run(sql, binds, timeout: answerTimeout)
+    }
+
+    /// Runs one statement and returns its rows, waiting at most `timeout` (nil: as long as it takes).
+    @discardableResult
+    func run(_ sql: String, _ binds: PostgresBindings = PostgresBindings(), timeout: Duration?) throws(LedgerError) -> [PostgresRow] {
         do {
-            return try connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger).wait().rows
+            return try answer(connection.query(PostgresQuery(unsafeSQL: sql, binds: binds), logger: logger), timeout: timeout).rows
         } catch {
             throw LedgerError(.store, "\(Self.describe(error))")
         }
@@ -85,17 +119,33 @@ final class PostgresSession {
 
     /// Sends statements one after another without waiting between them (one round trip), then
     /// waits for all and returns each one's rows; the first failure is thrown after every answer
-    /// arrived.
+    /// arrived (or the deadline, `timeout`, closed the session).
     @discardableResult
     func pipeline(_ statements: [(String, PostgresBindings)]) throws(LedgerError) -> [[PostgresRow]] {
+        try pipeline(statements, timeout: answerTimeout)
+    }
+
+    /// `pipeline` waiting at most `timeout` for each answer (nil: as long as it takes).
+    @discardableResult
+    func pipeline(_ statements: [(String, PostgresBindings)], timeout deadline: Duration?) throws(LedgerError) -> [[PostgresRow]] {
         let futures = statements.map { connection.query(PostgresQuery(unsafeSQL: $0.0, binds: $0.1), logger: logger) }
         var failure: (any Error)?
         var results: [[PostgresRow]] = []
         for future in futures {
-            do { results.append(try future.wait().rows) } catch { failure = failure ?? error; results.append([]) }
+            do { results.append(try answer(future, timeout: deadline).rows) } catch { failure = failure ?? error; results.append([]) }
         }
         if let failure { throw LedgerError(.store, "\(Self.describe(failure))") }
         return results
+    }
+
+    /// Waits for `future`; if no answer came within `timeout`, closes the connection, which fails
+    /// every statement waiting on it (the caller's session is then dropped and reconnected).
+    private func answer<T: Sendable>(_ future: EventLoopFuture<T>, timeout: Duration?) throws -> T {
+        guard let timeout else { return try future.wait() }
+        let connection = self.connection
+        let deadline = future.eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { () -> Void in _ = connection.close() as EventLoopFuture<Void> }
+        defer { deadline.cancel() }
+        return try future.wait()
     }
 
     /// PSQLError's description hides the server's message; this keeps it (never bound values).
@@ -112,25 +162,25 @@ final class PostgresSession {
 
 /// Lends sessions to reading and reserving threads, reconnecting when the server went away, so
 /// the ledger resumes by itself once PostgreSQL is back.
-final class PostgresConnector: @unchecked Sendable {
+final class PostgresConnector: Sendable {
     let url: PostgresLedgerURL
     let logger: Logger
-    /// Idle sessions, only under `lock`.
-    private var idle: [PostgresSession] = []
-    private let lock = NSLock()
+    /// Each session's `answerTimeout`.
+    let answerTimeout: Duration?
+    /// Idle sessions.
+    private let idle = Mutex<[PostgresSession]>([])
 
-    init(url: PostgresLedgerURL, logger: Logger) {
+    init(url: PostgresLedgerURL, logger: Logger, answerTimeout: Duration?) {
         self.url = url
         self.logger = logger
+        self.answerTimeout = answerTimeout
     }
 
-    func connect() throws(LedgerError) -> PostgresSession { try PostgresSession(url: url, logger: logger) }
+    func connect() throws(LedgerError) -> PostgresSession { try PostgresSession(url: url, logger: logger, answerTimeout: answerTimeout) }
 
     /// Runs `body` with a session of its own; a session that failed is dropped, not reused.
     func withSession<T>(_ body: (PostgresSession) throws(LedgerError) -> T) throws(LedgerError) -> T {
-        lock.lock()
-        var session = idle.popLast()
-        lock.unlock()
+        var session = idle.withLock { $0.popLast() }
         if session?.isClosed ?? true { session = try connect() }
         guard let session else { throw LedgerError(.unavailable, "no ledger connection") }
         let result: T
@@ -141,15 +191,16 @@ final class PostgresConnector: @unchecked Sendable {
             if !session.isClosed { _ = try? session.run("ROLLBACK") }
             throw error
         }
-        lock.lock()
-        if idle.count < 8 { idle.append(session) }
-        lock.unlock()
+        idle.withLock { if $0.count < 8 { $0.append(session) } }
         return result
     }
 
     func closeAll() {
-        lock.lock()
-        idle.removeAll()
-        lock.unlock()
+        idle.withLock { $0.removeAll() }
     }
+}
+
+extension Duration {
+    /// Whole nanoseconds (for NIO's `TimeAmount`).
+    var nanoseconds: Int64 { components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000 }
 }

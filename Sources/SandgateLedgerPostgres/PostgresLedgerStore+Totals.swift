@@ -53,13 +53,13 @@ extension PostgresLedgerStore {
     /// before running totals wrote it), inside `createSchema`'s transaction and advisory lock: one
     /// node builds, the others wait and find them built.
     static func buildTotalsOnce(_ session: PostgresSession, progress: LedgerProgress?) throws(LedgerError) {
-        guard try session.run("SELECT 1 FROM ledger_meta WHERE name = 'running_totals'").isEmpty else { return }
-        let count: Int64 = try session.run("SELECT count(*) FROM usage").first.map { row throws(LedgerError) in try decode(row, Int64.self) } ?? 0
+        guard try session.run("SELECT 1 FROM ledger_meta WHERE name = 'running_totals'", timeout: nil).isEmpty else { return }
+        let count: Int64 = try session.run("SELECT count(*) FROM usage", timeout: nil).first.map { row throws(LedgerError) in try decode(row, Int64.self) } ?? 0
         progress?(0, count)
-        try session.run("DELETE FROM usage_totals")
-        try session.run("DELETE FROM usage_totals_archived")
-        try session.run("INSERT INTO usage_totals \(recomputeSQL(where: "true"))")
-        try session.run("INSERT INTO ledger_meta VALUES ('running_totals', '1')")
+        try session.run("DELETE FROM usage_totals", timeout: nil)
+        try session.run("DELETE FROM usage_totals_archived", timeout: nil)
+        try session.run("INSERT INTO usage_totals \(recomputeSQL(where: "true"))", timeout: nil)
+        try session.run("INSERT INTO ledger_meta VALUES ('running_totals', '1')", timeout: nil)
         progress?(count, count)
     }
 
@@ -79,7 +79,7 @@ extension PostgresLedgerStore {
                         (SELECT * FROM expected EXCEPT SELECT * FROM usage_totals)
                         UNION ALL (SELECT * FROM usage_totals EXCEPT SELECT * FROM expected)) differences
                     LIMIT 1
-                    """)
+                    """, timeout: nil)
                 guard let row = rows.first else { return nil }
                 let (node, consumer, dataset, period, start, purpose) = try Self.decode(
                     row, (String.self, String.self, String.self, String.self, Int64.self, String.self))

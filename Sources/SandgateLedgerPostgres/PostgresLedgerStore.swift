@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PostgresNIO
 import SandgateLedger
+import Synchronization
 import SandgateSupport
 
 /// The usage ledger in PostgreSQL, shared by many gateway nodes (docs/CONTRACT.md §7).
@@ -14,8 +15,8 @@ import SandgateSupport
 /// lock per consumer × dataset, so quotas are exact across every node sharing the database.
 ///
 /// `@unchecked Sendable`: the writer session is used only by the writer thread (`GroupCommit`),
-/// other sessions are lent by `PostgresConnector` to one caller at a time, and `anchorProblem`
-/// is read and written only under `anchorLock`.
+/// other sessions are lent by `PostgresConnector` to one caller at a time, and the anchor's
+/// problem is in a `Mutex`.
 public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     public let url: PostgresLedgerURL
     public let nodeID: String
@@ -24,8 +25,8 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     private let committer: GroupCommit
     /// The writer thread's own session, reconnected when it breaks.
     private var writerSession: PostgresSession?
-    private let anchorLock = NSLock()
-    private var anchorProblem: String?
+    /// Why this node's anchor is broken, if it is.
+    private let anchorProblem = Mutex<String?>(nil)
     /// Where this node keeps its local checkpoint (beside the key).
     private let stateDirectory: String
     /// How long a hold counts when its node never charges or releases it (a crash).
@@ -34,8 +35,11 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     /// Connects, creates the tables when missing and registers `nodeID`'s chain. The key (the
     /// same file on every node: `usage verify` checks every node's chain with it) is read from
     /// `keyPath`, or created there.
+    /// `answerTimeout`: how long a statement of the serving path (appends, quota decisions, reads)
+    /// waits for PostgreSQL's answer before its session is closed and the statement fails (nil:
+    /// no deadline); see `PostgresSession.answerTimeout`.
     public init(url: PostgresLedgerURL, nodeID: String, keyPath: String, logger: Logger = Logger(label: "sandgate.ledger"),
-                progress: LedgerProgress? = nil) throws(LedgerError) {
+                progress: LedgerProgress? = nil, answerTimeout: Duration? = .seconds(30)) throws(LedgerError) {
         guard !nodeID.isEmpty, nodeID.utf8.count <= UsageRecord.nameLimit else {
             throw LedgerError(.invalidArgument, "the node id must be 1 to \(UsageRecord.nameLimit) bytes")
         }
@@ -43,14 +47,15 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         self.nodeID = nodeID
         key = try LedgerKey.loadOrCreate(path: keyPath).0
         stateDirectory = (keyPath as NSString).deletingLastPathComponent
-        connector = PostgresConnector(url: url, logger: logger)
+        connector = PostgresConnector(url: url, logger: logger, answerTimeout: answerTimeout)
         committer = GroupCommit(name: "sandgate-ledger-pg")
         try connector.withSession { session throws(LedgerError) in
             try Self.createSchema(session, progress: progress)
             try session.run(
                 "INSERT INTO usage_nodes (node_id, seq, hash, mac) VALUES ($1, 0, $2, $3) ON CONFLICT (node_id) DO NOTHING",
                 Self.binds(nodeID, HashChain.genesisHash, anchorMAC(seq: 0, hash: HashChain.genesisHash)))
-            anchorProblem = try checkAnchor(session, node: nodeID)
+            let problem = try checkAnchor(session, node: nodeID)
+            anchorProblem.withLock { $0 = problem }
         }
         committer.configure(owner: self, commit: { [unowned self] batch in commit(batch) },
                             anchor: { [unowned self] last in writeLocalCheckpoint(seq: last.seq, hash: last.recordHash) })
@@ -59,9 +64,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     deinit { connector.closeAll() }
 
     public var anchorFailure: String? {
-        anchorLock.lock()
-        defer { anchorLock.unlock() }
-        return anchorProblem
+        anchorProblem.withLock { $0 }
     }
 
     public var pendingCount: Int { committer.pendingCount }
@@ -128,11 +131,11 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
     /// running totals builds them from the records in the same transaction.
     private static func createSchema(_ session: PostgresSession, progress: LedgerProgress?) throws(LedgerError) {
         do {
-            try session.run("BEGIN")
-            try session.run("SELECT pg_advisory_xact_lock(7378696400)")
-            for statement in schema { try session.run(statement) }
+            try session.run("BEGIN", timeout: nil)
+            try session.run("SELECT pg_advisory_xact_lock(7378696400)", timeout: nil)
+            for statement in schema { try session.run(statement, timeout: nil) }
             try buildTotalsOnce(session, progress: progress)
-            try session.run("COMMIT")
+            try session.run("COMMIT", timeout: nil)
         } catch {
             throw LedgerError(.store, "cannot create the ledger tables: \(error.message)")
         }
@@ -230,9 +233,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
             try LedgerCheckpoint(nodeID: nodeID, seq: seq, hash: hash, firstKeyedSeq: 1)
                 .write(path: Self.checkpointPath(directory: stateDirectory, node: nodeID), key: key)
         } catch {
-            anchorLock.lock()
-            anchorProblem = anchorProblem ?? "cannot write the local checkpoint: \(error.message)"
-            anchorLock.unlock()
+            anchorProblem.withLock { $0 = $0 ?? "cannot write the local checkpoint: \(error.message)" }
         }
     }
 
@@ -582,7 +583,7 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
                 }
                 statements.append(("COMMIT", PostgresBindings()))
                 do throws(LedgerError) {
-                    try session.pipeline(statements)
+                    try session.pipeline(statements, timeout: nil)
                 } catch {
                     if !session.isClosed { _ = try? session.run("ROLLBACK") }
                     throw error

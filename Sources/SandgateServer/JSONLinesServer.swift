@@ -50,14 +50,6 @@ public final class JSONLinesServer: Sendable {
             }
         let bound = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         channel.withLock { $0 = bound }
-        // Refusals counted but not recorded one by one reach the ledger within seconds, not
-        // only when the consumer's next minute begins (appends block: off the event loop).
-        let gateway = services.gateway
-        summaries.withLock {
-            $0 = group.next().scheduleRepeatedTask(initialDelay: configuration.refusalSummaryInterval, delay: configuration.refusalSummaryInterval) { _ in
-                DispatchQueue.global().async { gateway.writeDueRefusalSummaries() }
-            }
-        }
         let port = bound.localAddress?.port ?? configuration.port
         services.logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "workers": "\(configuration.workers)"])
         return port
@@ -65,10 +57,10 @@ public final class JSONLinesServer: Sendable {
 
     /// Stops accepting, lets queries in flight finish (up to `grace`), then closes everything.
     /// Ledger appends are synchronous, so every released result's record is already durable.
+    /// Refusal summaries are `RefusalSummaryService`'s, shut down after this.
     /// Idempotent: a second call returns at once.
     public func shutdown(grace: Duration = .seconds(10)) async {
         guard stopped.withLock({ stopped in defer { stopped = true }; return !stopped }) else { return }
-        summaries.withLock { $0?.cancel() }
         for listening in [channel.withLock { $0 }, postgresChannel.withLock { $0 }] {
             try? await listening?.close().get()
         }
@@ -82,7 +74,6 @@ public final class JSONLinesServer: Sendable {
         for summary in services.state.drainFailureSummaries() {
             services.gateway.recordAuthenticationFailureSummary(source: summary.source, count: summary.count, seconds: interval)
         }
-        services.gateway.flushRefusalSummaries()
         services.logger.info("stopped")
     }
 
@@ -114,7 +105,6 @@ public final class JSONLinesServer: Sendable {
     }
 
     private let postgresChannel = Mutex<(any Channel)?>(nil)
-    private let summaries = Mutex<RepeatedTask?>(nil)
 
     /// Open connections and queries in flight (for tests and the `stats` op).
     public var connections: Int { services.state.connections }
@@ -122,7 +112,8 @@ public final class JSONLinesServer: Sendable {
 
 /// As a service (swift-service-lifecycle): the listeners are bound before the group runs (so the
 /// command can print the ports); `run` waits for graceful shutdown (SIGINT/SIGTERM through the
-/// ServiceGroup), then stops accepting and lets the queries in flight finish.
+/// ServiceGroup) or cancellation, then stops accepting and lets the queries in flight finish.
+/// Last in the serving command's group, so it is shut down first.
 extension JSONLinesServer: Service {
     public func run() async throws {
         try? await gracefulShutdown()

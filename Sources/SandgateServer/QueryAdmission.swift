@@ -52,7 +52,14 @@ struct QueryAdmission: Sendable {
         let consumer = request.consumer
         let promise = eventLoop.makePromise(of: Answer<Value>.self)
         let gateway = self.gateway, state = self.state
-        if let refusal = refusal(consumer: consumer) {
+        switch start(consumer: consumer) {
+        case .started:
+            break
+        case .draining:
+            // Shutdown is waiting for the queries in flight: this one never starts.
+            promise.succeed(.unavailable(Self.shuttingDown))
+            return promise.futureResult
+        case .refused(let refusal):
             workers.submit { workerState in
                 guard workerState == .active else { return promise.succeed(.unavailable(Self.shuttingDown)) }
                 gateway.refuse(request, refusal) { promise.succeed(.answered(refused($0))) }
@@ -73,13 +80,25 @@ struct QueryAdmission: Sendable {
         return promise.futureResult
     }
 
-    /// Why the consumer's next request may not start now (and counts it in flight when it may).
-    private func refusal(consumer: String) -> GatewayError? {
-        if let unsent = state.unsentRefusal(consumer: consumer) { return unsent }
-        guard state.beginQuery(consumer: consumer) else {
-            return GatewayError(.overloaded, "too many queries in flight for \(consumer) (limit \(state.configuration.maxInFlightPerConsumer))",
-                                hint: "wait for your answers before sending more queries")
+    /// Whether the consumer's next request may start now (counted in flight when it may).
+    private enum Start {
+        case started
+        /// Refused before it starts, with a recorded refusal.
+        case refused(GatewayError)
+        /// Shutdown began: answered `unavailable`, unrecorded.
+        case draining
+    }
+
+    private func start(consumer: String) -> Start {
+        if let unsent = state.unsentRefusal(consumer: consumer) { return .refused(unsent) }
+        switch state.beginQuery(consumer: consumer) {
+        case .started:
+            return .started
+        case .draining:
+            return .draining
+        case .overloaded:
+            return .refused(GatewayError(.overloaded, "too many queries in flight for \(consumer) (limit \(state.configuration.maxInFlightPerConsumer))",
+                                         hint: "wait for your answers before sending more queries"))
         }
-        return nil
     }
 }

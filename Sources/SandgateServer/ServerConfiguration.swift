@@ -57,9 +57,6 @@ public struct ServerConfiguration: Sendable {
     public var authRecordsPerAddress: Int
     public var authRecordsTotal: Int
     public var authRecordTrackedAddresses: Int
-    /// How often refusals counted but not recorded one by one (past 120 a minute per consumer)
-    /// are written as summary records: a crash loses at most this long a count.
-    public var refusalSummaryInterval: TimeAmount = .seconds(5)
 
     public init(
         host: String = "127.0.0.1", port: Int = 7878, ioThreads: Int = 1,

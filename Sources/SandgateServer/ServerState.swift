@@ -26,6 +26,8 @@ final class ServerState: Sendable {
         var byConsumer: [String: Figures] = [:]
         /// Shutdown waits for the queries in flight: resumed when the count reaches 0.
         var idleWaiters: [Int: CheckedContinuation<Void, Never>] = [:]
+        /// Set when shutdown begins waiting for the queries in flight: no query starts after it.
+        var draining = false
         var nextWaiter = 0
     }
 
@@ -123,12 +125,24 @@ final class ServerState: Sendable {
     var connections: Int { counters.withLock { $0.connections } }
     var totalInFlight: Int { counters.withLock { $0.totalInFlight } }
 
-    func beginQuery(consumer: String) -> Bool {
+    /// Whether a query may start now.
+    enum QueryStart {
+        case started
+        /// The consumer has `maxInFlightPerConsumer` queries running.
+        case overloaded
+        /// The server is shutting down (`waitUntilIdle` began).
+        case draining
+    }
+
+    /// Counts a query of `consumer` in flight, unless its cap is reached or shutdown began. One
+    /// critical section with `waitUntilIdle`'s, so no query starts after the wait saw none running.
+    func beginQuery(consumer: String) -> QueryStart {
         counters.withLock { state in
-            guard state.inFlight[consumer, default: 0] < configuration.maxInFlightPerConsumer else { return false }
+            guard !state.draining else { return .draining }
+            guard state.inFlight[consumer, default: 0] < configuration.maxInFlightPerConsumer else { return .overloaded }
             state.inFlight[consumer, default: 0] += 1
             state.totalInFlight += 1
-            return true
+            return .started
         }
     }
 
@@ -147,9 +161,11 @@ final class ServerState: Sendable {
     }
 
     /// Returns when no query is in flight, or after `grace` on `eventLoop` (shutdown: no polling).
+    /// From the call on no query starts: `beginQuery` answers `.draining`.
     func waitUntilIdle(grace: TimeAmount, on eventLoop: any EventLoop) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let id = counters.withLock { state -> Int? in
+                state.draining = true
                 guard state.totalInFlight > 0 else { return nil }
                 state.nextWaiter += 1
                 state.idleWaiters[state.nextWaiter] = continuation

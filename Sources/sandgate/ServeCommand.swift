@@ -62,7 +62,6 @@ struct ServeCommand: AsyncParsableCommand {
             throw Failure("\(error.code.rawValue): \(error.message)")
         }
         gateway.warmUp()
-        let watcher = PolicyWatcher(gateway: gateway)
         guard let address = Address(listen) else { throw ValidationError("--listen must be HOST:PORT") }
         let server = JSONLinesServer(
             gateway: gateway,
@@ -87,6 +86,7 @@ struct ServeCommand: AsyncParsableCommand {
                 postgres = "\n" + Self.psqlLine(gateway: gateway, host: pgAddress.host, port: pgPort)
             } catch {
                 await server.shutdown()
+                gateway.ledger.close()
                 if pgAddress.isInUse {
                     throw Failure("unavailable: \(pgListen) is already in use (another `sandgate serve`, or PostgreSQL?); give another address with --pg-listen HOST:PORT (make serve PG_LISTEN=HOST:PORT)")
                 }
@@ -96,27 +96,49 @@ struct ServeCommand: AsyncParsableCommand {
         // Where the records go, never with a password (the URL's description has none).
         let ledgerDescription = (try? common.ledgerURL()).flatMap { $0.map { "\($0) as node \(common.node)" } }
             ?? (common.state as NSString).appendingPathComponent("usage.sqlite")
-        try writeOut("""
+        let banner = """
             sandgate is serving \(gateway.datasetNames.joined(separator: ", ")) on \(address.host):\(port) (JSON lines)\(postgres.isEmpty ? "" : " and PostgreSQL").
             \(Self.tryLine(gateway: gateway, host: address.host, port: port))\(postgres)
             Usage ledger: \(ledgerDescription).
             Stop with Ctrl-C.
 
-            """)
-        // SIGINT/SIGTERM end the group gracefully: the server stops accepting and finishes the
-        // queries in flight, then the watcher stops and the ledger closes.
+            """
+        // The banner is printed once the group runs, when SIGINT and SIGTERM are trapped: a Ctrl-C
+        // right after "Stop with Ctrl-C" then shuts down in order instead of killing the process
+        // (a test sending SIGINT as soon as it read the banner found that window).
+        let announce = ServiceGroupConfiguration.ServiceConfiguration(
+            service: ClosureService { try writeOut(banner) }, successTerminationBehavior: .ignore)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            services: Self.services(gateway: gateway, server: server) + [announce], gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
         do {
             try await group.run()
+        } catch let failure as Failure {
+            // The banner could not be written: every service has stopped, the ledger is closed.
+            throw failure
         } catch {
             logger.error("service group ended", metadata: ["error": "\(error)"])
         }
-        logger.info("closing the ledger")
-        watcher.stop()
-        await server.shutdown()
-        // The last checkpoint anchors the chain's tail (docs/CONTRACT.md §7).
-        gateway.ledger.close()
+        logger.info("stopped")
+    }
+
+    /// The serving group's services, in the order they start. On SIGTERM or SIGINT the
+    /// `ServiceGroup` shuts them down one at a time in reverse order, each finished before the
+    /// next is told (docs/ARCHITECTURE.md, "Shutdown"):
+    /// 1. the server (JSON lines and PostgreSQL): stops accepting connections and answers the
+    ///    queries in flight, each after its record is durable; failed-login counts are recorded;
+    /// 2. the policy watcher: no reload once the last query is answered;
+    /// 3. the refusal summaries: the counts not yet summarised are appended;
+    /// 4. the ledger: the writer drains its queue, the chain's tail is anchored, the store closes.
+    /// Then `run` returns and the process exits 0. On cancellation (a service failed) all stop at
+    /// once; the ledger still closes, and a query it can no longer record fails closed.
+    static func services(gateway: Gateway, server: JSONLinesServer) -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        [
+            .init(service: LedgerService(store: gateway.ledger)),
+            .init(service: RefusalSummaryService(gateway: gateway)),
+            .init(service: PolicyWatcher(gateway: gateway)),
+            .init(service: server),
+        ]
     }
 }
 

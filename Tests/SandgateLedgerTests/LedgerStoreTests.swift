@@ -503,4 +503,53 @@ func raceForQuota(stores: [any LedgerStore], threads: Int, limit: Int64) throws 
         #expect(try store.append(sampleRecord(3)).seq == 2)
         #expect(try store.verify() == nil)
     }
+
+    /// A PostgreSQL that stops answering without closing its connections (a hung server, a
+    /// partition) once kept a gateway's workers waiting for good, so it never exited after SIGINT:
+    /// a statement waits at most the answer deadline, then its session is closed and it fails.
+    @Test("a PostgreSQL that stops answering fails a quota decision at the answer deadline instead of blocking for good", .needsPostgres)
+    func unansweredStatementFails() throws {
+        let server = try PostgresTestServer.makePrivate()
+        defer { server.destroy() }
+        let store = try PostgresLedgerStore(url: try server.makeDatabase(), nodeID: "n",
+                                            keyPath: (try temporaryLedgerDirectory() as NSString).deletingLastPathComponent + "/usage.key",
+                                            answerTimeout: .seconds(2))
+        let request = QuotaRequest(consumer: "a", dataset: "retail", day: 0, month: 0, rowLimit: 1, limits: QuotaLimits(dailyQueries: 5))
+        // A decision before the pause leaves an open session for the one after it.
+        _ = try store.reserve(request)
+        server.pause()
+        defer { server.resume() }
+        let outcome = Outcome()
+        Thread { outcome.set(Result { () throws(LedgerError) in try store.reserve(request) }.map { _ in () }) }.start()
+        try waitUntil("the quota decision returning (no deadline: it blocks for good)") { outcome.value != nil }
+        #expect(throws: LedgerError.self) { try outcome.value?.get() }
+    }
+
+    @Test("closing the store while PostgreSQL stops answering with a record queued returns, the record failed", .needsPostgres)
+    func closeWhileUnanswered() throws {
+        let server = try PostgresTestServer.makePrivate()
+        defer { server.destroy() }
+        let store = try PostgresLedgerStore(url: try server.makeDatabase(), nodeID: "n",
+                                            keyPath: (try temporaryLedgerDirectory() as NSString).deletingLastPathComponent + "/usage.key",
+                                            answerTimeout: .seconds(2))
+        _ = try store.append(sampleRecord(1))
+        server.pause()
+        defer { server.resume() }
+        let appended = Outcome()
+        store.append(sampleRecord(2)) { result in appended.set(result.map { _ in () }) }
+        let closed = Outcome()
+        Thread {
+            store.close()
+            closed.set(.success(()))
+        }.start()
+        try waitUntil("close returning (no deadline: the writer waits for good)") { closed.value != nil }
+        #expect(throws: LedgerError.self) { try appended.value?.get() }
+    }
+}
+
+/// A result handed from a thread to the test.
+final class Outcome: Sendable {
+    private let result = Mutex<Result<Void, LedgerError>?>(nil)
+    var value: Result<Void, LedgerError>? { result.withLock { $0 } }
+    func set(_ value: Result<Void, LedgerError>) { result.withLock { $0 = value } }
 }

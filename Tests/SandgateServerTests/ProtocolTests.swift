@@ -244,10 +244,14 @@ extension SeededGenerator {
 
 @Suite struct RefusalSummaryTests {
     /// Red team: refusals past 120 a minute waited for the consumer's next refusal in a later
-    /// minute to be summarised (and were lost on kill -9). The server writes them within seconds.
+    /// minute to be summarised (and were lost on kill -9). `RefusalSummaryService` writes them within seconds.
     @Test("refusals not recorded one by one reach the ledger as a summary within seconds, without another request")
     func summaryWithinSeconds() async throws {
-        try await withServerHarness(configure: { $0.refusalSummaryInterval = .milliseconds(200) }) { harness in
+        try await withServerHarness { harness in
+            // Outside a ServiceGroup the service runs until its task is cancelled.
+            let service = RefusalSummaryService(gateway: harness.gateway, interval: .milliseconds(200))
+            let summaries = Task { await service.run() }
+            defer { summaries.cancel() }
             let client = try harness.authenticated("analyst-a")
             // Refusals past 120 in a minute are answered with seq 0 (not recorded one by one). Under
             // load the requests may straddle a minute, so count those answers instead of assuming 10.

@@ -13,7 +13,9 @@ import Testing
     func maskChangeUnderLoad() async throws {
         try await withServerHarness { harness in
             let watcher = PolicyWatcher(gateway: harness.gateway, interval: .milliseconds(50), settle: .milliseconds(100))
-            defer { watcher.stop() }
+            // Outside a ServiceGroup the watcher runs until its task is cancelled.
+            let watching = Task { await watcher.run() }
+            defer { watching.cancel() }
             let client = try harness.authenticated()
             enum Mask { case old, new }
             /// The one mask every phone of an answer carries (a query runs under one policy).

@@ -111,6 +111,27 @@ public final class PostgresTestServer: Sendable {
         try? run(binaries + "/pg_ctl", ["-D", directory + "/data", "-m", "immediate", "-w", "stop"])
     }
 
+    /// Freezes the server (SIGSTOP to it and its backends): connections stay open and nothing is
+    /// answered, like a hung or partitioned database. `resume` thaws it.
+    public func pause() { signalServer(SIGSTOP) }
+
+    /// Thaws a paused server.
+    public func resume() { signalServer(SIGCONT) }
+
+    /// Sends `signal` to the postmaster (`postmaster.pid`) and every process it started.
+    private func signalServer(_ signal: Int32) {
+        guard let text = try? String(contentsOfFile: directory + "/data/postmaster.pid", encoding: .utf8),
+              let first = text.split(separator: "\n").first, let postmaster = Int32(first) else { return }
+        var targets = [postmaster]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), let status = try? String(contentsOfFile: "/proc/\(entry)/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("PPid:") }),
+                  Int32(line.dropFirst(5).trimmingCharacters(in: .whitespaces)) == postmaster else { continue }
+            targets.append(pid)
+        }
+        for pid in targets { kill(pid, signal) }
+    }
+
     /// A new, empty database on this server and its ledger URL.
     public func makeDatabase() throws(PostgresTestServerError) -> PostgresLedgerURL {
         let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()

@@ -87,9 +87,10 @@ extension DatasetRuntime {
 /// at a time and returned afterwards; at most `capacity` idle connections are kept.
 ///
 /// `@unchecked Sendable`: `idle` is only touched under `lock`, and a connection taken out is owned
-/// by the taker alone until it is given back.
+/// by the taker alone until it is given back. (A `Mutex<Void>` beside the array, not around it: a
+/// SQLite connection is not `Sendable`, and a `Mutex` may only hand out values it can send.)
 final class SandboxPool: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Mutex<Void>(())
     private var idle: [SandboxConnection] = []
     private let capacity: Int
     private let make: @Sendable () throws(GatewayError) -> SandboxConnection
@@ -101,9 +102,7 @@ final class SandboxPool: @unchecked Sendable {
 
     /// Runs `body` with a connection of the pool (a new one when none is idle).
     func withConnection<T>(_ body: (SandboxConnection) -> T) throws(GatewayError) -> T {
-        lock.lock()
-        let existing = idle.popLast()
-        lock.unlock()
+        let existing = lock.withLock { _ in idle.popLast() }
         let connection: SandboxConnection
         if let existing {
             connection = existing
@@ -111,9 +110,7 @@ final class SandboxPool: @unchecked Sendable {
             connection = try make()
         }
         let result = body(connection)
-        lock.lock()
-        if idle.count < capacity { idle.append(connection) }
-        lock.unlock()
+        lock.withLock { _ in if idle.count < capacity { idle.append(connection) } }
         return result
     }
 
@@ -121,8 +118,6 @@ final class SandboxPool: @unchecked Sendable {
     func warmUp() throws(GatewayError) {
         var made: [SandboxConnection] = []
         for _ in 0..<capacity { made.append(try make()) }
-        lock.lock()
-        idle.append(contentsOf: made)
-        lock.unlock()
+        lock.withLock { _ in idle.append(contentsOf: made) }
     }
 }
