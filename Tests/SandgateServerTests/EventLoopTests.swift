@@ -29,6 +29,30 @@ import Testing
             }
         }
     }
+
+    /// Red team: one Parse of `SELECT 1,1,…` (200,000 columns) was tokenized and classified on
+    /// the event loop for 8 s, and every other client's ping waited; long statement text is now
+    /// prepared on the decoder threads.
+    @Test("a PostgreSQL client re-Parsing a statement of 20,000 columns does not stall another client's JSON-lines ping")
+    func pingDuringLargeParse() async throws {
+        try await withServerHarness { harness in
+            let pgPort = harness.pgPort
+            let sql = "SELECT " + Array(repeating: "1", count: 20_000).joined(separator: ",")
+            let flood = Flood(connections: 1, connect: { _ in
+                let client = try PGTestClient(port: pgPort)
+                guard try client.login(user: "analyst-a", password: TestWorkspace.demoKey).types.hasSuffix("Z") else {
+                    throw LineClient.ClientError(description: "login failed")
+                }
+                return client.connection
+            }) { connection in
+                let answer = try PGTestClient(connection: connection).parse(sql)
+                guard answer.types == "1Z" else { throw LineClient.ClientError(description: "Parse answered \(answer.types)") }
+            }
+            try await flood.run(port: harness.port) {
+                try compareWithFlood(flood, pinging: try harness.authenticated(), count: 20, what: "Parses of 20,000 columns")
+            }
+        }
+    }
 }
 
 /// Red team: thousands of small pipelined requests on a few connections (no login needed for

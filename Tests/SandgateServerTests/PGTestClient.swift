@@ -32,6 +32,18 @@ final class PGTestClient: @unchecked Sendable {
         connection = try LineClient(host: "127.0.0.1", port: port, timeoutSeconds: 120)
     }
 
+    /// A client over a connection opened (and logged in) by another `PGTestClient`.
+    init(connection: LineClient) {
+        self.connection = connection
+    }
+
+    /// Parse (unnamed) and Sync; the answers up to ReadyForQuery.
+    func parse(_ sql: String) throws -> [Message] {
+        try send("P", Self.cString("") + Self.cString(sql) + Self.int16(0))
+        try send("S", [])
+        return try readUntilReady()
+    }
+
     static func int32(_ value: Int32) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
     static func int16(_ value: Int16) -> [UInt8] { withUnsafeBytes(of: value.bigEndian) { Array($0) } }
     static func cString(_ text: String) -> [UInt8] { Array(text.utf8) + [0] }

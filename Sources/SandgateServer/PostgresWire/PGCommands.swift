@@ -129,50 +129,75 @@ struct PGSessionSettings: Sendable {
     }
 }
 
+/// A statement classified, and the settings its `SET` or `RESET` changes: applied by the state
+/// when the statement's turn comes, so that classifying (which may run off the event loop, before
+/// the statements ahead of it ran) changes nothing itself.
+struct PGClassified: Sendable {
+    let command: PGCommand
+    /// `(name, value)` pairs for `PGSessionSettings.set`, in order.
+    var settings: [PGSetting] = []
+}
+
+/// One setting a statement changes (`RESET sandgate.purpose` is the purpose set to `DEFAULT`).
+struct PGSetting: Sendable, Equatable {
+    let name: String
+    let value: String
+}
+
 /// Statements classified: utility commands PostgreSQL clients send on their own, `SET`/`SHOW`,
 /// catalog queries and data queries (CONTRACT.md §6, What clients send on their own).
 extension PGSessionSettings {
-    mutating func classify(_ sql: String) -> PGCommand { classify(tokens: PGDialect.tokenize(sql), sql: sql) }
+    func classify(_ sql: String) -> PGClassified { classify(tokens: PGDialect.tokenize(sql), sql: sql) }
 
-    mutating func classify(tokens: [PGDialect.Token], sql: String) -> PGCommand {
+    func classify(tokens: [PGDialect.Token], sql: String) -> PGClassified {
         let words = tokens.filter { !$0.isSpace }
-        guard let first = words.first else { return .empty }
+        guard let first = words.first else { return PGClassified(command: .empty) }
         switch first.upper {
         case "SET": return set(tokens: tokens, words: words)
         case "RESET":
-            if words.count >= 2, ["ALL", "SANDGATE.PURPOSE"].contains(words.dropFirst().map(\.upper).joined()) { purpose = nil }
-            return .utility(tag: "RESET")
-        case "BEGIN", "START": return .utility(tag: "BEGIN")
-        case "COMMIT", "END": return .utility(tag: "COMMIT")
-        case "ROLLBACK", "ABORT": return .utility(tag: "ROLLBACK")
-        case "DISCARD": return .utility(tag: "DISCARD ALL")
-        case "DEALLOCATE", "SAVEPOINT", "RELEASE", "LISTEN", "UNLISTEN": return .utility(tag: first.upper)
-        case "SHOW": return .show(name: words.dropFirst().map(\.text).joined(separator: " ").lowercased())
+            let resetsPurpose = words.count >= 2 && ["ALL", "SANDGATE.PURPOSE"].contains(words.dropFirst().map(\.upper).joined())
+            return PGClassified(command: .utility(tag: "RESET"), settings: resetsPurpose ? [PGSetting(name: "sandgate.purpose", value: "DEFAULT")] : [])
+        case "BEGIN", "START": return PGClassified(command: .utility(tag: "BEGIN"))
+        case "COMMIT", "END": return PGClassified(command: .utility(tag: "COMMIT"))
+        case "ROLLBACK", "ABORT": return PGClassified(command: .utility(tag: "ROLLBACK"))
+        case "DISCARD": return PGClassified(command: .utility(tag: "DISCARD ALL"))
+        case "DEALLOCATE", "SAVEPOINT", "RELEASE", "LISTEN", "UNLISTEN": return PGClassified(command: .utility(tag: first.upper))
+        case "SHOW": return PGClassified(command: .show(name: words.dropFirst().map(\.text).joined(separator: " ").lowercased()))
         default:
             if PGCatalog.isCatalogQuery(tokens) {
-                return .catalog(sql: PGDialect.catalogSQL(sql, consumer: consumer, dataset: dataset))
+                return PGClassified(command: .catalog(sql: PGDialect.catalogSQL(sql, consumer: consumer, dataset: dataset)))
             }
-            return .query(sql: PGDialect.render(PGDialect.translate(tokens)))
+            return PGClassified(command: .query(sql: PGDialect.render(PGDialect.translate(tokens))))
         }
     }
 
+    /// Applies the settings a classified statement changes; its command.
+    mutating func apply(_ classified: PGClassified) -> PGCommand {
+        for setting in classified.settings { set(setting.name, setting.value) }
+        return classified.command
+    }
+
     /// `SET`: strictly for `sandgate.*`, leniently (answered, mostly ignored) for the rest.
-    private mutating func set(tokens: [PGDialect.Token], words: [PGDialect.Token]) -> PGCommand {
-        if let refusal = setSandgateParameter(tokens: tokens) { return refusal }
+    private func set(tokens: [PGDialect.Token], words: [PGDialect.Token]) -> PGClassified {
+        if let strict = setSandgateParameter(tokens: tokens) { return strict }
+        var settings: [PGSetting] = []
         if words.count >= 3 {
             // A dotted name (`sandgate.purpose`) is several tokens: the name is everything up
             // to `=`/`TO`, the value everything after it (`public-health.v2` is several too).
             let nameStart = words[1].upper == "SESSION" || words[1].upper == "LOCAL" ? 2 : 1
             if let equals = words.firstIndex(where: { $0.text == "=" || $0.upper == "TO" }), equals > nameStart, equals + 1 < words.count {
-                set(words[nameStart..<equals].map(\.text).joined(), words[(equals + 1)...].map(\.text).joined())
+                settings.append(PGSetting(name: words[nameStart..<equals].map(\.text).joined(), value: words[(equals + 1)...].map(\.text).joined()))
             }
         }
-        return .utility(tag: "SET")
+        return PGClassified(command: .utility(tag: "SET"), settings: settings)
     }
 
     /// The highest `$n` in `sql`.
-    static func parameterCount(_ sql: String) -> Int {
-        PGDialect.tokenize(sql).reduce(0) { highest, token in
+    static func parameterCount(_ sql: String) -> Int { parameterCount(PGDialect.tokenize(sql)) }
+
+    /// The highest `$n` among `tokens`.
+    static func parameterCount(_ tokens: [PGDialect.Token]) -> Int {
+        tokens.reduce(0) { highest, token in
             token.kind == .parameter ? max(highest, Int(token.text.dropFirst()) ?? 0) : highest
         }
     }
@@ -182,8 +207,8 @@ extension PGSessionSettings {
     /// `SET [SESSION] sandgate.name {=|TO} value`, checked strictly: the purpose decides what a
     /// consumer may see and is recorded with every query, so a `SET` that would leave the old one
     /// in force is an error, never a `SET` tag. nil when the statement does not set a `sandgate.*`
-    /// parameter (ordinary PostgreSQL parameters are accepted as before) or when it was applied.
-    mutating func setSandgateParameter(tokens: [PGDialect.Token]) -> PGCommand? {
+    /// parameter (ordinary PostgreSQL parameters are accepted as before).
+    func setSandgateParameter(tokens: [PGDialect.Token]) -> PGClassified? {
         var rest = Array(tokens.drop { $0.isSpace }.dropFirst())
         while let last = rest.last, last.isSpace || last.text == ";" { rest.removeLast() }
         let words = rest.filter { !$0.isSpace }
@@ -191,20 +216,19 @@ extension PGSessionSettings {
         var index = scope == "SESSION" || scope == "LOCAL" ? 1 : 0
         let name = Self.parameterName(words, from: &index)
         guard name.lowercased().hasPrefix("sandgate.") else { return nil }
-        if let refusal = Self.checkName(name, scope: scope, words: words, at: index) { return refusal }
+        if let refusal = Self.checkName(name, scope: scope, words: words, at: index) { return PGClassified(command: refusal) }
         // The value: one string or identifier, or unquoted tokens with nothing between them
         // (`public-health.v2`); anything after it is an error, not ignored.
         guard let equals = rest.firstIndex(where: { !$0.isSpace && ($0.text == "=" || $0.upper == "TO") }) else { return nil }
         let valueTokens = Array(rest[(equals + 1)...].drop { $0.isSpace })
         guard let firstValue = valueTokens.first else {
-            return Self.refuse(.syntaxError, "SET \(name) needs a value", hint: "write SET \(name) = '…'")
+            return PGClassified(command: Self.refuse(.syntaxError, "SET \(name) needs a value", hint: "write SET \(name) = '…'"))
         }
         let quoted = firstValue.kind == .string || firstValue.kind == .quotedIdentifier
         if valueTokens.contains(where: \.isSpace) || (quoted && valueTokens.count > 1) {
-            return Self.refuse(.syntaxError, "trailing text after the value of SET \(name)", hint: "give one value: SET \(name) = '…'")
+            return PGClassified(command: Self.refuse(.syntaxError, "trailing text after the value of SET \(name)", hint: "give one value: SET \(name) = '…'"))
         }
-        set(name, valueTokens.map(\.text).joined())
-        return .utility(tag: "SET")
+        return PGClassified(command: .utility(tag: "SET"), settings: [PGSetting(name: name, value: valueTokens.map(\.text).joined())])
     }
 
     /// The name: words, `.` and quoted identifiers (`"sandgate.purpose"` is the same name).

@@ -4,8 +4,12 @@ import SandgateSQLite
 
 /// What the state does once the work it asked for has an outcome.
 enum PGContinuation: Sendable {
+    /// A Parse's statement text is being prepared.
+    case parse(name: String, types: [Int32], textBytes: Int)
+    /// A simple query's string is being split and its statements classified.
+    case simpleQuery
     /// A simple query's statement ran in the unnamed portal; these statements follow.
-    case simple(remaining: ArraySlice<[PGDialect.Token]>)
+    case simple(remaining: ArraySlice<PGClassified>)
     case describePortal(String)
     case execute(String, maxRows: Int32)
     /// A catalog statement described by running it with NULL parameters.
@@ -13,9 +17,18 @@ enum PGContinuation: Sendable {
     /// A data statement's columns from preparing it (no portal).
     case describeQueryStatement
 
+    /// Waiting for `statementsPrepared`, not for work.
+    var isPreparation: Bool {
+        switch self {
+        case .parse, .simpleQuery: true
+        default: false
+        }
+    }
+
     /// The portal whose command ran.
     var portal: String? {
         switch self {
+        case .parse, .simpleQuery: nil
         case .simple: ""
         case .describePortal(let name), .execute(let name, _): name
         case .describeCatalogStatement: PGProtocolState.describePortalName
@@ -32,21 +45,37 @@ extension PGProtocolState {
 
     // MARK: Simple query
 
+    /// The string is split and classified first (`prepare`), then its statements run in turn.
     mutating func simpleQuery(_ sql: String) -> [PGAction] {
-        let pieces = PGDialect.statementTokens(sql)
-        guard let first = pieces.first else { return [.write(.emptyQuery)] + readyForQuery() }
-        // Each statement runs on its own, metered and recorded, as PostgreSQL runs them; the
-        // first error ends the string.
-        return startSimple(first, remaining: pieces.dropFirst())
+        pending = .simpleQuery
+        return [.prepare(PGPreparation(kind: .statements, sql: sql, session: session))]
     }
 
-    private mutating func startSimple(_ piece: [PGDialect.Token], remaining: ArraySlice<[PGDialect.Token]>) -> [PGAction] {
-        let command = session.classify(tokens: piece, sql: PGDialect.render(piece))
+    /// The text of the pending Parse or simple query, split and classified.
+    mutating func statementsPrepared(_ prepared: PGPrepared) -> [PGAction] {
+        guard case .ready = phase, let continuation = pending, continuation.isPreparation else { return [] }
+        pending = nil
+        switch (continuation, prepared) {
+        case (.parse(let name, let types, let textBytes), .statement(let classified, let parameterCount)):
+            return parsed(name: name, types: types, textBytes: textBytes, classified: classified, parameterCount: parameterCount)
+        case (.simpleQuery, .statements(let pieces)):
+            guard let first = pieces.first else { return [.write(.emptyQuery)] + readyForQuery() }
+            // Each statement runs on its own, metered and recorded, as PostgreSQL runs them; the
+            // first error ends the string.
+            return startSimple(first, remaining: pieces.dropFirst())
+        default:
+            return failExtended(PGErrorFields(code: "XX000", message: "internal: unexpected statement preparation"))
+        }
+    }
+
+    /// A statement's `SET` takes effect when its turn comes, after the statements before it ran.
+    private mutating func startSimple(_ piece: PGClassified, remaining: ArraySlice<PGClassified>) -> [PGAction] {
+        let command = session.apply(piece)
         portals[""] = PGPortal(statement: PGStatement(command: command, parameterTypes: [], parameterCount: 0), parameters: [], resultFormats: [])
         return run(portal: "", then: .simple(remaining: remaining))
     }
 
-    private mutating func continueSimple(remaining: ArraySlice<[PGDialect.Token]>) -> [PGAction] {
+    private mutating func continueSimple(remaining: ArraySlice<PGClassified>) -> [PGAction] {
         guard var portal = portals[""] else { return readyForQuery() }
         portals[""] = nil
         if let error = portal.error {
@@ -73,19 +102,31 @@ extension PGProtocolState {
         guard sql.utf8.count <= Gateway.maxSQLBytes else {
             return failExtended(PGErrorFields(GatewayError(.requestTooLarge, "the query is longer than \(Gateway.maxSQLBytes) bytes")))
         }
+        // Refused before any text is prepared: a connection at its cap costs nothing by re-Parsing.
+        guard statements.count < Self.maxStatements || statements[name] != nil, storedBytes(replacing: name) + sql.utf8.count <= Self.maxStatementBytes else {
+            return statementCapError()
+        }
+        pending = .parse(name: name, types: types, textBytes: sql.utf8.count)
+        return [.prepare(PGPreparation(kind: .statement, sql: sql, session: session))]
+    }
+
+    private mutating func parsed(name: String, types: [Int32], textBytes: Int, classified: PGClassified, parameterCount: Int) -> [PGAction] {
         // `$n` is any number of digits: without a bound, Describe would build a list of n types.
-        let parameterCount = PGSessionSettings.parameterCount(sql)
         guard parameterCount <= Self.maxParameters else {
             return failExtended(PGErrorFields(code: "54000", message: "a statement may have at most \(Self.maxParameters) parameters, this one names $\(parameterCount)"))
         }
-        let storedBytes = statements.values.reduce(0) { $0 + $1.textBytes }
-        guard statements.count < Self.maxStatements || statements[name] != nil, storedBytes + sql.utf8.count <= Self.maxStatementBytes else {
-            return failExtended(PGErrorFields(code: "53400", message: "more than \(Self.maxStatements) prepared statements or \(Self.maxStatementBytes >> 20) MiB of statement text on this connection",
-                                              hint: "close or DEALLOCATE statements you no longer use"))
-        }
-        statements[name] = PGStatement(command: session.classify(sql), parameterTypes: types,
-                                       parameterCount: parameterCount, textBytes: sql.utf8.count)
+        statements[name] = PGStatement(command: session.apply(classified), parameterTypes: types, parameterCount: parameterCount, textBytes: textBytes)
         return [.write(.parseComplete)]
+    }
+
+    /// Statement text kept on the connection, without the statement `name` would replace.
+    private func storedBytes(replacing name: String) -> Int {
+        statements.reduce(0) { $0 + ($1.key == name ? 0 : $1.value.textBytes) }
+    }
+
+    private mutating func statementCapError() -> [PGAction] {
+        failExtended(PGErrorFields(code: "53400", message: "more than \(Self.maxStatements) prepared statements or \(Self.maxStatementBytes >> 20) MiB of statement text on this connection",
+                                   hint: "close or DEALLOCATE statements you no longer use"))
     }
 
     mutating func bind(portal portalName: String, statement statementName: String, formats: [Int16], values: [ByteBuffer?], resultFormats: [Int16]) -> [PGAction] {
@@ -190,13 +231,14 @@ extension PGProtocolState {
         case .describePortal(let name):
             guard let portal = portals[name] else { return [] }
             if let error = portal.error { return failExtended(PGErrorFields(error)) }
+            if let mismatch = formatMismatch(portal) { return refuseFormats(name, mismatch) }
             return describe(portal)
         case .execute(let name, let maxRows): return continueExecute(name, maxRows: maxRows)
         case .describeCatalogStatement:
             guard let portal = portals.removeValue(forKey: Self.describePortalName) else { return [] }
             if let error = portal.error { return failExtended(PGErrorFields(error)) }
             return describe(portal)
-        case .describeQueryStatement:
+        case .describeQueryStatement, .parse, .simpleQuery:
             return []
         }
     }
@@ -210,12 +252,32 @@ extension PGProtocolState {
             portals[name] = nil
             return actions
         }
+        if let mismatch = formatMismatch(portal) { return refuseFormats(name, mismatch) }
         let sent = sendRows(&portal, limit: maxRows > 0 ? Int(maxRows) : Int.max)
         portals[name] = portal
         guard sent.complete else { return sent.actions + [.write(.portalSuspended)] }
         let finished = finish(&portal)
         portals[name] = portal
         return sent.actions + finished
+    }
+
+    /// PostgreSQL's rule for Bind's result formats: none (text), one (for every column), or one
+    /// per column. Checked once the portal ran, when its columns are known.
+    private func formatMismatch(_ portal: PGPortal) -> PGErrorFields? {
+        let columns = portal.rows?.columns?.count ?? 0
+        guard portal.resultFormats.count > 1, portal.resultFormats.count != columns else { return nil }
+        return PGErrorFields(code: "08P01", message: "bind message has \(portal.resultFormats.count) result formats but query has \(columns) columns")
+    }
+
+    /// The portal's formats do not fit its columns: the error (after the usage notice of a query
+    /// that ran, which is recorded), the portal dropped, skipping to Sync.
+    private mutating func refuseFormats(_ name: String, _ error: PGErrorFields) -> [PGAction] {
+        var actions: [PGAction] = []
+        if var portal = portals.removeValue(forKey: name), case .data(_, let response)? = portal.rows, !portal.noticed {
+            portal.noticed = true
+            actions += notice(response)
+        }
+        return actions + failExtended(error)
     }
 
     /// RowDescription for a portal that returns rows, else NoData (none for a failed data query).

@@ -5,16 +5,27 @@ import NIOCore
 /// crypto stays in `SCRAMExchange`; the state decides the steps and what each answer is.
 extension PGProtocolState {
     static let serverVersion = "15.0"
+    /// The request codes of SSLRequest and GSSENCRequest (protocol "versions" 1234.5679 and 1234.5680).
+    static let sslRequestCode: Int32 = 80_877_103
+    static let gssEncRequestCode: Int32 = 80_877_104
 
     mutating func startup(_ message: PGFrontendMessage) -> [PGAction] {
         switch message {
-        case .sslRequest where tlsAvailable && !encrypted:
+        case .sslRequest where sslNegotiated:
+            return startup(.unsupportedProtocol(Self.sslRequestCode))
+        case .gssEncRequest where gssNegotiated:
+            return startup(.unsupportedProtocol(Self.gssEncRequestCode))
+        case .sslRequest where tlsAvailable:
             // `S` goes out in plain text; the TLS handler then sits in front of the decoder, which
-            // has nothing buffered (the client waits for this byte before its handshake).
+            // has nothing buffered (the client waits for this byte before its handshake). No GSS
+            // encryption inside TLS, as in PostgreSQL.
             encrypted = true
+            sslNegotiated = true
+            gssNegotiated = true
             return [.startTLS]
         case .sslRequest, .gssEncRequest:
             // No TLS (or GSS encryption) here: the client continues in plain text or gives up (sslmode=require).
+            if case .sslRequest = message { sslNegotiated = true } else { gssNegotiated = true }
             return [.refuseEncryption]
         case .cancel(let processID, let secret):
             // A cancel connection carries nothing else and is closed at once, as in PostgreSQL.

@@ -24,6 +24,9 @@ enum PGAction: Sendable {
     case recordFailedLogin(user: String)
     /// Run this through the admission path (or the workers) and answer `workFinished`.
     case run(PGWork)
+    /// Tokenize and classify this statement text (off the event loop unless it is short) and
+    /// answer `statementsPrepared`.
+    case prepare(PGPreparation)
 }
 
 /// Work that leaves the event loop. The state names what to run; the handler builds the request
@@ -77,6 +80,10 @@ struct PGProtocolState: Sendable {
     var portals: [String: PGPortal] = [:]
     /// After an error in the extended protocol, messages are skipped until Sync.
     var skipUntilSync = false
+    /// SSLRequest and GSSENCRequest were answered: another is a protocol version sandgate does
+    /// not speak, as in PostgreSQL (`ProcessStartupPacket` negotiates each once).
+    var sslNegotiated = false
+    var gssNegotiated = false
     /// BEGIN … COMMIT/ROLLBACK: ReadyForQuery says `T` (sandgate has no transactions, the status is for drivers).
     var inTransaction = false
     /// What to do when the running work's outcome arrives (one piece of work at a time).
@@ -116,6 +123,9 @@ struct PGProtocolState: Sendable {
         case .closing: return []
         case .ready: break
         }
+        // PostgreSQL has no `p` after authentication (its backend loop ends the session on any
+        // message type it does not know), skipping until Sync or not.
+        if case .authentication = message { return fatal("08P01", "invalid frontend message type \(UInt8(ascii: "p"))") }
         if skipUntilSync {
             guard case .sync = message else { return [] }
             skipUntilSync = false
@@ -138,7 +148,6 @@ struct PGProtocolState: Sendable {
             return [.write(.closeComplete)]
         case .sync: return sync()
         case .flush: return [.flush]
-        case .authentication: return failExtended(PGErrorFields(code: "08P01", message: "unexpected authentication message"))
         case .unknown(let type):
             return fatal("08P01", "unsupported message type '\(Unicode.Scalar(type).escaped(asASCII: true))'",
                          hint: "sandgate speaks the simple and extended query protocols; COPY and function calls are not available")
@@ -155,7 +164,7 @@ struct PGProtocolState: Sendable {
 
     /// The outcome of the work the last action asked for.
     mutating func workFinished(_ outcome: PGWorkOutcome) -> [PGAction] {
-        guard case .ready = phase, let continuation = pending else { return [] }
+        guard case .ready = phase, let continuation = pending, !continuation.isPreparation else { return [] }
         pending = nil
         if case .describeQueryStatement = continuation {
             switch outcome {

@@ -47,6 +47,29 @@ extension PGSession {
         }
     }
 
+    // MARK: Statement text
+
+    /// Tokenizes and classifies statement text: short texts on the event loop (microseconds),
+    /// longer ones on the decoder threads, as JSON lines decodes long lines, so that one Parse of
+    /// 200,000 columns or a Query of 500,000 semicolons cannot hold the loop that answers every
+    /// other client. The connection handles one message at a time, so it has at most one text
+    /// there, bounded by the message limit, and its later messages wait in order.
+    func prepare(_ preparation: PGPreparation, context: ChannelHandlerContext) {
+        guard preparation.textBytes > services.state.configuration.inlineDecodeBytes else {
+            return perform(protocolState.statementsPrepared(preparation.prepare()), context: context)
+        }
+        let loop = context.eventLoop
+        services.decoders.runIfActive(eventLoop: loop) { preparation.prepare() }.hop(to: loop).assumeIsolated().whenComplete { [self] result in
+            switch result {
+            case .success(let prepared): perform(protocolState.statementsPrepared(prepared), context: context)
+            case .failure:
+                // The decoder threads stopped (shutdown): nothing to answer, as for work.
+                protocolState.workAbandoned()
+                messageDone(context: context)
+            }
+        }
+    }
+
     // MARK: Work
 
     /// Runs `work` off the event loop and feeds its outcome to the state.

@@ -146,6 +146,8 @@ final class PGSession: ChannelInboundHandler {
                 return recordFailedLogin(user: user, context: context)
             case .run(let work):
                 return run(work, context: context)
+            case .prepare(let preparation):
+                return prepare(preparation, context: context)
             }
         }
         messageDone(context: context)

@@ -79,6 +79,9 @@ enum PGValueEncoder {
         case .text(let bytes):
             if binary, type == .date, let days = Calendar.days(bytes) { return field(&buffer) { $0.writeInteger(Int32(clamping: days)) } }
             if binary, type == .timestamp, let micros = Calendar.microseconds(bytes) { return field(&buffer) { $0.writeInteger(micros) } }
+            // The server announces client_encoding UTF8: invalid UTF-8 (`CAST(x'ff' AS TEXT)`)
+            // goes out with U+FFFD in its place, as JSON lines writes it.
+            guard UTF8Text.isValid(bytes) else { return field(&buffer) { $0.writeString(String(decoding: bytes, as: UTF8.self)) } }
             field(&buffer) { buffer in
                 buffer.writeBytes(bytes)
                 // ISO `T` becomes PostgreSQL's space, the form its clients parse.
