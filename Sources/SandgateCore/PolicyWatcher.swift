@@ -86,8 +86,16 @@ public final class PolicyWatcher: Service, Sendable {
             try? await gracefulShutdown()
             return
         }
-        await ServiceThread.repeating(name: "sandgate-policy-watcher", every: interval) { [self] in poll(at: .now) }
+        await ServiceThread.repeating(name: Self.threadName, every: interval) { [self] in poll(at: .now) }
     }
+
+    /// Polls every interval from now until the ticker is stopped, outside a `ServiceGroup` (tests
+    /// whose threads block the cooperative pool); nil without an interval.
+    public func startPolling() -> ServiceThread.Ticker? {
+        interval.map { ServiceThread.Ticker(name: Self.threadName, every: $0) { [self] in poll(at: .now) } }
+    }
+
+    private static let threadName = "sandgate-policy-watcher"
 
     /// One poll as if the time were `now`.
     func poll(at now: ContinuousClock.Instant) {

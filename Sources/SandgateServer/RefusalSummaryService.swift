@@ -20,11 +20,24 @@ public struct RefusalSummaryService: Service {
 
     public func run() async {
         let gateway = self.gateway
-        await ServiceThread.repeating(name: "sandgate-refusal-summaries", every: interval) {
+        await ServiceThread.repeating(name: Self.threadName, every: interval) {
             gateway.writeDueRefusalSummaries()
         } then: {
             // The rest, whatever minute it is.
             gateway.flushRefusalSummaries()
         }
     }
+
+    /// Writes the due summaries every interval from now until the ticker is stopped, then the
+    /// rest, outside a `ServiceGroup` (tests whose threads block the cooperative pool).
+    public func start() -> ServiceThread.Ticker {
+        let gateway = self.gateway
+        return ServiceThread.Ticker(name: Self.threadName, every: interval) {
+            gateway.writeDueRefusalSummaries()
+        } then: {
+            gateway.flushRefusalSummaries()
+        }
+    }
+
+    private static let threadName = "sandgate-refusal-summaries"
 }

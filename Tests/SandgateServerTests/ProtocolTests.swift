@@ -248,10 +248,9 @@ extension SeededGenerator {
     @Test("refusals not recorded one by one reach the ledger as a summary within seconds, without another request")
     func summaryWithinSeconds() async throws {
         try await withServerHarness { harness in
-            // Outside a ServiceGroup the service runs until its task is cancelled.
-            let service = RefusalSummaryService(gateway: harness.gateway, interval: .milliseconds(200))
-            let summaries = Task { await service.run() }
-            defer { summaries.cancel() }
+            // Outside a ServiceGroup, and without a task: this test blocks its thread on sockets.
+            let summaries = RefusalSummaryService(gateway: harness.gateway, interval: .milliseconds(200)).start()
+            defer { summaries.stop() }
             let client = try harness.authenticated("analyst-a")
             // Refusals past 120 in a minute are answered with seq 0 (not recorded one by one). Under
             // load the requests may straddle a minute, so count those answers instead of assuming 10.

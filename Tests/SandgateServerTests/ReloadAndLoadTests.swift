@@ -13,9 +13,9 @@ import Testing
     func maskChangeUnderLoad() async throws {
         try await withServerHarness { harness in
             let watcher = PolicyWatcher(gateway: harness.gateway, interval: .milliseconds(50), settle: .milliseconds(100))
-            // Outside a ServiceGroup the watcher runs until its task is cancelled.
-            let watching = Task { await watcher.run() }
-            defer { watching.cancel() }
+            // Outside a ServiceGroup, and without a task: this test blocks its thread on sockets.
+            let polling = watcher.startPolling()
+            defer { polling?.stop() }
             let client = try harness.authenticated()
             enum Mask { case old, new }
             /// The one mask every phone of an answer carries (a query runs under one policy).
