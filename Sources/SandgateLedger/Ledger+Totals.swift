@@ -31,14 +31,10 @@ extension Ledger {
 
     /// Adds `deltas` to `table` (inside the caller's transaction).
     static func addTotals(_ deltas: [(key: TotalsKey, counts: UsageCounts)], to table: String, _ connection: Connection) throws(SQLiteError) {
-        guard !deltas.isEmpty,
-              let upsert = try connection.prepare("INSERT INTO \(table) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \(upsertSQL(table: table))")
-        else { return }
+        let sql = "INSERT INTO \(table) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \(upsertSQL(table: table))"
         for (key, counts) in deltas {
-            upsert.reset()
-            try upsert.bind([.text(key.consumer), .text(key.dataset), .text(key.period.rawValue), .integer(key.start), .text(key.purpose)]
-                            + counts.values.map { .integer($0) })
-            _ = try upsert.step()
+            _ = try connection.cachedRows(sql, [.text(key.consumer), .text(key.dataset), .text(key.period.rawValue), .integer(key.start),
+                                                .text(key.purpose)] + counts.values.map { .integer($0) })
         }
     }
 
@@ -103,7 +99,7 @@ extension Ledger {
                 var totals = UsageTotals()
                 var visibleBatch: Int64 = 0
                 let parameters: [SQLValue] = [.text(consumer), .text(dataset), .integer(day), .integer(month), .integer(0), .text(batchMarker)]
-                for row in try reader.rows(Self.readTotalsSQL, parameters) {
+                for row in try reader.cachedRows(Self.readTotalsSQL, parameters) {
                     let values = row.map { value -> Int64 in if case .integer(let number) = value { number } else { 0 } }
                     guard values.count == RunningTotals.countColumns.count + 1 else { continue }
                     if values[0] == 3 {

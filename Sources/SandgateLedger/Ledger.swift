@@ -165,7 +165,7 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
     /// The last record's seq and hash (0 and the genesis hash for an empty ledger).
     private static func tail(_ connection: Connection) throws(LedgerError) -> (seq: Int64, hash: String) {
         do {
-            if let last = try connection.rows("SELECT seq, record_hash FROM usage ORDER BY seq DESC LIMIT 1").first,
+            if let last = try connection.cachedRows("SELECT seq, record_hash FROM usage ORDER BY seq DESC LIMIT 1").first,
                case .integer(let seq) = last[0], case .text(let hash) = last[1] {
                 return (seq, hash)
             }
@@ -284,13 +284,13 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             try writer.execute("BEGIN IMMEDIATE")
             let tail = try Self.tail(writer)
             var chain = HashChain(key: key, nodeID: nodeID, seq: tail.seq, hash: tail.hash)
-            guard let insert = try writer.prepare(Self.insertSQL) else { throw LedgerError(.store, "cannot prepare insert") }
             var written: [Result<UsageRecord, LedgerError>] = []
             for entry in batch {
                 let record = chain.link(entry.record)
-                insert.reset()
-                try insert.bind(Self.columnValues(record))
-                _ = try insert.step()
+                try writer.cached(Self.insertSQL) { (insert) throws(SQLiteError) in
+                    try insert.bind(Self.columnValues(record))
+                    _ = try insert.step()
+                }
                 // No record, no result: anything but exactly one stored row fails the batch.
                 guard writer.changes == 1 else { throw LedgerError(.integrity, "the ledger did not store record \(record.seq)") }
                 written.append(.success(record))
@@ -302,7 +302,8 @@ public final class Ledger: LedgerStore, @unchecked Sendable {
             // record counts instead of its hold, never both and never neither.
             if !batchHolds.isEmpty {
                 batchCounter += 1
-                try writer.execute("INSERT INTO ledger_meta VALUES ('\(batchMarker)', '\(batchCounter)') ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+                _ = try writer.cachedRows("INSERT INTO ledger_meta VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                                          [.text(batchMarker), .text(String(batchCounter))])
             }
             try holds.settle(batchHolds, batch: batchCounter) { () throws(SQLiteError) in try writer.execute("COMMIT") }
             return written

@@ -3,10 +3,11 @@ import CSQLite
 /// A prepared statement; finalized in `deinit`. Used by one thread at a time, like its connection.
 public final class Statement {
     @usableFromInline let handle: OpaquePointer
-    /// Keeps the connection open as long as the statement lives.
-    private let connection: Connection
+    /// Keeps the connection open as long as the statement lives; nil for the connection's own
+    /// cached statements (`Connection.cached`), which it finalizes before it closes.
+    private let connection: Connection?
 
-    init(handle: OpaquePointer, connection: Connection) {
+    init(handle: OpaquePointer, connection: Connection?) {
         self.handle = handle
         self.connection = connection
     }
@@ -110,6 +111,15 @@ public final class Statement {
         case SQLITE_DONE: return false
         default: throw SQLiteError(connection: sqlite3_db_handle(handle), code: rc, operation: "step")
         }
+    }
+
+    /// Steps to the end, every row as values.
+    func allRows() throws(SQLiteError) -> [[SQLValue]] {
+        var result: [[SQLValue]] = []
+        while try step() {
+            result.append((0..<columnCount).map { value(at: $0) })
+        }
+        return result
     }
 
     // MARK: Columns of the current row
