@@ -4,19 +4,26 @@ public enum JSONText {
     /// Appends `text` as a JSON string literal (quoted and escaped) to `output`.
     public static func appendString(_ text: String, to output: inout String) {
         output.append("\"")
-        appendEscaped(text.utf8, to: &output)
+        // Most values need no escape and are appended whole (native strings are contiguous UTF-8).
+        var escaped = text
+        let plain = escaped.withUTF8 { bytes in
+            guard bytes.contains(where: needsEscape) else { return true }
+            appendEscaped(UnsafeRawBufferPointer(bytes), to: &output)
+            return false
+        }
+        if plain { output.append(text) }
         output.append("\"")
     }
 
     /// Appends UTF-8 bytes as a JSON string literal; invalid UTF-8 is replaced by U+FFFD.
     public static func appendString(bytes: UnsafeRawBufferPointer, to output: inout String) {
-        output.append("\"")
         if UTF8Text.isValid(bytes) {
+            output.append("\"")
             appendEscaped(bytes, to: &output)
+            output.append("\"")
         } else {
-            appendEscaped(String(decoding: bytes, as: UTF8.self).utf8, to: &output)
+            appendString(String(decoding: bytes, as: UTF8.self), to: &output)
         }
-        output.append("\"")
     }
 
     /// The JSON string literal for `text`.
@@ -26,34 +33,34 @@ public enum JSONText {
         return output
     }
 
-    private static func appendEscaped<C: Collection<UInt8>>(_ bytes: C, to output: inout String) {
-        var runStart = bytes.startIndex
-        var index = bytes.startIndex
-        func flush(_ end: C.Index) {
-            if runStart < end {
-                output.append(String(decoding: bytes[runStart..<end], as: UTF8.self))
-            }
-        }
-        while index < bytes.endIndex {
+    private static func needsEscape(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20
+    }
+
+    /// Appends valid UTF-8 `bytes` escaped, copying the runs between escapes whole.
+    private static func appendEscaped(_ bytes: UnsafeRawBufferPointer, to output: inout String) {
+        var runStart = 0
+        for index in bytes.indices where needsEscape(bytes[index]) {
             let byte = bytes[index]
-            if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte < 0x20 {
-                flush(index)
-                switch byte {
-                case UInt8(ascii: "\""): output.append("\\\"")
-                case UInt8(ascii: "\\"): output.append("\\\\")
-                case 0x0A: output.append("\\n")
-                case 0x0D: output.append("\\r")
-                case 0x09: output.append("\\t")
-                default:
-                    output.append("\\u00")
-                    output.unicodeScalars.append(Unicode.Scalar(Hex.digit(byte >> 4)))
-                    output.unicodeScalars.append(Unicode.Scalar(Hex.digit(byte)))
-                }
-                runStart = bytes.index(after: index)
+            if runStart < index {
+                output.append(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[runStart..<index]), as: UTF8.self))
             }
-            index = bytes.index(after: index)
+            switch byte {
+            case UInt8(ascii: "\""): output.append("\\\"")
+            case UInt8(ascii: "\\"): output.append("\\\\")
+            case 0x0A: output.append("\\n")
+            case 0x0D: output.append("\\r")
+            case 0x09: output.append("\\t")
+            default:
+                output.append("\\u00")
+                output.unicodeScalars.append(Unicode.Scalar(Hex.digit(byte >> 4)))
+                output.unicodeScalars.append(Unicode.Scalar(Hex.digit(byte)))
+            }
+            runStart = index + 1
         }
-        flush(bytes.endIndex)
+        if runStart < bytes.count {
+            output.append(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[runStart...]), as: UTF8.self))
+        }
     }
 }
 

@@ -14,6 +14,31 @@ import Testing
         #expect(try !statement.step())
     }
 
+    @Test("a kept statement is prepared once, rebinds cleanly and holds no snapshot between uses")
+    func keptStatements() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kept-\(UUID().uuidString).sqlite").path
+        defer { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } }
+        let writer = try Connection(path: path, mode: .readWriteCreate)
+        try writer.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2), (3)")
+        let reader = try Connection(path: path, mode: .readWrite)
+        let sql = "SELECT x FROM t WHERE x >= ? ORDER BY x"
+        #expect(try reader.cachedRows(sql, [.integer(2)]) == [[.integer(2)], [.integer(3)]])
+        // Stopped after one row of three: the statement is rewound anyway, so no read
+        // transaction stays open and a checkpoint can truncate the log.
+        let first = try reader.cached(sql) { (statement) throws(SQLiteError) -> Int64 in
+            try statement.bind(.integer(1), at: 1)
+            _ = try statement.step()
+            return statement.integer(at: 0)
+        }
+        #expect(first == 1)
+        try writer.execute("INSERT INTO t VALUES (4)")
+        #expect(try writer.rows("PRAGMA wal_checkpoint(TRUNCATE)").first?.first == .integer(0))
+        // No binding carried over from the last use: an unbound parameter is NULL, which matches nothing.
+        #expect(try reader.cachedRows(sql) == [])
+        #expect(try reader.cachedRows(sql, [.integer(4)]) == [[.integer(4)]])
+        #expect(throws: SQLiteError.self) { try reader.cachedRows("SELECT nope FROM t") }
+    }
+
     @Test("an empty string binds as text, not NULL")
     func emptyText() throws {
         #expect(try Connection().scalar("SELECT typeof(?)", [.text("")]) == .text("text"))

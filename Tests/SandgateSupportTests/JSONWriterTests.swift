@@ -30,6 +30,21 @@ import Testing
         #expect(object == [hostile: hostile])
     }
 
+    @Test("any string, plain or with escapes anywhere (first, last, runs), parses back to itself")
+    func escapingRoundTrip() throws {
+        let pieces = ["a", "王", "\"", "\\", "\n", "\u{00}", "\u{1F}", "xyz", "\u{2028}", "🙂"]
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<500 {
+            let text = (0..<Int.random(in: 0...12, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined()
+            let json = JSONWriter.array { json in
+                json.string(text)
+                Array(text.utf8).withUnsafeBytes { json.string(bytes: $0) }
+            }
+            let parsed = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String])
+            #expect(parsed == [text, text], "\(json)")
+        }
+    }
+
     @Test("invalid UTF-8 bytes become U+FFFD, never raw bytes in the text")
     func invalidBytes() throws {
         let bytes: [UInt8] = [0x61, 0xFF, 0xC3, 0x62]
