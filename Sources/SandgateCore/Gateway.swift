@@ -292,19 +292,25 @@ public final class Gateway: Sendable {
         return record.bounded()
     }
 
+    /// The dataset and consumer `request` names, as loaded now. Names are looked up only when
+    /// they are valid ASCII names: Swift's String equality is canonical equivalence, which would
+    /// let `\u{212A}ate` in as `Kate` (issue 12).
+    func resolve(_ request: QueryRequest) -> (runtime: DatasetRuntime?, consumer: Consumer?) {
+        state.withLock {
+            (Name.isValid(request.dataset) ? $0.datasets[request.dataset] : nil,
+             Name.isValid(request.consumer) ? $0.consumers.consumers[request.consumer] : nil)
+        }
+    }
+
     /// Records a request that a front end refused before running it (`overloaded`: too many in
     /// flight, responses not read) and hands the refusal over once it is recorded — every
     /// authenticated request leaves a record. Refusals past the per-minute count are summarised
     /// like every other refusal.
     public func refuse(_ request: QueryRequest, _ error: GatewayError, completion: @escaping @Sendable (QueryResponse) -> Void) {
-        let started = configuration.now()
-        let queryID = Self.newQueryID()
-        let (runtime, consumer) = state.withLock {
-            (Name.isValid(request.dataset) ? $0.datasets[request.dataset] : nil,
-             Name.isValid(request.consumer) ? $0.consumers.consumers[request.consumer] : nil)
-        }
+        let (runtime, consumer) = resolve(request)
         // The record is bounded already; an error code is a short, fixed string.
-        var progress = QueryProgress(record: Self.refusedRecord(request, queryID: queryID, started: started, runtime: runtime, consumer: consumer))
+        var progress = QueryProgress(record: Self.refusedRecord(request, queryID: Self.newQueryID(), started: configuration.now(),
+                                                                 runtime: runtime, consumer: consumer))
         progress.record.errorCode = error.code.rawValue
         let pending = PendingResponse(
             response: QueryResponse(outcome: .failure(error), truncated: false, truncatedBy: nil, usage: progress.usage),

@@ -83,12 +83,7 @@ extension Gateway {
     func execute(_ request: QueryRequest) -> PendingResponse {
         let started = configuration.now()
         let clock = DispatchTime.now().uptimeNanoseconds
-        // Names are looked up only when they are valid ASCII names: Swift's String equality is
-        // canonical equivalence, which would let `\u{212A}ate` in as `Kate` (issue 12).
-        let (runtime, consumer) = state.withLock {
-            (Name.isValid(request.dataset) ? $0.datasets[request.dataset] : nil,
-             Name.isValid(request.consumer) ? $0.consumers.consumers[request.consumer] : nil)
-        }
+        let (runtime, consumer) = resolve(request)
         var progress = QueryProgress(record: Self.refusedRecord(request, queryID: Self.newQueryID(), started: started,
                                                                  runtime: runtime, consumer: consumer))
         let outcome = run(request, runtime: runtime, consumer: consumer, progress: &progress)
