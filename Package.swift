@@ -135,7 +135,7 @@ let package = Package(
             path: "Tests/SandgateTestSupport",
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "SandgateSupportTests", dependencies: ["SandgateSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "SandgateSupportTests", dependencies: ["SandgateSupport", "SandgateTestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "SandgateSQLiteTests", dependencies: ["SandgateSQLite"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SandgateSQLTests",

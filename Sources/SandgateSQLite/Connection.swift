@@ -113,7 +113,9 @@ public final class Connection: @unchecked Sendable {
     /// ledger runs the same few statements for every batch and every quota decision, and
     /// preparing them each time was a tenth of a lookup's cost at one connection. The statement
     /// is rewound and its bindings cleared before `body` and after it (even when `body` throws),
-    /// so a kept statement never holds a read snapshot open between uses.
+    /// so a kept statement never holds a read snapshot open between uses. Only for the fixed set
+    /// of statements written in the code: the cache is never evicted, so text built from input
+    /// (a consumer's SQL, a value spliced in) would grow it without bound; bind values instead.
     public func cached<R>(_ sql: String, _ body: (Statement) throws(SQLiteError) -> R) throws(SQLiteError) -> R {
         let statement: Statement
         if let kept = statementCache[sql] {

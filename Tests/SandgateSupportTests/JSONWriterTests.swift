@@ -1,5 +1,6 @@
 import Foundation
 import SandgateSupport
+import SandgateTestSupport
 import Testing
 
 @Suite struct JSONWriterTests {
@@ -33,7 +34,7 @@ import Testing
     @Test("any string, plain or with escapes anywhere (first, last, runs), parses back to itself")
     func escapingRoundTrip() throws {
         let pieces = ["a", "王", "\"", "\\", "\n", "\u{00}", "\u{1F}", "xyz", "\u{2028}", "🙂"]
-        var generator = SystemRandomNumberGenerator()
+        var generator = SeededGenerator(seed: 18)
         for _ in 0..<500 {
             let text = (0..<Int.random(in: 0...12, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined()
             let json = JSONWriter.array { json in

@@ -33,7 +33,7 @@ import Testing
             let killAfter = Double.random(in: 0.05...0.6, using: &generator)
             let done = DispatchSemaphore(value: 0)
             Thread {
-                concurrently(4) { _ in Self.queryUntilClosed(port: port, received: received) }
+                concurrently(4) { _ in queryUntilClosed(port: port, timeoutSeconds: 10, onResult: received.append) }
                 done.signal()
             }.start()
             Thread.sleep(forTimeInterval: killAfter)
@@ -62,19 +62,6 @@ import Testing
         print("crash test (\(store.rawValue)): \(Self.kills) kills, \(ids.count) results received, \(recorded.count) records")
         #expect(missing.isEmpty, "\(missing.count) of \(ids.count) received query ids are not in the ledger")
     }
-
-    /// Authenticates and queries until the connection breaks, logging each released result's id.
-    static func queryUntilClosed(port: Int, received: IDLog) {
-        guard let client = try? LineClient(host: "127.0.0.1", port: port, timeoutSeconds: 10),
-              let auth = try? client.request(#"{"op":"auth","consumer":"analyst-a","key":"sg_demo_analyst_a_2026"}"#),
-              auth.contains("\"ok\":true") else { return }
-        while let line = try? client.request(#"{"op":"query","dataset":"retail","sql":"SELECT city, count(*) AS n FROM customers GROUP BY city"}"#) {
-            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return }
-            if object["ok"] as? Bool == true, let usage = object["usage"] as? [String: Any], let id = usage["query_id"] as? String {
-                received.append(id)
-            }
-        }
-    }
 }
 
 /// The query ids the clients received, from many threads.
@@ -82,4 +69,18 @@ final class IDLog: Sendable {
     private let log = Mutex<[String]>([])
     func append(_ id: String) { log.withLock { $0.append(id) } }
     var ids: [String] { log.withLock { $0 } }
+}
+
+/// The demo consumer's grouped query, sent in a loop until the server closes the connection
+/// (after answering, or answering `unavailable`); `onResult` gets each released result's query id.
+func queryUntilClosed(port: Int, timeoutSeconds: Int, onResult: (String) -> Void) {
+    guard let client = try? LineClient(host: "127.0.0.1", port: port, timeoutSeconds: timeoutSeconds),
+          let auth = try? client.request(#"{"op":"auth","consumer":"analyst-a","key":"sg_demo_analyst_a_2026"}"#),
+          auth.contains("\"ok\":true") else { return }
+    while let line = try? client.request(#"{"op":"query","dataset":"retail","sql":"SELECT city, count(*) AS n FROM customers GROUP BY city"}"#) {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return }
+        if object["ok"] as? Bool == true, let usage = object["usage"] as? [String: Any], let id = usage["query_id"] as? String {
+            onResult(id)
+        }
+    }
 }

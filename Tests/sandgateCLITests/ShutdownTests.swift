@@ -84,18 +84,7 @@ import Testing
         let port = try #require(serving.port, "no banner: \(serving.banner)")
         let answers = Answers()
         Thread {
-            concurrently(4) { _ in
-                guard let client = try? LineClient(host: "127.0.0.1", port: port, timeoutSeconds: 60),
-                      let auth = try? client.request(#"{"op":"auth","consumer":"analyst-a","key":"sg_demo_analyst_a_2026"}"#),
-                      auth.contains("\"ok\":true") else { return }
-                // Until the server closes the connection (after answering, or answering `unavailable`).
-                while let line = try? client.request(#"{"op":"query","dataset":"retail","sql":"SELECT city, count(*) AS n FROM customers GROUP BY city"}"#) {
-                    guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return }
-                    if object["ok"] as? Bool == true, let usage = object["usage"] as? [String: Any], let id = usage["query_id"] as? String {
-                        answers.append(id)
-                    }
-                }
-            }
+            concurrently(4) { _ in queryUntilClosed(port: port, timeoutSeconds: 60, onResult: answers.append) }
             answers.finish()
         }.start()
         try waitUntil("answers flowing before SIGINT") { answers.all.count >= 20 }
