@@ -32,24 +32,38 @@ public final class GroupCommit: @unchecked Sendable {
         /// Set once by the store that owns this writer (`configure`).
         var commit: Commit?
         /// Writes the store's anchor outside its storage for the last committed record (a
-        /// checkpoint: an fsync of its own). Run after a batch's completions, so it adds no
-        /// latency to released results; while records wait, the next batch's anchor covers this
-        /// one, but never more than `anchorInterval` later.
+        /// checkpoint: an fsync of its own). Written on a cadence, never per commit: at most
+        /// `anchorInterval` after the last anchor while records are committed, and at once when
+        /// the writer goes idle, a caller syncs or the store stops. Run after a batch's
+        /// completions, so it adds no latency to released results.
         var anchor: @Sendable (UsageRecord) -> Void = { _ in }
         var queue: [Entry] = []
         var inCommit = 0
         var finishing = false
         var writerRunning = false
         var stopping = false
+        /// The last committed record when no anchor covers it yet.
+        var unanchored: UsageRecord?
+        /// Callers in `sync()`: the writer anchors at once instead of on its cadence.
+        var syncing = 0
 
-        /// Nothing queued, committing or completing.
-        var isDrained: Bool { queue.isEmpty && inCommit == 0 && !finishing }
+        /// Nothing queued, committing, completing or waiting for its anchor.
+        var isDrained: Bool { queue.isEmpty && inCommit == 0 && !finishing && unanchored == nil }
+    }
+
+    /// What the writer does next.
+    private enum Step {
+        case commit([Entry], Commit?, @Sendable (UsageRecord) -> Void)
+        case anchor(UsageRecord, @Sendable (UsageRecord) -> Void)
+        case exit
     }
 
     private let name: String
     private let state = ThreadHandoff(State())
-    /// When the writer last anchored (writer thread only).
+    /// When the writer last anchored, in uptime nanoseconds (writer thread only).
     private var lastAnchor: UInt64 = 0
+    /// The longest a committed record waits for its anchor while the writer is busy: the window
+    /// in which a crash can leave records that no checkpoint covers (docs/CONTRACT.md §7).
     static let anchorInterval: UInt64 = 100_000_000
 
     public init(name: String) { self.name = name }
@@ -85,9 +99,10 @@ public final class GroupCommit: @unchecked Sendable {
         }
     }
 
-    /// Waits until every record queued so far is committed and its batch finished.
+    /// Waits until every record queued so far is committed, its batch finished and anchored.
     public func sync() {
-        state.wait(until: \State.isDrained) { _ in }
+        state.update { $0.syncing += 1 }
+        state.wait(until: \State.isDrained) { $0.syncing -= 1 }
     }
 
     /// Commits what is queued and stops the writer; later records are refused.
@@ -98,34 +113,62 @@ public final class GroupCommit: @unchecked Sendable {
 
     private func writeLoop() {
         while true {
-            // An idle writer exits after a second (and is restarted by the next record), so a
-            // ledger nobody uses holds no thread.
-            let next = state.wait(until: { !$0.queue.isEmpty || $0.stopping }, deadline: Date().addingTimeInterval(1)) { state in
-                if state.queue.isEmpty {
-                    state.writerRunning = false
-                    return nil as (batch: [Entry], commit: Commit?, anchor: @Sendable (UsageRecord) -> Void)?
+            // Idle, the writer anchors what is unanchored once its cadence allows, then exits
+            // after a second (and is restarted by the next record), so a ledger nobody uses holds
+            // no thread.
+            let step = state.wait(until: { !$0.queue.isEmpty || $0.stopping || ($0.unanchored != nil && $0.syncing > 0) },
+                                  deadline: nextWake()) { state -> Step in
+                if !state.queue.isEmpty {
+                    let batch = state.queue
+                    state.queue.removeAll(keepingCapacity: true)
+                    state.inCommit = batch.count
+                    return .commit(batch, state.commit, state.anchor)
                 }
-                let batch = state.queue
-                state.queue.removeAll(keepingCapacity: true)
-                state.inCommit = batch.count
-                return (batch, state.commit, state.anchor)
+                if let record = state.unanchored {
+                    state.finishing = true
+                    state.unanchored = nil
+                    return .anchor(record, state.anchor)
+                }
+                state.writerRunning = false
+                return .exit
             }
-            guard let (batch, commit, anchor) = next else { return }
-            let results = commit?(batch) ?? batch.map { _ in .failure(LedgerError(.unavailable, "the ledger is not configured")) }
-            state.update { state in
-                state.inCommit = 0
-                state.finishing = true
-            }
-            for (entry, result) in zip(batch, results) { entry.completion(result) }
-            if case .success(let last)? = results.last {
-                let now = DispatchTime.now().uptimeNanoseconds
-                if pendingCount == 0 || now - lastAnchor >= Self.anchorInterval {
-                    lastAnchor = now
-                    anchor(last)
+            switch step {
+            case .exit:
+                return
+            case .anchor(let record, let anchor):
+                write(anchor, record)
+                state.update { $0.finishing = false }
+            case .commit(let batch, let commit, let anchor):
+                let results = commit?(batch) ?? batch.map { _ in .failure(LedgerError(.unavailable, "the ledger is not configured")) }
+                state.update { state in
+                    state.inCommit = 0
+                    state.finishing = true
+                }
+                for (entry, result) in zip(batch, results) { entry.completion(result) }
+                let last = results.reversed().lazy.compactMap { try? $0.get() }.first
+                let anchored = last != nil && DispatchTime.now().uptimeNanoseconds &- lastAnchor >= Self.anchorInterval
+                if anchored, let last { write(anchor, last) }
+                state.update { state in
+                    state.finishing = false
+                    if anchored { state.unanchored = nil } else if let last { state.unanchored = last }
                 }
             }
-            state.update { $0.finishing = false }
         }
+    }
+
+    private func write(_ anchor: @Sendable (UsageRecord) -> Void, _ record: UsageRecord) {
+        lastAnchor = DispatchTime.now().uptimeNanoseconds
+        anchor(record)
+    }
+
+    /// When an idle writer wakes: when its cadence allows the pending anchor, or in a second to
+    /// exit.
+    private func nextWake() -> Date {
+        let pending = state.read { $0.unanchored != nil }
+        guard pending else { return Date().addingTimeInterval(1) }
+        let elapsed = DispatchTime.now().uptimeNanoseconds &- lastAnchor
+        let remaining = elapsed >= Self.anchorInterval ? 0 : Self.anchorInterval - elapsed
+        return Date().addingTimeInterval(Double(remaining) / 1e9)
     }
 }
 
