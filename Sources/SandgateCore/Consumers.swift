@@ -79,7 +79,7 @@ extension Gateway {
         }
         do {
             let used = try ledger.totals(consumer: consumer, dataset: dataset, at: configuration.now()).day
-            var status = QuotaStatus(dataset: dataset, queriesToday: used.okQueries, rowsToday: used.okRows, dailyQueries: grant.dailyQueries, dailyRows: grant.dailyRows)
+            var status = QuotaStatus(dataset: dataset, queriesToday: used.ranQueries, rowsToday: used.okRows, dailyQueries: grant.dailyQueries, dailyRows: grant.dailyRows)
             if let policy = runtime(dataset)?.policy {
                 status.privacy = try PrivacyBudgetStatus.read(policy: policy, grant: grant, consumer: consumer, ledger: ledger, now: configuration.now())
             }

@@ -205,12 +205,23 @@ extension Gateway {
         // SQLite runs only what sandgate rendered from its own checked tree (invariant 2).
         let plan = prepared.plan, limits = admitted.limits
         progress.record.rewrittenSQL = UTF8Text.prefix(prepared.rendered, maxBytes: UsageRecord.sqlLimit)
-        let meteredBase = plan.isAggregatePlan
-            ? plan.tables.reduce(Int64(0)) { $0 &+ (admitted.runtime.facts.rowCounts[$1.lowercased()] ?? 0) } : 0
+        let rowsRead = plan.tables.reduce(Int64(0)) { $0 &+ (admitted.runtime.facts.rowCounts[$1.lowercased()] ?? 0) }
+        // A private plan's meters and refusals disclose the tables' size class, never their
+        // exact row count (issue 21 item 1).
+        let meteredBase = !plan.isAggregatePlan ? 0 : plan.privacy == nil ? rowsRead : StageOneWork.sizeClass(rowsRead)
         if plan.isAggregatePlan, meteredBase > limits.maxVMSteps {
             return progress.refuse(GatewayError(
-                .budgetExceeded, "the query reads \(meteredBase) rows, more than its budget of \(limits.maxVMSteps) metered steps",
+                .budgetExceeded, "the query reads \(plan.privacy == nil ? "" : "up to ")\(meteredBase) rows, more than its budget of \(limits.maxVMSteps) metered steps",
                 hint: "join fewer tables"))
+        }
+        if let privacy = plan.privacy, preparation.cachedAnswer == nil {
+            let bound = privacy.work.bound(rows: rowsRead, parameterBytes: request.parameters.longestBytes)
+            if bound > limits.maxVMSteps {
+                return progress.refuse(GatewayError(
+                    .budgetExceeded,
+                    "stage 1 of this private query may take up to \(bound) steps on up to \(meteredBase) rows, more than max_vm_steps (\(limits.maxVMSteps)); refused before reading any row",
+                    hint: "use fewer conditions and functions (each row is bounded at its worst case; a LIKE or GLOB counts \(StageOneWork.patternSteps) steps)"))
+            }
         }
         let outcome: Result<Execution, ExecutionFailure>
         do {
@@ -269,14 +280,15 @@ private struct Meter {
 
     func record(_ failure: ExecutionFailure, into progress: inout QueryProgress) -> Result<ReleasedResult, GatewayError> {
         progress.withholdsGroupCount = plan.isAggregatePlan
-        // Noise was drawn before stage 2 failed: its ε is spent and its groups remembered, or a
-        // failure that depends on a noisy value (HAVING, a value too wide) would read a fresh
-        // noisy answer for free on every try. A query stopped before its noise is drawn
-        // (refused, stage 1 timed out) spends nothing.
-        let spent = plan.privacy != nil && failure.released != nil
-        if spent, let privacy = plan.privacy, let released = failure.released, preparation.cachedAnswer == nil {
+        // A private query that read rows spends its ε whatever the outcome (issue 21 item 1): a
+        // stage 1 stopped by the clock is an outcome too. When noise was drawn before stage 2
+        // failed, its groups are also remembered, or a failure that depends on a noisy value
+        // (HAVING, a value too wide) would read a fresh noisy answer on every try. Only a query
+        // refused before it read a row spends nothing.
+        let spent = plan.privacy != nil && (failure.executed || failure.released != nil)
+        if spent, let privacy = plan.privacy, preparation.cachedAnswer == nil {
             progress.record.epsilonMicros = preparation.epsilon
-            progress.answer = answer(privacy, released)
+            if let released = failure.released { progress.answer = answer(privacy, released) }
         }
         if !failure.executed, !spent { return progress.refuse(failure.error) }
         // Work was done: charged per query and per step, no rows.

@@ -7,6 +7,25 @@ public enum QueryParameters: Sendable, Equatable {
     case positional([SQLValue])
     /// Keys without their prefix character.
     case named([String: SQLValue])
+
+    var values: [SQLValue] {
+        switch self {
+        case .none: []
+        case .positional(let list): list
+        case .named(let map): Array(map.values)
+        }
+    }
+
+    /// Bytes of the longest text or blob parameter.
+    var longestBytes: Int {
+        values.reduce(0) { longest, value in
+            switch value {
+            case .text(let text): max(longest, text.utf8.count)
+            case .blob(let bytes): max(longest, bytes.count)
+            default: longest
+            }
+        }
+    }
 }
 
 /// One request to the gateway, from any front end.

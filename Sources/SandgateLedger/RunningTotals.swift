@@ -31,6 +31,10 @@ public struct UsageCounts: Sendable, Equatable {
         self.suppressedGroups = suppressedGroups
     }
 
+    /// Queries that ran, released or failed: what `daily_queries` counts (issue 21 item 1: a
+    /// failure after work, a timeout in particular, is an outcome too, so it is never free).
+    public var ranQueries: Int64 { records &- refused }
+
     /// The counts of one record.
     init(_ record: UsageRecord) {
         let ok = record.status == .ok
@@ -89,10 +93,10 @@ public struct UsageTotals: Sendable, Equatable {
         }
     }
 
-    /// What counts against a quota: today's `ok` queries and rows, this month's cost, and the ε of
-    /// the budget's period.
+    /// What counts against a quota: today's queries that ran, today's released rows, this month's
+    /// cost, and the ε of the budget's period.
     public func committedUse(epsilonPeriod: TotalsPeriod) -> QuotaUse {
-        QuotaUse(queries: day.okQueries, rows: day.okRows, costMicros: month.costMicros, epsilonMicros: self[epsilonPeriod].epsilonMicros)
+        QuotaUse(queries: day.ranQueries, rows: day.okRows, costMicros: month.costMicros, epsilonMicros: self[epsilonPeriod].epsilonMicros)
     }
 }
 

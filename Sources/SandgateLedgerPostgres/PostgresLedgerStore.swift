@@ -347,12 +347,12 @@ public final class PostgresLedgerStore: LedgerStore, @unchecked Sendable {
         }
     }
 
-    /// Today's `ok` queries and rows plus live holds, the month's cost, and the ε spent in the
+    /// Today's queries that ran (ok or failed) and released rows plus live holds, the month's cost, and the ε spent in the
     /// budget's period $5 plus ε held (issue 10), of consumer × dataset: from the running totals
     /// (a few rows per node and purpose, however many records), not from the records.
     static let quotaUseSQL = """
         WITH committed AS (
-            SELECT coalesce(sum(ok_queries) FILTER (WHERE period = 'day'), 0)::bigint AS queries,
+            SELECT coalesce(sum(records - refused) FILTER (WHERE period = 'day'), 0)::bigint AS queries,
                    coalesce(sum(ok_rows) FILTER (WHERE period = 'day'), 0)::bigint AS rows,
                    coalesce(sum(cost_micros) FILTER (WHERE period = 'month'), 0)::bigint AS cost,
                    coalesce(sum(epsilon_micros) FILTER (WHERE period = $5), 0)::bigint AS epsilon

@@ -64,7 +64,8 @@ public enum PolicyLoader {
         let consumersPath = url.appendingPathComponent(consumersFileName).path
         if FileManager.default.fileExists(atPath: consumersPath) {
             let purposes = result.datasets.mapValues { $0.purposes.map(\.name) }
-            let file = loadConsumers(path: consumersPath, knownDatasets: datasetNames, datasetPurposes: purposes)
+            let file = loadConsumers(path: consumersPath, knownDatasets: datasetNames, datasetPurposes: purposes,
+                                     sourceTables: result.datasets.mapValues(SourceTable.all))
             result.consumerFile = file
             if file.sealed { result.sealed.insert(consumersFileName) }
             result.consumers = file.merged(over: nil)
@@ -635,7 +636,12 @@ public enum PolicyLoader {
     /// does not list be reported as a warning with the nearest listed name; it is a warning, not
     /// an error, for the same reason as a grant for a missing dataset (a holder dropping a
     /// purpose must not invalidate the operator's file), and the gateway refuses it anyway.
-    public static func loadConsumers(path: String, knownDatasets: Set<String>, datasetPurposes: [String: [String]] = [:]) -> ConsumerFile {
+    ///
+    /// `sourceTables` (each dataset's published tables by source file) refuses a consumer that
+    /// holds a private table and exact access to the same rows through another dataset (issue 21
+    /// item 1: `max(amount)` on the exact one read one person's value that the private one hides).
+    public static func loadConsumers(path: String, knownDatasets: Set<String>, datasetPurposes: [String: [String]] = [:],
+                                     sourceTables: [String: [SourceTable]] = [:]) -> ConsumerFile {
         let root: Node
         let version: String
         let sealed: Bool
@@ -692,6 +698,14 @@ public enum PolicyLoader {
             var grants: [String: Grant] = [:]
             if let grantsNode = fields["grants"]?.value,
                let grantEntries = reader.entries(grantsNode, what: "grants of consumer '\(entry.key)'", whenEmpty: "write `grants: {}` for none") {
+                // Both grants of such a pair are invalid, so that neither takes effect at a reload
+                // that merges the valid parts over the previous version.
+                var conflicts: [String: String] = [:]
+                for (held, other) in SourceTable.exactBesidePrivate(grantEntries.map(\.key), tables: sourceTables) {
+                    let message = "consumer '\(entry.key)' holds private table \(held.dataset).\(held.table) and exact access to the same rows through \(other.dataset).\(other.table) (both read \(other.table) of \(other.sourcePath)): the exact answers would undo the privacy; grant one of the two datasets"
+                    conflicts[other.dataset] = conflicts[other.dataset] ?? message
+                    conflicts[held.dataset] = conflicts[held.dataset] ?? message
+                }
                 for grant in grantEntries {
                     let before = reader.diagnostics.count
                     if !Name.isValid(grant.key) {
@@ -699,6 +713,7 @@ public enum PolicyLoader {
                     } else if !knownDatasets.contains(grant.key) {
                         reader.warn(grant.keyNode, "grant for dataset '\(grant.key)', which has no policy file (it takes effect if one appears)")
                     }
+                    if let conflict = conflicts[grant.key] { reader.report(grant.keyNode, conflict) }
                     let value = readGrant(grant.value, reader: &reader)
                     if let value, let listed = datasetPurposes[grant.key], !listed.isEmpty, let purposes = value.purposes {
                         for name in purposes.keys.sorted() where !listed.contains(name) {
@@ -797,6 +812,34 @@ public enum PolicyLoader {
 }
 
 /// `consumers.yaml` as loaded: the parts that validated and which parts did not.
+/// A published table by the rows it reads: its source file and table (issue 21 item 1).
+public struct SourceTable: Sendable, Hashable {
+    public let dataset: String
+    public let table: String
+    public let sourcePath: String
+    public let isPrivate: Bool
+
+    /// The tables of `policy`, with its source path resolved (symbolic links followed).
+    public static func all(_ policy: DatasetPolicy) -> [SourceTable] {
+        let path = URL(fileURLWithPath: policy.sourcePath).resolvingSymlinksInPath().standardizedFileURL.path
+        return policy.tables.map { SourceTable(dataset: policy.name, table: $0.name, sourcePath: path, isPrivate: $0.privacy != nil) }
+    }
+
+    /// Pairs (a private table, a table of another of `datasets` that reads the same rows without
+    /// privacy), in dataset order.
+    public static func exactBesidePrivate(_ datasets: [String], tables: [String: [SourceTable]]) -> [(SourceTable, SourceTable)] {
+        let granted = datasets.flatMap { tables[$0] ?? [] }
+        var pairs: [(SourceTable, SourceTable)] = []
+        for held in granted where held.isPrivate {
+            for other in granted where !other.isPrivate && other.dataset != held.dataset
+                && other.sourcePath == held.sourcePath && other.table.lowercased() == held.table.lowercased() {
+                pairs.append((held, other))
+            }
+        }
+        return pairs
+    }
+}
+
 public struct ConsumerFile: Sendable {
     /// Every consumer whose entry validated, with only the grants that validated.
     public var directory: ConsumerDirectory

@@ -319,7 +319,7 @@ extension UsageCommand {
             for (name, grant) in grants.sorted(by: { $0.key < $1.key }) where dataset == nil || dataset == name {
                 do {
                     let today = try ledger.totals(consumer: consumer, dataset: name, at: now).day
-                    var line = "\(name): \(today.okQueries) queries (of \(grant.dailyQueries.map(String.init) ?? "unlimited")) and \(today.okRows) rows (of \(grant.dailyRows.map(String.init) ?? "unlimited")) today"
+                    var line = "\(name): \(today.ranQueries) queries (of \(grant.dailyQueries.map(String.init) ?? "unlimited")) and \(today.okRows) rows (of \(grant.dailyRows.map(String.init) ?? "unlimited")) today"
                     if let policy = loaded.datasets[name],
                        let privacy = try PrivacyBudgetStatus.read(policy: policy, grant: grant, consumer: consumer, ledger: ledger, now: now) {
                         line += "; epsilon left \(PrivacyBudget.epsilonText(privacy.remainingMicros)) of \(PrivacyBudget.epsilonText(privacy.budgetMicros)) (spent \(PrivacyBudget.epsilonText(privacy.spentMicros)) this \(privacy.period == .total ? "budget" : privacy.period.rawValue)), refreshes \(privacy.refresh)"

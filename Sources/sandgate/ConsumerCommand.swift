@@ -225,7 +225,7 @@ struct ConsumerCommand: ParsableCommand {
                     if let value = grant.timeoutMilliseconds { limits.append("timeout_ms \(value)") }
                     if let value = grant.maxVMSteps { limits.append("max_vm_steps \(value)") }
                     if let value = grant.maxResultBytes { limits.append("max_result_bytes \(value)") }
-                    let queries = "\(used?.okQueries ?? 0)\(grant.dailyQueries.map { "/\($0)" } ?? "")"
+                    let queries = "\(used?.ranQueries ?? 0)\(grant.dailyQueries.map { "/\($0)" } ?? "")"
                     let rows = "\(used?.okRows ?? 0)\(grant.dailyRows.map { "/\($0)" } ?? "")"
                     let dataset = loaded.datasetFiles.contains(dataset) ? dataset : "\(dataset) (no such dataset)"
                     output += "  \(dataset): \(limits.isEmpty ? "dataset limits" : limits.joined(separator: ", ")); today \(queries) queries, \(rows) rows\n"
@@ -301,6 +301,12 @@ struct ConsumersFile {
         return Set(names.filter { $0.hasSuffix(".yaml") && !PolicyLoader.reservedFileNames.contains($0) }.map { String($0.dropLast(5)) })
     }
 
+    /// The published tables of every valid dataset, by source (a grant may not pair a private
+    /// table with exact access to its rows).
+    var sourceTables: [String: [SourceTable]] {
+        PolicyLoader.load(directory: policies, requireSources: false).datasets.mapValues(SourceTable.all)
+    }
+
     func requireDatasets(_ names: [String]) throws {
         let known = datasets
         for name in names where !known.contains(name) {
@@ -320,7 +326,7 @@ struct ConsumersFile {
         } catch {
             throw Failure("internal: cannot write \(temporary): \(error.localizedDescription)")
         }
-        let check = PolicyLoader.loadConsumers(path: temporary, knownDatasets: datasets)
+        let check = PolicyLoader.loadConsumers(path: temporary, knownDatasets: datasets, sourceTables: sourceTables)
         let wasSealed = FileManager.default.contents(atPath: path).map { PolicyLoader.isSealed(String(decoding: $0, as: UTF8.self)) } ?? true
         guard check.isValid else {
             let problems = check.diagnostics.map { $0.message }.joined(separator: "; ")

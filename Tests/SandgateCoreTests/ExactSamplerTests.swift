@@ -134,6 +134,6 @@ extension PrivatePlan {
         PrivatePlan(stageOneSQL: "", stageTwo: AggregatePlanner.releasedGroups([], width: 1), keyCount: 0, measurements: measurements,
                     calibrations: calibrated.calibrations, aggregates: aggregates, threshold: calibrated.threshold, epsilonMicros: 1_000_000,
                     budgetMicros: 10_000_000, period: .month, aggregateNames: aggregates.map { _ in "x" }, outputAggregates: [],
-                    measureColumns: [], maxGroupsPerUnit: 1, maxRowsPerUnit: 1)
+                    measureColumns: [], maxGroupsPerUnit: 1, maxRowsPerUnit: 1, work: StageOneWork(stepsPerRow: 1, parameterCalls: 0))
     }
 }

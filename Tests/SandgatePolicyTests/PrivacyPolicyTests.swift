@@ -110,3 +110,55 @@ import Testing
         ])
     }
 }
+
+/// issue 21 item 1: a consumer may not hold a private table and exact access to the same source
+/// rows through another dataset.
+@Suite struct ExactBesidePrivateTests {
+    static let exact = """
+        source: data.sqlite
+        tables:
+          orders:
+            access: aggregate
+            privacy_unit: customer_id
+            min_group_size: 10
+            columns:
+              customer_id: { role: join_key }
+              amount:      { role: measure, aggregates: [count, sum, max] }
+        """
+
+    static func consumers(_ grants: [String]) -> String {
+        "consumers:\n  a:\n    key_sha256: \(String(repeating: "ab", count: 32))\n    grants:\n"
+            + grants.map { "      \($0): {}\n" }.joined()
+    }
+
+    @Test("holding both is an error at the grant naming both datasets; one of them alone loads")
+    func refused() throws {
+        let directory = try PolicyDirectory([
+            "exact.yaml": Self.exact, "private.yaml": PrivacyPolicyTests.policy(privacy: PrivacyPolicyTests.valid),
+            "consumers.yaml": Self.consumers(["private", "exact"]),
+        ])
+        let result = directory.load()
+        let messages = result.diagnostics.map { "\($0.location.line):\($0.location.column): \($0.message)" }
+        let expected = "consumer 'a' holds private table private.orders and exact access to the same rows through exact.orders"
+        #expect(messages.count == 2 && messages[0].hasPrefix("5:7: \(expected)") && messages[1].hasPrefix("6:7: \(expected)"), "\(messages)")
+        // Neither grant takes effect, even merged over a previous version that had neither.
+        #expect(result.consumers.consumers["a"]?.grants.isEmpty ?? true)
+        for alone in ["private", "exact"] {
+            let single = try PolicyDirectory([
+                "exact.yaml": Self.exact, "private.yaml": PrivacyPolicyTests.policy(privacy: PrivacyPolicyTests.valid),
+                "consumers.yaml": Self.consumers([alone]),
+            ])
+            #expect(single.load().diagnostics.isEmpty, "\(alone)")
+        }
+    }
+
+    @Test("a different table or a different source is not the same rows")
+    func otherRows() throws {
+        let renamed = Self.exact.replacingOccurrences(of: "  orders:", with: "  payments:")
+        let directory = try PolicyDirectory([
+            "exact.yaml": renamed, "private.yaml": PrivacyPolicyTests.policy(privacy: PrivacyPolicyTests.valid),
+            "consumers.yaml": Self.consumers(["private", "exact"]),
+        ])
+        #expect(directory.load().diagnostics.isEmpty)
+    }
+}

@@ -29,9 +29,9 @@ import Testing
              widened: "retail.orders: min_group_size lowered from 10 to 3", narrowed: "retail.orders: min_group_size raised from 3 to 10"),
         Edit(label: "max_rows raised", file: "retail.yaml", old: "max_rows: 1000", new: "max_rows: 5000",
              widened: "retail: dataset max_rows raised from 1000 to 5000", narrowed: "retail: dataset max_rows lowered from 5000 to 1000"),
-        // The line of the retail grant only: analyst-a keeps its other grants (retail_dp).
-        Edit(label: "grant added", file: "consumers.yaml", old: "      retail: { max_rows: 200, daily_queries: 1000, daily_rows: 50000 }\n",
-             new: "",
+        // analyst-a's only grant: its grants become an empty mapping.
+        Edit(label: "grant added", file: "consumers.yaml", old: "    grants:\n      retail: { max_rows: 200, daily_queries: 1000, daily_rows: 50000 }\n",
+             new: "    grants: {}\n",
              widened: "consumer analyst-a: grant for dataset retail revoked", narrowed: "consumer analyst-a: grant added for dataset retail"),
         Edit(label: "tokens per consumer → shared", file: "retail.yaml", old: "owner: retail-data-office\n", new: "owner: retail-data-office\ntokens: per_consumer\n",
              widened: "retail: tokens shared by every consumer: their results can be linked, and leaks no longer trace to a consumer",

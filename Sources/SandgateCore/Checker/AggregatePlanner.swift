@@ -273,7 +273,8 @@ struct AggregatePlanner {
                 if case .column(let reference) = output.expr, reference.column.hasPrefix("__sg_a") { return Int(reference.column.dropFirst(6)) }
                 return nil
             },
-            measureColumns: Self.measureColumns(measurements), maxGroupsPerUnit: privacy.maxGroupsPerUnit, maxRowsPerUnit: privacy.maxRowsPerUnit)
+            measureColumns: Self.measureColumns(measurements), maxGroupsPerUnit: privacy.maxGroupsPerUnit, maxRowsPerUnit: privacy.maxRowsPerUnit,
+            work: StageOneWork(select: stageOne))
         return CheckedQuery(
             select: shown, maskedOutputs: outputs.map(\.masked), rules: rules,
             plan: ExecutionPlan(isAggregatePlan: true, tables: tables.map(\.name), privacy: plan))

@@ -78,6 +78,8 @@ struct PrivatePlan: Sendable {
     let measureColumns: [String]
     let maxGroupsPerUnit: Int
     let maxRowsPerUnit: Int
+    /// The most work stage 1 does per row, checked against `max_vm_steps` before it runs.
+    let work: StageOneWork
 
     /// One group's exact measurements (in `measurements` order) from its bounded contributions.
     func measured(units: Int64, rows: Int64, counts: [Int64], sums: [Double]) -> [SQLValue] {

@@ -245,8 +245,9 @@ enum BoundedFunctions {
             let elements = glob ? globElements(untilNul(patternBytes)) : likeElements(untilNul(patternBytes), escape: escape)
             arguments.withText(at: 1) { subject in
                 switch match(elements, untilNul(subject), caseInsensitive: !glob, budget: budget) {
-                case .some(let matched): result.setInteger(matched ? 1 : 0)
-                case .none: result.setInterrupted()
+                case .matched(let matched): result.setInteger(matched ? 1 : 0)
+                case .gaveUp: result.setNull()
+                case .interrupted: result.setInterrupted()
                 }
             }
         }
@@ -323,13 +324,23 @@ enum BoundedFunctions {
     /// Wildcard matching that backtracks only to the last `%`/`*` (which is exact for these
     /// patterns) and looks at the deadline every `deadlineCheckInterval` steps; nil when the
     /// deadline passed.
-    static func match(_ elements: [PatternElement], _ subject: UnsafeBufferPointer<UInt8>, caseInsensitive: Bool, budget: BudgetState) -> Bool? {
+    enum MatchOutcome: Equatable {
+        case matched(Bool)
+        /// Past the budget's `patternStepCap` (stage 1 of a private plan): the call answers NULL.
+        case gaveUp
+        /// The deadline passed or the query was cancelled.
+        case interrupted
+    }
+
+    static func match(_ elements: [PatternElement], _ subject: UnsafeBufferPointer<UInt8>, caseInsensitive: Bool, budget: BudgetState) -> MatchOutcome {
         var element = 0, position = 0
         var star = -1, starPosition = 0
         var steps = 0
+        let cap = budget.patternStepCap
         while position < subject.count {
             steps &+= 1
-            if steps % deadlineCheckInterval == 0, budget.deadlinePassed() { return nil }
+            if steps > cap { return .gaveUp }
+            if steps % deadlineCheckInterval == 0, budget.deadlinePassed() { return .interrupted }
             if element < elements.count {
                 if elements[element] == .any {
                     star = element
@@ -345,13 +356,13 @@ enum BoundedFunctions {
                     continue
                 }
             }
-            guard star >= 0 else { return false }
+            guard star >= 0 else { return .matched(false) }
             element = star + 1
             _ = readUTF8(subject, &starPosition)
             position = starPosition
         }
         while element < elements.count, elements[element] == .any { element += 1 }
-        return element == elements.count
+        return .matched(element == elements.count)
     }
 
     @inline(__always)

@@ -470,7 +470,11 @@ final class SandboxConnection {
         authorizer.reset(allowAggregateTables: true, allowPlanFunctions: true)
         defer { authorizer.reset(allowAggregateTables: false, allowPlanFunctions: false) }
         budget.arm(maxSteps: .max, timeoutMilliseconds: limits.timeoutMilliseconds, cancellation: cancellation)
-        defer { budget.disarm() }
+        budget.patternStepCap = StageOneWork.patternStepCap
+        defer {
+            budget.disarm()
+            budget.patternStepCap = .max
+        }
         budget.lengthLimit = Self.aggregatePlanLengthLimit
         connection.setLimit(.length, Int32(clamping: Self.aggregatePlanLengthLimit))
         func failure(_ error: GatewayError, executed: Bool, steps: Int64 = 0, detail: String = "") -> Result<Int64, ExecutionFailure> {
@@ -578,25 +582,9 @@ final class SandboxConnection {
     static let aggregateParameterBytes = 1024
 
     static func oversizedParameter(_ parameters: QueryParameters) -> GatewayError? {
-        let values: [SQLValue]
-        switch parameters {
-        case .none: return nil
-        case .positional(let list): values = list
-        case .named(let map): values = Array(map.values)
-        }
-        for value in values {
-            let size: Int
-            switch value {
-            case .text(let text): size = text.utf8.count
-            case .blob(let bytes): size = bytes.count
-            default: size = 0
-            }
-            if size > aggregateParameterBytes {
-                return GatewayError(.badRequest, "a parameter of a query on an aggregate table is longer than \(aggregateParameterBytes) bytes",
-                                    hint: "parameters there are for filter values: dates, channels, cities")
-            }
-        }
-        return nil
+        guard parameters.longestBytes > aggregateParameterBytes else { return nil }
+        return GatewayError(.badRequest, "a parameter of a query on an aggregate table is longer than \(aggregateParameterBytes) bytes",
+                            hint: "parameters there are for filter values: dates, channels, cities")
     }
 
     /// Maps a prepare failure to the consumer's error, preferring what the authorizer recorded.
@@ -679,6 +667,9 @@ final class BudgetState {
     var lengthLimit = ResultStorage.maximumValueLength
     /// Longest LIKE/GLOB pattern, in bytes (`SQLITE_LIMIT_LIKE_PATTERN_LENGTH`).
     let likePatternLimit = 1000
+    /// Matcher steps after which one LIKE/GLOB call answers NULL: set while stage 1 of a private
+    /// plan runs (`StageOneWork.patternStepCap`), so that every row's work has a bound.
+    var patternStepCap = Int.max
 
     /// For functions that watch the clock themselves: true (and the stop reason set) once the
     /// deadline has passed.
